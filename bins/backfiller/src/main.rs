@@ -1,0 +1,241 @@
+//! `backfiller`: the hourly safety net (cron + queue consumer), pushes backfill jobs, or runs
+//! a backfill inline with a progress bar. Thin: arguments, settings, then `jobs::backfill`.
+
+use clap::{Args, Parser, Subcommand};
+use domain::{BandId, TargetId};
+use jobs::backfill::{
+    self, BackfillJob, BackfillProgress, BackfillScope, BackfillerContext, SnapshotBandPopulations,
+};
+use runtime::BadInput;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "backfiller",
+    version,
+    about = "Finds NULL matching-tags snapshots and fills them: populations, then offers and ad_events"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: runtime::ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+struct Scope {
+    /// Only this band. Example: --band 17
+    #[arg(long, value_name = "ID")]
+    band: Option<i64>,
+    /// Only the bands of this target. Example: --target 42
+    #[arg(long, value_name = "ID")]
+    target: Option<i64>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the cron schedule (backfiller.schedule, hourly by default; each tick once across
+    /// replicas) and consumes queue `backfill` until SIGTERM or Ctrl-C.
+    /// Example: backfiller serve
+    Serve,
+    /// Pushes backfill jobs: without a flag one `backfill_missing_snapshots {}`; --band one
+    /// `snapshot_band_populations`; --target one per band of the target; --all one per band
+    /// that has NULL populations. Example: backfiller enqueue --all
+    Enqueue {
+        #[command(flatten)]
+        scope: Scope,
+        /// One job per band that holds populations with a NULL snapshot.
+        #[arg(long, conflicts_with_all = ["band", "target"])]
+        all: bool,
+    },
+    /// Backfills now, in this process, with a progress bar on a terminal (log lines
+    /// otherwise), and prints what it fixed. Example: backfiller run --dry-run
+    Run {
+        #[command(flatten)]
+        scope: Scope,
+        /// Report what would change (per table, orphans, unfixable) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rows per batch (default: backfiller.batch_size). Example: --batch-size 2000
+        #[arg(long, value_name = "N")]
+        batch_size: Option<u64>,
+        /// After the run, validate the NOT NULL guard (`snapctl guard enable`) when no NULL
+        /// is left.
+        #[arg(long)]
+        validate: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    runtime::run_main(async move {
+        let settings = runtime::load_settings(cli.config)?;
+        match cli.command {
+            Command::Serve => {
+                let schedule = backfill::parse_schedule(&settings.backfiller.schedule)
+                    .map_err(BadInput::wrap)?;
+                let db =
+                    runtime::connect_for_workers(&settings, settings.queues.backfill.concurrency)
+                        .await?;
+                let options = runtime::worker_options(backfill::QUEUE, &settings.queues.backfill);
+                tracing::info!(worker = %options.name, schedule = %settings.backfiller.schedule, "backfiller serving");
+                let ctx = BackfillerContext {
+                    db: db.clone(),
+                    options: runtime::backfill_options(&settings),
+                };
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let stopped_cron = stopped.clone();
+                let cron = backfill::serve_cron(db, schedule, options.name.clone(), async move {
+                    let mut stopped = stopped_cron;
+                    let _ = stopped.changed().await;
+                });
+                let queue = backfill::serve(ctx, &options, async move {
+                    let mut stopped = stopped;
+                    let _ = stopped.changed().await;
+                });
+                let signal = async move {
+                    runtime::shutdown_signal().await;
+                    let _ = stop.send(true);
+                    Ok::<(), jobs::JobError>(())
+                };
+                tokio::try_join!(cron, queue, signal).map_err(runtime::job_error)?;
+                Ok(())
+            }
+            Command::Enqueue { scope, all } => {
+                let db = runtime::connect(&settings).await?;
+                let jobs: Vec<BackfillJob> = if all {
+                    band_jobs(
+                        backfill::bands_with_null_populations(&db)
+                            .await
+                            .map_err(runtime::job_error)?,
+                    )
+                } else if let Some(band) = scope.band {
+                    band_jobs(vec![BandId(band)])
+                } else if let Some(target) = scope.target {
+                    band_jobs(
+                        backfill::bands_of_target(&db, TargetId(target))
+                            .await
+                            .map_err(runtime::job_error)?,
+                    )
+                } else {
+                    vec![BackfillJob::All(Default::default())]
+                };
+                for job in &jobs {
+                    backfill::enqueue(&db, job.clone())
+                        .await
+                        .map_err(runtime::job_error)?;
+                }
+                println!(
+                    "enqueued {} backfill job(s) on queue {}",
+                    jobs.len(),
+                    backfill::QUEUE
+                );
+                Ok(())
+            }
+            Command::Run {
+                scope,
+                dry_run,
+                batch_size,
+                validate,
+            } => {
+                let db = runtime::connect(&settings).await?;
+                let scope = match (scope.band, scope.target) {
+                    (Some(band), _) => BackfillScope::Bands(vec![BandId(band)]),
+                    (_, Some(target)) => BackfillScope::Bands(
+                        backfill::bands_of_target(&db, TargetId(target))
+                            .await
+                            .map_err(runtime::job_error)?,
+                    ),
+                    _ => BackfillScope::All,
+                };
+                let mut options = runtime::backfill_options(&settings);
+                options.dry_run = dry_run;
+                if let Some(batch_size) = batch_size {
+                    options.batch_size = batch_size.max(1);
+                }
+                let progress = Progress::new();
+                let report = backfill::backfill(&db, &scope, &options, &|p| progress.update(p))
+                    .await
+                    .map_err(runtime::job_error)?;
+                progress.finish();
+                println!("{report}");
+                for id in report.unfixable_ids.iter().take(20) {
+                    println!("  unfixable (band no longer exists): {id}");
+                }
+                if validate && !dry_run {
+                    let left = db.stats().null_snapshots().await?;
+                    if left.total() > 0 {
+                        return Err(anyhow::anyhow!(
+                            "not validating the guard: {} NULL snapshots are left (unfixable rows need their band back or deleting)",
+                            left.total()
+                        ));
+                    }
+                    let validated = db.guard().validate().await?;
+                    println!("guard: {validated} constraint(s) validated");
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+fn band_jobs(bands: Vec<BandId>) -> Vec<BackfillJob> {
+    bands
+        .into_iter()
+        .map(|b| BackfillJob::Band(SnapshotBandPopulations { band_id: b.0 }))
+        .collect()
+}
+
+/// An indicatif bar (rows done / total, rate, ETA) on a terminal; a log line every 5 s
+/// otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} backfill [{bar:40}] {pos}/{len} rows  {per_sec}  ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            last_log: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn update(&self, progress: BackfillProgress) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(progress.total);
+            bar.set_position(progress.done);
+            return;
+        }
+        let mut last = self.last_log.lock().expect("progress lock");
+        if last.elapsed() >= Duration::from_secs(5) || progress.done >= progress.total {
+            tracing::info!(
+                done = progress.done,
+                total = progress.total,
+                "backfill progress"
+            );
+            *last = Instant::now();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

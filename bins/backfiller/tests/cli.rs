@@ -1,0 +1,87 @@
+//! `backfiller` as a user runs it.
+
+use std::process::{Command, Output};
+
+fn backfiller(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backfiller"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("SNAPLINE_PROFILE")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("backfiller runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_clean_database_reports_nothing_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfiller(dir.path(), &["run"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("0 target_populations, 0 offers, 0 ad_events fixed"),
+        "{}",
+        stdout(&out)
+    );
+    let dry = backfiller(dir.path(), &["run", "--dry-run", "--batch-size", "10"], &[]);
+    assert!(
+        stdout(&dry).starts_with("dry run, would fix:"),
+        "{}",
+        stdout(&dry)
+    );
+}
+
+#[test]
+fn band_and_target_together_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfiller(dir.path(), &["run", "--band", "1", "--target", "2"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unknown_target_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfiller(dir.path(), &["run", "--target", "777"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("target 777 does not exist"));
+}
+
+#[test]
+fn a_bad_schedule_exits_2_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfiller(
+        dir.path(),
+        &["serve"],
+        &[("SNAPLINE_BACKFILLER__SCHEDULE", "every hour")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("every hour"));
+}
+
+#[test]
+fn enqueue_says_how_many_jobs_it_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfiller(dir.path(), &["enqueue"], &[]);
+    assert!(
+        stdout(&out).contains("enqueued 1 backfill job(s) on queue backfill"),
+        "{}",
+        stdout(&out)
+    );
+    let all = backfiller(dir.path(), &["enqueue", "--all"], &[]);
+    assert!(
+        stdout(&all).contains("enqueued 0 backfill job(s)"),
+        "{}",
+        stdout(&all)
+    );
+}

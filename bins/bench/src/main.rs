@@ -1,0 +1,488 @@
+//! `bench`: seeds a fresh PostgreSQL database, runs a snapline binary on it as a user would
+//! (a child process, release build), times the same result computed by one set-based SQL
+//! statement inside PostgreSQL, checks both agree row for row, and prints the figures.
+//!
+//! Example: cargo build --release -p bench -p populator &&
+//!          target/release/bench populate --me-files 1000000
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use repo::{Db, DbOptions};
+use sqlx::Connection;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+use synth::SeedOptions;
+
+#[derive(Parser)]
+#[command(name = "bench", about = "snapline benchmarks on PostgreSQL")]
+struct Cli {
+    /// A PostgreSQL server and role that may create databases (no database name).
+    #[arg(
+        long,
+        env = "SNAPLINE_BENCH_PG",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// `populator run` on the broad target (most me_files match its outer band) against one
+    /// `INSERT ... SELECT`. Example: bench populate --me-files 100000 --me-files 1000000
+    Populate {
+        /// Data set sizes to measure, each in its own fresh database.
+        #[arg(long, default_values_t = [100_000u64])]
+        me_files: Vec<u64>,
+        /// Me_files per populator batch (default: the configured populator.batch_size).
+        #[arg(long)]
+        batch_size: Option<u64>,
+        /// The target to populate (1 is the broad nested target).
+        #[arg(long, default_value_t = 1)]
+        target: i64,
+    },
+    /// `backfiller run` (a child process) on legacy NULL snapshots in all three tables against
+    /// the same backfill as set-based SQL on copies of the tables, plus `EXPLAIN` of the
+    /// NULL-finding queries. Example: bench backfill --me-files 1000000
+    Backfill {
+        #[arg(long, default_value_t = 1_000_000)]
+        me_files: u64,
+        /// Rows per backfiller batch (default: backfiller.batch_size).
+        #[arg(long)]
+        batch_size: Option<u64>,
+    },
+    /// `syncer serve` (a child process, configured concurrency) on populated targets: a burst
+    /// of syncs pushed at once (throughput), then syncs pushed one by one at a steady rate with
+    /// the plain-SQL push other services use (latency from push to commit).
+    /// Example: bench sync --me-files 1000000 --targets 100 --syncs 10000
+    Sync {
+        #[arg(long, default_value_t = 1_000_000)]
+        me_files: u64,
+        /// Targets, all populated before the syncs.
+        #[arg(long, default_value_t = 100)]
+        targets: usize,
+        /// Syncs of distinct random me_files in the burst.
+        #[arg(long, default_value_t = 10_000)]
+        syncs: usize,
+        /// Syncs pushed one by one for the latency figures, and their rate per second.
+        #[arg(long, default_value_t = 2_000)]
+        paced: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Reuse the database of an earlier run (already seeded and populated).
+        #[arg(long)]
+        reuse: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    runtime::run_main(async move {
+        match cli.command {
+            Bench::Populate {
+                me_files,
+                batch_size,
+                target,
+            } => {
+                println!(
+                    "| me_files | rows | populator | SQL INSERT ... SELECT | ratio | populator peak RSS |"
+                );
+                println!("|---:|---:|---:|---:|---:|---:|");
+                for n in me_files {
+                    bench_populate(&cli.server, n, batch_size, target).await?;
+                }
+                Ok(())
+            }
+            Bench::Backfill {
+                me_files,
+                batch_size,
+            } => bench_backfill(&cli.server, me_files, batch_size).await,
+            Bench::Sync {
+                me_files,
+                targets,
+                syncs,
+                paced,
+                rate,
+                reuse,
+            } => bench_sync(&cli.server, me_files, targets, syncs, paced, rate, reuse).await,
+        }
+    })
+}
+
+async fn fresh_database(server: &str, name: &str) -> anyhow::Result<String> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(format!("{server}/{name}"))
+}
+
+/// The release binary `name` beside this one.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p {name})",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Runs a child to completion; returns (stdout, wall time, peak RSS in KiB). The peak is
+/// the child's own `VmHWM`, sampled until it exits (rusage would also count the memory the
+/// child shared with this process between fork and exec).
+fn run_child(mut command: Command) -> anyhow::Result<(String, Duration, u64)> {
+    let started = Instant::now();
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+            {
+                peak = peak.max(kib);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let output = child.wait_with_output()?;
+    let elapsed = started.elapsed();
+    let peak = sampler.join().unwrap_or(0);
+    if !output.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            command,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        elapsed,
+        peak,
+    ))
+}
+
+async fn bench_populate(
+    server: &str,
+    me_files: u64,
+    batch_size: Option<u64>,
+    target: i64,
+) -> anyhow::Result<()> {
+    let url = fresh_database(server, &format!("snapline_bench_populate_{me_files}")).await?;
+    let db = Db::connect(&DbOptions::new(url.clone())).await?;
+    db.migrate().await?;
+    let seeded = synth::seed(
+        &db,
+        &SeedOptions {
+            me_files,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+        |_, _| {},
+    )
+    .await?;
+    eprintln!(
+        "seeded {me_files} me_files ({} tags) in {:.1}s",
+        seeded.me_file_tags,
+        seeded.elapsed.as_secs_f64()
+    );
+
+    db.bulk().checkpoint().await?;
+    let mut populator = Command::new(sibling("populator")?);
+    populator
+        .args(["run", "--target", &target.to_string()])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn");
+    if let Some(batch_size) = batch_size {
+        populator.args(["--batch-size", &batch_size.to_string()]);
+    }
+    let (summary, populator_time, rss_kib) = run_child(populator)?;
+    eprintln!("{}", summary.trim());
+
+    let reference = db.reference();
+    reference
+        .create_population_table("reference_populations")
+        .await?;
+    db.bulk().checkpoint().await?;
+    let started = Instant::now();
+    let rows = reference
+        .populate_target_into("reference_populations", target)
+        .await?;
+    let sql_time = started.elapsed();
+    let differences = reference
+        .population_differences("reference_populations", target)
+        .await?;
+    if differences != 0 {
+        bail!("populator and SQL disagree on {differences} rows");
+    }
+    println!(
+        "| {me_files} | {rows} | {:.2} s | {:.2} s | {:.2} | {:.0} MB |",
+        populator_time.as_secs_f64(),
+        sql_time.as_secs_f64(),
+        populator_time.as_secs_f64() / sql_time.as_secs_f64(),
+        rss_kib as f64 / 1024.0
+    );
+    db.close().await;
+    Ok(())
+}
+
+async fn wait_until_drained(db: &Db, queue: &str, expected: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let counts = db.queue_jobs().count_by_status(queue).await?;
+        let done: i64 = counts
+            .iter()
+            .filter(|(s, _)| s == "Done")
+            .map(|(_, n)| n)
+            .sum();
+        let stuck: Vec<_> = counts
+            .iter()
+            .filter(|(s, _)| s == "Killed" || s == "Failed")
+            .collect();
+        if !stuck.is_empty() {
+            bail!("syncs failed: {stuck:?}");
+        }
+        if done as usize >= expected {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("syncs did not finish: {counts:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn bench_sync(
+    server: &str,
+    me_files: u64,
+    targets: usize,
+    syncs: usize,
+    paced: usize,
+    rate: u64,
+    reuse: bool,
+) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::index::sample;
+    let name = format!("snapline_bench_sync_{me_files}_{targets}");
+    let url = if reuse {
+        format!("{server}/{name}")
+    } else {
+        fresh_database(server, &name).await?
+    };
+    let db = Db::connect(&DbOptions::new(url.clone())).await?;
+    if reuse {
+        db.queue_jobs()
+            .delete_finished(jobs::sync_me_file::QUEUE)
+            .await?;
+    } else {
+        seed_and_populate(&db, me_files, targets).await?;
+    }
+    // Members of at least one target, so every sync rewrites snapshots and its commit shows
+    // in the rows' updated_at.
+    let members = db.reference().member_me_files().await?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let chosen: Vec<i64> = sample(&mut rng, members.len(), (syncs + paced).min(members.len()))
+        .into_iter()
+        .map(|i| members[i])
+        .collect();
+    let (burst, steady) = chosen.split_at(syncs.min(chosen.len()));
+    db.reference().touch_tags(&chosen, 1).await?;
+    db.bulk().checkpoint().await?;
+
+    // Burst: every job is waiting before the syncer starts; time until all are done.
+    let queue = jobs::sync_me_file::QUEUE;
+    let started = Instant::now();
+    for me_file in burst {
+        db.queue_jobs()
+            .push_plain_sql(queue, &format!("{{\"me_file_id\":{me_file}}}"), 5)
+            .await?;
+    }
+    let pushed = started.elapsed();
+    let concurrency =
+        std::env::var("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY").unwrap_or_else(|_| "4".into());
+    let started = Instant::now();
+    let mut syncer = Command::new(sibling("syncer")?)
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    wait_until_drained(&db, queue, burst.len()).await?;
+    // From the first job taken to the last one done: the syncer's start-up is not counted.
+    let burst_time = Duration::from_secs_f64(db.queue_jobs().latency(queue).await?.span_secs);
+    eprintln!(
+        "burst drained {:.2}s after the syncer was started",
+        started.elapsed().as_secs_f64()
+    );
+    db.queue_jobs().delete_finished(queue).await?;
+
+    // Steady: one push every 1/rate s; latency from push to commit.
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let started = Instant::now();
+    for (i, me_file) in steady.iter().enumerate() {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        db.queue_jobs()
+            .push_plain_sql(queue, &format!("{{\"me_file_id\":{me_file}}}"), 5)
+            .await?;
+    }
+    wait_until_drained(&db, queue, steady.len()).await?;
+    let latency = db.queue_jobs().latency(queue).await?;
+    let (committed, p50, p99, max) = db.reference().sync_commit_latency().await?;
+    let _ = syncer.kill();
+    let _ = syncer.wait();
+
+    println!(
+        "| me_files | targets | concurrency | burst (pushed in) | drained in | throughput | paced syncs | push to commit p50 / p99 / max | push to ack p50 / p99 |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {me_files} | {targets} | {concurrency} | {} ({:.2} s) | {:.2} s | {:.0} syncs/s | {committed} at {rate}/s | {p50:.1} / {p99:.1} / {max:.1} ms | {:.1} / {:.1} ms |",
+        burst.len(),
+        pushed.as_secs_f64(),
+        burst_time.as_secs_f64(),
+        burst.len() as f64 / burst_time.as_secs_f64(),
+        latency.p50_ms,
+        latency.p99_ms,
+    );
+    db.close().await;
+    Ok(())
+}
+
+async fn seed_and_populate(db: &Db, me_files: u64, targets: usize) -> anyhow::Result<()> {
+    db.migrate().await?;
+    let seeded = synth::seed(
+        db,
+        &SeedOptions {
+            me_files,
+            targets,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+        |_, _| {},
+    )
+    .await?;
+    eprintln!(
+        "seeded {me_files} me_files, {targets} targets in {:.1}s",
+        seeded.elapsed.as_secs_f64()
+    );
+    let started = Instant::now();
+    let mut members = 0;
+    for target in db.targets().all().await? {
+        let summary = jobs::populate_target::populate_target(
+            db,
+            target.id,
+            &jobs::populate_target::PopulateOptions::default(),
+        )
+        .await?;
+        members += summary.inserted;
+    }
+    eprintln!(
+        "populated {targets} targets ({members} rows) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn bench_backfill(
+    server: &str,
+    me_files: u64,
+    batch_size: Option<u64>,
+) -> anyhow::Result<()> {
+    let url = fresh_database(server, &format!("snapline_bench_backfill_{me_files}")).await?;
+    let db = Db::connect(&DbOptions::new(url.clone())).await?;
+    db.migrate().await?;
+    // Every member of the broad target is a legacy row: NULL population, offer, ad_event.
+    let seeded = synth::seed(
+        &db,
+        &SeedOptions {
+            me_files,
+            targets: 1,
+            legacy_share: 1.0,
+            ..SeedOptions::default()
+        },
+        |_, _| {},
+    )
+    .await?;
+    eprintln!(
+        "seeded {me_files} me_files: {} NULL populations, {} NULL offers, {} NULL ad_events in {:.1}s",
+        seeded.legacy_populations,
+        seeded.offers,
+        seeded.ad_events,
+        seeded.elapsed.as_secs_f64()
+    );
+    for (query, plan) in db.backfill().explain_null_queries(5_000).await? {
+        println!("```\nEXPLAIN {query}\n{plan}\n```");
+    }
+    let reference = db.reference();
+    for (table, copy) in [
+        ("target_populations", "ref_populations"),
+        ("offers", "ref_offers"),
+        ("ad_events", "ref_ad_events"),
+    ] {
+        reference.copy_table(table, copy).await?;
+    }
+
+    db.bulk().checkpoint().await?;
+    let mut backfiller = Command::new(sibling("backfiller")?);
+    backfiller
+        .arg("run")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn");
+    if let Some(batch_size) = batch_size {
+        backfiller.args(["--batch-size", &batch_size.to_string()]);
+    }
+    let (summary, backfiller_time, rss_kib) = run_child(backfiller)?;
+    eprintln!("{}", summary.trim());
+
+    db.bulk().checkpoint().await?;
+    let started = Instant::now();
+    let sql_rows = reference
+        .backfill_in_sql("ref_populations", "ref_offers", "ref_ad_events")
+        .await?;
+    let sql_time = started.elapsed();
+    for (table, copy) in [
+        ("target_populations", "ref_populations"),
+        ("offers", "ref_offers"),
+        ("ad_events", "ref_ad_events"),
+    ] {
+        let differences = reference.snapshot_differences(table, copy).await?;
+        if differences != 0 {
+            bail!("backfiller and SQL disagree on {differences} rows of {table}");
+        }
+    }
+    let rows = seeded.legacy_populations + seeded.offers + seeded.ad_events;
+    println!(
+        "| me_files | NULL rows | backfiller | rows/s | SQL UPDATEs | rows/s | ratio | backfiller peak RSS |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {me_files} | {rows} | {:.2} s | {:.0} | {:.2} s | {:.0} | {:.2} | {:.0} MB |",
+        backfiller_time.as_secs_f64(),
+        rows as f64 / backfiller_time.as_secs_f64(),
+        sql_time.as_secs_f64(),
+        sql_rows as f64 / sql_time.as_secs_f64(),
+        backfiller_time.as_secs_f64() / sql_time.as_secs_f64(),
+        rss_kib as f64 / 1024.0
+    );
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! `populator`: consumes the `populate_target` queue, pushes onto it, or runs one populate
+//! inline. Thin: arguments, settings, then `jobs::populate_target`.
+
+use clap::{Parser, Subcommand};
+use domain::TargetId;
+use jobs::populate_target::{self, PopulatorContext};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "populator",
+    version,
+    about = "Populates whole targets: every member row with its matching-tags snapshot"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: runtime::ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consumes `populate_target` jobs until SIGTERM or Ctrl-C (concurrency from
+    /// queues.populate_target.concurrency). Example: populator serve
+    Serve,
+    /// Pushes a `populate_target` job. Example: populator enqueue --target 42
+    Enqueue {
+        /// The target to populate.
+        #[arg(long, value_name = "ID")]
+        target: i64,
+    },
+    /// Populates a target now, in this process, without a queue, and prints what changed.
+    /// Example: populator run --target 42
+    Run {
+        /// The target to populate.
+        #[arg(long, value_name = "ID")]
+        target: i64,
+        /// Me_files per batch (default: populator.batch_size).
+        #[arg(long, value_name = "N")]
+        batch_size: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    runtime::run_main(async move {
+        let settings = runtime::load_settings(cli.config)?;
+        let db = match cli.command {
+            Command::Serve => {
+                runtime::connect_for_workers(&settings, settings.queues.populate_target.concurrency)
+                    .await?
+            }
+            _ => runtime::connect(&settings).await?,
+        };
+        match cli.command {
+            Command::Serve => {
+                let ctx = PopulatorContext {
+                    db,
+                    options: runtime::populate_options(&settings),
+                };
+                let options = runtime::worker_options(
+                    populate_target::QUEUE,
+                    &settings.queues.populate_target,
+                );
+                tracing::info!(worker = %options.name, concurrency = options.concurrency, "populator serving");
+                populate_target::serve(ctx, &options, runtime::shutdown_signal())
+                    .await
+                    .map_err(runtime::job_error)
+            }
+            Command::Enqueue { target } => {
+                populate_target::enqueue(&db, TargetId(target))
+                    .await
+                    .map_err(runtime::job_error)?;
+                println!("enqueued populate_target for target {target}");
+                Ok(())
+            }
+            Command::Run { target, batch_size } => {
+                let mut options = runtime::populate_options(&settings);
+                if let Some(batch_size) = batch_size {
+                    options.batch_size = batch_size.max(1);
+                }
+                let summary = populate_target::populate_target(&db, TargetId(target), &options)
+                    .await
+                    .map_err(runtime::job_error)?;
+                println!("{summary}");
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,54 @@
+//! `populator` as a user runs it: help, exit codes, messages.
+
+use std::process::{Command, Output};
+
+fn populator(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_populator"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("SNAPLINE_PROFILE")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("populator runs")
+}
+
+#[test]
+fn help_explains_each_command_with_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = populator(dir.path(), &["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "enqueue", "run"] {
+        assert!(text.contains(command), "{text}");
+    }
+    let run = populator(dir.path(), &["run", "--help"]);
+    assert!(String::from_utf8_lossy(&run.stdout).contains("Example: populator run --target 42"));
+}
+
+#[test]
+fn an_unknown_target_exits_2_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = populator(dir.path(), &["run", "--target", "4242"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("target 4242 does not exist"), "{stderr}");
+}
+
+#[test]
+fn a_missing_argument_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = populator(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn enqueue_on_the_embedded_default_says_what_it_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = populator(dir.path(), &["enqueue", "--target", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enqueued populate_target for target 7"));
+}

@@ -1,0 +1,100 @@
+//! `snapctl` as a user runs it: exit codes and messages.
+
+use std::process::{Command, Output};
+
+fn snapctl(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_snapctl"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("SNAPLINE_PROFILE")
+        .env("RUST_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("snapctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_config_typo_exits_2_naming_the_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[database]\nmax_conections = 3\n",
+    )
+    .unwrap();
+    let out = snapctl(dir.path(), &["--config", "bad.toml", "seed"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("max_conections") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn production_without_database_url_exits_2_and_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = snapctl(dir.path(), &["seed"], &[("SNAPLINE_PROFILE", "production")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("DATABASE_URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn seeding_twice_is_refused_with_exit_2_and_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("seed.db").display());
+    let env = [("DATABASE_URL", url.as_str())];
+    let first = snapctl(dir.path(), &["seed", "--me-files", "500"], &env);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stdout).contains("seeded 500 me_files"),
+        "{}",
+        text(&first.stdout)
+    );
+
+    let second = snapctl(dir.path(), &["seed", "--me-files", "500"], &env);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        text(&second.stderr).contains("already holds data"),
+        "{}",
+        text(&second.stderr)
+    );
+}
+
+#[test]
+fn an_unreachable_database_exits_1_with_the_url_and_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = snapctl(
+        dir.path(),
+        &["seed"],
+        &[
+            ("DATABASE_URL", "postgres://app:hunter2@127.0.0.1:1/none"),
+            ("SNAPLINE_DATABASE__ACQUIRE_TIMEOUT_SECS", "2"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn demo_runs_on_a_fresh_directory_without_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = snapctl(dir.path(), &["demo", "--me-files", "2000"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("seeded 2000 me_files"), "{stdout}");
+    assert!(stdout.contains("2000 me_files"), "{stdout}");
+    assert!(dir.path().join("snapline-demo.db").exists());
+}

@@ -1,0 +1,574 @@
+//! The safety net that leaves no NULL snapshot behind, on queue `backfill`:
+//! `backfill_missing_snapshots {}` (everything; scheduled by cron, hourly by default) and
+//! `snapshot_band_populations {"band_id": i64}` (one band).
+//!
+//! When it runs: on the cron tick (exactly once per tick across replicas), when pushed
+//! (`backfiller enqueue`), or inline (`backfiller run`, `just backfill`).
+//!
+//! What it changes, in keyset-paged batches of one transaction each: first every population
+//! with a NULL snapshot gets the snapshot built by `domain` from the me_file's current tags
+//! and the band's traits; then every offer and ad_event with a NULL snapshot gets its
+//! population's snapshot, or, when there is no such population, one computed from current
+//! tags and that band (an orphan). When the band itself is gone the row stays NULL and is
+//! counted as unfixable, with its id in the log. Every write re-checks `IS NULL`: a snapshot
+//! written meanwhile by the populator or syncer is never overwritten, and a non-NULL offer or
+//! ad_event snapshot (history) is never changed. A run killed at any point is finished by the
+//! next one.
+
+use crate::JobError;
+use crate::queue::Payload;
+use crate::sync_me_file::BandCache;
+use domain::{BandId, MeFileId, TargetBands, TargetId};
+use repo::{CopyTable, Db};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const QUEUE: &str = "backfill";
+
+/// `backfill_missing_snapshots {}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillMissingSnapshots {}
+
+/// `snapshot_band_populations {"band_id": i64}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotBandPopulations {
+    pub band_id: i64,
+}
+
+/// The jobs of queue `backfill`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BackfillJob {
+    Band(SnapshotBandPopulations),
+    All(BackfillMissingSnapshots),
+}
+
+const PAYLOAD_SHAPE: &str = r#"{} or {"band_id": <integer>}"#;
+
+/// What a run covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackfillScope {
+    All,
+    Bands(Vec<BandId>),
+}
+
+impl BackfillScope {
+    fn bands(&self) -> Option<&[BandId]> {
+        match self {
+            BackfillScope::All => None,
+            BackfillScope::Bands(bands) => Some(bands),
+        }
+    }
+
+    fn lease_name(&self) -> String {
+        match self {
+            BackfillScope::All => "backfill:all".into(),
+            BackfillScope::Bands(bands) => {
+                let ids: Vec<String> = bands.iter().map(|b| b.0.to_string()).collect();
+                format!("backfill:bands:{}", ids.join(","))
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BackfillOptions {
+    pub batch_size: u64,
+    /// Report what would change and write nothing.
+    pub dry_run: bool,
+    /// More NULL snapshots than this in one run logs a warning: after the inline fix they
+    /// should be rare.
+    pub warn_threshold: i64,
+    pub lease_ttl: Duration,
+    pub lock_wait: Duration,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 5_000,
+            dry_run: false,
+            warn_threshold: 10,
+            lease_ttl: Duration::from_secs(120),
+            lock_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a run fixed (or, dry, would fix).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillReport {
+    pub dry_run: bool,
+    /// NULL snapshots found when the run started, per table.
+    pub found: [i64; 3],
+    pub populations_fixed: u64,
+    pub offers_fixed: u64,
+    pub ad_events_fixed: u64,
+    /// Offer / ad_event (me_file, band) pairs with no population: snapshot computed from tags.
+    pub orphans: u64,
+    /// Rows left NULL because their band no longer exists.
+    pub unfixable: u64,
+    pub unfixable_ids: Vec<String>,
+    pub batches: u64,
+    pub elapsed_ms: u64,
+}
+
+impl BackfillReport {
+    pub fn fixed(&self) -> u64 {
+        self.populations_fixed + self.offers_fixed + self.ad_events_fixed
+    }
+
+    pub fn rate_per_sec(&self) -> f64 {
+        self.fixed() as f64 / (self.elapsed_ms.max(1) as f64 / 1000.0)
+    }
+}
+
+impl std::fmt::Display for BackfillReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{} target_populations, {} offers, {} ad_events fixed; {} orphans computed from tags; {} unfixable left NULL; {} batches in {:.2}s ({:.0} rows/s)",
+            if self.dry_run {
+                "dry run, would fix: "
+            } else {
+                ""
+            },
+            self.populations_fixed,
+            self.offers_fixed,
+            self.ad_events_fixed,
+            self.orphans,
+            self.unfixable,
+            self.batches,
+            self.elapsed_ms as f64 / 1000.0,
+            self.rate_per_sec()
+        )
+    }
+}
+
+/// Progress of a run: rows handled so far out of the NULLs found at the start.
+#[derive(Clone, Copy, Debug)]
+pub struct BackfillProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Where the bands of a run's rows come from: each band's target's metadata, loaded once.
+struct Bands<'a> {
+    db: &'a Db,
+    cache: BandCache,
+    targets_of: HashMap<BandId, Option<TargetId>>,
+}
+
+impl<'a> Bands<'a> {
+    fn new(db: &'a Db) -> Self {
+        Self {
+            db,
+            cache: BandCache::new(Duration::from_secs(3600)),
+            targets_of: HashMap::new(),
+        }
+    }
+
+    /// The metadata of each band's target; `None` for a band that no longer exists.
+    async fn resolve(
+        &mut self,
+        bands: impl IntoIterator<Item = BandId>,
+    ) -> Result<HashMap<BandId, Option<Arc<TargetBands>>>, JobError> {
+        let bands: Vec<BandId> = bands.into_iter().collect();
+        let unknown: Vec<BandId> = bands
+            .iter()
+            .copied()
+            .filter(|b| !self.targets_of.contains_key(b))
+            .collect();
+        if !unknown.is_empty() {
+            let found = self.db.bands().targets_of_bands(&unknown).await?;
+            for band in unknown {
+                self.targets_of.insert(band, found.get(&band).copied());
+            }
+        }
+        let mut targets: Vec<TargetId> = bands.iter().filter_map(|b| self.targets_of[b]).collect();
+        targets.sort();
+        targets.dedup();
+        let loaded: HashMap<TargetId, Arc<TargetBands>> = self
+            .cache
+            .get(self.db, &targets)
+            .await?
+            .into_iter()
+            .map(|t| (t.target_id(), t))
+            .collect();
+        Ok(bands
+            .into_iter()
+            .map(|b| {
+                let target = self.targets_of[&b].and_then(|t| loaded.get(&t).cloned());
+                // a band whose target lost it meanwhile counts as gone
+                let target = target.filter(|t| t.band(b).is_some());
+                (b, target)
+            })
+            .collect())
+    }
+}
+
+/// Runs a backfill of `scope`; `on_progress` is called after each batch.
+pub async fn backfill(
+    db: &Db,
+    scope: &BackfillScope,
+    options: &BackfillOptions,
+    on_progress: &(dyn Fn(BackfillProgress) + Send + Sync),
+) -> Result<BackfillReport, JobError> {
+    let started = Instant::now();
+    let mut report = BackfillReport {
+        dry_run: options.dry_run,
+        ..BackfillReport::default()
+    };
+    let bands_filter = scope.bands();
+    if db.backfill().nulls_present(bands_filter).await? == [false; 3] {
+        tracing::info!("No missing snapshots found");
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    let lease = crate::lease::HeldLease::acquire(
+        db,
+        scope.lease_name(),
+        options.lease_ttl,
+        options.lock_wait,
+    )
+    .await?;
+    let result = backfill_holding_lease(db, scope, options, on_progress, &lease, &mut report).await;
+    lease.release(db).await;
+    result?;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        dry_run = report.dry_run,
+        populations_fixed = report.populations_fixed,
+        offers_fixed = report.offers_fixed,
+        ad_events_fixed = report.ad_events_fixed,
+        orphans = report.orphans,
+        unfixable = report.unfixable,
+        batches = report.batches,
+        elapsed_ms = report.elapsed_ms,
+        rows_per_sec = report.rate_per_sec() as u64,
+        "backfill finished"
+    );
+    Ok(report)
+}
+
+async fn backfill_holding_lease(
+    db: &Db,
+    scope: &BackfillScope,
+    options: &BackfillOptions,
+    on_progress: &(dyn Fn(BackfillProgress) + Send + Sync),
+    lease: &crate::lease::HeldLease,
+    report: &mut BackfillReport,
+) -> Result<(), JobError> {
+    let bands_filter = scope.bands();
+    report.found = db.backfill().null_counts(bands_filter).await?;
+    let total: i64 = report.found.iter().sum();
+    if total > options.warn_threshold {
+        tracing::warn!(
+            target_populations = report.found[0],
+            offers = report.found[1],
+            ad_events = report.found[2],
+            threshold = options.warn_threshold,
+            "found more missing snapshots than expected: a writer may be leaving NULLs"
+        );
+    } else {
+        tracing::info!(
+            target_populations = report.found[0],
+            offers = report.found[1],
+            ad_events = report.found[2],
+            "found missing snapshots"
+        );
+    }
+    let total = total.max(0) as u64;
+    let mut done = 0u64;
+    let mut bands = Bands::new(db);
+
+    // 1. Populations, by id.
+    let mut after = 0i64;
+    loop {
+        let rows = db
+            .backfill()
+            .null_populations_after(after, options.batch_size, bands_filter)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        let targets = bands.resolve(rows.iter().map(|r| r.band_id)).await?;
+        let me_files: Vec<MeFileId> = rows.iter().map(|r| r.me_file_id).collect();
+        let tags = db.tags().of_me_files(&me_files, None).await?;
+        let mut snapshots = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match &targets[&row.band_id] {
+                Some(target) => {
+                    let band = target.band(row.band_id).expect("resolved band");
+                    let me_file_tags = tags.get(&row.me_file_id).map(Vec::as_slice).unwrap_or(&[]);
+                    snapshots.push((row.id, target.snapshot_of(band, me_file_tags).to_json()));
+                }
+                None => {
+                    report.unfixable += 1;
+                    report
+                        .unfixable_ids
+                        .push(format!("target_populations:{}", row.id));
+                    tracing::warn!(
+                        population_id = row.id,
+                        band_id = row.band_id.0,
+                        "band no longer exists: population left NULL"
+                    );
+                }
+            }
+        }
+        report.populations_fixed += if options.dry_run {
+            snapshots.len() as u64
+        } else {
+            let txn = db.begin_write().await?;
+            lease.renew(db, &txn).await?;
+            let written = db.backfill().fill_populations(&txn, &snapshots).await?;
+            txn.commit().await.map_err(repo::RepoError::from)?;
+            written
+        };
+        report.batches += 1;
+        done += rows.len() as u64;
+        on_progress(BackfillProgress { done, total });
+    }
+
+    // 2. Offers, then ad_events, by (me_file, band).
+    for table in CopyTable::ALL {
+        let mut after = (MeFileId(i64::MIN), BandId(i64::MIN));
+        loop {
+            let pairs = db
+                .backfill()
+                .null_pairs_after(table, after, options.batch_size, bands_filter)
+                .await?;
+            let Some(last) = pairs.last() else { break };
+            after = *last;
+            let from_populations = db.backfill().population_snapshots(&pairs).await?;
+            let missing: Vec<(MeFileId, BandId)> = pairs
+                .iter()
+                .copied()
+                .filter(|p| !from_populations.contains_key(p))
+                .collect();
+            let targets = bands.resolve(missing.iter().map(|p| p.1)).await?;
+            let orphan_me_files: Vec<MeFileId> = missing.iter().map(|p| p.0).collect();
+            let tags = db.tags().of_me_files(&orphan_me_files, None).await?;
+            let mut snapshots = Vec::with_capacity(pairs.len());
+            let mut unfixable = Vec::new();
+            for pair in &pairs {
+                if let Some(text) = from_populations.get(pair) {
+                    snapshots.push((pair.0, pair.1, text.clone()));
+                    continue;
+                }
+                match &targets[&pair.1] {
+                    Some(target) => {
+                        let band = target.band(pair.1).expect("resolved band");
+                        let me_file_tags = tags.get(&pair.0).map(Vec::as_slice).unwrap_or(&[]);
+                        snapshots.push((
+                            pair.0,
+                            pair.1,
+                            target.snapshot_of(band, me_file_tags).to_json(),
+                        ));
+                        report.orphans += 1;
+                        tracing::info!(
+                            table = table.name(),
+                            me_file_id = pair.0.0,
+                            band_id = pair.1.0,
+                            "no population: snapshot computed from current tags"
+                        );
+                    }
+                    None => unfixable.push(*pair),
+                }
+            }
+            if !unfixable.is_empty() {
+                let ids = db.backfill().null_copy_ids(table, &unfixable).await?;
+                for id in &ids {
+                    tracing::warn!(table = table.name(), id, "band no longer exists: left NULL");
+                    report.unfixable_ids.push(format!("{}:{id}", table.name()));
+                }
+                report.unfixable += ids.len() as u64;
+            }
+            let fixed = if options.dry_run {
+                let fixable: Vec<(MeFileId, BandId)> =
+                    snapshots.iter().map(|s| (s.0, s.1)).collect();
+                db.backfill().null_copy_ids(table, &fixable).await?.len() as u64
+            } else {
+                let txn = db.begin_write().await?;
+                lease.renew(db, &txn).await?;
+                let written = db.backfill().fill_copies(&txn, table, &snapshots).await?;
+                txn.commit().await.map_err(repo::RepoError::from)?;
+                written
+            };
+            match table {
+                CopyTable::Offers => report.offers_fixed += fixed,
+                CopyTable::AdEvents => report.ad_events_fixed += fixed,
+            }
+            report.batches += 1;
+            done += fixed + unfixable.len() as u64;
+            on_progress(BackfillProgress {
+                done: done.min(total),
+                total,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The bands a `--target` backfill covers (all of the target's bands).
+pub async fn bands_of_target(db: &Db, target: TargetId) -> Result<Vec<BandId>, JobError> {
+    if db.targets().find(target).await?.is_none() {
+        return Err(JobError::UnknownTarget(target));
+    }
+    Ok(db
+        .bands()
+        .of_target(target)
+        .await?
+        .bands()
+        .iter()
+        .map(|b| b.id)
+        .collect())
+}
+
+/// What a backfiller worker needs for every job.
+#[derive(Clone, Debug)]
+pub struct BackfillerContext {
+    pub db: Db,
+    pub options: BackfillOptions,
+}
+
+/// The apalis handler of queue `backfill`.
+pub async fn handle(
+    job: Payload<BackfillJob>,
+    ctx: apalis::prelude::Data<BackfillerContext>,
+) -> Result<BackfillReport, apalis::prelude::BoxDynError> {
+    use tracing::Instrument;
+    let result = match job.into_valid(PAYLOAD_SHAPE) {
+        Ok(BackfillJob::All(_)) => {
+            backfill(&ctx.db, &BackfillScope::All, &ctx.options, &|_| {})
+                .instrument(tracing::info_span!("backfill_missing_snapshots"))
+                .await
+        }
+        Ok(BackfillJob::Band(job)) => {
+            backfill(
+                &ctx.db,
+                &BackfillScope::Bands(vec![BandId(job.band_id)]),
+                &ctx.options,
+                &|_| {},
+            )
+            .instrument(tracing::info_span!(
+                "snapshot_band_populations",
+                band_id = job.band_id
+            ))
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    crate::worker::into_apalis(QUEUE, result)
+}
+
+/// Pushes one backfill job.
+pub async fn enqueue(db: &Db, job: BackfillJob) -> Result<(), JobError> {
+    crate::queue::push(db, QUEUE, job, crate::queue::DEFAULT_MAX_ATTEMPTS).await
+}
+
+/// Bands that hold populations with a NULL snapshot (for `enqueue --all`: one job each).
+pub async fn bands_with_null_populations(db: &Db) -> Result<Vec<BandId>, JobError> {
+    let mut bands = std::collections::BTreeSet::new();
+    let mut after = 0;
+    loop {
+        let rows = db
+            .backfill()
+            .null_populations_after(after, 10_000, None)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        bands.extend(rows.iter().map(|r| r.band_id));
+    }
+    Ok(bands.into_iter().collect())
+}
+
+/// Claims the cron tick at `timestamp` (seconds) for this replica: exactly one replica's claim
+/// succeeds per tick, and that replica pushes `backfill_missing_snapshots`. The claim is a
+/// lease that outlives the tick, so a replica whose clock or schedule lags cannot claim it again.
+pub async fn on_cron_tick(db: &Db, timestamp: u64, replica: &str) -> Result<bool, JobError> {
+    let claimed = db
+        .leases()
+        .try_acquire(
+            &format!("backfill_tick:{timestamp}"),
+            replica,
+            Duration::from_secs(86_400),
+        )
+        .await?;
+    if claimed {
+        enqueue(db, BackfillJob::All(BackfillMissingSnapshots {})).await?;
+        tracing::info!(
+            tick = timestamp,
+            replica,
+            "cron tick: backfill_missing_snapshots enqueued"
+        );
+    } else {
+        tracing::debug!(
+            tick = timestamp,
+            replica,
+            "cron tick already claimed by another replica"
+        );
+    }
+    Ok(claimed)
+}
+
+/// Consumes queue `backfill` until `shutdown` completes.
+pub async fn serve(
+    ctx: BackfillerContext,
+    options: &crate::worker::WorkerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    crate::worker::serve_queue!(BackfillJob, QUEUE, ctx, options, handle, shutdown)
+}
+
+/// Parses a cron schedule: standard five fields (`0 * * * *`, minute first) or the six or
+/// seven of the `cron` crate (seconds first).
+pub fn parse_schedule(expression: &str) -> Result<cron::Schedule, JobError> {
+    use std::str::FromStr;
+    let fields = expression.split_whitespace().count();
+    let full = if fields == 5 {
+        format!("0 {expression}")
+    } else {
+        expression.to_owned()
+    };
+    cron::Schedule::from_str(&full)
+        .map_err(|e| JobError::Malformed(format!("cron schedule `{expression}`: {e}")))
+}
+
+#[derive(Clone, Debug)]
+struct CronContext {
+    db: Db,
+    replica: String,
+}
+
+async fn handle_tick(
+    tick: apalis_cron::Tick,
+    ctx: apalis::prelude::Data<CronContext>,
+) -> Result<bool, apalis::prelude::BoxDynError> {
+    let result = on_cron_tick(&ctx.db, tick.get_timestamp(), &ctx.replica).await;
+    crate::worker::into_apalis("backfill cron", result)
+}
+
+/// Runs the cron schedule until `shutdown` completes: each tick is claimed by exactly one
+/// replica, which pushes `backfill_missing_snapshots` onto the queue.
+pub async fn serve_cron(
+    db: Db,
+    schedule: cron::Schedule,
+    replica: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    use apalis::prelude::WorkerBuilder;
+    WorkerBuilder::new(format!("backfill-cron@{replica}"))
+        .backend(apalis_cron::CronScheduler::new(schedule))
+        .data(CronContext { db, replica })
+        .build(handle_tick)
+        .run_until(async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(|e| JobError::Queue(e.to_string()))
+}

@@ -1,0 +1,35 @@
+use domain::TargetId;
+use repo::RepoError;
+use std::time::Duration;
+
+/// Why a job failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("target {0} does not exist")]
+    UnknownTarget(TargetId),
+    #[error("malformed job payload: {0}")]
+    Malformed(String),
+    #[error("{what} is held by {owner}; still busy after waiting {waited:?}")]
+    Busy {
+        what: String,
+        owner: String,
+        waited: Duration,
+    },
+    #[error("lost the lease on {0} (another run took it over after this one stalled)")]
+    LeaseLost(String),
+    #[error("queue error: {0}")]
+    Queue(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl JobError {
+    /// Transient failures are retried with backoff; permanent ones fail the job at once.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JobError::UnknownTarget(_) | JobError::Malformed(_) => false,
+            JobError::Busy { .. } | JobError::LeaseLost(_) | JobError::Queue(_) => true,
+            JobError::Repo(err) => err.is_transient(),
+        }
+    }
+}

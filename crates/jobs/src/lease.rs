@@ -1,0 +1,77 @@
+//! Holding a named lease for the length of a job run.
+
+use crate::JobError;
+use repo::Db;
+use std::time::{Duration, Instant};
+
+/// A lease held by this run; renew it while working and release it when done.
+pub struct HeldLease {
+    pub name: String,
+    pub owner: String,
+    ttl: Duration,
+}
+
+/// A name unique to this run, shown as the holder of its leases.
+pub fn run_owner() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}:{}:{nanos:x}", std::process::id())
+}
+
+impl HeldLease {
+    /// Takes `name`, waiting up to `wait` (polling every second) while another run holds it.
+    pub async fn acquire(
+        db: &Db,
+        name: String,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<HeldLease, JobError> {
+        let owner = run_owner();
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            if db.leases().try_acquire(&name, &owner, ttl).await? {
+                return Ok(HeldLease { name, owner, ttl });
+            }
+            let holder = db.leases().holder(&name).await?;
+            let holder_name = holder
+                .map(|h| h.owner)
+                .unwrap_or_else(|| "another run".into());
+            if started.elapsed() >= wait {
+                return Err(JobError::Busy {
+                    what: name,
+                    owner: holder_name,
+                    waited: started.elapsed(),
+                });
+            }
+            if !announced {
+                tracing::info!(lease = %name, holder = %holder_name, "waiting for the running job to finish");
+                announced = true;
+            }
+            tokio::time::sleep(Duration::from_secs(1).min(wait)).await;
+        }
+    }
+
+    /// Renews the lease inside `conn` (the caller's batch transaction).
+    pub async fn renew<C: repo::ConnectionTrait>(&self, db: &Db, conn: &C) -> Result<(), JobError> {
+        if db
+            .leases()
+            .renew(conn, &self.name, &self.owner, self.ttl)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(JobError::LeaseLost(self.name.clone()))
+        }
+    }
+
+    pub async fn release(self, db: &Db) {
+        if let Err(err) = db.leases().release(&self.name, &self.owner).await {
+            // It expires on its own; the next run waits at most the lease's ttl.
+            tracing::warn!(lease = %self.name, error = %err, "could not release lease");
+        }
+    }
+}

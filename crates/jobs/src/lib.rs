@@ -1,0 +1,18 @@
+//! snapline's jobs. One module per job holds its payload, its queue, its handler and how to
+//! run it by hand; `queue` sets up the apalis storages (PostgreSQL in production, SQLite on
+//! the embedded default) on the process's one pool, and `worker` runs consumers.
+//!
+//! Handlers read like the job's description: load through `repo`, compute with `domain`,
+//! write through `repo`, report. This crate never writes SQL of its own.
+
+pub mod backfill;
+mod error;
+mod lease;
+mod plan;
+pub mod populate_target;
+pub mod queue;
+pub mod sync_me_file;
+pub mod worker;
+
+pub use error::JobError;
+pub use plan::{PopulationPlan, plan_population};

@@ -1,0 +1,258 @@
+//! `populate_target {"target_id": i64}` on queue `populate_target`: (re)computes a whole
+//! target's populations with their snapshots.
+//!
+//! When it runs: when a marketer creates or edits a target, or by hand
+//! (`populator enqueue --target ID`, or inline with `populator run --target ID`).
+//!
+//! What it changes: sets the target `populating`, then walks every me_file in keyset-paged
+//! batches; per batch, in one transaction, it inserts new members with their snapshot,
+//! moves me_files whose band changed, rewrites stale snapshots and deletes rows that no longer
+//! match. Only when every batch is written does it set `populated` and `last_populated_at`,
+//! so a reader that waits for `populated` never sees a missing or stale snapshot. A target
+//! with no bands ends `not_populated`. A second populate of the same target waits for the
+//! first (a lease in `snapline_leases`); a rerun changes nothing.
+
+use crate::lease::HeldLease;
+use crate::queue::Payload;
+use crate::{JobError, plan_population};
+use domain::{MeFileId, PopulationStatus, TargetId, TraitId};
+use repo::Db;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+pub const QUEUE: &str = "populate_target";
+
+const PAYLOAD_SHAPE: &str = r#"{"target_id": <integer>}"#;
+
+/// The job payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopulateTarget {
+    pub target_id: i64,
+}
+
+/// Tuning of a populate run.
+#[derive(Clone, Debug)]
+pub struct PopulateOptions {
+    /// Me_files per batch (one transaction each).
+    pub batch_size: u64,
+    /// How long the run's lease lives without renewal (renewed every batch).
+    pub lease_ttl: Duration,
+    /// How long to wait for another populate of the same target before failing (retried).
+    pub lock_wait: Duration,
+}
+
+impl Default for PopulateOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 5_000,
+            lease_ttl: Duration::from_secs(120),
+            lock_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a run changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopulateSummary {
+    pub target_id: i64,
+    /// `populated`, or `not_populated` for a target without bands.
+    pub status: String,
+    pub inserted: u64,
+    pub moved: u64,
+    pub deleted: u64,
+    pub refreshed: u64,
+    pub unchanged: u64,
+    /// Populations anywhere whose band no longer exists: left alone, counted.
+    pub orphans: i64,
+    pub batches: u64,
+    pub me_files_scanned: u64,
+    pub elapsed_ms: u64,
+}
+
+impl PopulateSummary {
+    pub fn changes(&self) -> u64 {
+        self.inserted + self.moved + self.deleted + self.refreshed
+    }
+}
+
+impl std::fmt::Display for PopulateSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "target {}: {} inserted, {} moved, {} deleted, {} refreshed, {} unchanged, {} orphans left alone; {} me_files in {} batches, {:.2}s, status {}",
+            self.target_id,
+            self.inserted,
+            self.moved,
+            self.deleted,
+            self.refreshed,
+            self.unchanged,
+            self.orphans,
+            self.me_files_scanned,
+            self.batches,
+            self.elapsed_ms as f64 / 1000.0,
+            self.status
+        )
+    }
+}
+
+/// Populates `target_id`. Errors say whether a retry can help ([`JobError::is_transient`]).
+pub async fn populate_target(
+    db: &Db,
+    target_id: TargetId,
+    options: &PopulateOptions,
+) -> Result<PopulateSummary, JobError> {
+    let started = Instant::now();
+    if db.targets().find(target_id).await?.is_none() {
+        return Err(JobError::UnknownTarget(target_id));
+    }
+    let lease = HeldLease::acquire(
+        db,
+        format!("populate_target:{target_id}"),
+        options.lease_ttl,
+        options.lock_wait,
+    )
+    .await?;
+    let result = populate_holding_lease(db, target_id, options, &lease).await;
+    if let Err(err) = &result
+        && !err.is_transient()
+    {
+        // A retry cannot help: say so on the target instead of leaving it `populating`.
+        let _ = db
+            .targets()
+            .set_status(target_id, PopulationStatus::Failed)
+            .await;
+    }
+    lease.release(db).await;
+    result.map(|mut summary| {
+        summary.elapsed_ms = started.elapsed().as_millis() as u64;
+        summary
+    })
+}
+
+async fn populate_holding_lease(
+    db: &Db,
+    target_id: TargetId,
+    options: &PopulateOptions,
+    lease: &HeldLease,
+) -> Result<PopulateSummary, JobError> {
+    let mut summary = PopulateSummary {
+        target_id: target_id.0,
+        orphans: db.populations().count_orphans().await?,
+        ..PopulateSummary::default()
+    };
+    let target = db.bands().of_target(target_id).await?;
+    if target.bands().is_empty() {
+        tracing::warn!(target_id = %target_id, "target has no bands: nothing to populate");
+        db.targets()
+            .set_status(target_id, PopulationStatus::NotPopulated)
+            .await?;
+        summary.status = PopulationStatus::NotPopulated.as_str().into();
+        return Ok(summary);
+    }
+    db.targets()
+        .set_status(target_id, PopulationStatus::Populating)
+        .await?;
+    let band_ids: Vec<_> = target.bands().iter().map(|b| b.id).collect();
+    let traits: Vec<TraitId> = target.trait_ids().collect();
+    tracing::info!(target_id = %target_id, bands = band_ids.len(), traits = traits.len(), batch_size = options.batch_size, "populating target");
+
+    let mut cursor = MeFileId(0);
+    loop {
+        let txn = db.begin_write().await?;
+        lease.renew(db, &txn).await?;
+        let me_files = db
+            .tags()
+            .me_file_ids_after(&txn, cursor, options.batch_size)
+            .await?;
+        // After the last me_file, one more pass over the rest of the id space removes rows
+        // of me_files that no longer exist.
+        let last = me_files.is_empty();
+        let up_to = me_files.last().copied().unwrap_or(MeFileId(i64::MAX));
+        db.populations().lock_me_files(&txn, &me_files).await?;
+        let tags = db
+            .tags()
+            .in_me_file_range(&txn, cursor, up_to, &traits)
+            .await?;
+        let existing = db
+            .populations()
+            .in_me_file_range(&txn, &band_ids, cursor, up_to)
+            .await?;
+        let plan = plan_population(&target, &me_files, &tags, existing);
+        db.populations().apply_changes(&txn, &plan.changes).await?;
+        txn.commit().await.map_err(repo::RepoError::from)?;
+
+        summary.batches += 1;
+        summary.me_files_scanned += me_files.len() as u64;
+        summary.inserted += plan.inserted;
+        summary.moved += plan.moved;
+        summary.refreshed += plan.refreshed;
+        summary.deleted += plan.deleted;
+        summary.unchanged += plan.unchanged;
+        tracing::debug!(target_id = %target_id, batch = summary.batches, me_files = summary.me_files_scanned, inserted = plan.inserted, moved = plan.moved, refreshed = plan.refreshed, deleted = plan.deleted, "batch written");
+        if summary.batches.is_multiple_of(50) {
+            tracing::info!(target_id = %target_id, batch = summary.batches, me_files = summary.me_files_scanned, "populating");
+        }
+        if last {
+            break;
+        }
+        cursor = up_to;
+    }
+
+    db.targets()
+        .set_status(target_id, PopulationStatus::Populated)
+        .await?;
+    summary.status = PopulationStatus::Populated.as_str().into();
+    tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");
+    Ok(summary)
+}
+
+/// What a populator worker needs for every job.
+#[derive(Clone, Debug)]
+pub struct PopulatorContext {
+    pub db: Db,
+    pub options: PopulateOptions,
+}
+
+/// The apalis handler of `populate_target` jobs.
+pub async fn handle(
+    job: Payload<PopulateTarget>,
+    ctx: apalis::prelude::Data<PopulatorContext>,
+) -> Result<PopulateSummary, apalis::prelude::BoxDynError> {
+    use tracing::Instrument;
+    let result = match job.into_valid(PAYLOAD_SHAPE) {
+        Ok(job) => {
+            let span = tracing::info_span!("populate_target", target_id = job.target_id);
+            populate_target(&ctx.db, TargetId(job.target_id), &ctx.options)
+                .instrument(span)
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    if let Ok(summary) = &result {
+        tracing::info!(target_id = summary.target_id, %summary, "populate_target done");
+    }
+    crate::worker::into_apalis(QUEUE, result)
+}
+
+/// Pushes a `populate_target` job.
+pub async fn enqueue(db: &Db, target_id: TargetId) -> Result<(), JobError> {
+    crate::queue::push(
+        db,
+        QUEUE,
+        PopulateTarget {
+            target_id: target_id.0,
+        },
+        crate::queue::DEFAULT_MAX_ATTEMPTS,
+    )
+    .await
+}
+
+/// Consumes the `populate_target` queue until `shutdown` completes.
+pub async fn serve(
+    ctx: PopulatorContext,
+    options: &crate::worker::WorkerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    crate::worker::serve_queue!(PopulateTarget, QUEUE, ctx, options, handle, shutdown)
+}

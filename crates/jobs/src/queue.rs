@@ -1,0 +1,116 @@
+//! The apalis storages of snapline's queues, on the process's one pool: `apalis.jobs` on
+//! PostgreSQL (production), the apalis tables on SQLite (the embedded default).
+
+use crate::JobError;
+use apalis::prelude::{TaskBuilder, TaskSink};
+use repo::{Backend, Db};
+use serde::{Serialize, de::DeserializeOwned};
+use std::time::Duration;
+
+/// How many times a job is tried in all (the storage keeps a failed job for another try until
+/// this many attempts were made; a worker that dies mid-job also uses one up).
+pub const DEFAULT_MAX_ATTEMPTS: usize = 5;
+
+/// Creates or upgrades the queue tables (apalis's own migrations).
+pub async fn setup(db: &Db) -> Result<(), JobError> {
+    match db.backend() {
+        Backend::Postgres => {
+            apalis_postgres::PostgresStorage::setup(db.pg_pool().expect("pg pool"))
+                .await
+                .map_err(|e| JobError::Queue(e.to_string()))
+        }
+        Backend::Sqlite => {
+            apalis_sqlite::SqliteStorage::setup(db.sqlite_pool().expect("sqlite pool"))
+                .await
+                .map_err(|e| JobError::Queue(e.to_string()))
+        }
+    }
+}
+
+/// How often a worker reports it is alive. apalis also records finished jobs on this beat
+/// when no new job arrives, so it bounds how long a finished job may still show `Running`;
+/// a worker silent for several beats has its jobs re-enqueued for another replica.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Jobs a worker takes from the queue per fetch.
+pub const FETCH_BATCH: usize = 50;
+
+pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresStorage<T> {
+    apalis_postgres::PostgresStorage::new(db.pg_pool().expect("pg pool")).with_config(
+        apalis_postgres::Config::default()
+            .queue(queue)
+            .lock_tasks(false)
+            .batch_size(FETCH_BATCH)
+            .heartbeat_interval(HEARTBEAT),
+    )
+}
+
+pub fn sqlite_storage<T>(db: &Db, queue: &str) -> apalis_sqlite::SqliteStorage<T> {
+    apalis_sqlite::SqliteStorage::new(db.sqlite_pool().expect("sqlite pool")).with_config(
+        apalis_sqlite::Config::default()
+            .queue(queue)
+            .batch_size(FETCH_BATCH)
+            .heartbeat_interval(HEARTBEAT),
+    )
+}
+
+/// Pushes one job onto `queue`.
+pub async fn push<T>(db: &Db, queue: &str, payload: T, max_attempts: usize) -> Result<(), JobError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
+{
+    let task = TaskBuilder::new(payload).max_attempts(max_attempts).build();
+    match db.backend() {
+        Backend::Postgres => postgres_storage::<T>(db, queue)
+            .push_task(task)
+            .await
+            .map_err(|e| JobError::Queue(e.to_string())),
+        Backend::Sqlite => sqlite_storage::<T>(db, queue)
+            .push_task(task)
+            .await
+            .map_err(|e| JobError::Queue(e.to_string())),
+    }
+}
+
+/// Pushes one job unless an identical one is still waiting (not started): the dedup of
+/// "one sync per me_file while waiting". Returns whether a job was pushed. Two pushes racing
+/// may both push; the second run then finds nothing to change.
+pub async fn push_unless_waiting<T>(
+    db: &Db,
+    queue: &str,
+    payload: T,
+    max_attempts: usize,
+) -> Result<bool, JobError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
+{
+    let json = serde_json::to_string(&payload).map_err(|e| JobError::Malformed(e.to_string()))?;
+    if db.queue_jobs().has_waiting(queue, &json).await? {
+        return Ok(false);
+    }
+    push(db, queue, payload, max_attempts).await?;
+    Ok(true)
+}
+
+/// A job's payload as read from the queue: the job's type, or whatever JSON another service
+/// wrote instead. Decoding never fails on well-formed JSON, so a malformed payload reaches the
+/// handler, which fails it permanently with a clear error instead of the worker choking on
+/// it. Serializes exactly as `T`.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Payload<T> {
+    Valid(T),
+    Malformed(serde_json::Value),
+}
+
+impl<T> Payload<T> {
+    /// The payload, or [`JobError::Malformed`] naming what was received and what was expected.
+    pub fn into_valid(self, expected: &str) -> Result<T, JobError> {
+        match self {
+            Payload::Valid(job) => Ok(job),
+            Payload::Malformed(value) => {
+                Err(JobError::Malformed(format!("{value} is not {expected}")))
+            }
+        }
+    }
+}

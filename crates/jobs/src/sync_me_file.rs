@@ -1,0 +1,251 @@
+//! `sync_me_file {"me_file_id": i64}` on queue `sync_me_file`: keeps one me_file's
+//! populations right after it registers or a tag of it is added, updated or deleted.
+//!
+//! When it runs: pushed by the platform after every such change (in its own transaction,
+//! see the README), or by hand (`syncer enqueue --me-file ID`, `syncer run --me-file ID`).
+//!
+//! What it changes: for every target that is `populated` or `populating`, and no other, the
+//! me_file's row in that target: inserted, moved to another band, deleted, or its snapshot
+//! rewritten when the matching tags changed; unchanged rows are not written. All of one
+//! me_file's changes commit in one transaction, under the per-me_file lock every snapline
+//! writer takes, so a sync and a populate never interleave on one me_file. A me_file that no
+//! longer exists loses its rows in those targets. While a sync of a me_file is waiting,
+//! another push for it adds nothing.
+
+use crate::queue::Payload;
+use crate::{JobError, plan_population};
+use domain::{BandId, MeFileId, TargetBands, TargetId};
+use repo::{Db, PopulationChanges, PopulationRow};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const QUEUE: &str = "sync_me_file";
+
+const PAYLOAD_SHAPE: &str = r#"{"me_file_id": <integer>}"#;
+
+/// The job payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncMeFile {
+    pub me_file_id: i64,
+}
+
+/// Band metadata of targets, shared by a syncer's jobs.
+///
+/// Invalidation rule: an entry is reloaded once it is older than the TTL (default 5 s), so an
+/// edit of a target's bands reaches syncs within that time; every such edit is followed by a
+/// repopulate of the target anyway. Which targets are in scope is read fresh in every sync.
+#[derive(Debug)]
+pub struct BandCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<TargetId, (Instant, Arc<TargetBands>)>>,
+}
+
+impl BandCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The bands of `targets`, loading the missing and expired ones in one round.
+    pub async fn get(
+        &self,
+        db: &Db,
+        targets: &[TargetId],
+    ) -> Result<Vec<Arc<TargetBands>>, JobError> {
+        let now = Instant::now();
+        let stale: Vec<TargetId> = {
+            let entries = self.entries.lock().expect("band cache lock");
+            targets
+                .iter()
+                .copied()
+                .filter(|t| {
+                    entries
+                        .get(t)
+                        .is_none_or(|(loaded, _)| now.duration_since(*loaded) >= self.ttl)
+                })
+                .collect()
+        };
+        if !stale.is_empty() {
+            let mut loaded = db.bands().of_targets(&stale).await?;
+            let mut entries = self.entries.lock().expect("band cache lock");
+            for target in stale {
+                let bands = loaded
+                    .remove(&target)
+                    .unwrap_or_else(|| TargetBands::new(target, [], []));
+                entries.insert(target, (now, Arc::new(bands)));
+            }
+        }
+        let entries = self.entries.lock().expect("band cache lock");
+        Ok(targets
+            .iter()
+            .filter_map(|t| entries.get(t).map(|(_, bands)| bands.clone()))
+            .collect())
+    }
+}
+
+/// What one sync changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    pub me_file_id: i64,
+    pub targets_in_scope: usize,
+    pub me_file_exists: bool,
+    pub inserted: u64,
+    pub moved: u64,
+    pub deleted: u64,
+    pub refreshed: u64,
+    pub unchanged: u64,
+}
+
+impl SyncSummary {
+    pub fn changes(&self) -> u64 {
+        self.inserted + self.moved + self.deleted + self.refreshed
+    }
+}
+
+impl std::fmt::Display for SyncSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "me_file {}{}: {} inserted, {} moved, {} deleted, {} refreshed, {} unchanged across {} targets in scope",
+            self.me_file_id,
+            if self.me_file_exists {
+                ""
+            } else {
+                " (no longer exists)"
+            },
+            self.inserted,
+            self.moved,
+            self.deleted,
+            self.refreshed,
+            self.unchanged,
+            self.targets_in_scope
+        )
+    }
+}
+
+/// Syncs one me_file's populations.
+pub async fn sync_me_file(
+    db: &Db,
+    cache: &BandCache,
+    me_file: MeFileId,
+) -> Result<SyncSummary, JobError> {
+    // The scope is read before the transaction: a populate that starts later reads tags
+    // already changed (the change committed before this job was pushed), so nothing is lost.
+    // Reading it outside also keeps a sync to one pooled connection at a time.
+    let scope = db.targets().in_sync_scope(db.conn()).await?;
+    let targets = cache.get(db, &scope).await?;
+    let txn = db.begin_write().await?;
+    db.populations().lock_me_files(&txn, &[me_file]).await?;
+    let exists = db.tags().me_file_exists(&txn, me_file).await?;
+    let tags = if exists {
+        HashMap::from([(me_file, db.tags().of_me_file(&txn, me_file).await?)])
+    } else {
+        HashMap::new()
+    };
+    let band_to_target: HashMap<BandId, usize> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.bands().iter().map(move |b| (b.id, i)))
+        .collect();
+    let band_ids: Vec<BandId> = band_to_target.keys().copied().collect();
+    let mut existing: Vec<Vec<PopulationRow>> = vec![Vec::new(); targets.len()];
+    for row in db
+        .populations()
+        .of_me_file(&txn, me_file, &band_ids)
+        .await?
+    {
+        existing[band_to_target[&row.band_id]].push(row);
+    }
+
+    let me_files: &[MeFileId] = if exists { &[me_file] } else { &[] };
+    let mut changes = PopulationChanges::default();
+    let mut summary = SyncSummary {
+        me_file_id: me_file.0,
+        targets_in_scope: targets.len(),
+        me_file_exists: exists,
+        ..SyncSummary::default()
+    };
+    for (target, rows) in targets.iter().zip(existing) {
+        let plan = plan_population(target, me_files, &tags, rows);
+        summary.inserted += plan.inserted;
+        summary.moved += plan.moved;
+        summary.deleted += plan.deleted;
+        summary.refreshed += plan.refreshed;
+        summary.unchanged += plan.unchanged;
+        changes.deletes.extend(plan.changes.deletes);
+        changes.updates.extend(plan.changes.updates);
+        changes.inserts.extend(plan.changes.inserts);
+    }
+    if !changes.is_empty() {
+        db.populations().apply_changes(&txn, &changes).await?;
+    }
+    txn.commit().await.map_err(repo::RepoError::from)?;
+    if !exists {
+        tracing::info!(
+            me_file_id = me_file.0,
+            deleted = summary.deleted,
+            "me_file no longer exists: removed its populations"
+        );
+    }
+    Ok(summary)
+}
+
+/// What a syncer worker needs for every job.
+#[derive(Clone, Debug)]
+pub struct SyncerContext {
+    pub db: Db,
+    pub cache: Arc<BandCache>,
+}
+
+/// The apalis handler of `sync_me_file` jobs.
+pub async fn handle(
+    job: Payload<SyncMeFile>,
+    ctx: apalis::prelude::Data<SyncerContext>,
+) -> Result<SyncSummary, apalis::prelude::BoxDynError> {
+    use tracing::Instrument;
+    let result = match job.into_valid(PAYLOAD_SHAPE) {
+        Ok(job) => {
+            let span = tracing::info_span!("sync_me_file", me_file_id = job.me_file_id);
+            sync_me_file(&ctx.db, &ctx.cache, MeFileId(job.me_file_id))
+                .instrument(span)
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    if let Ok(summary) = &result {
+        tracing::debug!(
+            me_file_id = summary.me_file_id,
+            changes = summary.changes(),
+            "sync_me_file done"
+        );
+    }
+    crate::worker::into_apalis(QUEUE, result)
+}
+
+/// Pushes a `sync_me_file` job unless one for the same me_file is still waiting; returns
+/// whether it pushed.
+pub async fn enqueue(db: &Db, me_file: MeFileId) -> Result<bool, JobError> {
+    crate::queue::push_unless_waiting(
+        db,
+        QUEUE,
+        SyncMeFile {
+            me_file_id: me_file.0,
+        },
+        crate::queue::DEFAULT_MAX_ATTEMPTS,
+    )
+    .await
+}
+
+/// Consumes the `sync_me_file` queue until `shutdown` completes.
+pub async fn serve(
+    ctx: SyncerContext,
+    options: &crate::worker::WorkerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    crate::worker::serve_queue!(SyncMeFile, QUEUE, ctx, options, handle, shutdown)
+}

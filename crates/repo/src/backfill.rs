@@ -1,0 +1,390 @@
+use crate::{Backend, Db, RepoError};
+use domain::{BandId, MeFileId};
+use sea_orm::{ConnectionTrait, Value};
+use std::collections::HashMap;
+
+/// The tables whose snapshot is a copy of a population's: never overwritten once set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CopyTable {
+    Offers,
+    AdEvents,
+}
+
+impl CopyTable {
+    pub const ALL: [CopyTable; 2] = [CopyTable::Offers, CopyTable::AdEvents];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyTable::Offers => "offers",
+            CopyTable::AdEvents => "ad_events",
+        }
+    }
+}
+
+/// A population with a NULL snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NullPopulation {
+    pub id: i64,
+    pub band_id: BandId,
+    pub me_file_id: MeFileId,
+}
+
+/// The backfiller's reads and writes of NULL snapshots. Every read of NULL rows goes through
+/// the partial `*_null_snapshot_idx` indexes; every write re-checks `IS NULL`, so a snapshot
+/// written meanwhile by the populator or the syncer is never overwritten.
+pub struct BackfillRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl BackfillRepo<'_> {
+    /// Whether each table has a NULL snapshot (within `bands` when given): three index probes.
+    pub async fn nulls_present(&self, bands: Option<&[BandId]>) -> Result<[bool; 3], RepoError> {
+        let mut present = [false; 3];
+        for (i, table) in ["target_populations", "offers", "ad_events"]
+            .iter()
+            .enumerate()
+        {
+            let (filter, values) = self.band_filter(bands, 1);
+            let row = self
+                .db
+                .conn()
+                .query_one_raw(self.db.statement(
+                    format!(
+                        "SELECT 1 FROM {table} WHERE matching_tags_snapshot IS NULL{filter} LIMIT 1"
+                    ),
+                    values,
+                ))
+                .await?;
+            present[i] = row.is_some();
+        }
+        Ok(present)
+    }
+
+    /// NULL snapshots per table (within `bands` when given), for progress totals.
+    pub async fn null_counts(&self, bands: Option<&[BandId]>) -> Result<[i64; 3], RepoError> {
+        let mut counts = [0; 3];
+        for (i, table) in ["target_populations", "offers", "ad_events"]
+            .iter()
+            .enumerate()
+        {
+            let (filter, values) = self.band_filter(bands, 1);
+            let row = self
+                .db
+                .conn()
+                .query_one_raw(self.db.statement(
+                    format!(
+                        "SELECT COUNT(*) FROM {table} WHERE matching_tags_snapshot IS NULL{filter}"
+                    ),
+                    values,
+                ))
+                .await?;
+            counts[i] = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+        }
+        Ok(counts)
+    }
+
+    /// The next populations with a NULL snapshot after population id `after`, by id.
+    pub async fn null_populations_after(
+        &self,
+        after: i64,
+        limit: u64,
+        bands: Option<&[BandId]>,
+    ) -> Result<Vec<NullPopulation>, RepoError> {
+        let (filter, mut values) = self.band_filter(bands, 3);
+        values.insert(0, Value::from(after));
+        values.insert(1, Value::from(limit as i64));
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(null_populations_sql(&filter), values))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(NullPopulation {
+                    id: row.try_get_by_index(0)?,
+                    band_id: BandId(row.try_get_by_index(1)?),
+                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes snapshots of populations that are still NULL; returns rows written.
+    pub async fn fill_populations<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        snapshots: &[(i64, String)],
+    ) -> Result<u64, RepoError> {
+        if snapshots.is_empty() {
+            return Ok(0);
+        }
+        let db = self.db;
+        let now = db.timestamp_now_sql();
+        let (sql, values) = match db.backend() {
+            Backend::Postgres => (
+                format!(
+                    "UPDATE target_populations AS p SET matching_tags_snapshot = u.snapshot::jsonb, updated_at = {now} \
+                     FROM unnest($1::bigint[], $2::text[]) AS u(id, snapshot) \
+                     WHERE p.id = u.id AND p.matching_tags_snapshot IS NULL"
+                ),
+                vec![
+                    Value::from(snapshots.iter().map(|s| s.0).collect::<Vec<i64>>()),
+                    Value::from(
+                        snapshots
+                            .iter()
+                            .map(|s| s.1.clone())
+                            .collect::<Vec<String>>(),
+                    ),
+                ],
+            ),
+            Backend::Sqlite => (
+                format!(
+                    "UPDATE target_populations SET matching_tags_snapshot = u.snapshot, updated_at = {now} \
+                     FROM (SELECT value ->> 0 AS id, value ->> 1 AS snapshot FROM json_each($1)) AS u \
+                     WHERE target_populations.id = u.id AND target_populations.matching_tags_snapshot IS NULL"
+                ),
+                vec![Value::from(json_pairs(
+                    snapshots.iter().map(|(id, s)| (*id, s.as_str())),
+                ))],
+            ),
+        };
+        Ok(conn
+            .execute_raw(db.statement(sql, values))
+            .await?
+            .rows_affected())
+    }
+
+    /// The next distinct (me_file, band) pairs with a NULL snapshot in `table` after `after`.
+    pub async fn null_pairs_after(
+        &self,
+        table: CopyTable,
+        after: (MeFileId, BandId),
+        limit: u64,
+        bands: Option<&[BandId]>,
+    ) -> Result<Vec<(MeFileId, BandId)>, RepoError> {
+        let (filter, mut values) = self.band_filter(bands, 4);
+        values.insert(0, Value::from(after.0.0));
+        values.insert(1, Value::from(after.1.0));
+        values.insert(2, Value::from(limit as i64));
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(null_pairs_sql(table, &filter), values))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    MeFileId(row.try_get_by_index(0)?),
+                    BandId(row.try_get_by_index(1)?),
+                ))
+            })
+            .collect()
+    }
+
+    /// The non-NULL snapshots (JSON text) of the populations of `pairs`.
+    pub async fn population_snapshots(
+        &self,
+        pairs: &[(MeFileId, BandId)],
+    ) -> Result<HashMap<(MeFileId, BandId), String>, RepoError> {
+        if pairs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let db = self.db;
+        let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
+        let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
+        let rows = db
+            .conn()
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT me_file_id, target_band_id, {} FROM target_populations \
+                     WHERE {} AND {} AND matching_tags_snapshot IS NOT NULL",
+                    db.snapshot_text("matching_tags_snapshot"),
+                    db.in_id_list("me_file_id", 1),
+                    db.in_id_list("target_band_id", 2)
+                ),
+                vec![db.id_list(&me_files), db.id_list(&bands)],
+            ))
+            .await?;
+        let wanted: std::collections::HashSet<(MeFileId, BandId)> = pairs.iter().copied().collect();
+        let mut found = HashMap::new();
+        for row in rows {
+            let key = (
+                MeFileId(row.try_get_by_index(0)?),
+                BandId(row.try_get_by_index(1)?),
+            );
+            if wanted.contains(&key) {
+                found.insert(key, row.try_get_by_index(2)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes the snapshot of every row of `table` on each (me_file, band) that is still
+    /// NULL; returns rows written.
+    pub async fn fill_copies<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        table: CopyTable,
+        snapshots: &[(MeFileId, BandId, String)],
+    ) -> Result<u64, RepoError> {
+        if snapshots.is_empty() {
+            return Ok(0);
+        }
+        let db = self.db;
+        let now = db.timestamp_now_sql();
+        let name = table.name();
+        let (sql, values) = match db.backend() {
+            Backend::Postgres => (
+                format!(
+                    "UPDATE {name} AS c SET matching_tags_snapshot = u.snapshot::jsonb, updated_at = {now} \
+                     FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(me_file_id, band_id, snapshot) \
+                     WHERE c.me_file_id = u.me_file_id AND c.target_band_id = u.band_id \
+                     AND c.matching_tags_snapshot IS NULL"
+                ),
+                vec![
+                    Value::from(snapshots.iter().map(|s| s.0.0).collect::<Vec<i64>>()),
+                    Value::from(snapshots.iter().map(|s| s.1.0).collect::<Vec<i64>>()),
+                    Value::from(
+                        snapshots
+                            .iter()
+                            .map(|s| s.2.clone())
+                            .collect::<Vec<String>>(),
+                    ),
+                ],
+            ),
+            Backend::Sqlite => (
+                format!(
+                    "UPDATE {name} SET matching_tags_snapshot = u.snapshot, updated_at = {now} \
+                     FROM (SELECT value ->> 0 AS me_file_id, value ->> 1 AS band_id, value ->> 2 AS snapshot \
+                           FROM json_each($1)) AS u \
+                     WHERE {name}.me_file_id = u.me_file_id AND {name}.target_band_id = u.band_id \
+                     AND {name}.matching_tags_snapshot IS NULL"
+                ),
+                vec![Value::from(crate::populations::json_rows(
+                    snapshots.iter().map(|s| (s.0.0, s.1.0, s.2.as_str())),
+                ))],
+            ),
+        };
+        Ok(conn
+            .execute_raw(db.statement(sql, values))
+            .await?
+            .rows_affected())
+    }
+
+    /// Ids of the rows of `table` on `pairs` that are NULL (for logging rows left unfixed).
+    pub async fn null_copy_ids(
+        &self,
+        table: CopyTable,
+        pairs: &[(MeFileId, BandId)],
+    ) -> Result<Vec<i64>, RepoError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.db;
+        let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
+        let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
+        let rows = db
+            .conn()
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT id, me_file_id, target_band_id FROM {} WHERE matching_tags_snapshot IS NULL AND {} AND {} ORDER BY id",
+                    table.name(),
+                    db.in_id_list("me_file_id", 1),
+                    db.in_id_list("target_band_id", 2)
+                ),
+                vec![db.id_list(&me_files), db.id_list(&bands)],
+            ))
+            .await?;
+        let wanted: std::collections::HashSet<(i64, i64)> =
+            pairs.iter().map(|p| (p.0.0, p.1.0)).collect();
+        let mut ids = Vec::new();
+        for row in rows {
+            let key: (i64, i64) = (row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+            if wanted.contains(&key) {
+                ids.push(row.try_get_by_index(0)?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// `EXPLAIN` of the three NULL-finding queries of a whole-database run, as PostgreSQL
+    /// plans them now: (query, plan lines).
+    pub async fn explain_null_queries(
+        &self,
+        batch: u64,
+    ) -> Result<Vec<(String, String)>, RepoError> {
+        let mut plans = Vec::new();
+        let queries = [
+            (
+                null_populations_sql(""),
+                vec![Value::from(0i64), Value::from(batch as i64)],
+            ),
+            (
+                null_pairs_sql(CopyTable::Offers, ""),
+                vec![
+                    Value::from(i64::MIN),
+                    Value::from(i64::MIN),
+                    Value::from(batch as i64),
+                ],
+            ),
+            (
+                null_pairs_sql(CopyTable::AdEvents, ""),
+                vec![
+                    Value::from(i64::MIN),
+                    Value::from(i64::MIN),
+                    Value::from(batch as i64),
+                ],
+            ),
+        ];
+        for (sql, values) in queries {
+            let rows = self
+                .db
+                .conn()
+                .query_all_raw(self.db.statement(format!("EXPLAIN {sql}"), values))
+                .await?;
+            let plan: Vec<String> = rows
+                .into_iter()
+                .map(|r| r.try_get_by_index::<String>(0))
+                .collect::<Result<_, _>>()?;
+            plans.push((sql, plan.join("\n")));
+        }
+        Ok(plans)
+    }
+
+    /// ` AND target_band_id IN (...)` bound at `$param`, or nothing.
+    fn band_filter(&self, bands: Option<&[BandId]>, param: usize) -> (String, Vec<Value>) {
+        match bands {
+            None => (String::new(), vec![]),
+            Some(bands) => {
+                let ids: Vec<i64> = bands.iter().map(|b| b.0).collect();
+                (
+                    format!(" AND {}", self.db.in_id_list("target_band_id", param)),
+                    vec![self.db.id_list(&ids)],
+                )
+            }
+        }
+    }
+}
+
+fn null_populations_sql(filter: &str) -> String {
+    format!(
+        "SELECT id, target_band_id, me_file_id FROM target_populations \
+         WHERE matching_tags_snapshot IS NULL AND id > $1{filter} ORDER BY id LIMIT $2"
+    )
+}
+
+fn null_pairs_sql(table: CopyTable, filter: &str) -> String {
+    format!(
+        "SELECT DISTINCT me_file_id, target_band_id FROM {} \
+         WHERE matching_tags_snapshot IS NULL AND (me_file_id, target_band_id) > ($1, $2){filter} \
+         ORDER BY me_file_id, target_band_id LIMIT $3",
+        table.name()
+    )
+}
+
+fn json_pairs<'s>(rows: impl Iterator<Item = (i64, &'s str)>) -> String {
+    let items: Vec<String> = rows
+        .map(|(id, text)| format!("[{id},{}]", serde_json::Value::from(text)))
+        .collect();
+    format!("[{}]", items.join(","))
+}

@@ -1,0 +1,152 @@
+use crate::{Db, RepoError};
+use domain::{
+    Band, BandId, BandTrait, TargetBands, TargetId, TraitGroup, TraitGroupId, TraitId, TraitInfo,
+};
+use sea_orm::ConnectionTrait;
+use std::collections::{BTreeMap, HashMap};
+
+/// Band metadata: which bands a target has, their trait groups, and the traits (with
+/// parents) those groups name. Two statements however many targets are asked for.
+pub struct BandRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl BandRepo<'_> {
+    /// The bands of one target (an empty list when it has none or does not exist).
+    pub async fn of_target(&self, target_id: TargetId) -> Result<TargetBands, RepoError> {
+        let mut all = self.of_targets(&[target_id]).await?;
+        Ok(all
+            .remove(&target_id)
+            .unwrap_or_else(|| TargetBands::new(target_id, [], [])))
+    }
+
+    /// The bands of each of `target_ids` that has at least one band.
+    pub async fn of_targets(
+        &self,
+        target_ids: &[TargetId],
+    ) -> Result<HashMap<TargetId, TargetBands>, RepoError> {
+        if target_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<i64> = target_ids.iter().map(|t| t.0).collect();
+        let db = self.db;
+
+        let structure = db
+            .conn()
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT b.target_id, b.id, l.trait_group_id, gt.trait_id \
+                     FROM target_bands b \
+                     LEFT JOIN target_band_trait_groups l ON l.target_band_id = b.id \
+                     LEFT JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id \
+                     WHERE {}",
+                    db.in_id_list("b.target_id", 1)
+                ),
+                vec![db.id_list(&ids)],
+            ))
+            .await?;
+
+        // target -> band -> group -> traits
+        type Groups = BTreeMap<TraitGroupId, Vec<TraitId>>;
+        let mut targets: BTreeMap<TargetId, BTreeMap<BandId, Groups>> = BTreeMap::new();
+        for row in structure {
+            let target = TargetId(row.try_get_by_index(0)?);
+            let band = BandId(row.try_get_by_index(1)?);
+            let group: Option<i64> = row.try_get_by_index(2)?;
+            let trait_id: Option<i64> = row.try_get_by_index(3)?;
+            let groups = targets.entry(target).or_default().entry(band).or_default();
+            if let Some(group) = group {
+                let traits = groups.entry(TraitGroupId(group)).or_default();
+                traits.extend(trait_id.map(TraitId));
+            }
+        }
+
+        let metadata = db
+            .conn()
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT c.id, c.trait_name, c.display_order, p.id, p.trait_name, p.display_order \
+                     FROM traits c LEFT JOIN traits p ON p.id = c.parent_trait_id \
+                     WHERE c.id IN ( \
+                       SELECT gt.trait_id FROM target_bands b \
+                       JOIN target_band_trait_groups l ON l.target_band_id = b.id \
+                       JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id \
+                       WHERE {})",
+                    db.in_id_list("b.target_id", 1)
+                ),
+                vec![db.id_list(&ids)],
+            ))
+            .await?;
+        let mut traits: HashMap<TraitId, BandTrait> = HashMap::with_capacity(metadata.len());
+        for row in metadata {
+            let child = TraitInfo {
+                id: TraitId(row.try_get_by_index(0)?),
+                name: row.try_get_by_index(1)?,
+                display_order: row.try_get_by_index(2)?,
+            };
+            let parent_id: Option<i64> = row.try_get_by_index(3)?;
+            let parent = match parent_id {
+                Some(id) => Some(TraitInfo {
+                    id: TraitId(id),
+                    name: row.try_get_by_index(4)?,
+                    display_order: row.try_get_by_index(5)?,
+                }),
+                None => None,
+            };
+            traits.insert(child.id, BandTrait { child, parent });
+        }
+
+        Ok(targets
+            .into_iter()
+            .map(|(target_id, bands)| {
+                let bands: Vec<Band> = bands
+                    .into_iter()
+                    .map(|(band_id, groups)| {
+                        Band::new(
+                            band_id,
+                            groups
+                                .into_iter()
+                                .map(|(id, traits)| TraitGroup::new(id, traits)),
+                        )
+                    })
+                    .collect();
+                let used: Vec<BandTrait> = bands
+                    .iter()
+                    .flat_map(|b| b.trait_ids())
+                    .filter_map(|t| traits.get(&t).cloned())
+                    .collect();
+                (target_id, TargetBands::new(target_id, bands, used))
+            })
+            .collect())
+    }
+
+    /// The target of each band that exists, for jobs given band ids.
+    pub async fn targets_of_bands(
+        &self,
+        band_ids: &[BandId],
+    ) -> Result<HashMap<BandId, TargetId>, RepoError> {
+        if band_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<i64> = band_ids.iter().map(|b| b.0).collect();
+        let db = self.db;
+        let rows = db
+            .conn()
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT id, target_id FROM target_bands WHERE {}",
+                    db.in_id_list("id", 1)
+                ),
+                vec![db.id_list(&ids)],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    BandId(row.try_get_by_index(0)?),
+                    TargetId(row.try_get_by_index(1)?),
+                ))
+            })
+            .collect()
+    }
+}

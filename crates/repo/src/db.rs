@@ -1,0 +1,312 @@
+use crate::error::RepoError;
+use crate::{
+    BackfillRepo, BandRepo, BulkLoader, GuardRepo, LeaseRepo, PopulationRepo, QueueJobRepo,
+    ReferenceRepo, StatsRepo, TagRepo, TargetRepo,
+};
+use migration::MigratorTrait;
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait,
+    Value,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// `postgres://...` or `sqlite://FILE` (the file is created when missing).
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl DbOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The one handle to the database: a sqlx pool wrapped by sea-orm.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Db {
+    pub async fn connect(options: &DbOptions) -> Result<Db, RepoError> {
+        let url = options.url.trim();
+        let connect_error = |source| RepoError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(|_conn, _meta| {
+                    Box::pin(async {
+                        disable_nagle_on_tcp_sockets();
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await
+                .map_err(connect_error)?;
+            Ok(Db {
+                conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                backend: Backend::Postgres,
+            })
+        } else {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(connect_error)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(15));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await
+                .map_err(connect_error)?;
+            Ok(Db {
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                backend: Backend::Sqlite,
+            })
+        }
+    }
+
+    /// Applies every pending migration (the embedded default and tests; production runs
+    /// the `migration` binary).
+    pub async fn migrate(&self) -> Result<(), RepoError> {
+        migration::Migrator::up(&self.conn, None).await?;
+        Ok(())
+    }
+
+    /// One round trip: whether the database answers.
+    pub async fn ping(&self) -> Result<(), RepoError> {
+        self.conn.ping().await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The sea-orm connection, for entity queries and transactions.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// The shared sqlx pool on PostgreSQL (for the apalis-postgres queues).
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        (self.backend == Backend::Postgres).then(|| self.conn.get_postgres_connection_pool())
+    }
+
+    /// The shared sqlx pool on SQLite (for the apalis-sqlite queues).
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        (self.backend == Backend::Sqlite).then(|| self.conn.get_sqlite_connection_pool())
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+
+    pub fn targets(&self) -> TargetRepo<'_> {
+        TargetRepo { db: self }
+    }
+
+    pub fn bands(&self) -> BandRepo<'_> {
+        BandRepo { db: self }
+    }
+
+    pub fn tags(&self) -> TagRepo<'_> {
+        TagRepo { db: self }
+    }
+
+    pub fn populations(&self) -> PopulationRepo<'_> {
+        PopulationRepo { db: self }
+    }
+
+    pub fn stats(&self) -> StatsRepo<'_> {
+        StatsRepo { db: self }
+    }
+
+    pub fn bulk(&self) -> BulkLoader<'_> {
+        BulkLoader { db: self }
+    }
+
+    pub fn queue_jobs(&self) -> QueueJobRepo<'_> {
+        QueueJobRepo { db: self }
+    }
+
+    pub fn reference(&self) -> ReferenceRepo<'_> {
+        ReferenceRepo { db: self }
+    }
+
+    pub fn backfill(&self) -> BackfillRepo<'_> {
+        BackfillRepo { db: self }
+    }
+
+    pub fn guard(&self) -> GuardRepo<'_> {
+        GuardRepo { db: self }
+    }
+
+    pub fn leases(&self) -> LeaseRepo<'_> {
+        LeaseRepo { db: self }
+    }
+
+    /// Begins a transaction that writes: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a transaction that reads before writing cannot fail to upgrade.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, RepoError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.conn.begin_with_options(options).await?)
+    }
+
+    /// The database clock as seconds since the Unix epoch.
+    pub(crate) fn epoch_now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+        }
+    }
+
+    /// The current UTC time for a `timestamp` column: the moment of the write, not the
+    /// transaction's start.
+    pub(crate) fn timestamp_now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "(clock_timestamp() AT TIME ZONE 'utc')",
+            Backend::Sqlite => "CURRENT_TIMESTAMP",
+        }
+    }
+
+    pub(crate) fn statement(&self, sql: impl Into<String>, values: Vec<Value>) -> Statement {
+        let backend = match self.backend {
+            Backend::Postgres => DbBackend::Postgres,
+            Backend::Sqlite => DbBackend::Sqlite,
+        };
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+
+    /// `column` is one of the ids bound at `$param` (see [`Db::id_list`]).
+    pub(crate) fn in_id_list(&self, column: &str, param: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("{column} = ANY(${param})"),
+            Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
+        }
+    }
+
+    /// A list of ids as one parameter: a bigint array, or a JSON array on SQLite.
+    pub(crate) fn id_list(&self, ids: &[i64]) -> Value {
+        match self.backend {
+            Backend::Postgres => Value::from(ids.to_vec()),
+            Backend::Sqlite => Value::from(json_array(ids)),
+        }
+    }
+
+    /// The snapshot column read as JSON text on both backends.
+    pub(crate) fn snapshot_text(&self, column: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!("{column}::text"),
+            Backend::Sqlite => column.to_owned(),
+        }
+    }
+}
+
+/// sqlx 0.9.0 no longer sets `TCP_NODELAY` on its sockets (upstream issue
+/// transact-rs/sqlx#4335, fixed after 0.9.0): a statement whose parameters span several TCP
+/// segments then waits ~40 ms for the server's delayed ACK, which made a populate batch of
+/// 250 rows cost 48 ms instead of 4 ms. Until a fixed sqlx is released, every new connection
+/// sets it on the process's TCP sockets (harmless on any other TCP socket; other file
+/// descriptors refuse the option and are skipped).
+fn disable_nagle_on_tcp_sockets() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt only reads `one`; on a descriptor that is not a TCP socket it
+        // fails with ENOTSOCK or ENOPROTOOPT and changes nothing.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+pub(crate) fn json_array(ids: &[i64]) -> String {
+    let mut text = String::with_capacity(ids.len() * 8 + 2);
+    text.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&id.to_string());
+    }
+    text.push(']');
+    text
+}
+
+/// Hides the password of a connection URL in messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("sqlite://snapline.db"), "sqlite://snapline.db");
+    }
+}

@@ -1,0 +1,69 @@
+use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+/// A repository failure, classified so the job runtime can decide whether to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("unexpected data in {what}: {detail}")]
+    Data { what: &'static str, detail: String },
+}
+
+impl RepoError {
+    /// Whether trying again later may succeed: deadlocks, serialization failures, lost or
+    /// refused connections, pool timeouts, a busy SQLite file, statement timeouts.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RepoError::Db(err) => db_err_is_transient(err),
+            RepoError::Sqlx(err) => sqlx_is_transient(err),
+            RepoError::Connect { source, .. } => sqlx_is_transient(source),
+            RepoError::Data { .. } => false,
+        }
+    }
+}
+
+fn db_err_is_transient(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
+            true
+        }
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_is_transient(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(
+                code.as_ref(),
+                // PostgreSQL: serialization failure, deadlock, statement timeout / query
+                // canceled, lock not available, admin shutdown, crash shutdown, cannot connect
+                // now, too many connections, connection exceptions
+                "40001" | "40P01" | "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "53300"
+                    | "08000" | "08003" | "08006" | "08001" | "08004"
+                    // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes
+                    | "5" | "6" | "261" | "262" | "517" | "773"
+            )
+        }
+        _ => false,
+    }
+}

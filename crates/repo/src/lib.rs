@@ -1,0 +1,42 @@
+//! snapline's repositories: every SQL statement snapline runs lives in this crate, for
+//! PostgreSQL (production) and SQLite (the embedded default). One connection pool serves the
+//! ORM, these statements and the apalis queues (all on sqlx 0.9).
+//!
+//! Bulk statements send a whole batch as a few parameters (PostgreSQL arrays, or one JSON
+//! array that SQLite unpacks with `json_each`), so a batch costs a constant number of
+//! statements. This crate knows SQL and nothing of jobs or queues; the rules of membership
+//! and snapshots belong to `domain`, never here.
+
+mod backfill;
+mod bands;
+mod bulk;
+mod db;
+mod error;
+mod guard;
+mod leases;
+mod populations;
+mod queue_jobs;
+mod reference;
+mod stats;
+mod tags;
+mod targets;
+
+pub use backfill::{BackfillRepo, CopyTable, NullPopulation};
+pub use bands::BandRepo;
+pub use bulk::{BulkLoader, Cell, TableRows};
+pub use db::{Backend, Db, DbOptions};
+pub use error::RepoError;
+pub use guard::{GuardRepo, GuardState};
+pub use leases::{LeaseHolder, LeaseRepo};
+pub use populations::{
+    AppliedChanges, PopulationChanges, PopulationPage, PopulationRepo, PopulationRow,
+};
+pub use queue_jobs::{PLAIN_SQL_PUSH, QueueJob, QueueJobRepo, QueueLatency};
+pub use reference::ReferenceRepo;
+pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
+pub use tags::TagRepo;
+pub use targets::{TargetRepo, TargetRow};
+
+/// Re-exported so callers can run their own transactions through a [`Db`] without naming
+/// sea-orm's types.
+pub use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};

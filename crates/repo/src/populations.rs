@@ -1,0 +1,317 @@
+use crate::{Backend, Db, RepoError};
+use domain::{BandId, MeFileId, TargetId};
+use sea_orm::{ConnectionTrait, Value};
+
+/// One `target_populations` row, its snapshot as JSON text (`None` when NULL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PopulationRow {
+    pub id: i64,
+    pub band_id: BandId,
+    pub me_file_id: MeFileId,
+    pub snapshot: Option<String>,
+}
+
+/// A keyset page of a target's populations, ordered by (me_file_id, id).
+#[derive(Clone, Debug)]
+pub struct PopulationPage {
+    pub rows: Vec<PopulationRow>,
+    /// Pass back as `after` for the next page; `None` when this was the last page.
+    pub next: Option<(MeFileId, i64)>,
+}
+
+/// Reads and writes of `target_populations`.
+pub struct PopulationRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl PopulationRepo<'_> {
+    /// The populations of a target's bands after `after` (exclusive), at most `limit`.
+    pub async fn page_of_target(
+        &self,
+        target_id: TargetId,
+        after: Option<(MeFileId, i64)>,
+        limit: u64,
+    ) -> Result<PopulationPage, RepoError> {
+        let db = self.db;
+        let (after_me_file, after_id) = after
+            .map(|(m, id)| (m.0, id))
+            .unwrap_or((i64::MIN, i64::MIN));
+        let rows = db
+            .conn()
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT p.id, p.target_band_id, p.me_file_id, {} \
+                     FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
+                     WHERE b.target_id = $1 AND (p.me_file_id, p.id) > ($2, $3) \
+                     ORDER BY p.me_file_id, p.id LIMIT $4",
+                    db.snapshot_text("p.matching_tags_snapshot")
+                ),
+                vec![
+                    Value::from(target_id.0),
+                    Value::from(after_me_file),
+                    Value::from(after_id),
+                    Value::from(limit as i64),
+                ],
+            ))
+            .await?;
+        let rows: Vec<PopulationRow> = rows
+            .into_iter()
+            .map(|row| {
+                Ok(PopulationRow {
+                    id: row.try_get_by_index(0)?,
+                    band_id: BandId(row.try_get_by_index(1)?),
+                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                    snapshot: row.try_get_by_index(3)?,
+                })
+            })
+            .collect::<Result<_, RepoError>>()?;
+        let next = (rows.len() as u64 == limit)
+            .then(|| rows.last().map(|r| (r.me_file_id, r.id)))
+            .flatten();
+        Ok(PopulationPage { rows, next })
+    }
+}
+
+/// One batch of population changes, applied in three statements (delete, update, insert)
+/// whatever its size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PopulationChanges {
+    /// Population ids to delete.
+    pub deletes: Vec<i64>,
+    /// Rows to rewrite in place: (population id, band, snapshot JSON). A move changes the
+    /// band; a refresh keeps it and changes the snapshot.
+    pub updates: Vec<(i64, BandId, String)>,
+    /// New rows: (band, me_file, snapshot JSON).
+    pub inserts: Vec<(BandId, MeFileId, String)>,
+}
+
+impl PopulationChanges {
+    pub fn is_empty(&self) -> bool {
+        self.deletes.is_empty() && self.updates.is_empty() && self.inserts.is_empty()
+    }
+}
+
+/// Rows each statement of [`PopulationRepo::apply_changes`] touched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedChanges {
+    pub deleted: u64,
+    pub updated: u64,
+    pub inserted: u64,
+}
+
+impl PopulationRepo<'_> {
+    /// Takes the per-me_file write locks of snapline's writers for the rest of `txn`, in
+    /// ascending id order (so two writers never wait on each other in a cycle). Every writer
+    /// takes them before reading tags, so none commits a row computed from tags another
+    /// writer has already seen replaced. On SQLite the write transaction itself serializes
+    /// writers, so there is nothing to take.
+    pub async fn lock_me_files<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        me_file_ids: &[MeFileId],
+    ) -> Result<(), RepoError> {
+        if self.db.backend() != Backend::Postgres || me_file_ids.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<i64> = me_file_ids.iter().map(|m| m.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        txn.execute_raw(self.db.statement(
+            format!(
+                "SELECT COUNT(pg_advisory_xact_lock({ME_FILE_LOCK_SPACE}, CAST(m % 2147483647 AS INTEGER))) \
+                 FROM (SELECT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS ordered"
+            ),
+            vec![Value::from(ids)],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// The populations of `band_ids` whose me_file id is in `(after, up_to]`.
+    pub async fn in_me_file_range<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        band_ids: &[BandId],
+        after: MeFileId,
+        up_to: MeFileId,
+    ) -> Result<Vec<PopulationRow>, RepoError> {
+        if band_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.db;
+        let bands: Vec<i64> = band_ids.iter().map(|b| b.0).collect();
+        let rows = conn
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT id, target_band_id, me_file_id, {} FROM target_populations \
+                     WHERE me_file_id > $1 AND me_file_id <= $2 AND {} ORDER BY me_file_id, id",
+                    db.snapshot_text("matching_tags_snapshot"),
+                    db.in_id_list("target_band_id", 3)
+                ),
+                vec![
+                    Value::from(after.0),
+                    Value::from(up_to.0),
+                    db.id_list(&bands),
+                ],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PopulationRow {
+                    id: row.try_get_by_index(0)?,
+                    band_id: BandId(row.try_get_by_index(1)?),
+                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                    snapshot: row.try_get_by_index(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies one batch: deletes, then in-place rewrites, then inserts (an insert that
+    /// meets an existing (band, me_file) row rewrites its snapshot instead).
+    pub async fn apply_changes<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        changes: &PopulationChanges,
+    ) -> Result<AppliedChanges, RepoError> {
+        let db = self.db;
+        let now = db.timestamp_now_sql();
+        let mut applied = AppliedChanges::default();
+        if !changes.deletes.is_empty() {
+            let sql = format!(
+                "DELETE FROM target_populations WHERE {}",
+                db.in_id_list("id", 1)
+            );
+            applied.deleted = txn
+                .execute_raw(db.statement(sql, vec![db.id_list(&changes.deletes)]))
+                .await?
+                .rows_affected();
+        }
+        if !changes.updates.is_empty() {
+            let (sql, values) = match db.backend() {
+                Backend::Postgres => (
+                    format!(
+                        "UPDATE target_populations AS p SET target_band_id = u.band_id, \
+                         matching_tags_snapshot = u.snapshot::jsonb, updated_at = {now} \
+                         FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, band_id, snapshot) \
+                         WHERE p.id = u.id"
+                    ),
+                    vec![
+                        Value::from(changes.updates.iter().map(|u| u.0).collect::<Vec<i64>>()),
+                        Value::from(changes.updates.iter().map(|u| u.1.0).collect::<Vec<i64>>()),
+                        Value::from(
+                            changes
+                                .updates
+                                .iter()
+                                .map(|u| u.2.clone())
+                                .collect::<Vec<String>>(),
+                        ),
+                    ],
+                ),
+                Backend::Sqlite => (
+                    format!(
+                        "UPDATE target_populations SET target_band_id = u.band_id, \
+                         matching_tags_snapshot = u.snapshot, updated_at = {now} \
+                         FROM (SELECT value ->> 0 AS id, value ->> 1 AS band_id, value ->> 2 AS snapshot \
+                               FROM json_each($1)) AS u \
+                         WHERE target_populations.id = u.id"
+                    ),
+                    vec![Value::from(json_rows(
+                        changes.updates.iter().map(|u| (u.0, u.1.0, u.2.as_str())),
+                    ))],
+                ),
+            };
+            applied.updated = txn
+                .execute_raw(db.statement(sql, values))
+                .await?
+                .rows_affected();
+        }
+        if !changes.inserts.is_empty() {
+            let conflict = format!(
+                "ON CONFLICT (target_band_id, me_file_id) DO UPDATE SET \
+                 matching_tags_snapshot = excluded.matching_tags_snapshot, updated_at = {now}"
+            );
+            let (sql, values) = match db.backend() {
+                Backend::Postgres => (
+                    format!(
+                        "INSERT INTO target_populations \
+                         (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
+                         SELECT u.band_id, u.me_file_id, u.snapshot::jsonb, {now}, {now} \
+                         FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(band_id, me_file_id, snapshot) \
+                         {conflict}"
+                    ),
+                    vec![
+                        Value::from(changes.inserts.iter().map(|i| i.0.0).collect::<Vec<i64>>()),
+                        Value::from(changes.inserts.iter().map(|i| i.1.0).collect::<Vec<i64>>()),
+                        Value::from(
+                            changes
+                                .inserts
+                                .iter()
+                                .map(|i| i.2.clone())
+                                .collect::<Vec<String>>(),
+                        ),
+                    ],
+                ),
+                Backend::Sqlite => (
+                    format!(
+                        "INSERT INTO target_populations \
+                         (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
+                         SELECT value ->> 0, value ->> 1, value ->> 2, {now}, {now} \
+                         FROM json_each($1) WHERE true {conflict}"
+                    ),
+                    vec![Value::from(json_rows(
+                        changes.inserts.iter().map(|i| (i.0.0, i.1.0, i.2.as_str())),
+                    ))],
+                ),
+            };
+            applied.inserted = txn
+                .execute_raw(db.statement(sql, values))
+                .await?
+                .rows_affected();
+        }
+        Ok(applied)
+    }
+
+    /// Populations whose band no longer exists (the platform has no foreign keys).
+    pub async fn count_orphans(&self) -> Result<i64, RepoError> {
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(
+                "SELECT COUNT(*) FROM target_populations p \
+                 WHERE NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)",
+                vec![],
+            ))
+            .await?;
+        Ok(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0))
+    }
+}
+
+/// The advisory-lock key space of snapline's per-me_file locks ("SNAP").
+const ME_FILE_LOCK_SPACE: i32 = 0x534E_4150;
+
+/// `[[a, b, "text"], ...]` for SQLite's `json_each`.
+pub(crate) fn json_rows<'s>(rows: impl Iterator<Item = (i64, i64, &'s str)>) -> String {
+    let mut json = String::from("[");
+    for (i, (a, b, text)) in rows.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!("[{a},{b},{}]", serde_json::Value::from(text)));
+    }
+    json.push(']');
+    json
+}
+
+impl PopulationRepo<'_> {
+    /// One me_file's populations in `band_ids`.
+    pub async fn of_me_file<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        me_file: MeFileId,
+        band_ids: &[BandId],
+    ) -> Result<Vec<PopulationRow>, RepoError> {
+        self.in_me_file_range(conn, band_ids, MeFileId(me_file.0 - 1), me_file)
+            .await
+    }
+}

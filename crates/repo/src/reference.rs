@@ -1,0 +1,334 @@
+//! Set-based reference computations inside PostgreSQL: the same result as a job, computed
+//! by one statement. Benchmarks time them as the physical limit and compare results row for
+//! row; nothing in production calls them.
+
+use crate::{Backend, Db, RepoError};
+use sea_orm::{ConnectionTrait, Value};
+
+pub struct ReferenceRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+/// Membership (DESIGN section 3) and snapshots (section 2) of one target as one CTE over the
+/// platform tables, yielding (band_id, me_file_id, snapshot jsonb).
+const TARGET_POPULATION_SQL: &str = "
+WITH bands AS (
+  SELECT b.id, COUNT(DISTINCT l.trait_group_id) AS groups,
+         row_number() OVER (ORDER BY COUNT(DISTINCT l.trait_group_id), b.id) AS pos
+  FROM target_bands b LEFT JOIN target_band_trait_groups l ON l.target_band_id = b.id
+  WHERE b.target_id = $1 GROUP BY b.id
+),
+band_traits AS (
+  SELECT DISTINCT l.target_band_id AS band_id, l.trait_group_id, gt.trait_id
+  FROM target_band_trait_groups l
+  JOIN bands b ON b.id = l.target_band_id
+  JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id
+),
+matches AS (
+  SELECT t.me_file_id, bt.band_id, COUNT(DISTINCT bt.trait_group_id) AS n
+  FROM me_file_tags t
+  JOIN band_traits bt ON bt.trait_id = t.trait_id
+  JOIN me_files m ON m.id = t.me_file_id
+  GROUP BY t.me_file_id, bt.band_id
+),
+chain AS (
+  SELECT m.me_file_id, b.id AS band_id, b.pos,
+         row_number() OVER (PARTITION BY m.me_file_id ORDER BY b.pos) AS rn
+  FROM matches m JOIN bands b ON b.id = m.band_id
+  WHERE m.n = b.groups AND b.groups > 0
+),
+members AS (
+  SELECT DISTINCT ON (me_file_id) me_file_id, band_id
+  FROM chain WHERE rn = pos ORDER BY me_file_id, pos DESC
+),
+child_tags AS (
+  SELECT DISTINCT ON (mb.me_file_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
+  FROM members mb
+  JOIN me_file_tags t ON t.me_file_id = mb.me_file_id
+  JOIN (SELECT DISTINCT band_id, trait_id FROM band_traits) bt
+    ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
+  ORDER BY mb.me_file_id, t.trait_id, t.id
+),
+children AS (
+  SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
+         p.display_order AS parent_order,
+         jsonb_agg(jsonb_build_array(c.id,
+                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value) = '' THEN c.trait_name
+                          ELSE ct.tag_value END,
+                     c.display_order)
+                   ORDER BY c.display_order NULLS LAST, c.id) AS kids
+  FROM child_tags ct
+  JOIN traits c ON c.id = ct.trait_id
+  JOIN traits p ON p.id = c.parent_trait_id
+  GROUP BY ct.me_file_id, ct.band_id, p.id, p.trait_name, p.display_order
+)
+SELECT mb.band_id, mb.me_file_id,
+       jsonb_build_object('tags', COALESCE(
+         jsonb_agg(jsonb_build_array(ch.parent_id, ch.parent_name, ch.parent_order, ch.kids)
+                   ORDER BY ch.parent_order NULLS LAST, ch.parent_id)
+           FILTER (WHERE ch.parent_id IS NOT NULL),
+         '[]'::jsonb)) AS snapshot
+FROM members mb
+LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
+GROUP BY mb.band_id, mb.me_file_id";
+
+impl ReferenceRepo<'_> {
+    /// Creates `table` shaped like `target_populations`, with the same indexes (so writes
+    /// cost the same), empty.
+    pub async fn create_population_table(&self, table: &str) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        self.db
+            .conn()
+            .execute_unprepared(&format!(
+                "DROP TABLE IF EXISTS {table}; \
+                 CREATE TABLE {table} (LIKE target_populations INCLUDING ALL)"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the target's population into `table` with one `INSERT ... SELECT`; returns rows.
+    pub async fn populate_target_into(
+        &self,
+        table: &str,
+        target_id: i64,
+    ) -> Result<u64, RepoError> {
+        self.require_postgres()?;
+        let sql = format!(
+            "INSERT INTO {table} (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
+             SELECT band_id, me_file_id, snapshot, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' \
+             FROM ({TARGET_POPULATION_SQL}) AS computed"
+        );
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(sql, vec![Value::from(target_id)]))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Rows that differ (band, me_file or snapshot) between the target's populations and
+    /// `table`, both ways.
+    pub async fn population_differences(
+        &self,
+        table: &str,
+        target_id: i64,
+    ) -> Result<i64, RepoError> {
+        self.require_postgres()?;
+        let ours = "SELECT p.target_band_id, p.me_file_id, p.matching_tags_snapshot \
+                    FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
+                    WHERE b.target_id = $1";
+        let theirs = format!(
+            "SELECT r.target_band_id, r.me_file_id, r.matching_tags_snapshot FROM {table} r"
+        );
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(
+                format!(
+                    "SELECT COUNT(*) FROM (({ours} EXCEPT ALL {theirs}) \
+                     UNION ALL ({theirs} EXCEPT ALL {ours})) AS d"
+                ),
+                vec![Value::from(target_id)],
+            ))
+            .await?;
+        Ok(row
+            .map(|r| r.try_get_by_index(0))
+            .transpose()?
+            .unwrap_or(-1))
+    }
+
+    fn require_postgres(&self) -> Result<(), RepoError> {
+        if self.db.backend() == Backend::Postgres {
+            Ok(())
+        } else {
+            Err(RepoError::Data {
+                what: "reference computation",
+                detail: "needs PostgreSQL".into(),
+            })
+        }
+    }
+}
+
+impl ReferenceRepo<'_> {
+    /// Changes a tag value of each of `me_files` (a benchmark's stand-in for users editing
+    /// their tags), so their syncs have snapshots to rewrite.
+    pub async fn touch_tags(&self, me_files: &[i64], round: i64) -> Result<u64, RepoError> {
+        let db = self.db;
+        let result = db
+            .conn()
+            .execute_raw(db.statement(
+                format!(
+                    "UPDATE me_file_tags SET tag_value = 'edit ' || $2 || ' of ' || id \
+                     WHERE {} ",
+                    db.in_id_list("me_file_id", 1)
+                ),
+                vec![db.id_list(me_files), Value::from(round)],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+impl ReferenceRepo<'_> {
+    /// Me_files with at least one population row, ascending (benchmarks pick syncs whose
+    /// commit is visible in `updated_at`).
+    pub async fn member_me_files(&self) -> Result<Vec<i64>, RepoError> {
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                "SELECT DISTINCT me_file_id FROM target_populations ORDER BY me_file_id",
+                vec![],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok(row.try_get_by_index(0)?))
+            .collect()
+    }
+
+    /// For each finished `sync_me_file` job, the time from its push (`run_at`) to the commit
+    /// of its rows (the latest `updated_at` it wrote): (jobs, p50 ms, p99 ms, max ms).
+    pub async fn sync_commit_latency(&self) -> Result<(i64, f64, f64, f64), RepoError> {
+        self.require_postgres()?;
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(
+                "SELECT COUNT(*), \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0), \
+                 COALESCE(MAX(ms), 0) FROM ( \
+                   SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - (j.run_at AT TIME ZONE 'utc'))::float8 * 1000 AS ms \
+                   FROM apalis.jobs j \
+                   JOIN target_populations p \
+                     ON p.me_file_id = (convert_from(j.job, 'UTF8')::jsonb ->> 'me_file_id')::bigint \
+                   WHERE j.job_type = 'sync_me_file' AND j.status = 'Done' AND p.updated_at >= (j.run_at AT TIME ZONE 'utc') \
+                   GROUP BY j.id, j.run_at) AS d",
+                vec![],
+            ))
+            .await?
+            .ok_or(RepoError::Data {
+                what: "latency",
+                detail: "no row".into(),
+            })?;
+        Ok((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+            row.try_get_by_index(3)?,
+        ))
+    }
+}
+
+/// Fills the NULL snapshots of `populations` (a table shaped like `target_populations`) from
+/// current tags, in one statement: the backfiller's first phase as set-based SQL.
+const BACKFILL_POPULATIONS_SQL: &str = "
+WITH members AS (
+  SELECT DISTINCT p.me_file_id, p.target_band_id AS band_id
+  FROM {populations} p JOIN target_bands b ON b.id = p.target_band_id
+  WHERE p.matching_tags_snapshot IS NULL
+),
+band_traits AS (
+  SELECT DISTINCT l.target_band_id AS band_id, gt.trait_id
+  FROM target_band_trait_groups l
+  JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id
+  WHERE l.target_band_id IN (SELECT DISTINCT band_id FROM members)
+),
+child_tags AS (
+  SELECT DISTINCT ON (mb.me_file_id, mb.band_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
+  FROM members mb
+  JOIN me_file_tags t ON t.me_file_id = mb.me_file_id
+  JOIN band_traits bt ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
+  ORDER BY mb.me_file_id, mb.band_id, t.trait_id, t.id
+),
+children AS (
+  SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
+         p.display_order AS parent_order,
+         jsonb_agg(jsonb_build_array(c.id,
+                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value) = '' THEN c.trait_name
+                          ELSE ct.tag_value END,
+                     c.display_order)
+                   ORDER BY c.display_order NULLS LAST, c.id) AS kids
+  FROM child_tags ct
+  JOIN traits c ON c.id = ct.trait_id
+  JOIN traits p ON p.id = c.parent_trait_id
+  GROUP BY ct.me_file_id, ct.band_id, p.id, p.trait_name, p.display_order
+),
+snapshots AS (
+  SELECT mb.band_id, mb.me_file_id,
+         jsonb_build_object('tags', COALESCE(
+           jsonb_agg(jsonb_build_array(ch.parent_id, ch.parent_name, ch.parent_order, ch.kids)
+                     ORDER BY ch.parent_order NULLS LAST, ch.parent_id)
+             FILTER (WHERE ch.parent_id IS NOT NULL),
+           '[]'::jsonb)) AS snapshot
+  FROM members mb
+  LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
+  GROUP BY mb.band_id, mb.me_file_id
+)
+UPDATE {populations} AS p SET matching_tags_snapshot = s.snapshot, updated_at = now() AT TIME ZONE 'utc'
+FROM snapshots s
+WHERE p.me_file_id = s.me_file_id AND p.target_band_id = s.band_id AND p.matching_tags_snapshot IS NULL";
+
+impl ReferenceRepo<'_> {
+    /// Copies `source` into a new table `copy` with the same columns and indexes.
+    pub async fn copy_table(&self, source: &str, copy: &str) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        self.db
+            .conn()
+            .execute_unprepared(&format!(
+                "DROP TABLE IF EXISTS {copy}; CREATE TABLE {copy} (LIKE {source} INCLUDING ALL); \
+                 INSERT INTO {copy} SELECT * FROM {source}; ANALYZE {copy}"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The backfill as set-based SQL on copies of the three tables: populations from tags,
+    /// then offers and ad_events from their populations. Returns rows written.
+    pub async fn backfill_in_sql(
+        &self,
+        populations: &str,
+        offers: &str,
+        ad_events: &str,
+    ) -> Result<u64, RepoError> {
+        self.require_postgres()?;
+        let conn = self.db.conn();
+        let mut written = conn
+            .execute_unprepared(&BACKFILL_POPULATIONS_SQL.replace("{populations}", populations))
+            .await?
+            .rows_affected();
+        for copy in [offers, ad_events] {
+            written += conn
+                .execute_unprepared(&format!(
+                    "UPDATE {copy} AS c SET matching_tags_snapshot = p.matching_tags_snapshot, \
+                     updated_at = now() AT TIME ZONE 'utc' FROM {populations} p \
+                     WHERE p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id \
+                     AND c.matching_tags_snapshot IS NULL AND p.matching_tags_snapshot IS NOT NULL"
+                ))
+                .await?
+                .rows_affected();
+        }
+        Ok(written)
+    }
+
+    /// Rows of `table` whose (id, snapshot) differ from `copy`'s.
+    pub async fn snapshot_differences(&self, table: &str, copy: &str) -> Result<i64, RepoError> {
+        self.require_postgres()?;
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(
+                format!(
+                    "SELECT COUNT(*) FROM {table} t JOIN {copy} c ON c.id = t.id \
+                     WHERE t.matching_tags_snapshot IS DISTINCT FROM c.matching_tags_snapshot"
+                ),
+                vec![],
+            ))
+            .await?;
+        Ok(row
+            .map(|r| r.try_get_by_index(0))
+            .transpose()?
+            .unwrap_or(-1))
+    }
+}

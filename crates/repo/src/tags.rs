@@ -1,0 +1,150 @@
+use crate::{Db, RepoError};
+use domain::{MeFileId, MeFileTagId, Tag, TraitId};
+use sea_orm::ConnectionTrait;
+use std::collections::HashMap;
+
+/// Reads of `me_file_tags`.
+pub struct TagRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl TagRepo<'_> {
+    /// The tags of each of `me_file_ids` (one statement), optionally only those on
+    /// `only_traits` (the traits a target's bands name). Me_files without tags are absent.
+    pub async fn of_me_files(
+        &self,
+        me_file_ids: &[MeFileId],
+        only_traits: Option<&[TraitId]>,
+    ) -> Result<HashMap<MeFileId, Vec<Tag>>, RepoError> {
+        if me_file_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let db = self.db;
+        let ids: Vec<i64> = me_file_ids.iter().map(|m| m.0).collect();
+        let mut sql = format!(
+            "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags WHERE {}",
+            db.in_id_list("me_file_id", 1)
+        );
+        let mut values = vec![db.id_list(&ids)];
+        if let Some(traits) = only_traits {
+            let traits: Vec<i64> = traits.iter().map(|t| t.0).collect();
+            sql.push_str(&format!(" AND {}", db.in_id_list("trait_id", 2)));
+            values.push(db.id_list(&traits));
+        }
+        let rows = db.conn().query_all_raw(db.statement(sql, values)).await?;
+        let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
+        for row in rows {
+            let me_file = MeFileId(row.try_get_by_index(0)?);
+            by_me_file.entry(me_file).or_default().push(Tag {
+                id: MeFileTagId(row.try_get_by_index(1)?),
+                trait_id: TraitId(row.try_get_by_index(2)?),
+                tag_value: row.try_get_by_index(3)?,
+            });
+        }
+        Ok(by_me_file)
+    }
+}
+
+impl TagRepo<'_> {
+    /// The tags on `traits` of the me_files with id in `(after, up_to]`, by me_file.
+    pub async fn in_me_file_range<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        after: MeFileId,
+        up_to: MeFileId,
+        traits: &[TraitId],
+    ) -> Result<HashMap<MeFileId, Vec<Tag>>, RepoError> {
+        if traits.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let db = self.db;
+        let traits: Vec<i64> = traits.iter().map(|t| t.0).collect();
+        let rows = conn
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
+                     WHERE me_file_id > $1 AND me_file_id <= $2 AND {}",
+                    db.in_id_list("trait_id", 3)
+                ),
+                vec![
+                    sea_orm::Value::from(after.0),
+                    sea_orm::Value::from(up_to.0),
+                    db.id_list(&traits),
+                ],
+            ))
+            .await?;
+        let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
+        for row in rows {
+            by_me_file
+                .entry(MeFileId(row.try_get_by_index(0)?))
+                .or_default()
+                .push(Tag {
+                    id: MeFileTagId(row.try_get_by_index(1)?),
+                    trait_id: TraitId(row.try_get_by_index(2)?),
+                    tag_value: row.try_get_by_index(3)?,
+                });
+        }
+        Ok(by_me_file)
+    }
+
+    /// The next `limit` me_file ids after `after`, ascending (keyset paging over `me_files`).
+    pub async fn me_file_ids_after<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        after: MeFileId,
+        limit: u64,
+    ) -> Result<Vec<MeFileId>, RepoError> {
+        let rows = conn
+            .query_all_raw(self.db.statement(
+                "SELECT id FROM me_files WHERE id > $1 ORDER BY id LIMIT $2",
+                vec![
+                    sea_orm::Value::from(after.0),
+                    sea_orm::Value::from(limit as i64),
+                ],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok(MeFileId(row.try_get_by_index(0)?)))
+            .collect()
+    }
+}
+
+impl TagRepo<'_> {
+    /// Whether the me_file exists; `None` tags for a deleted user.
+    pub async fn me_file_exists<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        me_file: MeFileId,
+    ) -> Result<bool, RepoError> {
+        let row = conn
+            .query_one_raw(self.db.statement(
+                "SELECT 1 FROM me_files WHERE id = $1",
+                vec![sea_orm::Value::from(me_file.0)],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// All tags of one me_file.
+    pub async fn of_me_file<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        me_file: MeFileId,
+    ) -> Result<Vec<Tag>, RepoError> {
+        let rows = conn
+            .query_all_raw(self.db.statement(
+                "SELECT id, trait_id, tag_value FROM me_file_tags WHERE me_file_id = $1",
+                vec![sea_orm::Value::from(me_file.0)],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Tag {
+                    id: MeFileTagId(row.try_get_by_index(0)?),
+                    trait_id: TraitId(row.try_get_by_index(1)?),
+                    tag_value: row.try_get_by_index(2)?,
+                })
+            })
+            .collect()
+    }
+}

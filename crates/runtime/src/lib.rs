@@ -1,0 +1,178 @@
+//! Process plumbing shared by snapline's binaries, so each `main` only wires things together:
+//! load settings, set up tracing, connect (and migrate on the embedded default), wait for
+//! SIGTERM or Ctrl-C, and map errors to exit codes (0 success, 2 bad input or configuration,
+//! 1 anything else).
+//!
+//! This crate holds no job logic and no SQL.
+
+use jobs::JobError;
+use jobs::populate_target::PopulateOptions;
+use jobs::worker::WorkerOptions;
+use repo::{Db, DbOptions};
+use settings::{QueueSettings, Settings, Sources};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The option every binary takes.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// Extra TOML config file, layered over config/{SNAPLINE_PROFILE}.toml.
+    /// Example: --config /etc/snapline/local.toml
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// A failure that is the user's to fix: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BadInput(pub anyhow::Error);
+
+impl BadInput {
+    pub fn wrap(err: impl Into<anyhow::Error>) -> anyhow::Error {
+        anyhow::Error::new(BadInput(err.into()))
+    }
+}
+
+/// Classifies a job error for the exit code: unknown ids and malformed input are bad input.
+pub fn job_error(err: JobError) -> anyhow::Error {
+    match err {
+        JobError::UnknownTarget(_) | JobError::Malformed(_) => BadInput::wrap(err),
+        other => other.into(),
+    }
+}
+
+/// Loads settings (with an optional `--config FILE`) and sets up tracing.
+pub fn load_settings(args: ConfigArgs) -> anyhow::Result<Settings> {
+    let settings = Settings::load(&Sources::from_env(args.config)).map_err(BadInput::wrap)?;
+    settings::init_tracing(&settings.log);
+    Ok(settings)
+}
+
+/// Connects to the configured database; migrates it when `database.migrate_on_start` is set
+/// (the embedded default; production runs the `migration` binary).
+pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    connect_to(settings, &settings.database.url).await
+}
+
+/// Connects for a queue consumer running `concurrency` jobs at once: the pool gets at least
+/// `concurrency` connections for the jobs plus room for apalis's own (fetch, ack, heartbeat,
+/// LISTEN), so jobs never starve the queue or each other.
+pub async fn connect_for_workers(settings: &Settings, concurrency: usize) -> anyhow::Result<Db> {
+    let needed = concurrency as u32 * CONNECTIONS_PER_WORKER + WORKER_OVERHEAD_CONNECTIONS;
+    if settings.database.max_connections < needed {
+        tracing::info!(
+            configured = settings.database.max_connections,
+            using = needed,
+            "database.max_connections raised to fit the worker's concurrency"
+        );
+    }
+    open(
+        settings,
+        &settings.database.url,
+        settings.database.max_connections.max(needed),
+    )
+    .await
+}
+
+/// Per worker: its job's transaction and its LISTEN connection.
+const CONNECTIONS_PER_WORKER: u32 = 2;
+/// Fetches, acknowledgements and heartbeats beside them.
+const WORKER_OVERHEAD_CONNECTIONS: u32 = 4;
+
+/// Like [`connect`], to another database.
+pub async fn connect_to(settings: &Settings, url: &str) -> anyhow::Result<Db> {
+    open(settings, url, settings.database.max_connections).await
+}
+
+async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::Result<Db> {
+    let db = Db::connect(&DbOptions {
+        url: url.to_owned(),
+        max_connections,
+        acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
+    })
+    .await?;
+    if settings.database.migrate_on_start {
+        db.migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
+    }
+    Ok(db)
+}
+
+pub fn populate_options(settings: &Settings) -> PopulateOptions {
+    PopulateOptions {
+        batch_size: settings.populator.batch_size.max(1),
+        lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
+        lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
+    }
+}
+
+pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions {
+    jobs::backfill::BackfillOptions {
+        batch_size: settings.backfiller.batch_size.max(1),
+        dry_run: false,
+        warn_threshold: settings.backfiller.warn_threshold,
+        lease_ttl: Duration::from_secs(settings.backfiller.lease_ttl_secs),
+        lock_wait: Duration::from_secs(settings.backfiller.lock_wait_secs),
+    }
+}
+
+/// The worker policy of one queue; the worker is named after the queue, host and process.
+pub fn worker_options(queue: &str, settings: &QueueSettings) -> WorkerOptions {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    WorkerOptions {
+        concurrency: settings.concurrency.max(1),
+        max_attempts: settings.max_attempts.max(1),
+        timeout: Duration::from_secs(settings.timeout_secs.max(1)),
+        ..WorkerOptions::new(format!("{queue}@{host}:{}", std::process::id()))
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing the current jobs");
+}
+
+/// Runs `main` on a multi-threaded runtime and turns its result into an exit code.
+pub fn run_main<F>(main: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

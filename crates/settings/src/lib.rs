@@ -1,0 +1,278 @@
+//! snapline's configuration and telemetry: one typed [`Settings`] loaded by one function,
+//! [`Settings::load`], and one function that sets up tracing, [`init_tracing`].
+//!
+//! Layers, each overriding the one before: `config/default.toml` < `config/{SNAPLINE_PROFILE}.toml`
+//! < `--config FILE` < `SNAPLINE_*` environment variables (nested keys joined by `__`) <
+//! `DATABASE_URL`. The three profile files ship inside the binaries too, so they run from any
+//! directory; a `config/` folder on disk (or `SNAPLINE_CONFIG_DIR`) takes precedence.
+//!
+//! This crate never connects to anything: it reads files and the environment only.
+
+mod telemetry;
+
+pub use telemetry::init_tracing;
+
+use figment::Figment;
+use figment::providers::{Data, Env, Format, Toml};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The profile used when `SNAPLINE_PROFILE` is unset: the embedded SQLite database.
+pub const DEFAULT_PROFILE: &str = "default";
+
+const EMBEDDED: &[(&str, &str)] = &[
+    ("default", include_str!("../../../config/default.toml")),
+    (
+        "production",
+        include_str!("../../../config/production.toml"),
+    ),
+    ("test", include_str!("../../../config/test.toml")),
+];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub populator: PopulatorSettings,
+    pub syncer: SyncerSettings,
+    pub backfiller: BackfillerSettings,
+    pub queues: QueuesSettings,
+    /// The profile these settings were loaded for (not read from files).
+    #[serde(skip)]
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://FILE` or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout_secs: u64,
+    /// Apply migrations when a binary starts (the embedded default); production runs the
+    /// `migration` binary instead.
+    #[serde(default)]
+    pub migrate_on_start: bool,
+}
+
+fn default_acquire_timeout() -> u64 {
+    30
+}
+
+/// Tuning of `populate_target` runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopulatorSettings {
+    /// Me_files per batch; each batch is one transaction.
+    pub batch_size: u64,
+    /// Seconds a run's lease on its target lives without renewal (renewed every batch).
+    pub lease_ttl_secs: u64,
+    /// Seconds a second populate of the same target waits for the first before failing
+    /// (and being retried).
+    pub lock_wait_secs: u64,
+}
+
+/// Tuning of `sync_me_file` jobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncerSettings {
+    /// Seconds a target's cached band metadata is used before it is reloaded.
+    pub band_cache_secs: u64,
+}
+
+/// Tuning of backfill runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillerSettings {
+    /// When `backfiller serve` enqueues `backfill_missing_snapshots`: cron, five fields
+    /// (`0 * * * *`, minute first) or six with seconds first.
+    pub schedule: String,
+    /// Rows per batch; each batch is one transaction.
+    pub batch_size: u64,
+    /// A run finding more NULL snapshots than this logs a warning.
+    pub warn_threshold: i64,
+    pub lease_ttl_secs: u64,
+    pub lock_wait_secs: u64,
+}
+
+/// Consumers of each queue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuesSettings {
+    pub populate_target: QueueSettings,
+    pub sync_me_file: QueueSettings,
+    pub backfill: QueueSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Jobs run at once per process.
+    pub concurrency: usize,
+    /// Tries in all for transient failures (deadlocks, lost connections, ...).
+    pub max_attempts: usize,
+    /// A job running longer than this fails its attempt.
+    pub timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `snapline=debug,sqlx=warn`); `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// What went wrong loading the configuration; the message names the key and its source.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration error: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error(
+        "profile `{profile}` has no config file: looked for {looked_in}; known profiles are default, production and test"
+    )]
+    UnknownProfile { profile: String, looked_in: String },
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error(
+        "database.url is not set for profile `{profile}`: set DATABASE_URL=postgres://USER@HOST/DB (or SNAPLINE_DATABASE__URL)"
+    )]
+    MissingDatabaseUrl { profile: String },
+    #[error(
+        "database.url `{url}` is not supported: use sqlite://FILE or postgres://USER@HOST/DB (from profile `{profile}`)"
+    )]
+    UnsupportedDatabaseUrl { url: String, profile: String },
+    #[error("profile `production` expects PostgreSQL, but database.url is `{0}`")]
+    ProductionNeedsPostgres(String),
+}
+
+/// Where a load reads from; [`Sources::from_env`] is what the binaries use.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub profile: Option<String>,
+    pub config_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    /// Read `SNAPLINE_*` and `DATABASE_URL` from the process environment.
+    pub use_env: bool,
+}
+
+impl Sources {
+    /// The process environment: `SNAPLINE_PROFILE`, `SNAPLINE_CONFIG_DIR`, an optional
+    /// `--config FILE`, then `SNAPLINE_*` and `DATABASE_URL`.
+    pub fn from_env(config_file: Option<PathBuf>) -> Self {
+        Self {
+            profile: std::env::var("SNAPLINE_PROFILE")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            config_dir: std::env::var_os("SNAPLINE_CONFIG_DIR").map(PathBuf::from),
+            config_file,
+            use_env: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates the settings from `sources`.
+    pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
+        let profile = sources
+            .profile
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROFILE.to_owned());
+        let dir = sources
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config"));
+
+        let mut figment = Figment::from(profile_layer(&dir, DEFAULT_PROFILE)?);
+        if profile != DEFAULT_PROFILE {
+            figment = figment.merge(profile_layer(&dir, &profile)?);
+        }
+        if let Some(file) = &sources.config_file {
+            if !file.exists() {
+                return Err(SettingsError::MissingFile(file.clone()));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        if sources.use_env {
+            figment = figment
+                .merge(
+                    Env::prefixed("SNAPLINE_")
+                        .ignore(&["profile", "config_dir"])
+                        .split("__"),
+                )
+                .merge(
+                    Env::raw()
+                        .only(&["database_url"])
+                        .map(|_| "database.url".into()),
+                );
+        }
+
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+        settings.profile = profile;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings for `url` with the defaults of the `test` profile and no environment: what
+    /// tests and tools that pick their own database use.
+    pub fn for_database(url: &str) -> Result<Settings, SettingsError> {
+        let mut settings = Settings::load(&Sources {
+            profile: Some("test".into()),
+            ..Sources::default()
+        })?;
+        settings.database.url = url.to_owned();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.profile == "production"
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let url = self.database.url.trim();
+        if url.is_empty() {
+            return Err(SettingsError::MissingDatabaseUrl {
+                profile: self.profile.clone(),
+            });
+        }
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres && !url.starts_with("sqlite:") {
+            return Err(SettingsError::UnsupportedDatabaseUrl {
+                url: url.to_owned(),
+                profile: self.profile.clone(),
+            });
+        }
+        if self.is_production() && !postgres {
+            return Err(SettingsError::ProductionNeedsPostgres(url.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// `DIR/PROFILE.toml` when it exists on disk, else the copy built into the binary.
+fn profile_layer(dir: &Path, profile: &str) -> Result<Data<Toml>, SettingsError> {
+    let path = dir.join(format!("{profile}.toml"));
+    if path.is_file() {
+        return Ok(Toml::file_exact(path));
+    }
+    EMBEDDED
+        .iter()
+        .find(|(name, _)| *name == profile)
+        .map(|(_, text)| Toml::string(text))
+        .ok_or_else(|| SettingsError::UnknownProfile {
+            profile: profile.to_owned(),
+            looked_in: path.display().to_string(),
+        })
+}

@@ -1,0 +1,140 @@
+//! The configuration layers and their errors. `figment::Jail` gives each test its own
+//! working directory and environment.
+
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error by design
+
+use figment::Jail;
+use settings::{LogFormat, Settings, SettingsError, Sources};
+
+fn load(jail_config_file: Option<&str>) -> Result<Settings, SettingsError> {
+    Settings::load(&Sources::from_env(jail_config_file.map(Into::into)))
+}
+
+#[test]
+fn without_files_or_env_the_embedded_default_is_sqlite() {
+    Jail::expect_with(|_| {
+        let settings = load(None).expect("defaults load");
+        assert_eq!(settings.database.url, "sqlite://snapline.db");
+        assert_eq!(settings.log.format, LogFormat::Pretty);
+        assert!(settings.database.migrate_on_start);
+        assert_eq!(settings.profile, "default");
+        Ok(())
+    });
+}
+
+#[test]
+fn profile_file_then_env_then_database_url_override_in_order() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("config")?;
+        jail.create_file(
+            "config/staging.toml",
+            "[database]\nurl = \"postgres://staging/db\"\nmax_connections = 5\n[log]\nformat = \"json\"\nfilter = \"debug\"\n",
+        )?;
+        jail.set_env("SNAPLINE_PROFILE", "staging");
+        let settings = load(None).expect("staging loads");
+        assert_eq!(settings.database.url, "postgres://staging/db");
+        assert_eq!(settings.database.max_connections, 5);
+        assert_eq!(settings.log.format, LogFormat::Json);
+
+        jail.set_env("SNAPLINE_DATABASE__MAX_CONNECTIONS", "3");
+        jail.set_env("SNAPLINE_LOG__FORMAT", "pretty");
+        let settings = load(None).expect("env overrides");
+        assert_eq!(settings.database.max_connections, 3);
+        assert_eq!(settings.log.format, LogFormat::Pretty);
+
+        jail.set_env("DATABASE_URL", "postgres://override/db");
+        let settings = load(None).expect("DATABASE_URL overrides");
+        assert_eq!(settings.database.url, "postgres://override/db");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_config_file_layers_over_the_profile() {
+    Jail::expect_with(|jail| {
+        jail.create_file("local.toml", "[database]\nmax_connections = 2\n")?;
+        let settings = load(Some("local.toml")).expect("loads");
+        assert_eq!(settings.database.max_connections, 2);
+        assert_eq!(settings.database.url, "sqlite://snapline.db");
+
+        let err = load(Some("missing.toml")).expect_err("missing file");
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_typo_names_the_key_and_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("config")?;
+        jail.create_file(
+            "config/default.toml",
+            "[database]\nurll = \"sqlite://x.db\"\n",
+        )?;
+        let message = load(None).expect_err("unknown key").to_string();
+        assert!(message.contains("urll"), "{message}");
+        assert!(message.contains("default.toml"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_wrong_type_in_env_names_the_key_and_the_variable() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SNAPLINE_DATABASE__MAX_CONNECTIONS", "many");
+        let message = load(None).expect_err("not a number").to_string();
+        assert!(
+            message.to_lowercase().contains("database.max_connections"),
+            "{message}"
+        );
+        assert!(message.contains("SNAPLINE_"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn production_without_database_url_says_which_variable_to_set() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SNAPLINE_PROFILE", "production");
+        let message = load(None).expect_err("no url").to_string();
+        assert!(message.contains("DATABASE_URL"), "{message}");
+        assert!(message.contains("production"), "{message}");
+
+        jail.set_env("DATABASE_URL", "sqlite://prod.db");
+        let message = load(None).expect_err("sqlite in production").to_string();
+        assert!(message.contains("PostgreSQL"), "{message}");
+
+        jail.set_env("DATABASE_URL", "postgres://app@db/snapline");
+        let settings = load(None).expect("production with PostgreSQL");
+        assert!(settings.is_production());
+        assert!(!settings.database.migrate_on_start);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_profiles_and_urls_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SNAPLINE_PROFILE", "prodution");
+        let message = load(None).expect_err("typo in profile").to_string();
+        assert!(message.contains("prodution"), "{message}");
+
+        jail.set_env("SNAPLINE_PROFILE", "default");
+        jail.set_env("DATABASE_URL", "mysql://x/y");
+        let message = load(None).expect_err("unsupported").to_string();
+        assert!(message.contains("mysql://x/y"), "{message}");
+        Ok(())
+    });
+}
+
+#[test]
+fn queue_concurrency_comes_from_env() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY", "16");
+        let settings = load(None).expect("loads");
+        assert_eq!(settings.queues.sync_me_file.concurrency, 16);
+        assert_eq!(settings.queues.populate_target.concurrency, 1);
+        Ok(())
+    });
+}

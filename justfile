@@ -1,0 +1,73 @@
+# snapline's daily commands. `cargo install just --locked` adds `just`; every recipe is plain
+# cargo underneath, so nothing here is required.
+
+set dotenv-load := false
+
+# PostgreSQL used by benchmarks (tests create their own databases)
+bench_pg := env_var_or_default("SNAPLINE_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+
+default:
+    @just --list
+
+# Run the demo on the embedded SQLite default
+demo *ARGS:
+    cargo run -p snapctl -- demo {{ARGS}}
+
+# The whole test suite (PostgreSQL at 127.0.0.1:5432 and SQLite)
+test:
+    cargo test --workspace
+
+# Format check and clippy, as CI runs them
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply migrations to the configured database (DATABASE_URL or config/)
+migrate *ARGS="up":
+    cargo run -p migration -- {{ARGS}}
+
+# Seed the configured database: just seed --me-files 100000
+seed *ARGS:
+    cargo run --release -p snapctl -- seed {{ARGS}}
+
+# Time seeding 1M me_files into a fresh PostgreSQL database
+bench-seed n="1000000":
+    psql "{{bench_pg}}/postgres" -qc "DROP DATABASE IF EXISTS snapline_bench" -c "CREATE DATABASE snapline_bench"
+    cargo build --release -p snapctl
+    DATABASE_URL="{{bench_pg}}/snapline_bench" RUST_LOG=warn ./target/release/snapctl seed --me-files {{n}}
+
+# Populate a target inline on the configured database: just populate 1
+populate target:
+    cargo run -p populator -- run --target {{target}}
+
+# Sync one me_file inline on the configured database: just sync 42
+sync me_file:
+    cargo run -p syncer -- run --me-file {{me_file}}
+
+# Backfill NULL snapshots on the configured database: just backfill --dry-run
+backfill *ARGS:
+    cargo run -p backfiller -- run {{ARGS}}
+
+# Run all three consumers (and the backfill cron) on the configured database until Ctrl-C
+serve:
+    cargo build -p populator -p syncer -p backfiller
+    ./target/debug/populator serve & ./target/debug/syncer serve & ./target/debug/backfiller serve & wait
+
+# Time populator run against one set-based INSERT ... SELECT at 100K and 1M me_files
+bench-populate *ARGS="--me-files 100000 --me-files 1000000":
+    cargo build --release -p bench -p populator
+    SNAPLINE_BENCH_PG="{{bench_pg}}" ./target/release/bench populate {{ARGS}}
+
+# syncer serve: throughput of 10,000 waiting syncs and push-to-commit latency at 200/s,
+# with 100 populated targets and 1M me_files
+bench-sync *ARGS="--me-files 1000000 --targets 100 --syncs 10000 --paced 2000 --rate 200":
+    cargo build --release -p bench -p syncer
+    SNAPLINE_BENCH_PG="{{bench_pg}}" ./target/release/bench sync {{ARGS}}
+
+# backfiller run on ~2.2M legacy NULL rows against set-based SQL UPDATEs, with EXPLAINs
+bench-backfill *ARGS="--me-files 1000000":
+    cargo build --release -p bench -p backfiller
+    SNAPLINE_BENCH_PG="{{bench_pg}}" ./target/release/bench backfill {{ARGS}}
+
+# All benchmarks
+bench: bench-seed bench-populate bench-sync bench-backfill

@@ -1,0 +1,291 @@
+//! Test harness shared by the end-to-end tests: each test gets its own freshly created,
+//! uniquely named database (PostgreSQL) or file (SQLite), dropped when the test ends, so
+//! tests run in parallel and never touch a developer's data.
+//!
+//! PostgreSQL is reached through `SNAPLINE_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), a role allowed to create databases.
+
+use repo::{Db, DbOptions};
+use sqlx::Connection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    pub backend: Backend,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn admin_url() -> String {
+    std::env::var("SNAPLINE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "snapline_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+impl TestDb {
+    /// An empty database, no tables.
+    pub async fn empty(backend: Backend) -> TestDb {
+        let name = unique_name();
+        let (url, dir) = match backend {
+            Backend::Postgres => {
+                let admin = admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL for tests at {admin}: {e}"));
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                (format!("{base}/{name}"), None)
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join(format!("{name}.db"));
+                (format!("sqlite://{}", path.display()), Some(dir))
+            }
+        };
+        let db = Db::connect(&DbOptions {
+            url: url.clone(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+        })
+        .await
+        .expect("connect to test database");
+        TestDb {
+            db,
+            url,
+            backend,
+            name,
+            _dir: dir,
+        }
+    }
+
+    /// A database with every migration applied.
+    pub async fn migrated(backend: Backend) -> TestDb {
+        let test_db = Self::empty(backend).await;
+        test_db.db.migrate().await.expect("migrations apply");
+        test_db
+    }
+
+    /// A migrated database holding the synthetic data set for `options`.
+    pub async fn seeded(backend: Backend, options: &synth::SeedOptions) -> TestDb {
+        let test_db = Self::migrated(backend).await;
+        synth::seed(&test_db.db, options, |_, _| {})
+            .await
+            .expect("seed data set");
+        test_db
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs outside async context: use a private runtime on a plain thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs an async test body once per backend: `both_backends!(name, body)` defines
+/// `name::postgres` and `name::sqlite`, each calling `body(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident => $body:ident;)*) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body($crate::Backend::Postgres).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::Backend::Sqlite).await
+            }
+        }
+    )*};
+}
+
+use domain::{BandId, MeFileId, Snapshot, TargetId};
+use sea_orm::ConnectionTrait;
+use std::collections::BTreeMap;
+
+/// A target's rows as stored: me_file -> (band, snapshot; `None` when NULL).
+pub type StoredRows = BTreeMap<MeFileId, Vec<(BandId, Option<Snapshot>)>>;
+
+/// A target's rows as the rules want them, recomputed from scratch: me_file -> (band,
+/// snapshot). An oracle independent of the jobs' batching and diffing.
+pub async fn expected_rows(db: &Db, target_id: TargetId) -> BTreeMap<MeFileId, (BandId, Snapshot)> {
+    let target = db.bands().of_target(target_id).await.expect("bands");
+    let me_files: Vec<MeFileId> = entity_ids(db, "SELECT id FROM me_files ORDER BY id")
+        .await
+        .into_iter()
+        .map(MeFileId)
+        .collect();
+    let mut expected = BTreeMap::new();
+    for chunk in me_files.chunks(5_000) {
+        let tags = db.tags().of_me_files(chunk, None).await.expect("tags");
+        for me_file in chunk {
+            let me_file_tags = tags.get(me_file).cloned().unwrap_or_default();
+            if let Some(band) = target.band_for(&me_file_tags) {
+                expected.insert(*me_file, (band.id, target.snapshot_of(band, &me_file_tags)));
+            }
+        }
+    }
+    expected
+}
+
+/// A target's stored rows.
+pub async fn stored_rows(db: &Db, target_id: TargetId) -> StoredRows {
+    let mut stored: StoredRows = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = db
+            .populations()
+            .page_of_target(target_id, after, 10_000)
+            .await
+            .expect("page");
+        for row in page.rows {
+            stored.entry(row.me_file_id).or_default().push((
+                row.band_id,
+                row.snapshot
+                    .map(|s| Snapshot::from_json(&s).expect("stored JSON parses")),
+            ));
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return stored,
+        }
+    }
+}
+
+/// Asserts the target's stored rows are exactly what the rules give: one row per member, in
+/// the right band, with the right snapshot, and nothing else.
+pub async fn assert_population_exact(db: &Db, target_id: TargetId) {
+    let expected = expected_rows(db, target_id).await;
+    let stored = stored_rows(db, target_id).await;
+    let as_stored: StoredRows = expected
+        .into_iter()
+        .map(|(m, (band, snapshot))| (m, vec![(band, Some(snapshot))]))
+        .collect();
+    if stored != as_stored {
+        let wrong: Vec<_> = as_stored
+            .iter()
+            .filter(|(m, rows)| stored.get(m) != Some(rows))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = stored
+            .keys()
+            .filter(|m| !as_stored.contains_key(m))
+            .take(3)
+            .collect();
+        panic!(
+            "target {target_id}: {} rows stored, {} expected; first differences {wrong:?} {:?}; extra {extra:?}",
+            stored.len(),
+            as_stored.len(),
+            wrong.iter().map(|(m, _)| stored.get(m)).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Runs a query returning one bigint column.
+pub async fn entity_ids(db: &Db, sql: &str) -> Vec<i64> {
+    db.conn()
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.conn().get_database_backend(),
+            sql,
+        ))
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|row| row.try_get_by_index::<i64>(0).expect("bigint"))
+        .collect()
+}
+
+/// Runs statements (test fixtures and mutations).
+pub async fn execute(db: &Db, sql: &str) -> u64 {
+    db.conn()
+        .execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .rows_affected()
+}
+
+/// One scalar bigint.
+pub async fn scalar(db: &Db, sql: &str) -> i64 {
+    entity_ids(db, sql).await.first().copied().unwrap_or(0)
+}
+
+/// Every population row of `targets`, with its snapshot as stored text: for byte-for-byte
+/// comparisons. (target, me_file) -> [(band, snapshot text)].
+pub async fn raw_rows(
+    db: &Db,
+    targets: &[TargetId],
+) -> BTreeMap<(TargetId, MeFileId), Vec<(BandId, Option<String>)>> {
+    let mut rows = BTreeMap::new();
+    for target in targets {
+        let mut after = None;
+        loop {
+            let page = db
+                .populations()
+                .page_of_target(*target, after, 10_000)
+                .await
+                .expect("page");
+            for row in page.rows {
+                rows.entry((*target, row.me_file_id))
+                    .or_insert_with(Vec::new)
+                    .push((row.band_id, row.snapshot));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    rows
+}
+
+/// A SQL string literal.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

@@ -1,0 +1,408 @@
+//! The backfiller, end to end on PostgreSQL and SQLite.
+
+use domain::{BandId, Snapshot, TargetId};
+use jobs::backfill::{BackfillOptions, BackfillScope, backfill, on_cron_tick};
+use jobs::populate_target::{PopulateOptions, populate_target};
+use snapline_tests::{Backend, TestDb, both_backends, entity_ids, execute, expected_rows, scalar};
+use std::collections::HashMap;
+use synth::SeedOptions;
+
+fn data(legacy_share: f64) -> SeedOptions {
+    SeedOptions {
+        me_files: 1_500,
+        targets: 8,
+        legacy_share,
+        seed: 3,
+        chunk_size: 500,
+    }
+}
+
+fn options() -> BackfillOptions {
+    BackfillOptions {
+        batch_size: 97,
+        ..BackfillOptions::default()
+    }
+}
+
+async fn nulls(test: &TestDb) -> [i64; 3] {
+    let n = test.db.stats().null_snapshots().await.unwrap();
+    [n.target_populations, n.offers, n.ad_events]
+}
+
+/// (me_file, band) -> snapshot of every population, parsed.
+async fn population_snapshots(test: &TestDb) -> HashMap<(i64, i64), Snapshot> {
+    let sql = match test.backend {
+        Backend::Postgres => {
+            "SELECT me_file_id, target_band_id, matching_tags_snapshot::text FROM target_populations WHERE matching_tags_snapshot IS NOT NULL"
+        }
+        Backend::Sqlite => {
+            "SELECT me_file_id, target_band_id, matching_tags_snapshot FROM target_populations WHERE matching_tags_snapshot IS NOT NULL"
+        }
+    };
+    rows3(test, sql)
+        .await
+        .into_iter()
+        .map(|(m, b, s)| ((m, b), Snapshot::from_json(&s).unwrap()))
+        .collect()
+}
+
+async fn copy_snapshots(test: &TestDb, table: &str) -> Vec<(i64, i64, Snapshot)> {
+    let cast = if test.backend == Backend::Postgres {
+        "::text"
+    } else {
+        ""
+    };
+    rows3(test, &format!("SELECT me_file_id, target_band_id, matching_tags_snapshot{cast} FROM {table} WHERE matching_tags_snapshot IS NOT NULL"))
+        .await
+        .into_iter()
+        .map(|(m, b, s)| (m, b, Snapshot::from_json(&s).unwrap()))
+        .collect()
+}
+
+async fn rows3(test: &TestDb, sql: &str) -> Vec<(i64, i64, String)> {
+    use sea_orm::ConnectionTrait;
+    let conn = test.db.conn();
+    conn.query_all_raw(sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        sql,
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        (
+            r.try_get_by_index(0).unwrap(),
+            r.try_get_by_index(1).unwrap(),
+            r.try_get_by_index(2).unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// Populations, offers and ad_events are all fixed with the right snapshots; orphans are
+/// computed from tags; rows on deleted bands stay NULL and are counted.
+async fn everything_fixable_is_fixed(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let before = nulls(&test).await;
+    assert!(before.iter().all(|n| *n > 0));
+    let report = backfill(&test.db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.found, before);
+    assert_eq!(report.populations_fixed as i64, before[0]);
+    assert_eq!(
+        report.unfixable, 6,
+        "3 offers and 3 ad_events on deleted bands: {report}"
+    );
+    assert_eq!(report.unfixable_ids.len(), 6);
+    assert!(report.orphans > 0, "{report}");
+    assert_eq!(nulls(&test).await, [0, 3, 3]);
+
+    // populations: the domain's snapshot of current tags for their band
+    let populations = population_snapshots(&test).await;
+    for target in 1..=8 {
+        for (me_file, (band, snapshot)) in expected_rows(&test.db, TargetId(target)).await {
+            if let Some(stored) = populations.get(&(me_file.0, band.0)) {
+                assert_eq!(stored, &snapshot, "me_file {me_file} band {band}");
+            }
+        }
+    }
+    // copies: their population's snapshot when there is one
+    for table in ["offers", "ad_events"] {
+        let copies = copy_snapshots(&test, table).await;
+        assert!(!copies.is_empty());
+        for (me_file, band, snapshot) in copies {
+            if let Some(population) = populations.get(&(me_file, band)) {
+                assert_eq!(population, &snapshot, "{table} of me_file {me_file}");
+            }
+        }
+    }
+}
+
+async fn an_offer_is_fixed_when_its_population_is_already_fine(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    for target in 1..=8 {
+        populate_target(&test.db, TargetId(target), &PopulateOptions::default())
+            .await
+            .unwrap();
+    }
+    let before = nulls(&test).await;
+    assert_eq!(before[0], 0, "the populator filled every population");
+    assert!(before[1] > 3);
+    let report = backfill(&test.db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.populations_fixed, 0);
+    assert_eq!(report.offers_fixed as i64, before[1] - 3);
+    assert_eq!(nulls(&test).await, [0, 3, 3]);
+}
+
+async fn existing_snapshots_are_never_overwritten(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let db = &test.db;
+    // a history snapshot on an offer whose population is NULL, and one written "concurrently"
+    execute(db, r#"UPDATE offers SET matching_tags_snapshot = '{"tags":[[1,"history",1,[]]]}' WHERE id = (SELECT MIN(id) FROM offers WHERE target_band_id < 1000)"#).await;
+    let stale = vec![(
+        scalar(db, "SELECT MIN(id) FROM target_populations").await,
+        r#"{"tags":[]}"#.to_owned(),
+    )];
+    execute(db, r#"UPDATE target_populations SET matching_tags_snapshot = '{"tags":[[9,"concurrent",1,[]]]}' WHERE id = (SELECT MIN(id) FROM target_populations)"#).await;
+    let txn = db.begin_write().await.unwrap();
+    assert_eq!(
+        db.backfill().fill_populations(&txn, &stale).await.unwrap(),
+        0,
+        "re-checks IS NULL"
+    );
+    txn.commit().await.unwrap();
+
+    backfill(db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    let kept = scalar(db, r#"SELECT COUNT(*) FROM offers WHERE matching_tags_snapshot IS NOT NULL AND id = (SELECT MIN(id) FROM offers WHERE target_band_id < 1000)"#).await;
+    assert_eq!(kept, 1);
+    let history: Vec<(i64, i64, Snapshot)> = copy_snapshots(&test, "offers").await;
+    assert!(
+        history
+            .iter()
+            .any(|(_, _, s)| s.tags.first().is_some_and(|p| p.1 == "history"))
+    );
+    let populations = population_snapshots(&test).await;
+    assert!(
+        populations
+            .values()
+            .any(|s| s.tags.first().is_some_and(|p| p.1 == "concurrent"))
+    );
+}
+
+async fn a_dry_run_writes_nothing(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let before = nulls(&test).await;
+    let report = backfill(
+        &test.db,
+        &BackfillScope::All,
+        &BackfillOptions {
+            dry_run: true,
+            ..options()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.populations_fixed as i64, before[0]);
+    assert_eq!(report.offers_fixed as i64, before[1] - 3);
+    assert_eq!(report.ad_events_fixed as i64, before[2] - 3);
+    assert_eq!(report.unfixable, 6);
+    assert_eq!(nulls(&test).await, before, "nothing written");
+}
+
+async fn a_killed_run_is_finished_by_the_next(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.5)).await;
+    let db = test.db.clone();
+    let small = BackfillOptions {
+        batch_size: 20,
+        lease_ttl: std::time::Duration::from_secs(1),
+        ..options()
+    };
+    let first = {
+        let db = db.clone();
+        let small = small.clone();
+        tokio::spawn(async move { backfill(&db, &BackfillScope::All, &small, &|_| {}).await })
+    };
+    let total_before = nulls(&test).await[0];
+    let started = std::time::Instant::now();
+    while nulls(&test).await[0] > total_before / 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::task::yield_now().await;
+    }
+    first.abort();
+    let _ = first.await;
+    assert!(nulls(&test).await[0] > 0, "killed before the end");
+    let report = backfill(&db, &BackfillScope::All, &small, &|_| {})
+        .await
+        .unwrap();
+    assert!(report.populations_fixed > 0);
+    assert_eq!(nulls(&test).await, [0, 3, 3]);
+}
+
+async fn a_clean_database_exits_early(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let report = backfill(&test.db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.found, [0, 0, 0]);
+    assert_eq!(report.batches, 0);
+    assert_eq!(report.fixed(), 0);
+}
+
+async fn a_band_job_touches_only_its_band(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.3)).await;
+    let db = &test.db;
+    let band = BandId(scalar(db, "SELECT MIN(target_band_id) FROM target_populations").await);
+    let report = backfill(db, &BackfillScope::Bands(vec![band]), &options(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.populations_fixed > 0);
+    let sql = |table: &str, op: &str| {
+        format!(
+            "SELECT COUNT(*) FROM {table} WHERE matching_tags_snapshot IS NULL AND target_band_id {op} {}",
+            band.0
+        )
+    };
+    assert_eq!(scalar(db, &sql("target_populations", "=")).await, 0);
+    assert_eq!(scalar(db, &sql("offers", "=")).await, 0);
+    assert!(
+        scalar(db, &sql("target_populations", "<>")).await > 0,
+        "other bands untouched"
+    );
+    assert!(scalar(db, &sql("offers", "<>")).await > 0);
+}
+
+/// Two replicas see the same cron tick: exactly one pushes the job.
+async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
+    let test = TestDb::migrated(backend).await;
+    let db = test.db.clone();
+    let (a, b) = tokio::join!(
+        on_cron_tick(&db, 1_700_000_000, "replica-a"),
+        on_cron_tick(&db, 1_700_000_000, "replica-b")
+    );
+    assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|c| **c).count(), 1);
+    assert!(
+        !on_cron_tick(&db, 1_700_000_000, "replica-c").await.unwrap(),
+        "no later claim by anyone else"
+    );
+    assert!(
+        on_cron_tick(&db, 1_700_003_600, "replica-b").await.unwrap(),
+        "the next tick"
+    );
+
+    // Two real schedulers firing every second for a while.
+    let schedule = jobs::backfill::parse_schedule("* * * * * *").unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut crons = Vec::new();
+    for replica in ["replica-a", "replica-b"] {
+        let db = db.clone();
+        let schedule = schedule.clone();
+        let mut stopped = stopped.clone();
+        crons.push(tokio::spawn(async move {
+            jobs::backfill::serve_cron(db, schedule, replica.into(), async move {
+                let _ = stopped.changed().await;
+            })
+            .await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    stop.send(true).unwrap();
+    for cron in crons {
+        cron.await.unwrap().unwrap();
+    }
+    let ticks = entity_ids(
+        &db,
+        "SELECT COUNT(*) FROM snapline_leases WHERE name LIKE 'backfill_tick:%'",
+    )
+    .await[0];
+    let jobs = db
+        .queue_jobs()
+        .of_queue(jobs::backfill::QUEUE)
+        .await
+        .unwrap();
+    assert!(ticks >= 4, "ticks claimed: {ticks}");
+    assert_eq!(jobs.len() as i64, ticks, "one job per tick: {jobs:?}");
+}
+
+async fn backfill_jobs_run_through_a_worker(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let db = test.db.clone();
+    jobs::backfill::enqueue(&db, jobs::backfill::BackfillJob::All(Default::default()))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = jobs::backfill::BackfillerContext {
+        db: db.clone(),
+        options: options(),
+    };
+    let worker = tokio::spawn(async move {
+        jobs::backfill::serve(
+            ctx,
+            &jobs::worker::WorkerOptions::new("backfill-test"),
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    let started = std::time::Instant::now();
+    while !db
+        .queue_jobs()
+        .of_queue(jobs::backfill::QUEUE)
+        .await
+        .unwrap()
+        .iter()
+        .all(|j| j.status == "Done")
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_eq!(nulls(&test).await, [0, 3, 3]);
+}
+
+both_backends! {
+    everything_fixable_is_fixed => everything_fixable_is_fixed;
+    offer_with_healthy_population => an_offer_is_fixed_when_its_population_is_already_fine;
+    never_overwrites => existing_snapshots_are_never_overwritten;
+    dry_run => a_dry_run_writes_nothing;
+    kill_and_rerun => a_killed_run_is_finished_by_the_next;
+    early_exit => a_clean_database_exits_early;
+    band_job_scope => a_band_job_touches_only_its_band;
+    cron_tick_once => a_cron_tick_runs_once_with_two_backfillers;
+    worker => backfill_jobs_run_through_a_worker;
+}
+
+/// The optional guard: once enabled no writer can add a NULL; it validates once the backfill
+/// left none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_blocks_new_nulls_and_validates_after_the_backfill() {
+    let test = TestDb::seeded(Backend::Postgres, &data(0.2)).await;
+    let db = &test.db;
+    db.guard().enable().await.unwrap();
+    db.guard()
+        .enable()
+        .await
+        .expect("enabling twice is harmless");
+    use sea_orm::ConnectionTrait;
+    let insert = db
+        .conn()
+        .execute_unprepared(
+            "INSERT INTO offers (campaign_id, me_file_id, target_band_id) VALUES (1, 1, 1)",
+        )
+        .await;
+    assert!(insert.is_err(), "a new NULL is refused");
+    assert!(db.guard().validate().await.is_err(), "legacy NULLs remain");
+
+    backfill(db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    execute(
+        db,
+        "DELETE FROM offers WHERE matching_tags_snapshot IS NULL",
+    )
+    .await;
+    execute(
+        db,
+        "DELETE FROM ad_events WHERE matching_tags_snapshot IS NULL",
+    )
+    .await;
+    assert_eq!(db.guard().validate().await.unwrap(), 3);
+    assert!(
+        db.guard()
+            .state()
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.present && s.validated)
+    );
+    db.guard().disable().await.unwrap();
+    assert!(db.guard().state().await.unwrap().iter().all(|s| !s.present));
+}

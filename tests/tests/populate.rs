@@ -1,0 +1,354 @@
+//! The populator's behaviour end to end, on PostgreSQL and SQLite.
+
+use domain::{PopulationStatus, TargetId};
+use jobs::JobError;
+use jobs::populate_target::{PopulateOptions, populate_target};
+use snapline_tests::{
+    Backend, TestDb, assert_population_exact, both_backends, execute, scalar, stored_rows,
+};
+use synth::SeedOptions;
+
+fn data(legacy_share: f64) -> SeedOptions {
+    SeedOptions {
+        me_files: 3_000,
+        targets: 8,
+        legacy_share,
+        seed: 11,
+        chunk_size: 1_000,
+    }
+}
+
+fn small_batches() -> PopulateOptions {
+    PopulateOptions {
+        batch_size: 257,
+        ..PopulateOptions::default()
+    }
+}
+
+async fn status(test: &TestDb, target: i64) -> Option<PopulationStatus> {
+    test.db
+        .targets()
+        .find(TargetId(target))
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+async fn populate_from_empty_then_rerun_is_a_no_op(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    for target in 1..=5 {
+        let summary = populate_target(&test.db, TargetId(target), &small_batches())
+            .await
+            .expect("populates");
+        assert_eq!(summary.status, "populated");
+        assert_eq!(summary.moved + summary.deleted + summary.refreshed, 0);
+        assert_population_exact(&test.db, TargetId(target)).await;
+        assert_eq!(
+            status(&test, target).await,
+            Some(PopulationStatus::Populated)
+        );
+    }
+    let first = stored_rows(&test.db, TargetId(1)).await;
+    assert!(first.len() > 2_000, "the broad target holds most me_files");
+    let stamped = scalar(
+        &test.db,
+        "SELECT COUNT(*) FROM targets WHERE last_populated_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(stamped, 5);
+
+    let again = populate_target(&test.db, TargetId(1), &small_batches())
+        .await
+        .unwrap();
+    assert_eq!(again.changes(), 0, "{again}");
+    assert_eq!(again.unchanged as usize, first.len());
+    assert_eq!(stored_rows(&test.db, TargetId(1)).await, first);
+}
+
+/// Deleting tags drops members, adding tags moves them inward or brings new ones, editing a
+/// value and legacy NULL rows refresh snapshots.
+async fn repopulate_after_tags_change(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let db = &test.db;
+    let target = TargetId(1);
+    let first = populate_target(db, target, &small_batches()).await.unwrap();
+    assert!(first.refreshed > 0, "legacy NULL rows were filled: {first}");
+
+    // Age tags (the outer band's only group) gone for me_files 1..=200: they leave.
+    execute(
+        db,
+        "DELETE FROM me_file_tags WHERE me_file_id <= 200 AND trait_id BETWEEN 20001 AND 20006",
+    )
+    .await;
+    // Everyone 201..=600 becomes a home owner: outer and middle members move to the bullseye.
+    execute(db, "DELETE FROM me_file_tags WHERE me_file_id BETWEEN 201 AND 600 AND trait_id IN (40001, 40002)").await;
+    execute(db, "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) SELECT id, 40001, 'own' FROM me_files WHERE id BETWEEN 201 AND 600").await;
+    // New age tags for me_files that had none: new members.
+    execute(db, "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) SELECT m.id, 20003, NULL FROM me_files m WHERE m.id > 600 AND NOT EXISTS (SELECT 1 FROM me_file_tags t WHERE t.me_file_id = m.id AND t.trait_id BETWEEN 20001 AND 20006)").await;
+    // A value edit changes the snapshot only.
+    execute(db, "UPDATE me_file_tags SET tag_value = 'edited ''value'' \\ ✓' WHERE me_file_id BETWEEN 601 AND 700 AND trait_id BETWEEN 20001 AND 20006").await;
+    // A snapshot someone else nulled out.
+    execute(db, "UPDATE target_populations SET matching_tags_snapshot = NULL WHERE me_file_id BETWEEN 701 AND 720").await;
+
+    let summary = populate_target(db, target, &small_batches()).await.unwrap();
+    assert!(summary.deleted >= 150, "{summary}");
+    assert!(summary.moved >= 50, "{summary}");
+    assert!(summary.inserted > 0, "{summary}");
+    assert!(summary.refreshed >= 90, "{summary}");
+    assert_population_exact(db, target).await;
+    let again = populate_target(db, target, &small_batches()).await.unwrap();
+    assert_eq!(again.changes(), 0, "{again}");
+}
+
+async fn unknown_target_fails_permanently(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let err = populate_target(&test.db, TargetId(4_242), &small_batches())
+        .await
+        .expect_err("unknown target");
+    assert!(
+        matches!(err, JobError::UnknownTarget(TargetId(4_242))),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("4242"));
+}
+
+async fn target_without_bands_ends_not_populated(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let summary = populate_target(&test.db, TargetId(6), &small_batches())
+        .await
+        .unwrap();
+    assert_eq!(summary.status, "not_populated");
+    assert_eq!(summary.changes(), 0);
+    assert_eq!(status(&test, 6).await, Some(PopulationStatus::NotPopulated));
+}
+
+async fn empty_trait_group_and_non_nested_targets(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let db = &test.db;
+    populate_target(db, TargetId(4), &small_batches())
+        .await
+        .unwrap();
+    assert_population_exact(db, TargetId(4)).await;
+    let inner = db.bands().of_target(TargetId(4)).await.unwrap().bands()[1].id;
+    let rows = stored_rows(db, TargetId(4)).await;
+    assert!(!rows.is_empty());
+    assert!(
+        rows.values().flatten().all(|(band, _)| *band != inner),
+        "nobody reaches a band with an empty trait group"
+    );
+
+    populate_target(db, TargetId(3), &small_batches())
+        .await
+        .unwrap();
+    assert_population_exact(db, TargetId(3)).await;
+    let bands = db.bands().of_target(TargetId(3)).await.unwrap();
+    let rows = stored_rows(db, TargetId(3)).await;
+    for band in bands.bands() {
+        assert!(
+            rows.values().flatten().any(|(b, _)| *b == band.id),
+            "band {} of the non-nested target has members",
+            band.id
+        );
+    }
+}
+
+async fn orphan_rows_are_left_alone_and_counted(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let db = &test.db;
+    execute(db, "INSERT INTO target_populations (target_band_id, me_file_id) VALUES (777777, 1), (777777, 2)").await;
+    let summary = populate_target(db, TargetId(1), &small_batches())
+        .await
+        .unwrap();
+    assert_eq!(summary.orphans, 2);
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM target_populations WHERE target_band_id = 777777"
+        )
+        .await,
+        2
+    );
+}
+
+/// A reader that waits for `populated` must never see a NULL snapshot in the target, even
+/// when the target starts with legacy NULL rows.
+async fn populated_readers_never_see_null_snapshots(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.5)).await;
+    let db = test.db.clone();
+    let nulls_in_target = "SELECT COUNT(*) FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
+                           WHERE b.target_id = 1 AND p.matching_tags_snapshot IS NULL";
+    assert!(scalar(&db, nulls_in_target).await > 0);
+    let reader = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut populated_reads = 0;
+            loop {
+                let status = db
+                    .targets()
+                    .find(TargetId(1))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status;
+                if status == Some(PopulationStatus::Populated) {
+                    assert_eq!(
+                        scalar(&db, nulls_in_target).await,
+                        0,
+                        "NULL while populated"
+                    );
+                    populated_reads += 1;
+                    if populated_reads >= 3 {
+                        return populated_reads;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    populate_target(&db, TargetId(1), &small_batches())
+        .await
+        .unwrap();
+    assert!(reader.await.expect("reader saw no NULL") >= 3);
+}
+
+both_backends! {
+    populate_from_empty => populate_from_empty_then_rerun_is_a_no_op;
+    repopulate_after_changes => repopulate_after_tags_change;
+    unknown_target => unknown_target_fails_permanently;
+    no_bands => target_without_bands_ends_not_populated;
+    empty_group_and_non_nested => empty_trait_group_and_non_nested_targets;
+    orphans => orphan_rows_are_left_alone_and_counted;
+    readers_never_see_null => populated_readers_never_see_null_snapshots;
+}
+
+/// A run killed mid-way (its future dropped between batches, its transaction rolled back, its
+/// lease left to expire) is finished by the next run, and the rows are exactly right.
+async fn a_run_killed_midway_is_finished_by_the_retry(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.3)).await;
+    let db = test.db.clone();
+    let options = PopulateOptions {
+        batch_size: 50,
+        lease_ttl: std::time::Duration::from_secs(2),
+        lock_wait: std::time::Duration::from_secs(30),
+    };
+    let first = {
+        let db = db.clone();
+        let options = options.clone();
+        tokio::spawn(async move { populate_target(&db, TargetId(1), &options).await })
+    };
+    // Let it write some batches, then kill it.
+    let started = std::time::Instant::now();
+    while scalar(
+        &db,
+        "SELECT COUNT(*) FROM target_populations WHERE matching_tags_snapshot IS NOT NULL",
+    )
+    .await
+        < 200
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::task::yield_now().await;
+    }
+    first.abort();
+    let _ = first.await;
+    assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populating));
+
+    let summary = populate_target(&db, TargetId(1), &options)
+        .await
+        .expect("retry finishes");
+    assert!(
+        summary.unchanged > 0,
+        "the retry keeps what the first run wrote: {summary}"
+    );
+    assert_population_exact(&db, TargetId(1)).await;
+    assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populated));
+}
+
+/// Two populates of one target never run at once: the second waits for the lease, then finds
+/// nothing left to do.
+async fn a_second_populate_of_the_same_target_waits(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let db = test.db.clone();
+    let options = PopulateOptions {
+        batch_size: 100,
+        ..PopulateOptions::default()
+    };
+    let (a, b) = tokio::join!(populate_target(&db, TargetId(1), &options), async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        populate_target(&db, TargetId(1), &options).await
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        a.inserted > 0 && b.inserted == 0,
+        "one inserted, the other waited: {a} / {b}"
+    );
+    assert_eq!(b.changes(), 0, "{b}");
+    assert_population_exact(&db, TargetId(1)).await;
+
+    // A holder that does not let go makes a waiting run give up with a transient error.
+    assert!(
+        db.leases()
+            .try_acquire(
+                "populate_target:2",
+                "someone else",
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    let err = populate_target(
+        &db,
+        TargetId(2),
+        &PopulateOptions {
+            lock_wait: std::time::Duration::from_secs(1),
+            ..PopulateOptions::default()
+        },
+    )
+    .await
+    .expect_err("busy");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("someone else"), "{err}");
+}
+
+both_backends! {
+    killed_midway => a_run_killed_midway_is_finished_by_the_retry;
+    same_target_waits => a_second_populate_of_the_same_target_waits;
+}
+
+/// The benchmark's set-based SQL and the populator compute the same rows, byte for byte as
+/// jsonb, for every kind of target; this is what lets the benchmark compare their times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn populator_agrees_with_the_set_based_sql_reference() {
+    let test = TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            targets: 12,
+            ..data(0.0)
+        },
+    )
+    .await;
+    let db = &test.db;
+    for target in 1..=12 {
+        populate_target(db, TargetId(target), &small_batches())
+            .await
+            .unwrap();
+        let reference = db.reference();
+        reference
+            .create_population_table("reference_populations")
+            .await
+            .unwrap();
+        reference
+            .populate_target_into("reference_populations", target)
+            .await
+            .unwrap();
+        assert_eq!(
+            reference
+                .population_differences("reference_populations", target)
+                .await
+                .unwrap(),
+            0,
+            "target {target}"
+        );
+    }
+}

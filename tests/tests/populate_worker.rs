@@ -1,0 +1,115 @@
+//! `populate_target` jobs through a real apalis worker and storage, on both backends.
+
+use domain::{PopulationStatus, TargetId};
+use jobs::populate_target::{self, PopulateOptions, PopulatorContext};
+use jobs::worker::WorkerOptions;
+use snapline_tests::{Backend, TestDb, assert_population_exact, both_backends};
+use std::time::{Duration, Instant};
+use synth::SeedOptions;
+
+async fn wait_for<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn jobs_run_through_a_worker(backend: Backend) {
+    let test = TestDb::seeded(
+        backend,
+        &SeedOptions {
+            me_files: 2_000,
+            targets: 6,
+            legacy_share: 0.1,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    populate_target::enqueue(&db, TargetId(1)).await.unwrap();
+    populate_target::enqueue(&db, TargetId(2)).await.unwrap();
+    populate_target::enqueue(&db, TargetId(4_242))
+        .await
+        .unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = PopulatorContext {
+        db: db.clone(),
+        options: PopulateOptions {
+            batch_size: 300,
+            ..PopulateOptions::default()
+        },
+    };
+    let options = WorkerOptions {
+        concurrency: 2,
+        ..WorkerOptions::new("populate-test-worker")
+    };
+    let worker = tokio::spawn(async move {
+        populate_target::serve(ctx, &options, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    wait_for(
+        "both targets populated and the unknown one given up",
+        || {
+            let db = db.clone();
+            async move {
+                let jobs = db
+                    .queue_jobs()
+                    .of_queue(populate_target::QUEUE)
+                    .await
+                    .unwrap();
+                jobs.len() == 3
+                    && jobs
+                        .iter()
+                        .all(|j| j.status == "Done" || j.status == "Killed")
+            }
+        },
+    )
+    .await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().expect("worker stops cleanly");
+
+    for target in [1, 2] {
+        let row = db.targets().find(TargetId(target)).await.unwrap().unwrap();
+        assert_eq!(row.status, Some(PopulationStatus::Populated));
+        assert_population_exact(&db, TargetId(target)).await;
+    }
+    let jobs = db
+        .queue_jobs()
+        .of_queue(populate_target::QUEUE)
+        .await
+        .unwrap();
+    let unknown = jobs
+        .iter()
+        .find(|j| j.payload.contains("4242"))
+        .expect("the unknown target's job is kept");
+    assert_eq!(unknown.status, "Killed", "{unknown:?}");
+    assert_eq!(
+        unknown.attempts, 1,
+        "a permanent failure is not retried: {unknown:?}"
+    );
+    assert!(
+        unknown
+            .last_result
+            .as_deref()
+            .unwrap_or("")
+            .contains("target 4242 does not exist"),
+        "{unknown:?}"
+    );
+    assert_eq!(jobs.iter().filter(|j| j.status == "Done").count(), 2);
+}
+
+both_backends! {
+    worker_runs_populate_jobs => jobs_run_through_a_worker;
+}

@@ -1,0 +1,398 @@
+//! The syncer, end to end on PostgreSQL and SQLite, and its equivalence with the populator.
+
+use domain::{MeFileId, PopulationStatus, TargetId};
+use jobs::populate_target::{PopulateOptions, populate_target};
+use jobs::sync_me_file::{BandCache, sync_me_file};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use snapline_tests::{
+    Backend, TestDb, assert_population_exact, both_backends, entity_ids, execute, quote, raw_rows,
+    scalar,
+};
+use std::time::Duration;
+use synth::SeedOptions;
+
+const TARGETS: i64 = 8;
+
+fn data() -> SeedOptions {
+    SeedOptions {
+        me_files: 1_500,
+        targets: TARGETS as usize,
+        legacy_share: 0.05,
+        seed: 5,
+        chunk_size: 500,
+    }
+}
+
+fn fresh_cache() -> BandCache {
+    BandCache::new(Duration::ZERO)
+}
+
+async fn populate_all(test: &TestDb) {
+    for target in 1..=TARGETS {
+        populate_target(&test.db, TargetId(target), &PopulateOptions::default())
+            .await
+            .expect("populate");
+    }
+}
+
+fn all_targets() -> Vec<TargetId> {
+    (1..=TARGETS).map(TargetId).collect()
+}
+
+/// Every child trait id of the catalog.
+fn catalog_traits() -> Vec<i64> {
+    synth::parents()
+        .iter()
+        .flat_map(|p| p.children.iter().map(|c| c.id))
+        .collect()
+}
+
+/// One random change to the tags (or the existence) of a me_file; returns the me_file.
+async fn random_change(test: &TestDb, rng: &mut ChaCha8Rng, traits: &[i64]) -> MeFileId {
+    let db = &test.db;
+    let me_file = rng.random_range(1..=1_520i64);
+    let values = [
+        "x",
+        "",
+        "  ",
+        "O'Brien \\ \"q\"",
+        "ünïcödé ✓",
+        "SELECT 1; --",
+    ];
+    match rng.random_range(0..100) {
+        // add a tag (sometimes a duplicate of one it has)
+        0..40 => {
+            let trait_id = traits[rng.random_range(0..traits.len())];
+            let value = if rng.random_bool(0.4) {
+                "NULL".to_owned()
+            } else {
+                quote(values[rng.random_range(0..values.len())])
+            };
+            execute(db, &format!("INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) VALUES ({me_file}, {trait_id}, {value})")).await;
+        }
+        // edit a value
+        40..65 => {
+            let value = quote(values[rng.random_range(0..values.len())]);
+            execute(db, &format!("UPDATE me_file_tags SET tag_value = {value} WHERE id = (SELECT MIN(id) FROM me_file_tags WHERE me_file_id = {me_file})")).await;
+        }
+        // delete a tag
+        65..92 => {
+            execute(db, &format!("DELETE FROM me_file_tags WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = {me_file})")).await;
+        }
+        // register (ids past the seeded ones) or re-register
+        92..97 => {
+            execute(db, &format!("INSERT INTO me_files (id, display_name) SELECT {me_file}, 'new' WHERE NOT EXISTS (SELECT 1 FROM me_files WHERE id = {me_file})")).await;
+        }
+        // the user is deleted (tags stay behind, as the platform leaves them)
+        _ => {
+            execute(db, &format!("DELETE FROM me_files WHERE id = {me_file}")).await;
+        }
+    }
+    MeFileId(me_file)
+}
+
+/// The core test: populate, apply random tag changes syncing each touched me_file, and get
+/// exactly, byte for byte, what a fresh populate of every target gives.
+async fn syncing_every_change_equals_a_fresh_populate(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    populate_all(&test).await;
+    let cache = BandCache::new(Duration::from_secs(60));
+    let traits = catalog_traits();
+    let mut rng = ChaCha8Rng::seed_from_u64(2026);
+    let mut changed = 0;
+    for _ in 0..400 {
+        let me_file = random_change(&test, &mut rng, &traits).await;
+        let summary = sync_me_file(&test.db, &cache, me_file).await.expect("sync");
+        changed += summary.changes();
+    }
+    assert!(changed > 50, "the changes moved rows: {changed}");
+    let synced = raw_rows(&test.db, &all_targets()).await;
+
+    execute(&test.db, "DELETE FROM target_populations").await;
+    populate_all(&test).await;
+    let fresh = raw_rows(&test.db, &all_targets()).await;
+    assert_eq!(synced.len(), fresh.len(), "same members");
+    for (key, rows) in &fresh {
+        assert_eq!(synced.get(key), Some(rows), "{key:?}");
+    }
+    assert_eq!(synced, fresh);
+}
+
+async fn register_add_update_delete(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    let db = &test.db;
+    populate_all(&test).await;
+    let cache = fresh_cache();
+
+    // register: a new me_file with an age and gender joins the broad target's middle band
+    execute(
+        db,
+        "INSERT INTO me_files (id, display_name) VALUES (5000, 'new user')",
+    )
+    .await;
+    execute(db, "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) VALUES (5000, 20002, NULL), (5000, 30001, 'she')").await;
+    let summary = sync_me_file(db, &cache, MeFileId(5000)).await.unwrap();
+    assert!(summary.inserted >= 1, "{summary}");
+    assert_population_exact(db, TargetId(1)).await;
+
+    // add: becomes a home owner, moves to the bullseye
+    execute(
+        db,
+        "INSERT INTO me_file_tags (me_file_id, trait_id) VALUES (5000, 40001)",
+    )
+    .await;
+    let summary = sync_me_file(db, &cache, MeFileId(5000)).await.unwrap();
+    assert_eq!(summary.moved, 1, "{summary}");
+
+    // update: a value edit rewrites the snapshot only
+    execute(
+        db,
+        "UPDATE me_file_tags SET tag_value = 'mine' WHERE me_file_id = 5000 AND trait_id = 40001",
+    )
+    .await;
+    let summary = sync_me_file(db, &cache, MeFileId(5000)).await.unwrap();
+    assert_eq!(
+        (summary.refreshed, summary.inserted, summary.moved),
+        (1, 0, 0),
+        "{summary}"
+    );
+
+    // nothing changed: nothing written
+    let summary = sync_me_file(db, &cache, MeFileId(5000)).await.unwrap();
+    assert_eq!(summary.changes(), 0, "{summary}");
+
+    // delete: without an age it leaves the broad target
+    execute(
+        db,
+        "DELETE FROM me_file_tags WHERE me_file_id = 5000 AND trait_id = 20002",
+    )
+    .await;
+    let summary = sync_me_file(db, &cache, MeFileId(5000)).await.unwrap();
+    assert!(summary.deleted >= 1, "{summary}");
+    for target in all_targets() {
+        assert_population_exact(db, target).await;
+    }
+}
+
+async fn targets_outside_the_scope_are_never_touched(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    let db = &test.db;
+    populate_target(db, TargetId(1), &PopulateOptions::default())
+        .await
+        .unwrap();
+    // Target 2 is not populated: its legacy rows stay exactly as they are.
+    let before = raw_rows(db, &[TargetId(2)]).await;
+    assert!(!before.is_empty());
+    let cache = fresh_cache();
+    for (_, me_file) in before.keys() {
+        execute(
+            db,
+            &format!("DELETE FROM me_file_tags WHERE me_file_id = {}", me_file.0),
+        )
+        .await;
+        sync_me_file(db, &cache, *me_file).await.unwrap();
+    }
+    assert_eq!(raw_rows(db, &[TargetId(2)]).await, before);
+    // ...while the populated target lost them.
+    assert_population_exact(db, TargetId(1)).await;
+}
+
+async fn an_unknown_me_file_loses_its_rows(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    let db = &test.db;
+    populate_all(&test).await;
+    let member = scalar(db, "SELECT MIN(me_file_id) FROM target_populations").await;
+    execute(db, &format!("DELETE FROM me_files WHERE id = {member}")).await;
+    let summary = sync_me_file(db, &fresh_cache(), MeFileId(member))
+        .await
+        .expect("success");
+    assert!(!summary.me_file_exists);
+    assert!(summary.deleted >= 1, "{summary}");
+    assert_eq!(
+        scalar(
+            db,
+            &format!("SELECT COUNT(*) FROM target_populations WHERE me_file_id = {member}")
+        )
+        .await,
+        0
+    );
+    let never_existed = sync_me_file(db, &fresh_cache(), MeFileId(987_654))
+        .await
+        .unwrap();
+    assert_eq!(never_existed.changes(), 0);
+}
+
+async fn a_waiting_sync_absorbs_duplicate_pushes(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    let db = &test.db;
+    assert!(jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap());
+    assert!(
+        !jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap(),
+        "deduplicated"
+    );
+    assert!(jobs::sync_me_file::enqueue(db, MeFileId(8)).await.unwrap());
+    let jobs = db
+        .queue_jobs()
+        .of_queue(jobs::sync_me_file::QUEUE)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+}
+
+/// Many syncs at once, of the same and of different me_files, while a populate runs and tags
+/// change: no deadlock left unretried, and the rows end exactly right.
+async fn concurrent_syncs_and_a_populate(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    populate_all(&test).await;
+    let db = test.db.clone();
+    let cache = std::sync::Arc::new(BandCache::new(Duration::from_secs(60)));
+    execute(
+        &db,
+        "UPDATE me_file_tags SET tag_value = 'changed' WHERE me_file_id % 3 = 0",
+    )
+    .await;
+    execute(
+        &db,
+        "DELETE FROM me_file_tags WHERE me_file_id % 7 = 0 AND trait_id BETWEEN 20001 AND 20006",
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for worker in 0..6i64 {
+        let db = db.clone();
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            // overlapping ranges: every me_file is synced by two workers
+            for me_file in (1..=1_500i64).filter(|m| m % 3 == worker % 3) {
+                let mut attempt = 0;
+                loop {
+                    match sync_me_file(&db, &cache, MeFileId(me_file)).await {
+                        Ok(_) => break,
+                        Err(err) if err.is_transient() && attempt < 5 => attempt += 1,
+                        Err(err) => panic!("sync {me_file}: {err}"),
+                    }
+                }
+            }
+        }));
+    }
+    let populate = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            populate_target(
+                &db,
+                TargetId(1),
+                &PopulateOptions {
+                    batch_size: 100,
+                    ..PopulateOptions::default()
+                },
+            )
+            .await
+        })
+    };
+    for task in tasks {
+        task.await.expect("sync task");
+    }
+    populate.await.unwrap().expect("populate");
+    for target in all_targets() {
+        assert_population_exact(&db, target).await;
+    }
+    assert_eq!(
+        db.targets()
+            .find(TargetId(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Some(PopulationStatus::Populated)
+    );
+}
+
+/// The README's plain-SQL enqueue, run by "another service" inside its own transaction with
+/// its tag change, then consumed by a real syncer worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
+    let test = TestDb::seeded(Backend::Postgres, &data()).await;
+    let db = test.db.clone();
+    populate_all(&test).await;
+    let member = scalar(&db, "SELECT MIN(p.me_file_id) FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1").await;
+    // Exactly the README's statement, in the other service's own transaction with its change.
+    {
+        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        let txn = db.conn().begin().await.unwrap();
+        txn.execute_unprepared(&format!(
+            "DELETE FROM me_file_tags WHERE me_file_id = {member} AND trait_id BETWEEN 20001 AND 20006"
+        ))
+        .await
+        .unwrap();
+        let payload = format!("{{\"me_file_id\":{member}}}");
+        for _ in 0..2 {
+            txn.execute_raw(Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                repo::PLAIN_SQL_PUSH,
+                ["sync_me_file".into(), payload.clone().into(), 5i32.into()],
+            ))
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+    }
+    // a malformed payload from a buggy service
+    execute(&db, "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) VALUES (apalis.generate_ulid(), 'sync_me_file', convert_to('{\"me_file\":\"x\"}', 'UTF8'), 'Pending', 0, 5, now(), 0)").await;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = jobs::sync_me_file::SyncerContext {
+        db: db.clone(),
+        cache: std::sync::Arc::new(fresh_cache()),
+    };
+    let worker = tokio::spawn(async move {
+        let options = jobs::worker::WorkerOptions::new("sync-test-worker");
+        jobs::sync_me_file::serve(ctx, &options, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let started = std::time::Instant::now();
+    loop {
+        let jobs = db
+            .queue_jobs()
+            .of_queue(jobs::sync_me_file::QUEUE)
+            .await
+            .unwrap();
+        if jobs.iter().any(|j| j.status == "Done")
+            && jobs
+                .iter()
+                .all(|j| j.status != "Pending" && j.status != "Running" && j.status != "Queued")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap().expect("worker stops");
+    assert_eq!(
+        entity_ids(&db, &format!("SELECT COUNT(*) FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1 AND p.me_file_id = {member}")).await,
+        vec![0]
+    );
+    assert_population_exact(&db, TargetId(1)).await;
+    let jobs = db
+        .queue_jobs()
+        .of_queue(jobs::sync_me_file::QUEUE)
+        .await
+        .unwrap();
+    let malformed = jobs
+        .iter()
+        .find(|j| j.payload.contains("\"x\""))
+        .expect("kept");
+    assert_ne!(malformed.status, "Done", "{malformed:?}");
+    assert!(malformed.attempts <= 1, "not retried: {malformed:?}");
+}
+
+both_backends! {
+    equivalence_with_populate => syncing_every_change_equals_a_fresh_populate;
+    register_add_update_delete => register_add_update_delete;
+    out_of_scope_untouched => targets_outside_the_scope_are_never_touched;
+    unknown_me_file => an_unknown_me_file_loses_its_rows;
+    dedup_of_waiting_pushes => a_waiting_sync_absorbs_duplicate_pushes;
+    concurrency => concurrent_syncs_and_a_populate;
+}
