@@ -87,23 +87,23 @@ fn main() -> ExitCode {
                     db: db.clone(),
                     options: runtime::backfill_options(&settings),
                 };
-                let (stop, stopped) = tokio::sync::watch::channel(false);
-                let stopped_cron = stopped.clone();
-                let cron = backfill::serve_cron(db, schedule, options.name.clone(), async move {
-                    let mut stopped = stopped_cron;
-                    let _ = stopped.changed().await;
-                });
-                let queue = backfill::serve(ctx, &options, async move {
-                    let mut stopped = stopped;
-                    let _ = stopped.changed().await;
-                });
-                let signal = async move {
-                    runtime::shutdown_signal().await;
-                    let _ = stop.send(true);
-                    Ok::<(), jobs::JobError>(())
-                };
-                tokio::try_join!(cron, queue, signal).map_err(runtime::job_error)?;
-                Ok(())
+                runtime::serve(
+                    &settings,
+                    &db.clone(),
+                    runtime::Service::Backfiller,
+                    std::future::pending(),
+                    |stop| async move {
+                        let cron = backfill::serve_cron(
+                            db.clone(),
+                            schedule,
+                            options.name.clone(),
+                            stop.clone().wait(),
+                        );
+                        let queue = backfill::serve(ctx, &options, stop.wait());
+                        tokio::try_join!(cron, queue).map(|_| ())
+                    },
+                )
+                .await
             }
             Command::Enqueue { scope, all } => {
                 let db = runtime::connect(&settings).await?;

@@ -64,9 +64,14 @@ fn main() -> ExitCode {
                     &settings.queues.populate_target,
                 );
                 tracing::info!(worker = %options.name, concurrency = options.concurrency, "populator serving");
-                populate_target::serve(ctx, &options, runtime::shutdown_signal())
-                    .await
-                    .map_err(runtime::job_error)
+                runtime::serve(
+                    &settings,
+                    &ctx.db.clone(),
+                    runtime::Service::Populator,
+                    std::future::pending(),
+                    |stop| populate_target::serve(ctx, &options, stop.wait()),
+                )
+                .await
             }
             Command::Enqueue { target } => {
                 populate_target::enqueue(&db, TargetId(target))

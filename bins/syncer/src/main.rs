@@ -61,13 +61,14 @@ fn main() -> ExitCode {
                 let options =
                     runtime::worker_options(sync_me_file::QUEUE, &settings.queues.sync_me_file);
                 tracing::info!(worker = %options.name, concurrency = options.concurrency, "syncer serving");
-                sync_me_file::serve(
-                    SyncerContext { db, cache },
-                    &options,
-                    runtime::shutdown_signal(),
+                runtime::serve(
+                    &settings,
+                    &db.clone(),
+                    runtime::Service::Syncer,
+                    std::future::pending(),
+                    |stop| sync_me_file::serve(SyncerContext { db, cache }, &options, stop.wait()),
                 )
                 .await
-                .map_err(runtime::job_error)
             }
             Command::Enqueue { me_file } => {
                 let pushed = sync_me_file::enqueue(&db, MeFileId(me_file))

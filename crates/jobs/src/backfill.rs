@@ -326,6 +326,7 @@ async fn backfill_holding_lease(
             lease.renew(db, &txn).await?;
             let written = db.backfill().fill_populations(&txn, &snapshots).await?;
             txn.commit().await.map_err(repo::RepoError::from)?;
+            crate::metrics::snapshots_filled("target_populations", written);
             written
         };
         report.batches += 1;
@@ -396,6 +397,7 @@ async fn backfill_holding_lease(
                 lease.renew(db, &txn).await?;
                 let written = db.backfill().fill_copies(&txn, table, &snapshots).await?;
                 txn.commit().await.map_err(repo::RepoError::from)?;
+                crate::metrics::snapshots_filled(table.name(), written);
                 written
             };
             match table {
@@ -439,30 +441,32 @@ pub struct BackfillerContext {
 pub async fn handle(
     job: Payload<BackfillJob>,
     ctx: apalis::prelude::Data<BackfillerContext>,
+    attempt: crate::worker::JobAttempt,
 ) -> Result<BackfillReport, apalis::prelude::BoxDynError> {
     use tracing::Instrument;
-    let result = match job.into_valid(PAYLOAD_SHAPE) {
-        Ok(BackfillJob::All(_)) => {
-            backfill(&ctx.db, &BackfillScope::All, &ctx.options, &|_| {})
-                .instrument(tracing::info_span!("backfill_missing_snapshots"))
+    crate::worker::run_job(QUEUE, &attempt, async {
+        match job.into_valid(PAYLOAD_SHAPE)? {
+            BackfillJob::All(_) => {
+                backfill(&ctx.db, &BackfillScope::All, &ctx.options, &|_| {})
+                    .instrument(tracing::info_span!("backfill_missing_snapshots"))
+                    .await
+            }
+            BackfillJob::Band(job) => {
+                backfill(
+                    &ctx.db,
+                    &BackfillScope::Bands(vec![BandId(job.band_id)]),
+                    &ctx.options,
+                    &|_| {},
+                )
+                .instrument(tracing::info_span!(
+                    "snapshot_band_populations",
+                    band_id = job.band_id
+                ))
                 .await
+            }
         }
-        Ok(BackfillJob::Band(job)) => {
-            backfill(
-                &ctx.db,
-                &BackfillScope::Bands(vec![BandId(job.band_id)]),
-                &ctx.options,
-                &|_| {},
-            )
-            .instrument(tracing::info_span!(
-                "snapshot_band_populations",
-                band_id = job.band_id
-            ))
-            .await
-        }
-        Err(err) => Err(err),
-    };
-    crate::worker::into_apalis(QUEUE, result)
+    })
+    .await
 }
 
 /// Pushes one backfill job.

@@ -8,9 +8,11 @@
 pub mod backfill;
 mod error;
 mod lease;
+pub mod metrics;
 mod plan;
 pub mod populate_target;
 pub mod queue;
+pub mod status;
 pub mod sync_me_file;
 pub mod worker;
 

@@ -19,6 +19,7 @@ use domain::{MeFileId, PopulationStatus, TargetId, TraitId};
 use repo::Db;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 pub const QUEUE: &str = "populate_target";
 
@@ -181,6 +182,12 @@ async fn populate_holding_lease(
         let plan = plan_population(&target, &me_files, &tags, existing);
         db.populations().apply_changes(&txn, &plan.changes).await?;
         txn.commit().await.map_err(repo::RepoError::from)?;
+        crate::metrics::populations_written(
+            plan.inserted,
+            plan.moved,
+            plan.refreshed,
+            plan.deleted,
+        );
 
         summary.batches += 1;
         summary.me_files_scanned += me_files.len() as u64;
@@ -218,21 +225,18 @@ pub struct PopulatorContext {
 pub async fn handle(
     job: Payload<PopulateTarget>,
     ctx: apalis::prelude::Data<PopulatorContext>,
+    attempt: crate::worker::JobAttempt,
 ) -> Result<PopulateSummary, apalis::prelude::BoxDynError> {
-    use tracing::Instrument;
-    let result = match job.into_valid(PAYLOAD_SHAPE) {
-        Ok(job) => {
-            let span = tracing::info_span!("populate_target", target_id = job.target_id);
-            populate_target(&ctx.db, TargetId(job.target_id), &ctx.options)
-                .instrument(span)
-                .await
-        }
-        Err(err) => Err(err),
-    };
-    if let Ok(summary) = &result {
+    crate::worker::run_job(QUEUE, &attempt, async {
+        let job = job.into_valid(PAYLOAD_SHAPE)?;
+        let span = tracing::info_span!("populate_target", target_id = job.target_id);
+        let summary = populate_target(&ctx.db, TargetId(job.target_id), &ctx.options)
+            .instrument(span)
+            .await?;
         tracing::info!(target_id = summary.target_id, %summary, "populate_target done");
-    }
-    crate::worker::into_apalis(QUEUE, result)
+        Ok(summary)
+    })
+    .await
 }
 
 /// Pushes a `populate_target` job.

@@ -185,6 +185,12 @@ pub async fn sync_me_file(
         db.populations().apply_changes(&txn, &changes).await?;
     }
     txn.commit().await.map_err(repo::RepoError::from)?;
+    crate::metrics::populations_written(
+        summary.inserted,
+        summary.moved,
+        summary.refreshed,
+        summary.deleted,
+    );
     if !exists {
         tracing::info!(
             me_file_id = me_file.0,
@@ -206,25 +212,23 @@ pub struct SyncerContext {
 pub async fn handle(
     job: Payload<SyncMeFile>,
     ctx: apalis::prelude::Data<SyncerContext>,
+    attempt: crate::worker::JobAttempt,
 ) -> Result<SyncSummary, apalis::prelude::BoxDynError> {
     use tracing::Instrument;
-    let result = match job.into_valid(PAYLOAD_SHAPE) {
-        Ok(job) => {
-            let span = tracing::info_span!("sync_me_file", me_file_id = job.me_file_id);
-            sync_me_file(&ctx.db, &ctx.cache, MeFileId(job.me_file_id))
-                .instrument(span)
-                .await
-        }
-        Err(err) => Err(err),
-    };
-    if let Ok(summary) = &result {
+    crate::worker::run_job(QUEUE, &attempt, async {
+        let job = job.into_valid(PAYLOAD_SHAPE)?;
+        let span = tracing::info_span!("sync_me_file", me_file_id = job.me_file_id);
+        let summary = sync_me_file(&ctx.db, &ctx.cache, MeFileId(job.me_file_id))
+            .instrument(span)
+            .await?;
         tracing::debug!(
             me_file_id = summary.me_file_id,
             changes = summary.changes(),
             "sync_me_file done"
         );
-    }
-    crate::worker::into_apalis(QUEUE, result)
+        Ok(summary)
+    })
+    .await
 }
 
 /// Pushes a `sync_me_file` job unless one for the same me_file is still waiting; returns

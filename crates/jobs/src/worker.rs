@@ -2,6 +2,7 @@
 //! transient errors only, a per-job timeout, bounded concurrency, graceful shutdown.
 
 use crate::JobError;
+use crate::metrics::Outcome;
 use apalis::prelude::{AbortError, BoxDynError};
 use std::time::Duration;
 
@@ -30,6 +31,93 @@ impl WorkerOptions {
             timeout: Duration::from_secs(3600),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which try of which job a handler runs, extracted by apalis from every task: the job's id
+/// in the queue, its attempt (1 for the first) and the attempts the worker allows in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobAttempt {
+    pub job_id: String,
+    pub attempt: usize,
+    pub max_attempts: usize,
+}
+
+/// The worker's budget of attempts, shared with handlers through the task's data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttemptBudget(pub usize);
+
+impl<Args: Sync> apalis::prelude::FromRequest<apalis::prelude::Task<Args>> for JobAttempt {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(task: &apalis::prelude::Task<Args>) -> Result<Self, Self::Error> {
+        Ok(JobAttempt {
+            job_id: task.task_id().map(ToString::to_string).unwrap_or_default(),
+            attempt: task.attempt().max(1),
+            max_attempts: task
+                .data()
+                .get::<AttemptBudget>()
+                .map(|budget| budget.0)
+                .or(task.max_attempts())
+                .unwrap_or(crate::queue::DEFAULT_MAX_ATTEMPTS),
+        })
+    }
+}
+
+/// Runs one attempt of a job of `queue`: logs it with the job id and attempt, records the
+/// job metrics (started, succeeded, retried, failed; duration) and tells apalis whether to
+/// try again ([`into_apalis`]).
+pub async fn run_job<T>(
+    queue: &'static str,
+    job: &JobAttempt,
+    work: impl Future<Output = Result<T, JobError>>,
+) -> Result<T, BoxDynError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("job", queue, job_id = %job.job_id, attempt = job.attempt);
+    async move {
+        let started = std::time::Instant::now();
+        crate::metrics::job_started(queue);
+        // Dropped unfinished when the attempt times out or the process stops mid-job.
+        let mut attempt = FinishGuard {
+            queue,
+            started,
+            done: false,
+        };
+        let result = work.await;
+        attempt.done = true;
+        let outcome = match &result {
+            Ok(_) => Outcome::Succeeded,
+            Err(err) if err.is_transient() && job.attempt < job.max_attempts => Outcome::Retried,
+            Err(err) if err.is_transient() => Outcome::Failed("exhausted"),
+            Err(_) => Outcome::Failed("permanent"),
+        };
+        crate::metrics::job_finished(queue, outcome, started.elapsed());
+        if outcome == Outcome::Failed("exhausted")
+            && let Err(err) = &result
+        {
+            tracing::error!(error = %err, attempts = job.attempt, "job failed on its last attempt");
+        }
+        into_apalis(queue, result)
+    }
+    .instrument(span)
+    .await
+}
+
+struct FinishGuard {
+    queue: &'static str,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            crate::metrics::job_finished(
+                self.queue,
+                Outcome::Failed("interrupted"),
+                self.started.elapsed(),
+            );
         }
     }
 }
@@ -89,6 +177,7 @@ macro_rules! run_worker {
             WorkerBuilder::new(format!("{}#{index}", options.name))
                 .backend($storage)
                 .data($data.clone())
+                .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
                 .concurrency(1)
                 .retry(
                     RetryPolicy::retries(retries)

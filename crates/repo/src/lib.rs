@@ -31,7 +31,7 @@ pub use leases::{LeaseHolder, LeaseRepo};
 pub use populations::{
     AppliedChanges, PopulationChanges, PopulationPage, PopulationRepo, PopulationRow,
 };
-pub use queue_jobs::{PLAIN_SQL_PUSH, QueueJob, QueueJobRepo, QueueLatency};
+pub use queue_jobs::{JobRun, PLAIN_SQL_PUSH, QueueDepth, QueueJob, QueueJobRepo, QueueLatency};
 pub use reference::ReferenceRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
 pub use tags::TagRepo;

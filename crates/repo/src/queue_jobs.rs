@@ -81,6 +81,55 @@ impl QueueJobRepo<'_> {
     }
 }
 
+/// Finished jobs deleted per statement by [`QueueJobRepo::prune_finished`].
+const PRUNE_CHUNK: u64 = 10_000;
+
+/// A queue's backlog.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct QueueDepth {
+    pub queue: String,
+    /// `Pending`: waiting to run, including retries waiting for their backoff.
+    pub waiting: i64,
+    /// `Queued` or `Running`: taken by a worker.
+    pub running: i64,
+    pub done: i64,
+    /// `Failed`: an attempt failed; retried while attempts are left.
+    pub failed: i64,
+    /// `Killed`: failed permanently (bad input), kept for inspection.
+    pub killed: i64,
+    /// Age of the oldest waiting job, in seconds.
+    pub oldest_waiting_secs: Option<f64>,
+}
+
+/// One run of a job as the queue recorded it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct JobRun {
+    pub id: String,
+    pub queue: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// From taken to finished; `None` while running.
+    pub duration_secs: Option<f64>,
+    /// When it finished (UTC, RFC 3339); `None` while running.
+    pub finished_at: Option<String>,
+    /// The last error, for runs that did not succeed.
+    pub error: Option<String>,
+}
+
+/// The error text of an apalis result (`{"Err": "..."}`), or the result itself.
+fn error_of_result(result: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(result) {
+        Ok(serde_json::Value::Object(map)) => match map.get("Err") {
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        },
+        Ok(serde_json::Value::Null) => None,
+        _ => Some(result.to_owned()),
+    }
+}
+
 /// Push-to-finish latency of a queue's finished jobs, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct QueueLatency {
@@ -185,6 +234,146 @@ impl QueueJobRepo<'_> {
             ))
             .await?;
         Ok(result.rows_affected())
+    }
+
+    /// The backlog of `queue`: jobs per state and the age of the oldest waiting one.
+    pub async fn depth(&self, queue: &str) -> Result<QueueDepth, RepoError> {
+        let table = self.table();
+        let age = self.age_secs_sql("MIN(CASE WHEN status = 'Pending' THEN run_at END)");
+        let sql = format!(
+            "SELECT \
+             COALESCE(SUM(CASE WHEN status = 'Pending' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status IN ('Queued', 'Running') THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status = 'Done' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status = 'Failed' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status = 'Killed' THEN 1 ELSE 0 END), 0), \
+             {age} \
+             FROM {table} WHERE job_type = $1"
+        );
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(sql, vec![Value::from(queue)]))
+            .await?
+            .ok_or(RepoError::Data {
+                what: "queue depth",
+                detail: format!("no row for queue {queue}"),
+            })?;
+        Ok(QueueDepth {
+            queue: queue.to_owned(),
+            waiting: row.try_get_by_index(0)?,
+            running: row.try_get_by_index(1)?,
+            done: row.try_get_by_index(2)?,
+            failed: row.try_get_by_index(3)?,
+            killed: row.try_get_by_index(4)?,
+            oldest_waiting_secs: row.try_get_by_index(5)?,
+        })
+    }
+
+    /// The `limit` most recent runs of `queue` (started or finished; waiting jobs are in
+    /// [`Self::depth`]), newest first.
+    pub async fn recent_runs(&self, queue: &str, limit: u64) -> Result<Vec<JobRun>, RepoError> {
+        let table = self.table();
+        let (last_result, duration, finished_at) = match self.db.backend() {
+            Backend::Postgres => (
+                "last_result::text",
+                "EXTRACT(EPOCH FROM done_at - lock_at)::float8",
+                "to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            ),
+            Backend::Sqlite => (
+                "CAST(last_result AS TEXT)",
+                "CAST(done_at - lock_at AS REAL)",
+                "strftime('%Y-%m-%dT%H:%M:%SZ', done_at, 'unixepoch')",
+            ),
+        };
+        let sql = format!(
+            "SELECT id, status, CAST(attempts AS BIGINT), CAST(max_attempts AS BIGINT), \
+             {duration}, {finished_at}, {last_result} \
+             FROM {table} WHERE job_type = $1 AND status <> 'Pending' \
+             ORDER BY COALESCE(done_at, lock_at, run_at) DESC, id DESC LIMIT $2"
+        );
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(
+                self.db
+                    .statement(sql, vec![Value::from(queue), Value::from(limit as i64)]),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let status: String = row.try_get_by_index(1)?;
+                let last_result: Option<String> = row.try_get_by_index(6)?;
+                Ok(JobRun {
+                    id: row.try_get_by_index(0)?,
+                    queue: queue.to_owned(),
+                    attempts: row.try_get_by_index(2)?,
+                    max_attempts: row.try_get_by_index(3)?,
+                    duration_secs: row.try_get_by_index(4)?,
+                    finished_at: row.try_get_by_index(5)?,
+                    error: (status != "Done")
+                        .then(|| last_result.as_deref().and_then(error_of_result))
+                        .flatten(),
+                    status,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes finished jobs (`Done`, `Killed`, and `Failed` with no attempt left) of every
+    /// queue that finished more than `older_than_secs` ago, and workers silent that long
+    /// that no job points at; returns the jobs deleted. Works in chunks so a large backlog
+    /// never holds one long lock.
+    pub async fn prune_finished(&self, older_than_secs: u64) -> Result<u64, RepoError> {
+        let table = self.table();
+        let cutoff = match self.db.backend() {
+            Backend::Postgres => "now() - make_interval(secs => $1)",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) - $1",
+        };
+        let secs = match self.db.backend() {
+            Backend::Postgres => Value::from(older_than_secs as f64),
+            Backend::Sqlite => Value::from(older_than_secs as i64),
+        };
+        let jobs = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+             WHERE (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+             AND done_at < {cutoff} LIMIT {PRUNE_CHUNK})"
+        );
+        let mut deleted = 0;
+        loop {
+            let result = self
+                .db
+                .conn()
+                .execute_raw(self.db.statement(jobs.clone(), vec![secs.clone()]))
+                .await?;
+            deleted += result.rows_affected();
+            if result.rows_affected() < PRUNE_CHUNK {
+                break;
+            }
+        }
+        let workers = match self.db.backend() {
+            Backend::Postgres => "apalis.workers",
+            Backend::Sqlite => "Workers",
+        };
+        self.db
+            .conn()
+            .execute_raw(self.db.statement(
+                format!(
+                    "DELETE FROM {workers} WHERE last_seen < {cutoff} \
+                     AND NOT EXISTS (SELECT 1 FROM {table} j WHERE j.lock_by = {workers}.id)"
+                ),
+                vec![secs],
+            ))
+            .await?;
+        Ok(deleted)
+    }
+
+    /// Seconds from the database clock back to `column` (a queue timestamp), as a float.
+    fn age_secs_sql(&self, column: &str) -> String {
+        match self.db.backend() {
+            Backend::Postgres => format!("EXTRACT(EPOCH FROM now() - {column})::float8"),
+            Backend::Sqlite => format!("CAST(strftime('%s', 'now') AS REAL) - {column}"),
+        }
     }
 
     fn table(&self) -> &'static str {

@@ -68,6 +68,22 @@ impl StatsRepo<'_> {
         })
     }
 
+    /// Targets per `population_status`, in status order.
+    pub async fn targets_by_status(&self) -> Result<Vec<(String, i64)>, RepoError> {
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                "SELECT COALESCE(population_status, '(none)'), COUNT(*) FROM targets \
+                 GROUP BY 1 ORDER BY 1",
+                vec![],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+            .collect()
+    }
+
     async fn count(&self, sql: &str) -> Result<i64, RepoError> {
         let row = self
             .db

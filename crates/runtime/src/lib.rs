@@ -5,6 +5,10 @@
 //!
 //! This crate holds no job logic and no SQL.
 
+mod serve;
+
+pub use serve::{Service, Stop, serve};
+
 use jobs::JobError;
 use jobs::populate_target::PopulateOptions;
 use jobs::worker::WorkerOptions;

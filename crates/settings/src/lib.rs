@@ -38,6 +38,7 @@ pub struct Settings {
     pub syncer: SyncerSettings,
     pub backfiller: BackfillerSettings,
     pub queues: QueuesSettings,
+    pub serve: ServeSettings,
     /// The profile these settings were loaded for (not read from files).
     #[serde(skip)]
     pub profile: String,
@@ -115,6 +116,26 @@ pub struct QueueSettings {
     pub max_attempts: usize,
     /// A job running longer than this fails its attempt.
     pub timeout_secs: u64,
+}
+
+/// What every `serve` shares: its HTTP listener, shutdown and the pruning of finished jobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// `/healthz`, `/readyz` and `/metrics` of `populator serve`; "" turns the listener off.
+    pub populator_http: String,
+    /// The same for `syncer serve`.
+    pub syncer_http: String,
+    /// The same for `backfiller serve`.
+    pub backfiller_http: String,
+    /// After SIGTERM or Ctrl-C, seconds to let running jobs finish before exiting anyway (an
+    /// unfinished job's transaction rolls back and another replica runs it again).
+    pub shutdown_grace_secs: u64,
+    /// Finished jobs (done, killed, failed with no attempt left) are deleted this many hours
+    /// after they finished.
+    pub job_retention_hours: u64,
+    /// Seconds between two prunes of finished jobs.
+    pub prune_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,0 +1,97 @@
+//! The series snapline's jobs record through the `metrics` facade. A serving process installs
+//! the Prometheus recorder (crate `ops`) and exposes them on `/metrics`; elsewhere (`run`,
+//! tests) recording is a no-op.
+//!
+//! Names and labels are part of the operations guide (`deploy/README.md`): change them there
+//! too.
+
+use std::time::Duration;
+
+/// Attempts started, by `queue`.
+pub const JOBS_STARTED: &str = "snapline_jobs_started_total";
+/// Attempts that succeeded, by `queue`.
+pub const JOBS_SUCCEEDED: &str = "snapline_jobs_succeeded_total";
+/// Attempts that failed transiently with attempts left: the job runs again after a backoff.
+pub const JOBS_RETRIED: &str = "snapline_jobs_retried_total";
+/// Jobs that ended without success, by `queue` and `reason`: `permanent` (bad input, kept as
+/// `Killed`), `exhausted` (transient failures until no attempt was left) or `interrupted`
+/// (timeout or shutdown: the queue runs it again).
+pub const JOBS_FAILED: &str = "snapline_jobs_failed_total";
+/// Seconds per attempt, by `queue` and `outcome` (`succeeded`, `retried`, `failed`).
+pub const JOB_DURATION: &str = "snapline_job_duration_seconds";
+/// Rows written by snapline's jobs, by `table` and `kind` (`inserted`, `moved`, `refreshed`,
+/// `deleted` populations; `snapshot_filled` by the backfill).
+pub const ROWS_WRITTEN: &str = "snapline_rows_written_total";
+/// NULL snapshots per `table`, read from the partial indexes when `/metrics` is scraped.
+pub const NULL_SNAPSHOTS: &str = "snapline_null_snapshots";
+
+/// Buckets of [`JOB_DURATION`], in seconds: syncs take milliseconds, populates minutes.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Succeeded,
+    Retried,
+    Failed(&'static str),
+}
+
+pub(crate) fn job_started(queue: &'static str) {
+    ::metrics::counter!(JOBS_STARTED, "queue" => queue).increment(1);
+}
+
+pub(crate) fn job_finished(queue: &'static str, outcome: Outcome, elapsed: Duration) {
+    let label = match outcome {
+        Outcome::Succeeded => {
+            ::metrics::counter!(JOBS_SUCCEEDED, "queue" => queue).increment(1);
+            "succeeded"
+        }
+        Outcome::Retried => {
+            ::metrics::counter!(JOBS_RETRIED, "queue" => queue).increment(1);
+            "retried"
+        }
+        Outcome::Failed(reason) => {
+            ::metrics::counter!(JOBS_FAILED, "queue" => queue, "reason" => reason).increment(1);
+            "failed"
+        }
+    };
+    ::metrics::histogram!(JOB_DURATION, "queue" => queue, "outcome" => label)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Population rows a committed transaction changed.
+pub(crate) fn populations_written(inserted: u64, moved: u64, refreshed: u64, deleted: u64) {
+    for (kind, rows) in [
+        ("inserted", inserted),
+        ("moved", moved),
+        ("refreshed", refreshed),
+        ("deleted", deleted),
+    ] {
+        if rows > 0 {
+            ::metrics::counter!(ROWS_WRITTEN, "table" => "target_populations", "kind" => kind)
+                .increment(rows);
+        }
+    }
+}
+
+/// NULL snapshots a committed backfill batch filled in `table`.
+pub(crate) fn snapshots_filled(table: &'static str, rows: u64) {
+    if rows > 0 {
+        ::metrics::counter!(ROWS_WRITTEN, "table" => table, "kind" => "snapshot_filled")
+            .increment(rows);
+    }
+}
+
+/// Sets the [`NULL_SNAPSHOTS`] gauges.
+pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
+    for (table, rows) in [
+        ("target_populations", counts.target_populations),
+        ("offers", counts.offers),
+        ("ad_events", counts.ad_events),
+    ] {
+        ::metrics::gauge!(NULL_SNAPSHOTS, "table" => table).set(rows as f64);
+    }
+}

@@ -1,0 +1,118 @@
+//! `snapctl status`: what an operator reads first. NULL snapshots per table (from the partial
+//! indexes), targets by population status, each queue's backlog and oldest waiting job, and
+//! the last runs of each job type with their state, attempts, duration and error.
+
+use crate::JobError;
+use repo::{Db, JobRun, NullSnapshotCounts, QueueDepth};
+use serde::Serialize;
+
+/// Every queue snapline consumes.
+pub const QUEUES: [&str; 3] = [
+    crate::populate_target::QUEUE,
+    crate::sync_me_file::QUEUE,
+    crate::backfill::QUEUE,
+];
+
+/// A snapshot of the system's state.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    pub null_snapshots: NullSnapshotCounts,
+    /// population_status -> targets.
+    pub targets: Vec<TargetsInStatus>,
+    pub queues: Vec<QueueDepth>,
+    /// The last runs of each queue, newest first.
+    pub recent_runs: Vec<JobRun>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetsInStatus {
+    pub status: String,
+    pub targets: i64,
+}
+
+/// Reads the report; `runs_per_queue` last runs of each queue.
+pub async fn status(db: &Db, runs_per_queue: u64) -> Result<StatusReport, JobError> {
+    let mut queues = Vec::with_capacity(QUEUES.len());
+    let mut recent_runs = Vec::new();
+    for queue in QUEUES {
+        queues.push(db.queue_jobs().depth(queue).await?);
+        recent_runs.extend(db.queue_jobs().recent_runs(queue, runs_per_queue).await?);
+    }
+    Ok(StatusReport {
+        null_snapshots: db.stats().null_snapshots().await?,
+        targets: db
+            .stats()
+            .targets_by_status()
+            .await?
+            .into_iter()
+            .map(|(status, targets)| TargetsInStatus { status, targets })
+            .collect(),
+        queues,
+        recent_runs,
+    })
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nulls = &self.null_snapshots;
+        writeln!(f, "NULL snapshots")?;
+        writeln!(
+            f,
+            "  {:<20} {:>10}",
+            "target_populations", nulls.target_populations
+        )?;
+        writeln!(f, "  {:<20} {:>10}", "offers", nulls.offers)?;
+        writeln!(f, "  {:<20} {:>10}", "ad_events", nulls.ad_events)?;
+        writeln!(f, "\ntargets")?;
+        if self.targets.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for row in &self.targets {
+            writeln!(f, "  {:<20} {:>10}", row.status, row.targets)?;
+        }
+        writeln!(
+            f,
+            "\n{:<18} {:>8} {:>8} {:>8} {:>8} {:>8}  oldest waiting",
+            "queue", "waiting", "running", "done", "failed", "killed"
+        )?;
+        for q in &self.queues {
+            writeln!(
+                f,
+                "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                q.queue,
+                q.waiting,
+                q.running,
+                q.done,
+                q.failed,
+                q.killed,
+                q.oldest_waiting_secs
+                    .map(|s| format!("{:.0}s ago", s.max(0.0)))
+                    .unwrap_or_else(|| "-".into())
+            )?;
+        }
+        writeln!(f, "\nlast runs")?;
+        if self.recent_runs.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for run in &self.recent_runs {
+            writeln!(
+                f,
+                "  {:<14} {:<8} attempt {}/{}  {:>9}  {:<20}  {}{}",
+                run.queue,
+                run.status,
+                run.attempts,
+                run.max_attempts,
+                run.duration_secs
+                    .map(|s| format!("{s:.1}s"))
+                    .unwrap_or_else(|| "-".into()),
+                run.finished_at.as_deref().unwrap_or("running"),
+                run.id,
+                run.error
+                    .as_deref()
+                    .map(|e| format!("  error: {e}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! The operational surface of a serving snapline process: the Prometheus recorder behind the
+//! jobs' metrics, and a small HTTP listener with `/healthz` (the process is alive),
+//! `/readyz` (the database answers and the workers run) and `/metrics` (Prometheus text).
+//!
+//! This crate never runs jobs and never writes SQL: readiness and the NULL snapshot gauges
+//! read through `repo`, the series are named in `jobs::metrics`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use repo::Db;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a probe waits for the database before it answers "not ready".
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// NULL snapshot counts are read at most this often, however often `/metrics` is scraped.
+const NULL_COUNTS_MAX_AGE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("installing the Prometheus recorder: {0}")]
+    Recorder(String),
+    #[error("cannot listen on {addr} (set {setting}, or \"\" to turn the listener off): {source}")]
+    Bind {
+        addr: String,
+        setting: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{addr}` in {setting} is not an address such as 127.0.0.1:9181")]
+    BadAddress { addr: String, setting: String },
+}
+
+/// The process's Prometheus recorder: installed on first call, shared afterwards (tests run
+/// several servers in one process).
+pub fn prometheus() -> Result<PrometheusHandle, OpsError> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(jobs::metrics::JOB_DURATION.into()),
+            jobs::metrics::DURATION_BUCKETS,
+        )
+        .map_err(|e| OpsError::Recorder(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| OpsError::Recorder(e.to_string()))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Whether the process's workers are running; `/readyz` fails while they are not.
+#[derive(Clone, Debug, Default)]
+pub struct WorkersRunning(Arc<AtomicBool>);
+
+impl WorkersRunning {
+    pub fn set(&self, running: bool) {
+        self.0.store(running, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct Probe {
+    db: Db,
+    workers: WorkersRunning,
+    metrics: PrometheusHandle,
+    null_counts_read: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The listener of a serving process, bound and ready to [`OpsServer::run`].
+pub struct OpsServer {
+    listener: tokio::net::TcpListener,
+    probe: Probe,
+}
+
+impl OpsServer {
+    /// Binds `addr` (named `setting` in errors); `None` when `addr` is empty (no listener).
+    pub async fn bind(
+        addr: &str,
+        setting: &str,
+        db: Db,
+        workers: WorkersRunning,
+    ) -> Result<Option<OpsServer>, OpsError> {
+        if addr.trim().is_empty() {
+            return Ok(None);
+        }
+        let socket: SocketAddr = addr.parse().map_err(|_| OpsError::BadAddress {
+            addr: addr.into(),
+            setting: setting.into(),
+        })?;
+        let listener = tokio::net::TcpListener::bind(socket)
+            .await
+            .map_err(|source| OpsError::Bind {
+                addr: addr.into(),
+                setting: setting.into(),
+                source,
+            })?;
+        Ok(Some(OpsServer {
+            listener,
+            probe: Probe {
+                db,
+                workers,
+                metrics: prometheus()?,
+                null_counts_read: Arc::default(),
+            },
+        }))
+    }
+
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Answers probes and scrapes until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = axum::Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(self.probe);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn readyz(State(probe): State<Probe>) -> (StatusCode, String) {
+    if !probe.workers.get() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: workers are not running\n".into(),
+        );
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, probe.db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(err)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: database: {err}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: database did not answer within {PROBE_TIMEOUT:?}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(probe): State<Probe>) -> String {
+    refresh_null_counts(&probe).await;
+    probe.metrics.render()
+}
+
+/// Reads the NULL snapshot counts (three partial-index counts) unless read recently; on a
+/// slow or unreachable database the gauges keep their last value.
+async fn refresh_null_counts(probe: &Probe) {
+    {
+        let mut read = probe.null_counts_read.lock().expect("null counts lock");
+        if read.is_some_and(|at| at.elapsed() < NULL_COUNTS_MAX_AGE) {
+            return;
+        }
+        *read = Some(Instant::now());
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, probe.db.stats().null_snapshots()).await {
+        Ok(Ok(counts)) => jobs::metrics::null_snapshots(&counts),
+        Ok(Err(err)) => tracing::warn!(error = %err, "NULL snapshot counts for /metrics"),
+        Err(_) => tracing::warn!("NULL snapshot counts for /metrics: database too slow"),
+    }
+}
