@@ -14,6 +14,7 @@ fn data(legacy_share: f64) -> SeedOptions {
         legacy_share,
         seed: 3,
         chunk_size: 500,
+        deleted_band_offers: true,
     }
 }
 

@@ -14,6 +14,7 @@ fn small(legacy_share: f64) -> SeedOptions {
         legacy_share,
         seed: 7,
         chunk_size: 400,
+        deleted_band_offers: true,
     }
 }
 

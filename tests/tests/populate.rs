@@ -15,6 +15,7 @@ fn data(legacy_share: f64) -> SeedOptions {
         legacy_share,
         seed: 11,
         chunk_size: 1_000,
+        deleted_band_offers: true,
     }
 }
 

@@ -21,6 +21,7 @@ fn data() -> SeedOptions {
         legacy_share: 0.05,
         seed: 5,
         chunk_size: 500,
+        deleted_band_offers: true,
     }
 }
 

@@ -1,17 +1,20 @@
 //! `snapctl`: snapline's admin CLI. Thin: parses arguments, loads settings, calls library
 //! code. Exit code 0 on success, 2 for bad input or configuration, 1 otherwise.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use repo::Db;
 use runtime::BadInput;
-use settings::Settings;
 use std::process::ExitCode;
-use std::time::Instant;
 use synth::SeedOptions;
 
+mod demo;
+
 #[derive(Parser)]
-#[command(name = "snapctl", version, about = "snapline admin CLI: demo, seed")]
+#[command(
+    name = "snapctl",
+    version,
+    about = "snapline admin CLI: demo, status, seed, guard"
+)]
 struct Cli {
     #[command(flatten)]
     config: runtime::ConfigArgs,
@@ -21,12 +24,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the whole story on a throwaway embedded SQLite database: migrate, seed, report.
-    /// Example: snapctl demo --me-files 50000
+    /// Runs the whole story on a throwaway embedded SQLite database: migrate, seed, populate
+    /// every target, apply a burst of tag changes and sync them through the queue, inject
+    /// legacy NULL snapshots and backfill them, verify, report.
+    /// Example: snapctl demo --me-files 50000 --changes 2000
     Demo {
         /// Me_files to generate.
         #[arg(long, default_value_t = 50_000)]
         me_files: u64,
+        /// Tag changes in the burst the demo applies (as the platform would) and syncs.
+        #[arg(long, default_value_t = 2_000)]
+        changes: u64,
         /// The demo's database, deleted and recreated on each run.
         #[arg(long, default_value = "sqlite://snapline-demo.db")]
         database: String,
@@ -38,6 +46,17 @@ enum Command {
     Guard {
         #[arg(value_enum)]
         action: GuardAction,
+    },
+    /// What an operator reads first: NULL snapshots per table, targets by population status,
+    /// each queue's backlog and oldest waiting job, the last runs of each job type (state,
+    /// attempts, duration, error). Example: snapctl status --json | jq .null_snapshots
+    Status {
+        /// Print JSON for scripts instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Last runs shown per queue. Example: --runs 20
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        runs: u64,
     },
     /// Writes a deterministic synthetic data set into the configured (empty) database.
     /// Example: DATABASE_URL=postgres://postgres@127.0.0.1/bench snapctl seed --me-files 1000000
@@ -70,6 +89,10 @@ struct SeedArgs {
     /// Me_files generated and written per chunk.
     #[arg(long, default_value_t = 20_000)]
     chunk_size: u64,
+    /// Do not write the three offers (and ad_events) on deleted bands that no backfill can
+    /// fix. Example: --no-deleted-band-offers
+    #[arg(long)]
+    no_deleted_band_offers: bool,
 }
 
 impl SeedArgs {
@@ -80,6 +103,7 @@ impl SeedArgs {
             legacy_share: self.legacy_share,
             seed: self.seed,
             chunk_size: self.chunk_size,
+            deleted_band_offers: !self.no_deleted_band_offers,
         }
     }
 }
@@ -91,9 +115,25 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Seed(args) => {
                 let db = runtime::connect(&settings).await?;
-                seed(&db, &args.options()).await
+                seed(&db, &args.options()).await.map(|_| ())
             }
-            Command::Demo { me_files, database } => demo(&settings, me_files, &database).await,
+            Command::Demo {
+                me_files,
+                changes,
+                database,
+            } => demo::run(&settings, me_files, changes, &database).await,
+            Command::Status { json, runs } => {
+                let db = runtime::connect(&settings).await?;
+                let report = jobs::status::status(&db, runs)
+                    .await
+                    .map_err(runtime::job_error)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{report}");
+                }
+                Ok(())
+            }
             Command::Guard { action } => {
                 let db = runtime::connect(&settings).await?;
                 let guard = db.guard();
@@ -119,7 +159,7 @@ fn main() -> ExitCode {
     })
 }
 
-async fn seed(db: &Db, options: &SeedOptions) -> anyhow::Result<()> {
+async fn seed(db: &Db, options: &SeedOptions) -> anyhow::Result<synth::SeedReport> {
     let report = synth::seed(db, options, |done, total| {
         tracing::info!(done, total, "seeding me_files");
     })
@@ -138,58 +178,6 @@ async fn seed(db: &Db, options: &SeedOptions) -> anyhow::Result<()> {
         report.ad_events,
         report.elapsed.as_secs_f64()
     );
-    Ok(())
+    Ok(report)
 }
 
-async fn demo(settings: &Settings, me_files: u64, database: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    if let Some(path) = database.strip_prefix("sqlite://") {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-    }
-    let db = runtime::connect_to(settings, database).await?;
-    db.migrate().await.context("applying migrations")?;
-    println!("snapline demo on {database}");
-    seed(
-        &db,
-        &SeedOptions {
-            me_files,
-            ..SeedOptions::default()
-        },
-    )
-    .await?;
-    let populate_started = Instant::now();
-    let options = runtime::populate_options(settings);
-    let (mut members, mut refreshed) = (0, 0);
-    for target in db.targets().all().await? {
-        let summary = jobs::populate_target::populate_target(&db, target.id, &options)
-            .await
-            .map_err(runtime::job_error)?;
-        members += summary.inserted + summary.moved + summary.refreshed + summary.unchanged;
-        refreshed += summary.refreshed;
-    }
-    let elapsed = populate_started.elapsed().as_secs_f64();
-    println!(
-        "populated every target: {members} members with snapshots ({refreshed} legacy NULL snapshots filled) in {elapsed:.1}s ({:.0} rows/s)",
-        members as f64 / elapsed.max(1e-9)
-    );
-    let tables = db.stats().tables().await?;
-    let nulls = db.stats().null_snapshots().await?;
-    println!(
-        "tables: {} traits, {} me_files, {} me_file_tags, {} targets, {} bands, {} campaigns",
-        tables.traits,
-        tables.me_files,
-        tables.me_file_tags,
-        tables.targets,
-        tables.target_bands,
-        tables.campaigns
-    );
-    println!(
-        "NULL snapshots: {} target_populations, {} offers, {} ad_events",
-        nulls.target_populations, nulls.offers, nulls.ad_events
-    );
-    println!("done in {:.1}s", started.elapsed().as_secs_f64());
-    db.close().await;
-    Ok(())
-}

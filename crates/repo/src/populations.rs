@@ -315,3 +315,21 @@ impl PopulationRepo<'_> {
             .await
     }
 }
+
+impl PopulationRepo<'_> {
+    /// Sets the snapshot of every `every`-th population (by id) to NULL, as a writer from
+    /// before snapshots did; returns how many. For the demo and tests of the backfill: no job
+    /// calls it.
+    pub async fn forget_snapshots(&self, every: i64) -> Result<u64, RepoError> {
+        let db = self.db;
+        let result = db
+            .conn()
+            .execute_raw(db.statement(
+                "UPDATE target_populations SET matching_tags_snapshot = NULL \
+                 WHERE id % $1 = 0 AND matching_tags_snapshot IS NOT NULL",
+                vec![every.max(1).into()],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -3,7 +3,8 @@ use domain::{MeFileId, MeFileTagId, Tag, TraitId};
 use sea_orm::ConnectionTrait;
 use std::collections::HashMap;
 
-/// Reads of `me_file_tags`.
+/// Reads of `me_file_tags`, and the platform's own writes to it (which snapline never makes:
+/// the demo and tests use them to play the platform).
 pub struct TagRepo<'a> {
     pub(crate) db: &'a Db,
 }
@@ -146,5 +147,62 @@ impl TagRepo<'_> {
                 })
             })
             .collect()
+    }
+}
+
+/// The platform's writes to `me_file_tags`: snapline itself never changes tags; the demo and
+/// tests use these to play the platform.
+impl TagRepo<'_> {
+    /// Adds a tag (a `None` value is stored as NULL).
+    pub async fn platform_add(
+        &self,
+        me_file: MeFileId,
+        trait_id: TraitId,
+        tag_value: Option<&str>,
+    ) -> Result<(), RepoError> {
+        let db = self.db;
+        db.conn()
+            .execute_raw(db.statement(
+                "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) VALUES ($1, $2, $3)",
+                vec![
+                    me_file.0.into(),
+                    trait_id.0.into(),
+                    tag_value.map(str::to_owned).into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the value of the me_file's oldest tag; returns whether it had one.
+    pub async fn platform_edit_first(
+        &self,
+        me_file: MeFileId,
+        tag_value: &str,
+    ) -> Result<bool, RepoError> {
+        let db = self.db;
+        let result = db
+            .conn()
+            .execute_raw(db.statement(
+                "UPDATE me_file_tags SET tag_value = $1 \
+                 WHERE id = (SELECT MIN(id) FROM me_file_tags WHERE me_file_id = $2)",
+                vec![tag_value.into(), me_file.0.into()],
+            ))
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Deletes the me_file's newest tag; returns whether it had one.
+    pub async fn platform_delete_last(&self, me_file: MeFileId) -> Result<bool, RepoError> {
+        let db = self.db;
+        let result = db
+            .conn()
+            .execute_raw(db.statement(
+                "DELETE FROM me_file_tags \
+                 WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = $1)",
+                vec![me_file.0.into()],
+            ))
+            .await?;
+        Ok(result.rows_affected() > 0)
     }
 }

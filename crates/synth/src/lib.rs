@@ -10,10 +10,12 @@
 //! through `repo`'s bulk loader; this crate holds no SQL.
 
 mod catalog;
+mod churn;
 mod me_files;
 mod targets;
 
 pub use catalog::{Parent, parents};
+pub use churn::{ChurnReport, churn};
 pub use targets::ARCHETYPES;
 
 use domain::TargetBands;
@@ -34,6 +36,9 @@ pub struct SeedOptions {
     pub seed: u64,
     /// Me_files generated and written per chunk (bounds memory).
     pub chunk_size: u64,
+    /// Also write three offers (and ad_events) on bands that no longer exist, which no
+    /// backfill can fix (when `legacy_share` > 0).
+    pub deleted_band_offers: bool,
 }
 
 impl Default for SeedOptions {
@@ -44,6 +49,7 @@ impl Default for SeedOptions {
             legacy_share: 0.02,
             seed: 42,
             chunk_size: 20_000,
+            deleted_band_offers: true,
         }
     }
 }

@@ -83,7 +83,7 @@ impl<'a> Generator<'a> {
         self.next_me_file = end;
         if end > last {
             self.finished = true;
-            if self.options.legacy_share > 0.0 && last > 0 {
+            if self.options.legacy_share > 0.0 && last > 0 && self.options.deleted_band_offers {
                 self.unfixable_offers(&mut chunk);
             }
         }
