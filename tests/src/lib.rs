@@ -289,3 +289,113 @@ pub async fn raw_rows(
 pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+/// Polls `done` every 100 ms until it holds; panics naming `what` after 90 s.
+pub async fn wait_for<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status of the queue's job whose payload contains `needle`, if any.
+pub async fn job_status(db: &Db, queue: &str, needle: &str) -> Option<repo::QueueJob> {
+    db.queue_jobs()
+        .of_queue(queue)
+        .await
+        .expect("queue jobs")
+        .into_iter()
+        .find(|job| job.payload.contains(needle))
+}
+
+/// A local TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:`port`: (status code, body), or `None` while nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// A snapline binary serving in a child process, killed when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+}
+
+impl Served {
+    /// Starts `binary serve` on `url` with the `test` profile and `env` on top.
+    pub fn start(binary: &str, url: &str, env: &[(&str, String)]) -> Served {
+        let mut command = std::process::Command::new(binary);
+        command
+            .arg("serve")
+            .env("SNAPLINE_PROFILE", "test")
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Served {
+            child: command.spawn().expect("the binary starts"),
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code (`None`: killed by a
+    /// signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the process did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

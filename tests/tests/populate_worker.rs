@@ -3,24 +3,8 @@
 use domain::{PopulationStatus, TargetId};
 use jobs::populate_target::{self, PopulateOptions, PopulatorContext};
 use jobs::worker::WorkerOptions;
-use snapline_tests::{Backend, TestDb, assert_population_exact, both_backends};
-use std::time::{Duration, Instant};
+use snapline_tests::{Backend, TestDb, assert_population_exact, both_backends, wait_for};
 use synth::SeedOptions;
-
-async fn wait_for<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn jobs_run_through_a_worker(backend: Backend) {
     let test = TestDb::seeded(

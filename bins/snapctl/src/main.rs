@@ -180,4 +180,3 @@ async fn seed(db: &Db, options: &SeedOptions) -> anyhow::Result<synth::SeedRepor
     );
     Ok(report)
 }
-

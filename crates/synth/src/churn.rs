@@ -37,7 +37,9 @@ pub async fn churn(
     seed: u64,
 ) -> Result<ChurnReport, SeedError> {
     if me_files == 0 {
-        return Err(SeedError::Invalid("churn needs at least one me_file".into()));
+        return Err(SeedError::Invalid(
+            "churn needs at least one me_file".into(),
+        ));
     }
     let traits: Vec<TraitId> = crate::parents()
         .iter()

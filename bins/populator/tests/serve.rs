@@ -1,0 +1,155 @@
+//! `populator serve` as operators run it, in a child process on PostgreSQL: its HTTP probes
+//! and metrics, SIGTERM in the middle of a job, and kill -9 with another replica taking over.
+
+use domain::{PopulationStatus, TargetId};
+use jobs::populate_target;
+use snapline_tests::{
+    Backend, Served, TestDb, assert_population_exact, free_port, http_get, job_status, wait_for,
+};
+use std::time::Duration;
+use synth::SeedOptions;
+
+const POPULATOR: &str = env!("CARGO_BIN_EXE_populator");
+
+async fn seeded(me_files: u64) -> TestDb {
+    TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files,
+            targets: 6,
+            legacy_share: 0.05,
+            ..SeedOptions::default()
+        },
+    )
+    .await
+}
+
+async fn status_of(test: &TestDb, target: i64) -> Option<PopulationStatus> {
+    test.db
+        .targets()
+        .find(TargetId(target))
+        .await
+        .expect("target")
+        .and_then(|t| t.status)
+}
+
+async fn wait_for_job(test: &TestDb, needle: &str, status: &'static str) {
+    let db = test.db.clone();
+    wait_for(&format!("job {needle} {status}"), || {
+        let db = db.clone();
+        async move {
+            job_status(&db, populate_target::QUEUE, needle)
+                .await
+                .is_some_and(|job| job.status == status)
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_probes_and_exposes_metrics_after_a_job() {
+    let test = seeded(1_000).await;
+    let port = free_port();
+    let mut served = Served::start(
+        POPULATOR,
+        &test.url,
+        &[(
+            "SNAPLINE_SERVE__POPULATOR_HTTP",
+            format!("127.0.0.1:{port}"),
+        )],
+    );
+    wait_for("/readyz answers 200", || async move {
+        http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    let (status, body) = http_get(port, "/healthz").expect("/healthz");
+    assert_eq!((status, body.trim()), (200, "ok"));
+
+    populate_target::enqueue(&test.db, TargetId(1))
+        .await
+        .unwrap();
+    wait_for_job(&test, r#""target_id":1"#, "Done").await;
+
+    let (status, metrics) = http_get(port, "/metrics").expect("/metrics");
+    assert_eq!(status, 200);
+    for series in [
+        r#"snapline_jobs_started_total{queue="populate_target"} 1"#,
+        r#"snapline_jobs_succeeded_total{queue="populate_target"} 1"#,
+        r#"snapline_job_duration_seconds_bucket{queue="populate_target",outcome="succeeded",le="+Inf"} 1"#,
+        r#"snapline_rows_written_total{table="target_populations",kind="inserted"}"#,
+        r#"snapline_null_snapshots{table="offers"}"#,
+        r#"snapline_null_snapshots{table="target_populations"}"#,
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+
+    served.signal("TERM");
+    assert_eq!(served.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_job_lets_it_finish_and_loses_nothing() {
+    let test = seeded(20_000).await;
+    let mut served = Served::start(
+        POPULATOR,
+        &test.url,
+        &[
+            ("SNAPLINE_POPULATOR__BATCH_SIZE", "100".into()),
+            ("SNAPLINE_SERVE__SHUTDOWN_GRACE_SECS", "120".into()),
+        ],
+    );
+    populate_target::enqueue(&test.db, TargetId(1))
+        .await
+        .unwrap();
+    wait_for("the populate to be under way", || async {
+        status_of(&test, 1).await == Some(PopulationStatus::Populating)
+    })
+    .await;
+    served.signal("TERM");
+    assert_eq!(
+        served.wait_exit(Duration::from_secs(120)),
+        Some(0),
+        "a clean exit after the running job"
+    );
+    let job = job_status(&test.db, populate_target::QUEUE, r#""target_id":1"#)
+        .await
+        .expect("the job");
+    assert_eq!(job.status, "Done", "the running job finished: {job:?}");
+    assert_eq!(status_of(&test, 1).await, Some(PopulationStatus::Populated));
+    assert_population_exact(&test.db, TargetId(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_job_is_finished_by_another() {
+    let test = seeded(20_000).await;
+    let env = [
+        ("SNAPLINE_POPULATOR__BATCH_SIZE", "100".to_owned()),
+        // the killed run's lease on the target expires quickly
+        ("SNAPLINE_POPULATOR__LEASE_TTL_SECS", "2".to_owned()),
+    ];
+    let mut first = Served::start(POPULATOR, &test.url, &env);
+    populate_target::enqueue(&test.db, TargetId(1))
+        .await
+        .unwrap();
+    wait_for("the populate to be under way", || async {
+        status_of(&test, 1).await == Some(PopulationStatus::Populating)
+    })
+    .await;
+    first.signal("KILL");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), None);
+    let job = job_status(&test.db, populate_target::QUEUE, r#""target_id":1"#)
+        .await
+        .expect("the job");
+    assert!(
+        job.status == "Queued" || job.status == "Running",
+        "taken and left behind by the killed replica: {job:?}"
+    );
+
+    let _second = Served::start(POPULATOR, &test.url, &env);
+    wait_for_job(&test, r#""target_id":1"#, "Done").await;
+    assert_eq!(status_of(&test, 1).await, Some(PopulationStatus::Populated));
+    assert_population_exact(&test.db, TargetId(1)).await;
+}

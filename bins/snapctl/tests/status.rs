@@ -1,0 +1,116 @@
+//! `snapctl status` on a database whose queue holds a permanently failed job, on both
+//! backends: the failure is visible with its error, and `--json` parses.
+
+use domain::TargetId;
+use jobs::populate_target::{self, PopulatorContext};
+use jobs::worker::WorkerOptions;
+use snapline_tests::{Backend, TestDb, both_backends, job_status, wait_for};
+use std::process::Command;
+use synth::SeedOptions;
+
+fn snapctl_status(url: &str, json: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_snapctl"));
+    command
+        .arg("status")
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn");
+    if json {
+        command.arg("--json");
+    }
+    let out = command.output().expect("snapctl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+async fn a_permanent_failure_shows_in_status(backend: Backend) {
+    let test = TestDb::seeded(
+        backend,
+        &SeedOptions {
+            me_files: 500,
+            targets: 6,
+            legacy_share: 0.1,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    populate_target::enqueue(&db, TargetId(4_242))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = PopulatorContext {
+        db: db.clone(),
+        options: Default::default(),
+    };
+    let worker = tokio::spawn(async move {
+        populate_target::serve(ctx, &WorkerOptions::new("status-test"), async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    wait_for("the unknown target's job to be killed", || {
+        let db = db.clone();
+        async move {
+            job_status(&db, populate_target::QUEUE, "4242")
+                .await
+                .is_some_and(|job| job.status == "Killed")
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().expect("worker stops");
+    populate_target::enqueue(&db, TargetId(1)).await.unwrap();
+
+    let report: serde_json::Value =
+        serde_json::from_str(&snapctl_status(&test.url, true)).expect("status --json parses");
+    let queue = report["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "populate_target")
+        .expect("the populate_target queue");
+    assert_eq!(queue["killed"], 1, "{queue}");
+    assert_eq!(queue["waiting"], 1, "{queue}");
+    assert!(queue["oldest_waiting_secs"].as_f64().is_some(), "{queue}");
+    let killed = report["recent_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "Killed")
+        .expect("the killed run is listed");
+    assert_eq!(killed["attempts"], 1, "not retried: {killed}");
+    assert!(
+        killed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("target 4242 does not exist"),
+        "{killed}"
+    );
+    assert!(report["null_snapshots"]["offers"].as_i64().unwrap() > 0);
+    let populated: i64 = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["targets"].as_i64().unwrap())
+        .sum();
+    assert_eq!(populated, 6, "every target counted by status: {report}");
+
+    let human = snapctl_status(&test.url, false);
+    for needle in [
+        "NULL snapshots",
+        "populate_target",
+        "Killed",
+        "target 4242 does not exist",
+    ] {
+        assert!(human.contains(needle), "{needle} in:\n{human}");
+    }
+}
+
+both_backends! {
+    permanent_failure_in_status => a_permanent_failure_shows_in_status;
+}
