@@ -1,11 +1,12 @@
 //! The job runtime shared by every queue, through real apalis workers on both backends:
-//! a transient failure is retried with backoff and then succeeds, and the job metrics say so.
+//! a transient failure is retried with backoff and then succeeds, and the job metrics say so;
+//! finished jobs are pruned after the retention.
 
 use domain::{PopulationStatus, TargetId};
 use jobs::populate_target::{self, PopulateOptions, PopulatorContext};
 use jobs::worker::WorkerOptions;
 use snapline_tests::{
-    Backend, TestDb, assert_population_exact, both_backends, job_status, wait_for,
+    Backend, TestDb, assert_population_exact, both_backends, execute, job_status, wait_for,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -93,6 +94,85 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
     assert!(retried >= 2.0, "retries recorded: {retried}\n{rendered}");
 }
 
+/// Sets the status, attempts and finish time (`days_ago`) of the job of target `target`.
+async fn mark(test: &TestDb, target: i64, status: &str, attempts: i64, days_ago: i64) {
+    let (table, done_at) = match test.backend {
+        Backend::Postgres => (
+            "apalis.jobs",
+            format!("now() - make_interval(days => {days_ago})"),
+        ),
+        Backend::Sqlite => (
+            "Jobs",
+            format!("CAST(strftime('%s', 'now') AS INTEGER) - {days_ago} * 86400"),
+        ),
+    };
+    let payload = match test.backend {
+        Backend::Postgres => "convert_from(job, 'UTF8')",
+        Backend::Sqlite => "CAST(job AS TEXT)",
+    };
+    let updated = execute(
+        &test.db,
+        &format!(
+            "UPDATE {table} SET status = '{status}', attempts = {attempts}, done_at = {done_at} \
+             WHERE {payload} = '{{\"target_id\":{target}}}'"
+        ),
+    )
+    .await;
+    assert_eq!(updated, 1);
+}
+
+async fn finished_jobs_are_pruned_after_the_retention(backend: Backend) {
+    let test = TestDb::migrated(backend).await;
+    for target in 1..=6 {
+        populate_target::enqueue(&test.db, TargetId(target))
+            .await
+            .unwrap();
+    }
+    mark(&test, 1, "Done", 1, 8).await; // pruned
+    mark(&test, 2, "Done", 1, 2).await; // kept: within the retention
+    mark(&test, 3, "Killed", 1, 30).await; // pruned
+    mark(&test, 4, "Failed", 2, 30).await; // kept: attempts left, it will run again
+    mark(&test, 5, "Failed", 5, 30).await; // pruned: no attempt left
+    // 6 stays Pending: kept
+
+    let deleted = test
+        .db
+        .queue_jobs()
+        .prune_finished(7 * 86_400)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    let left: Vec<String> = test
+        .db
+        .queue_jobs()
+        .of_queue(populate_target::QUEUE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.payload)
+        .collect();
+    let mut left_targets: Vec<String> = left
+        .iter()
+        .map(|p| {
+            p.trim_start_matches(r#"{"target_id":"#)
+                .trim_end_matches('}')
+                .to_owned()
+        })
+        .collect();
+    left_targets.sort();
+    assert_eq!(left_targets, ["2", "4", "6"], "{left:?}");
+    assert_eq!(
+        test.db
+            .queue_jobs()
+            .prune_finished(7 * 86_400)
+            .await
+            .unwrap(),
+        0,
+        "pruning again deletes nothing"
+    );
+}
+
 both_backends! {
     transient_retried => a_transient_failure_is_retried_then_succeeds;
+    pruning => finished_jobs_are_pruned_after_the_retention;
 }
