@@ -39,8 +39,9 @@ struct Scope {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the cron schedule (backfiller.schedule, hourly by default; each tick once across
-    /// replicas) and consumes queue `backfill` until SIGTERM or Ctrl-C.
-    /// Example: backfiller serve
+    /// replicas) and consumes queue `backfill` until SIGTERM or Ctrl-C; /healthz, /readyz
+    /// and /metrics on serve.backfiller_http (127.0.0.1:9183).
+    /// Example: SNAPLINE_SERVE__BACKFILLER_HTTP=0.0.0.0:9183 backfiller serve
     Serve,
     /// Pushes backfill jobs: without a flag one `backfill_missing_snapshots {}`; --band one
     /// `snapshot_band_populations`; --target one per band of the target; --all one per band

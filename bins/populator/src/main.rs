@@ -22,7 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consumes `populate_target` jobs until SIGTERM or Ctrl-C (concurrency from
-    /// queues.populate_target.concurrency). Example: populator serve
+    /// queues.populate_target.concurrency); /healthz, /readyz and /metrics on
+    /// serve.populator_http (127.0.0.1:9181). Example: SNAPLINE_PROFILE=production populator serve
     Serve,
     /// Pushes a `populate_target` job. Example: populator enqueue --target 42
     Enqueue {

@@ -24,7 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consumes `sync_me_file` jobs until SIGTERM or Ctrl-C (concurrency from
-    /// queues.sync_me_file.concurrency). Example: SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY=16 syncer serve
+    /// queues.sync_me_file.concurrency); /healthz, /readyz and /metrics on
+    /// serve.syncer_http (127.0.0.1:9182).
+    /// Example: SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY=16 syncer serve
     Serve,
     /// Pushes a `sync_me_file` job, unless one for this me_file is still waiting.
     /// Example: syncer enqueue --me-file 1234
