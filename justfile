@@ -36,6 +36,10 @@ bench-seed n="1000000":
     cargo build --release -p snapctl
     DATABASE_URL="{{bench_pg}}/snapline_bench" RUST_LOG=warn ./target/release/snapctl seed --me-files {{n}}
 
+# NULL snapshots, targets by status, queue backlogs and the last runs: just status --json
+status *ARGS:
+    cargo run -p snapctl -- status {{ARGS}}
+
 # Populate a target inline on the configured database: just populate 1
 populate target:
     cargo run -p populator -- run --target {{target}}
@@ -48,7 +52,8 @@ sync me_file:
 backfill *ARGS:
     cargo run -p backfiller -- run {{ARGS}}
 
-# Run all three consumers (and the backfill cron) on the configured database until Ctrl-C
+# Run all three consumers (and the backfill cron) on the configured database until Ctrl-C;
+# /healthz, /readyz and /metrics on ports 9181 (populator), 9182 (syncer), 9183 (backfiller)
 serve:
     cargo build -p populator -p syncer -p backfiller
     ./target/debug/populator serve & ./target/debug/syncer serve & ./target/debug/backfiller serve & wait

@@ -92,9 +92,25 @@ impl Db {
 
     /// Applies every pending migration (the embedded default and tests; production runs
     /// the `migration` binary).
+    ///
+    /// Several processes starting at once on one database (`just serve` runs three) race to
+    /// apply the same migration; the losers fail on the migrations table's key. They try
+    /// again: by then the winner has applied it and `up` finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), RepoError> {
-        migration::Migrator::up(&self.conn, None).await?;
-        Ok(())
+        const TRIES: u32 = 10;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match migration::Migrator::up(&self.conn, None).await {
+                Ok(()) => return Ok(()),
+                Err(err) if tries < TRIES => {
+                    tracing::debug!(error = %err, tries, "migrating raced another process; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(300 * u64::from(tries)))
+                        .await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     /// One round trip: whether the database answers.
