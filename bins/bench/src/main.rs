@@ -127,7 +127,9 @@ async fn fresh_database(server: &str, name: &str) -> anyhow::Result<String> {
 }
 
 /// The release binary `name` beside this one.
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+/// A command running the release binary `name` beside this one, without the bench's own
+/// `SNAPLINE_BENCH_PG` (a `SNAPLINE_*` variable the binary's settings would refuse).
+fn sibling(name: &str) -> anyhow::Result<Command> {
     let path = std::env::current_exe()?.with_file_name(name);
     if !path.exists() {
         bail!(
@@ -135,7 +137,9 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
             path.display()
         );
     }
-    Ok(path)
+    let mut command = Command::new(path);
+    command.env_remove("SNAPLINE_BENCH_PG");
+    Ok(command)
 }
 
 /// Runs a child to completion; returns (stdout, wall time, peak RSS in KiB). The peak is
@@ -206,7 +210,7 @@ async fn bench_populate(
     );
 
     db.bulk().checkpoint().await?;
-    let mut populator = Command::new(sibling("populator")?);
+    let mut populator = sibling("populator")?;
     populator
         .args(["run", "--target", &target.to_string()])
         .env("DATABASE_URL", &url)
@@ -319,7 +323,7 @@ async fn bench_sync(
     let concurrency =
         std::env::var("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY").unwrap_or_else(|_| "4".into());
     let started = Instant::now();
-    let mut syncer = Command::new(sibling("syncer")?)
+    let mut syncer = sibling("syncer")?
         .arg("serve")
         .env("DATABASE_URL", &url)
         .env("RUST_LOG", "warn")
@@ -442,7 +446,7 @@ async fn bench_backfill(
     }
 
     db.bulk().checkpoint().await?;
-    let mut backfiller = Command::new(sibling("backfiller")?);
+    let mut backfiller = sibling("backfiller")?;
     backfiller
         .arg("run")
         .env("DATABASE_URL", &url)

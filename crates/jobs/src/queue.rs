@@ -92,24 +92,55 @@ where
     Ok(true)
 }
 
+/// How much of a malformed payload an error message quotes.
+const MALFORMED_SHOWN_CHARS: usize = 200;
+
 /// A job's payload as read from the queue: the job's type, or whatever JSON another service
 /// wrote instead. Decoding never fails on well-formed JSON, so a malformed payload reaches the
 /// handler, which fails it permanently with a clear error instead of the worker choking on
 /// it. Serializes exactly as `T`.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Payload<T> {
     Valid(T),
     Malformed(serde_json::Value),
 }
 
+/// Only a JSON object can be a valid payload: serde would otherwise also read a struct from
+/// an array (`[1]` as `{"target_id": 1}`), which no writer means.
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Payload<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The raw text, so that `T` is read from it directly: a buffered `Value` would hide
+        // duplicate keys (`{"me_file_id":42,"me_file_id":43}`), which must be refused.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        if text.trim_start().starts_with('{')
+            && let Ok(job) = serde_json::from_str::<T>(text)
+        {
+            return Ok(Payload::Valid(job));
+        }
+        Ok(Payload::Malformed(
+            serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into())),
+        ))
+    }
+}
+
 impl<T> Payload<T> {
     /// The payload, or [`JobError::Malformed`] naming what was received and what was expected.
+    /// An oversized payload is cut in the message, so the error kept in the queue and the
+    /// logs stays readable.
     pub fn into_valid(self, expected: &str) -> Result<T, JobError> {
         match self {
             Payload::Valid(job) => Ok(job),
             Payload::Malformed(value) => {
-                Err(JobError::Malformed(format!("{value} is not {expected}")))
+                let text = value.to_string();
+                let shown = match text.char_indices().nth(MALFORMED_SHOWN_CHARS) {
+                    Some((cut, _)) => {
+                        format!("{}... ({} bytes)", &text[..cut], text.len())
+                    }
+                    None => text,
+                };
+                Err(JobError::Malformed(format!("{shown} is not {expected}")))
             }
         }
     }

@@ -16,6 +16,13 @@ pub struct QueueJob {
     pub last_result: Option<String>,
 }
 
+impl QueueJob {
+    /// The error of a job that failed, from apalis's recorded result.
+    pub fn error(&self) -> Option<String> {
+        self.last_result.as_deref().and_then(error_of_result)
+    }
+}
+
 /// Reads of the apalis queue tables, for `snapctl status` and tests. Writes belong to apalis.
 pub struct QueueJobRepo<'a> {
     pub(crate) db: &'a Db,

@@ -1,0 +1,285 @@
+//! Hostile and malformed job payloads, table-driven, through real apalis workers on
+//! PostgreSQL: each is pushed with the plain SQL other services use, and each must end with a
+//! clear outcome (a permanent failure naming what was wrong, kept as `Killed` after one
+//! attempt, or a harmless success) while the data stays exactly as it was.
+
+use jobs::backfill::{self, BackfillerContext};
+use jobs::populate_target::{self, PopulatorContext};
+use jobs::sync_me_file::{self, BandCache, SyncerContext};
+use jobs::worker::WorkerOptions;
+use repo::Db;
+use snapline_tests::{Backend, TestDb, raw_rows, scalar};
+use std::sync::Arc;
+use std::time::Duration;
+use synth::SeedOptions;
+
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// Failed permanently, not retried, with this in its error.
+    Killed(&'static str),
+    /// Succeeded (and changed nothing: the data was already right).
+    Done,
+}
+
+struct Case {
+    queue: &'static str,
+    payload: String,
+    expect: Expect,
+}
+
+fn case(queue: &'static str, payload: &str, expect: Expect) -> Case {
+    Case {
+        queue,
+        payload: payload.to_owned(),
+        expect,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use Expect::*;
+    let populate = populate_target::QUEUE;
+    let sync = sync_me_file::QUEUE;
+    let backfill = backfill::QUEUE;
+    let shape_target = r#"is not {"target_id": <integer>}"#;
+    let shape_me_file = r#"is not {"me_file_id": <integer>}"#;
+    let shape_band = r#"is not {} or {"band_id": <integer>}"#;
+    let huge = format!(r#"{{"target_id":1,"pad":"{}"}}"#, "x".repeat(1_000_000));
+    let mut cases = vec![
+        case(populate, "{}", Killed(shape_target)),
+        case(populate, r#"{"target_id":"1"}"#, Killed(shape_target)),
+        case(populate, r#"{"target_id":null}"#, Killed(shape_target)),
+        case(populate, r#"{"target_id":1.5}"#, Killed(shape_target)),
+        case(
+            populate,
+            r#"{"target_id":-1}"#,
+            Killed("target -1 does not exist"),
+        ),
+        case(
+            populate,
+            r#"{"target_id":0}"#,
+            Killed("target 0 does not exist"),
+        ),
+        case(
+            populate,
+            r#"{"target_id":9223372036854775807}"#,
+            Killed("target 9223372036854775807 does not exist"),
+        ),
+        case(
+            populate,
+            r#"{"target_id":9223372036854775808}"#,
+            Killed(shape_target),
+        ),
+        case(
+            populate,
+            r#"{"target_id":1,"extra":true}"#,
+            Killed(shape_target),
+        ),
+        case(populate, r#"[1]"#, Killed(shape_target)),
+        case(populate, r#""populate""#, Killed(shape_target)),
+        case(populate, "null", Killed(shape_target)),
+        case(populate, r#"{"target_id": 1}"#, Done),
+        case(sync, r#"{"me_file":"x"}"#, Killed(shape_me_file)),
+        case(sync, r#"{"me_file_id":"42"}"#, Killed(shape_me_file)),
+        case(sync, r#"{"me_file_id":1e3}"#, Killed(shape_me_file)),
+        case(
+            sync,
+            r#"{"me_file_id":42,"me_file_id":43}"#,
+            Killed(shape_me_file),
+        ),
+        case(sync, "{}", Killed(shape_me_file)),
+        case(sync, r#"{"me_file_id":-42}"#, Done),
+        case(sync, r#"{"me_file_id":999999999}"#, Done),
+        case(sync, r#"{"me_file_id":7}"#, Done),
+        case(backfill, r#"{"band_id":"x"}"#, Killed(shape_band)),
+        case(backfill, r#"{"band":1}"#, Killed(shape_band)),
+        case(backfill, r#"{"band_id":1,"all":true}"#, Killed(shape_band)),
+        case(backfill, "[]", Killed(shape_band)),
+        case(backfill, "{}", Done),
+        case(backfill, r#"{"band_id":-5}"#, Done),
+        case(backfill, r#"{"band_id":123456789}"#, Done),
+    ];
+    cases.push(Case {
+        queue: populate,
+        payload: huge,
+        expect: Killed("bytes) is not"),
+    });
+    cases.push(case(
+        sync,
+        r#"{"me_file_id":"'; DROP TABLE me_files; --"}"#,
+        Killed(shape_me_file),
+    ));
+    cases
+}
+
+/// Everything the jobs could touch, as stored.
+async fn state(db: &Db) -> (String, [i64; 4]) {
+    let targets: Vec<domain::TargetId> = (1..=6).map(domain::TargetId).collect();
+    let rows = format!("{:?}", raw_rows(db, &targets).await);
+    let counts = [
+        scalar(db, "SELECT COUNT(*) FROM me_files").await,
+        scalar(db, "SELECT COUNT(*) FROM me_file_tags").await,
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM offers WHERE matching_tags_snapshot IS NULL",
+        )
+        .await,
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM ad_events WHERE matching_tags_snapshot IS NULL",
+        )
+        .await,
+    ];
+    (rows, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() {
+    let test = TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 800,
+            targets: 6,
+            legacy_share: 0.05,
+            deleted_band_offers: false,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    for target in 1..=6 {
+        populate_target::populate_target(&db, domain::TargetId(target), &Default::default())
+            .await
+            .unwrap();
+    }
+    backfill::backfill(
+        &db,
+        &backfill::BackfillScope::All,
+        &Default::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let before = state(&db).await;
+
+    let cases = cases();
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    for case in &cases {
+        assert!(
+            db.queue_jobs()
+                .push_plain_sql(case.queue, &case.payload, 3)
+                .await
+                .unwrap(),
+            "pushed {}",
+            case.payload
+        );
+    }
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    // Worker names are unique per queue, as the runtime names them.
+    let options = |queue: &str| WorkerOptions {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        ..WorkerOptions::new(format!("hostile-{queue}"))
+    };
+    let workers = tokio::spawn({
+        let db = db.clone();
+        let stopped = stopped.clone();
+        async move {
+            let (populate_options, sync_options, backfill_options) = (
+                options(populate_target::QUEUE),
+                options(sync_me_file::QUEUE),
+                options(backfill::QUEUE),
+            );
+            tokio::try_join!(
+                populate_target::serve(
+                    PopulatorContext {
+                        db: db.clone(),
+                        options: Default::default()
+                    },
+                    &populate_options,
+                    wait(stopped.clone())
+                ),
+                sync_me_file::serve(
+                    SyncerContext {
+                        db: db.clone(),
+                        cache: Arc::new(BandCache::new(Duration::from_secs(5)))
+                    },
+                    &sync_options,
+                    wait(stopped.clone())
+                ),
+                backfill::serve(
+                    BackfillerContext {
+                        db: db.clone(),
+                        options: Default::default()
+                    },
+                    &backfill_options,
+                    wait(stopped)
+                ),
+            )
+        }
+    });
+    let started = std::time::Instant::now();
+    loop {
+        let mut open = Vec::new();
+        for queue in jobs::status::QUEUES {
+            for job in db.queue_jobs().of_queue(queue).await.unwrap() {
+                if job.status != "Done" && job.status != "Killed" {
+                    open.push(format!(
+                        "{} {} {} attempts {}: {:?}",
+                        queue,
+                        job.payload.chars().take(80).collect::<String>(),
+                        job.status,
+                        job.attempts,
+                        job.last_result
+                    ));
+                }
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "jobs still open:\n{}",
+            open.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    workers.await.unwrap().expect("workers stop cleanly");
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let jobs = db.queue_jobs().of_queue(case.queue).await.unwrap();
+        let job = jobs
+            .iter()
+            .find(|j| j.payload == case.payload)
+            .expect("the job is kept");
+        let error = job.error().unwrap_or_default();
+        let ok = match case.expect {
+            Expect::Killed(needle) => {
+                job.status == "Killed"
+                    && job.attempts == 1
+                    && error.contains(needle)
+                    && error.len() < 2_000
+            }
+            Expect::Done => job.status == "Done",
+        };
+        if !ok {
+            failures.push(format!(
+                "{} {}: expected {:?}, got {} after {} attempts: {}",
+                case.queue,
+                &case.payload.chars().take(80).collect::<String>(),
+                case.expect,
+                job.status,
+                job.attempts,
+                error.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(state(&db).await, before, "the data is untouched");
+}
