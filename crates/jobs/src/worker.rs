@@ -122,6 +122,13 @@ impl Drop for FinishGuard {
     }
 }
 
+/// How long a worker whose backend failed waits before starting again: 200 ms doubling with
+/// each failure in a row, at most 10 s.
+pub fn restart_pause(failures: u32) -> std::time::Duration {
+    let millis = 200u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
+    std::time::Duration::from_millis(millis.min(10_000))
+}
+
 /// What apalis should do with a handler's result: transient errors fail the attempt (retried
 /// with backoff), permanent ones abort the job, which is kept with its error and not retried.
 pub fn into_apalis<T>(queue: &str, result: Result<T, JobError>) -> Result<T, BoxDynError> {
@@ -165,31 +172,67 @@ macro_rules! run_worker {
         let retries = options.max_attempts.saturating_sub(1);
         let shutdown = $shutdown.boxed().shared();
         let workers = (0..options.concurrency.max(1)).map(|index| {
-            let backoff = ExponentialBackoffMaker::new(
-                options.backoff_min,
-                options.backoff_max,
-                0.5,
-                HasherRng::default(),
-            )
-            .expect("valid backoff bounds")
-            .make_backoff();
             let shutdown = shutdown.clone();
-            WorkerBuilder::new(format!("{}#{index}", options.name))
-                .backend($storage)
-                .data($data.clone())
-                .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
-                .concurrency(1)
-                .retry(
-                    RetryPolicy::retries(retries)
-                        .with_backoff(backoff)
-                        .retry_if($crate::worker::is_retryable),
-                )
-                .timeout(options.timeout)
-                .build($handler)
-                .run_until(async move {
-                    shutdown.await;
-                    Ok::<(), std::io::Error>(())
-                })
+            async move {
+                // A worker whose backend fails (the database dropped its connections, a
+                // restart) is built again after a pause, so the process never needs a
+                // restart; only the shutdown signal ends it.
+                let mut failures: u32 = 0;
+                loop {
+                    let backoff = ExponentialBackoffMaker::new(
+                        options.backoff_min,
+                        options.backoff_max,
+                        0.5,
+                        HasherRng::default(),
+                    )
+                    .expect("valid backoff bounds")
+                    .make_backoff();
+                    let stop = shutdown.clone();
+                    // A restarted worker takes a new name: jobs the failed one had fetched
+                    // stay locked by the old name, whose heartbeats stop, so the queue hands
+                    // them out again once it counts as dead.
+                    let name = match failures {
+                        0 => format!("{}#{index}", options.name),
+                        n => format!("{}#{index}.{n}", options.name),
+                    };
+                    let result = WorkerBuilder::new(name)
+                        .backend($storage)
+                        .data($data.clone())
+                        .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
+                        .concurrency(1)
+                        .retry(
+                            RetryPolicy::retries(retries)
+                                .with_backoff(backoff)
+                                .retry_if($crate::worker::is_retryable),
+                        )
+                        .timeout(options.timeout)
+                        .build($handler)
+                        .run_until(async move {
+                            stop.await;
+                            Ok::<(), std::io::Error>(())
+                        })
+                        .await;
+                    match result {
+                        Ok(()) => return Ok(()),
+                        Err(_) if shutdown.peek().is_some() => return Ok(()),
+                        Err(err) => {
+                            failures = failures.saturating_add(1);
+                            let pause = $crate::worker::restart_pause(failures);
+                            tracing::warn!(
+                                worker = %options.name,
+                                index,
+                                error = %err,
+                                pause_ms = pause.as_millis() as u64,
+                                "worker stopped on a backend error; starting it again"
+                            );
+                            tokio::select! {
+                                _ = tokio::time::sleep(pause) => {}
+                                _ = shutdown.clone() => return Ok::<(), apalis::prelude::WorkerError>(()),
+                            }
+                        }
+                    }
+                }
+            }
         });
         futures::future::join_all(workers)
             .await
@@ -207,10 +250,12 @@ pub(crate) use run_worker;
 macro_rules! serve_queue {
     ($job:ty, $queue:expr, $ctx:expr, $options:expr, $handler:expr, $shutdown:expr) => {{
         let ctx = $ctx;
-        let db = ctx.db.clone();
+        // References: every (re)started worker builds its storage and data from them.
+        let ctx = &ctx;
+        let db = &ctx.db;
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
-                $crate::queue::postgres_storage::<$crate::queue::Payload<$job>>(&db, $queue)
+                $crate::queue::postgres_storage::<$crate::queue::Payload<$job>>(db, $queue)
                     .with_pubsub(),
                 $options,
                 ctx,
@@ -218,7 +263,7 @@ macro_rules! serve_queue {
                 $shutdown
             ),
             repo::Backend::Sqlite => $crate::worker::run_worker!(
-                $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(&db, $queue),
+                $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(db, $queue),
                 $options,
                 ctx,
                 $handler,

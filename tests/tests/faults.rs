@@ -1,0 +1,159 @@
+//! Faults on PostgreSQL: the database dropping every connection while workers run (what a
+//! restart looks like to clients), an exhausted pool, a statement timeout. Each must surface
+//! as a transient error that is retried, never as a lost job, a crash or a wrong row.
+
+use domain::{MeFileId, TargetId};
+use jobs::populate_target;
+use jobs::sync_me_file::{self, BandCache, SyncerContext};
+use jobs::worker::WorkerOptions;
+use repo::{ConnectionTrait, Db, DbOptions};
+use snapline_tests::{Backend, TestDb, assert_population_exact, execute, quote};
+use sqlx::Connection;
+use std::sync::Arc;
+use std::time::Duration;
+use synth::SeedOptions;
+
+/// Drops every connection to `database` but the caller's, as a restart would.
+async fn drop_connections(database: &str) -> u64 {
+    let admin = std::env::var("SNAPLINE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin");
+    let rows: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .fetch_all(&mut conn)
+    .await
+    .expect("terminate");
+    rows.len() as u64
+}
+
+fn database_name(url: &str) -> &str {
+    url.rsplit('/').next().expect("database name")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_the_database_dropping_every_connection() {
+    let test = TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 2_000,
+            targets: 6,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    for target in 1..=6 {
+        populate_target::populate_target(&db, TargetId(target), &Default::default())
+            .await
+            .unwrap();
+    }
+    // Change tags of 400 me_files and push their syncs.
+    for me_file in 1..=400i64 {
+        execute(
+            &db,
+            &format!(
+                "UPDATE me_file_tags SET tag_value = {} WHERE id = (SELECT MIN(id) FROM me_file_tags WHERE me_file_id = {me_file})",
+                quote(&format!("changed {me_file}"))
+            ),
+        )
+        .await;
+        sync_me_file::enqueue(&db, MeFileId(me_file)).await.unwrap();
+    }
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = SyncerContext {
+        db: db.clone(),
+        cache: Arc::new(BandCache::new(Duration::from_secs(5))),
+    };
+    let options = WorkerOptions {
+        concurrency: 4,
+        max_attempts: 10,
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        ..WorkerOptions::new("fault-syncer")
+    };
+    let worker = tokio::spawn(async move {
+        sync_me_file::serve(ctx, &options, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    let mut dropped = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dropped += drop_connections(database_name(&test.url)).await;
+    }
+    assert!(dropped > 0, "connections were dropped");
+
+    let started = std::time::Instant::now();
+    loop {
+        let counts = db.queue_jobs().count_by_status(sync_me_file::QUEUE).await;
+        if matches!(&counts, Ok(c) if *c == vec![("Done".to_owned(), 400)]) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "syncs not all done after the drops: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !worker.is_finished(),
+        "the worker kept running through the drops"
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap().expect("the worker stops cleanly");
+    for target in 1..=6 {
+        assert_population_exact(&db, TargetId(target)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let small = Db::connect(&DbOptions {
+        url: test.url.clone(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(300),
+    })
+    .await
+    .unwrap();
+    // The pool's only connection is held by a transaction: the next statement times out
+    // waiting for a connection.
+    let held = small.begin_write().await.unwrap();
+    let err = small
+        .stats()
+        .null_snapshots()
+        .await
+        .expect_err("no connection left");
+    assert!(err.is_transient(), "pool exhaustion is transient: {err}");
+    let job_err = jobs::JobError::from(err);
+    assert!(job_err.is_transient());
+    drop(held);
+
+    // A statement cut off by statement_timeout.
+    let timed = Db::connect(&DbOptions {
+        url: format!("{}?options=-c%20statement_timeout%3D50", test.url),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let err = timed
+        .conn()
+        .execute_unprepared("SELECT pg_sleep(2)")
+        .await
+        .map_err(repo::RepoError::from)
+        .expect_err("cut off by the timeout");
+    assert!(
+        err.is_transient(),
+        "a statement timeout is transient: {err}"
+    );
+    small.close().await;
+    timed.close().await;
+}
