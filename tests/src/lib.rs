@@ -343,6 +343,23 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The path of the workspace binary `name` (`target/debug/NAME` beside the test's own
+/// executable). `cargo test --workspace` builds the binaries before any test runs.
+pub fn binary(name: &str) -> String {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p {name})",
+        path.display()
+    );
+    path.display().to_string()
+}
+
 /// A snapline binary serving in a child process, killed when dropped.
 pub struct Served {
     pub child: std::process::Child,
@@ -351,9 +368,14 @@ pub struct Served {
 impl Served {
     /// Starts `binary serve` on `url` with the `test` profile and `env` on top.
     pub fn start(binary: &str, url: &str, env: &[(&str, String)]) -> Served {
+        Self::spawn(binary, &["serve"], url, env)
+    }
+
+    /// Starts `binary ARGS...` on `url` with the `test` profile and `env` on top.
+    pub fn spawn(binary: &str, args: &[&str], url: &str, env: &[(&str, String)]) -> Served {
         let mut command = std::process::Command::new(binary);
         command
-            .arg("serve")
+            .args(args)
             .env("SNAPLINE_PROFILE", "test")
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "warn")
