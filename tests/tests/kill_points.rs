@@ -5,8 +5,8 @@
 use domain::{MeFileId, PopulationStatus, TargetId};
 use jobs::sync_me_file;
 use snapline_tests::{
-    Backend, Served, TestDb, assert_population_exact, binary, execute, expected_rows, quote, scalar,
-    stored_rows, wait_for,
+    Backend, Served, TestDb, assert_population_exact, binary, execute, expected_rows, quote,
+    scalar, stored_rows, wait_for,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -58,9 +58,20 @@ async fn populator_killed_at_several_points_then_rerun_is_exact() {
             &format!("UPDATE me_file_tags SET tag_value = 'round {round}' WHERE id % 7 = {round}"),
         )
         .await;
-        let run = Served::spawn(&binary("populator"), &["run", "--target", "1"], &test.url, &env);
+        let run = Served::spawn(
+            &binary("populator"),
+            &["run", "--target", "1"],
+            &test.url,
+            &env,
+        );
         wait_for("the populate to be under way", || async {
-            test.db.targets().find(TargetId(1)).await.unwrap().unwrap().status
+            test.db
+                .targets()
+                .find(TargetId(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .status
                 == Some(PopulationStatus::Populating)
         })
         .await;
@@ -94,7 +105,11 @@ async fn syncer_killed_at_several_points_loses_no_sync() {
             )
             .await;
             execute(&test.db, &format!("DELETE FROM me_file_tags WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = {me_file}) AND {me_file} % 3 = 0")).await;
-            pushed += u64::from(sync_me_file::enqueue(&test.db, MeFileId(me_file)).await.unwrap());
+            pushed += u64::from(
+                sync_me_file::enqueue(&test.db, MeFileId(me_file))
+                    .await
+                    .unwrap(),
+            );
         }
         let syncer = Served::start(&binary("syncer"), &test.url, &[]);
         wait_for("some syncs done", || async {
@@ -147,8 +162,10 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
     let mut before = nulls().await;
     for delay in KILL_AFTER_MS {
         let run = Served::spawn(&binary("backfiller"), &["run"], &test.url, &env);
-        wait_for("the backfill to be under way", || async { nulls().await < before })
-            .await;
+        wait_for("the backfill to be under way", || async {
+            nulls().await < before
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(delay)).await;
         run.signal("KILL");
         drop(run);
@@ -163,7 +180,9 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
     for target in 1..=6 {
         let expected = expected_rows(&test.db, TargetId(target)).await;
         for (me_file, rows) in stored_rows(&test.db, TargetId(target)).await {
-            let want = expected.get(&me_file).map(|(band, s)| vec![(*band, Some(s.clone()))]);
+            let want = expected
+                .get(&me_file)
+                .map(|(band, s)| vec![(*band, Some(s.clone()))]);
             assert_eq!(Some(rows), want, "target {target} me_file {me_file:?}");
         }
     }

@@ -490,20 +490,21 @@ pub async fn bands_with_null_populations(db: &Db) -> Result<Vec<BandId>, JobErro
     Ok(bands.into_iter().collect())
 }
 
-/// Claims the cron tick at `timestamp` (seconds) for this replica: exactly one replica's claim
-/// succeeds per tick, and that replica pushes `backfill_missing_snapshots`. The claim is a
-/// lease that outlives the tick, so a replica whose clock or schedule lags cannot claim it again.
+/// Pushes the cron tick at `timestamp` (seconds)'s `backfill_missing_snapshots`, once however
+/// many replicas call it: the job carries the idempotency key `backfill_tick:<timestamp>`, which
+/// the queue table keeps unique. Every replica pushes, so the tick runs as long as one replica
+/// is alive, even if another crashes in the middle of its push. Returns whether this call
+/// added the job (`false`: another replica's push came first).
 pub async fn on_cron_tick(db: &Db, timestamp: u64, replica: &str) -> Result<bool, JobError> {
-    let claimed = db
-        .leases()
-        .try_acquire(
-            &format!("backfill_tick:{timestamp}"),
-            replica,
-            Duration::from_secs(86_400),
-        )
-        .await?;
-    if claimed {
-        enqueue(db, BackfillJob::All(BackfillMissingSnapshots {})).await?;
+    let pushed = crate::queue::push_once(
+        db,
+        QUEUE,
+        BackfillJob::All(BackfillMissingSnapshots {}),
+        crate::queue::DEFAULT_MAX_ATTEMPTS,
+        &format!("backfill_tick:{timestamp}"),
+    )
+    .await?;
+    if pushed {
         tracing::info!(
             tick = timestamp,
             replica,
@@ -513,10 +514,10 @@ pub async fn on_cron_tick(db: &Db, timestamp: u64, replica: &str) -> Result<bool
         tracing::debug!(
             tick = timestamp,
             replica,
-            "cron tick already claimed by another replica"
+            "cron tick already enqueued by another replica"
         );
     }
-    Ok(claimed)
+    Ok(pushed)
 }
 
 /// Consumes queue `backfill` until `shutdown` completes.

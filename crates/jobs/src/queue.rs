@@ -72,6 +72,40 @@ where
     }
 }
 
+/// Pushes one job under `key` unless the queue already holds a job with that key (apalis's
+/// idempotency key, unique per queue in its table); returns whether this call added it. Two
+/// racing calls add one job: the loser's insert fails on the unique key (an error worth
+/// retrying, after which it finds the job) on PostgreSQL, or is skipped on SQLite.
+pub async fn push_once<T>(
+    db: &Db,
+    queue: &str,
+    payload: T,
+    max_attempts: usize,
+    key: &str,
+) -> Result<bool, JobError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
+{
+    if db.queue_jobs().has_key(queue, key).await? {
+        return Ok(false);
+    }
+    let task = TaskBuilder::new(payload)
+        .max_attempts(max_attempts)
+        .idempotency_key(key)
+        .build();
+    match db.backend() {
+        Backend::Postgres => postgres_storage::<T>(db, queue)
+            .push_task(task)
+            .await
+            .map_err(|e| JobError::Queue(e.to_string()))?,
+        Backend::Sqlite => sqlite_storage::<T>(db, queue)
+            .push_task(task)
+            .await
+            .map_err(|e| JobError::Queue(e.to_string()))?,
+    }
+    Ok(true)
+}
+
 /// Pushes one job unless an identical one is still waiting (not started): the dedup of
 /// "one sync per me_file while waiting". Returns whether a job was pushed. Two pushes racing
 /// may both push; the second run then finds nothing to change.

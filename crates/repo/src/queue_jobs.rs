@@ -180,6 +180,20 @@ impl QueueJobRepo<'_> {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Whether `queue` holds a job (in any state) with the idempotency key `key`.
+    pub async fn has_key(&self, queue: &str, key: &str) -> Result<bool, RepoError> {
+        let table = self.table();
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(
+                format!("SELECT 1 FROM {table} WHERE job_type = $1 AND idempotency_key = $2"),
+                vec![Value::from(queue), Value::from(key)],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Jobs of `queue` per status.
     pub async fn count_by_status(&self, queue: &str) -> Result<Vec<(String, i64)>, RepoError> {
         let table = self.table();
