@@ -157,3 +157,100 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
     small.close().await;
     timed.close().await;
 }
+
+/// The three binaries serving while the database drops every connection, three times: they
+/// log, retry and reconnect by themselves, keep running, and every pushed job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_services_ride_out_dropped_connections() {
+    use snapline_tests::{Served, binary, free_port, http_get};
+    let test = TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 3_000,
+            targets: 6,
+            legacy_share: 0.1,
+            deleted_band_offers: false,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    for target in 2..=6 {
+        populate_target::populate_target(&db, TargetId(target), &Default::default())
+            .await
+            .unwrap();
+    }
+    let ports = [free_port(), free_port(), free_port()];
+    let mut services = Vec::new();
+    for (name, port) in ["populator", "syncer", "backfiller"].into_iter().zip(ports) {
+        let setting = format!("SNAPLINE_SERVE__{}_HTTP", name.to_uppercase());
+        services.push(Served::start(
+            &binary(name),
+            &test.url,
+            &[
+                (
+                    Box::leak(setting.into_boxed_str()),
+                    format!("127.0.0.1:{port}"),
+                ),
+                ("SNAPLINE_POPULATOR__BATCH_SIZE", "100".into()),
+                ("SNAPLINE_BACKFILLER__BATCH_SIZE", "100".into()),
+                ("RUST_LOG", "error".into()),
+            ],
+        ));
+    }
+    for port in ports {
+        snapline_tests::wait_for("the service to be ready", || async move {
+            http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
+        })
+        .await;
+    }
+    populate_target::enqueue(&db, TargetId(1)).await.unwrap();
+    jobs::backfill::enqueue(&db, jobs::backfill::BackfillJob::All(Default::default()))
+        .await
+        .unwrap();
+    for me_file in 1..=300i64 {
+        execute(&db, &format!("DELETE FROM me_file_tags WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = {me_file})")).await;
+        sync_me_file::enqueue(&db, MeFileId(me_file)).await.unwrap();
+    }
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drop_connections(database_name(&test.url)).await;
+    }
+
+    let started = std::time::Instant::now();
+    loop {
+        let mut open = Vec::new();
+        for queue in jobs::status::QUEUES {
+            for (status, n) in db
+                .queue_jobs()
+                .count_by_status(queue)
+                .await
+                .unwrap_or_default()
+            {
+                assert_ne!(status, "Killed", "{queue}: {n} killed");
+                if status != "Done" {
+                    open.push(format!("{queue}: {n} {status}"));
+                }
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "jobs still open: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (service, port) in services.iter_mut().zip(ports) {
+        assert!(
+            service.child.try_wait().unwrap().is_none(),
+            "still running, no restart needed"
+        );
+        assert_eq!(http_get(port, "/readyz").map(|(s, _)| s), Some(200));
+    }
+    for target in 1..=6 {
+        assert_population_exact(&db, TargetId(target)).await;
+    }
+    assert_eq!(db.stats().null_snapshots().await.unwrap().total(), 0);
+}
