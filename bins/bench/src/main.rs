@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use repo::{Db, DbOptions};
 use sqlx::Connection;
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 use synth::SeedOptions;
