@@ -1,0 +1,76 @@
+//! The embedded SQLite file in bad states: opened read-only, and locked by another process.
+//! `populator run` must fail with a clear error and leave the data untouched, and succeed
+//! once the file is usable again.
+
+use snapline_tests::{Backend, TestDb, scalar};
+use std::process::{Command, Output};
+use synth::SeedOptions;
+
+fn populator(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_populator"))
+        .args(args)
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("populator runs")
+}
+
+async fn seeded_file() -> TestDb {
+    TestDb::seeded(
+        Backend::Sqlite,
+        &SeedOptions {
+            me_files: 500,
+            targets: 6,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+    )
+    .await
+}
+
+async fn populations(test: &TestDb) -> i64 {
+    scalar(&test.db, "SELECT COUNT(*) FROM target_populations").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_file_is_a_clear_error_and_nothing_changes() {
+    let test = seeded_file().await;
+    let out = populator(&format!("{}?mode=ro", test.url), &["run", "--target", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("readonly"), "names the cause: {stderr}");
+    assert_eq!(populations(&test).await, 0, "nothing written");
+
+    let out = populator(&test.url, &["run", "--target", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(populations(&test).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_file_is_a_clear_error_after_waiting_and_nothing_changes() {
+    let test = seeded_file().await;
+    // Another process holds the write lock (an exclusive transaction) for the whole run.
+    let holder = test.db.begin_write().await.unwrap();
+    let url = test.url.clone();
+    let out = tokio::task::spawn_blocking(move || populator(&url, &["run", "--target", "1"]))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("locked"), "names the cause: {stderr}");
+    drop(holder);
+    assert_eq!(populations(&test).await, 0, "nothing written");
+
+    let out = populator(&test.url, &["run", "--target", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(populations(&test).await > 0);
+}
