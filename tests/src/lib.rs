@@ -91,6 +91,18 @@ impl TestDb {
         test_db
     }
 
+    /// A migrated database holding the synthetic data set for `options`, every target
+    /// populated.
+    pub async fn populated(backend: Backend, options: &synth::SeedOptions) -> TestDb {
+        let test_db = Self::seeded(backend, options).await;
+        for target in test_db.db.targets().all().await.expect("targets") {
+            jobs::populate_target::populate_target(&test_db.db, target.id, &Default::default())
+                .await
+                .expect("populate");
+        }
+        test_db
+    }
+
     /// A migrated database holding the synthetic data set for `options`.
     pub async fn seeded(backend: Backend, options: &synth::SeedOptions) -> TestDb {
         let test_db = Self::migrated(backend).await;
@@ -420,4 +432,38 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The jobs of snapline's queues that have not ended and those killed (failed for good), as
+/// `queue: N status` lines.
+pub async fn unfinished_jobs(db: &Db) -> (Vec<String>, Vec<String>) {
+    let (mut open, mut killed) = (Vec::new(), Vec::new());
+    for queue in jobs::status::QUEUES {
+        for (status, n) in db
+            .queue_jobs()
+            .count_by_status(queue)
+            .await
+            .unwrap_or_default()
+        {
+            match status.as_str() {
+                "Done" => {}
+                "Killed" => killed.push(format!("{queue}: {n} {status}")),
+                _ => open.push(format!("{queue}: {n} {status}")),
+            }
+        }
+    }
+    (open, killed)
+}
+
+/// Waits until `target` is `populating`: a populate is under way.
+pub async fn wait_until_populating(db: &Db, target: TargetId) {
+    wait_for("the populate to be under way", || async {
+        db.targets()
+            .find(target)
+            .await
+            .expect("target")
+            .and_then(|t| t.status)
+            == Some(domain::PopulationStatus::Populating)
+    })
+    .await;
 }

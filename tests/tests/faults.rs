@@ -35,7 +35,7 @@ fn database_name(url: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_survive_the_database_dropping_every_connection() {
-    let test = TestDb::seeded(
+    let test = TestDb::populated(
         Backend::Postgres,
         &SeedOptions {
             me_files: 2_000,
@@ -46,11 +46,6 @@ async fn workers_survive_the_database_dropping_every_connection() {
     )
     .await;
     let db = test.db.clone();
-    for target in 1..=6 {
-        populate_target::populate_target(&db, TargetId(target), &Default::default())
-            .await
-            .unwrap();
-    }
     // Change tags of 400 me_files and push their syncs.
     for me_file in 1..=400i64 {
         execute(
@@ -219,20 +214,8 @@ async fn the_three_services_ride_out_dropped_connections() {
 
     let started = std::time::Instant::now();
     loop {
-        let mut open = Vec::new();
-        for queue in jobs::status::QUEUES {
-            for (status, n) in db
-                .queue_jobs()
-                .count_by_status(queue)
-                .await
-                .unwrap_or_default()
-            {
-                assert_ne!(status, "Killed", "{queue}: {n} killed");
-                if status != "Done" {
-                    open.push(format!("{queue}: {n} {status}"));
-                }
-            }
-        }
+        let (open, killed) = snapline_tests::unfinished_jobs(&db).await;
+        assert!(killed.is_empty(), "{killed:?}");
         if open.is_empty() {
             break;
         }

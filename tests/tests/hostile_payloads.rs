@@ -134,7 +134,7 @@ async fn state(db: &Db) -> (String, [i64; 4]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() {
-    let test = TestDb::seeded(
+    let test = TestDb::populated(
         Backend::Postgres,
         &SeedOptions {
             me_files: 800,
@@ -146,11 +146,6 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
     )
     .await;
     let db = test.db.clone();
-    for target in 1..=6 {
-        populate_target::populate_target(&db, domain::TargetId(target), &Default::default())
-            .await
-            .unwrap();
-    }
     backfill::backfill(
         &db,
         &backfill::BackfillScope::All,

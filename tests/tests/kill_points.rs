@@ -64,17 +64,7 @@ async fn populator_killed_at_several_points_then_rerun_is_exact() {
             &test.url,
             &env,
         );
-        wait_for("the populate to be under way", || async {
-            test.db
-                .targets()
-                .find(TargetId(1))
-                .await
-                .unwrap()
-                .unwrap()
-                .status
-                == Some(PopulationStatus::Populating)
-        })
-        .await;
+        snapline_tests::wait_until_populating(&test.db, TargetId(1)).await;
         tokio::time::sleep(Duration::from_millis(delay)).await;
         run.signal("KILL");
         drop(run);
@@ -87,12 +77,16 @@ async fn populator_killed_at_several_points_then_rerun_is_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncer_killed_at_several_points_loses_no_sync() {
-    let test = seeded(3_000, 0.0).await;
-    for target in 1..=6 {
-        jobs::populate_target::populate_target(&test.db, TargetId(target), &Default::default())
-            .await
-            .unwrap();
-    }
+    let test = TestDb::populated(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 3_000,
+            targets: 6,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
     let mut pushed = 0;
     for (round, delay) in KILL_AFTER_MS.into_iter().enumerate() {
         for me_file in (1 + round as i64 * 300)..=((round as i64 + 1) * 300) {

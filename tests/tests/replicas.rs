@@ -20,7 +20,7 @@ const DRIVE_FOR: Duration = Duration::from_secs(12);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
-    let test = TestDb::seeded(
+    let test = TestDb::populated(
         Backend::Postgres,
         &SeedOptions {
             me_files: ME_FILES as u64,
@@ -32,11 +32,6 @@ async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
     )
     .await;
     let db = test.db.clone();
-    for target in 1..=6 {
-        populate_target::populate_target(&db, TargetId(target), &Default::default())
-            .await
-            .unwrap();
-    }
     let bands: Vec<i64> =
         snapline_tests::entity_ids(&db, "SELECT id FROM target_bands ORDER BY id").await;
     let traits: Vec<TraitId> = synth::parents()
@@ -120,25 +115,15 @@ async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
     // Drain: every job ends, and the next cron ticks leave no NULL behind.
     let drained = Instant::now();
     loop {
-        let mut open = 0;
-        let mut bad = Vec::new();
-        for queue in jobs::status::QUEUES {
-            for (status, n) in db.queue_jobs().count_by_status(queue).await.unwrap() {
-                match status.as_str() {
-                    "Done" => {}
-                    "Killed" => bad.push(format!("{queue}: {n} killed")),
-                    _ => open += n,
-                }
-            }
-        }
-        assert!(bad.is_empty(), "{bad:?}");
+        let (open, killed) = snapline_tests::unfinished_jobs(&db).await;
+        assert!(killed.is_empty(), "{killed:?}");
         let nulls = db.stats().null_snapshots().await.unwrap().total();
-        if open == 0 && nulls == 0 {
+        if open.is_empty() && nulls == 0 {
             break;
         }
         assert!(
             drained.elapsed() < Duration::from_secs(120),
-            "{open} jobs still open, {nulls} NULL snapshots left"
+            "jobs still open: {open:?}; {nulls} NULL snapshots left"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -5,6 +5,7 @@ use domain::{PopulationStatus, TargetId};
 use jobs::populate_target;
 use snapline_tests::{
     Backend, Served, TestDb, assert_population_exact, free_port, http_get, job_status, wait_for,
+    wait_until_populating,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -104,10 +105,7 @@ async fn sigterm_mid_job_lets_it_finish_and_loses_nothing() {
     populate_target::enqueue(&test.db, TargetId(1))
         .await
         .unwrap();
-    wait_for("the populate to be under way", || async {
-        status_of(&test, 1).await == Some(PopulationStatus::Populating)
-    })
-    .await;
+    wait_until_populating(&test.db, TargetId(1)).await;
     served.signal("TERM");
     assert_eq!(
         served.wait_exit(Duration::from_secs(120)),
@@ -134,10 +132,7 @@ async fn a_killed_replicas_job_is_finished_by_another() {
     populate_target::enqueue(&test.db, TargetId(1))
         .await
         .unwrap();
-    wait_for("the populate to be under way", || async {
-        status_of(&test, 1).await == Some(PopulationStatus::Populating)
-    })
-    .await;
+    wait_until_populating(&test.db, TargetId(1)).await;
     first.signal("KILL");
     assert_eq!(first.wait_exit(Duration::from_secs(10)), None);
     let job = job_status(&test.db, populate_target::QUEUE, r#""target_id":1"#)
