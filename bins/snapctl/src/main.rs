@@ -29,13 +29,15 @@ enum Command {
     /// legacy NULL snapshots and backfill them, verify, report.
     /// Example: snapctl demo --me-files 50000 --changes 2000
     Demo {
-        /// Me_files to generate.
+        /// Me_files to generate. Example: --me-files 200000
         #[arg(long, default_value_t = 50_000)]
         me_files: u64,
         /// Tag changes in the burst the demo applies (as the platform would) and syncs.
+        /// Example: --changes 10000
         #[arg(long, default_value_t = 2_000)]
         changes: u64,
         /// The demo's database, deleted and recreated on each run.
+        /// Example: --database sqlite:///tmp/demo.db
         #[arg(long, default_value = "sqlite://snapline-demo.db")]
         database: String,
     },
@@ -44,6 +46,8 @@ enum Command {
     /// while legacy rows remain; `backfiller run --validate` validates it once none is left.
     /// Example: snapctl guard enable
     Guard {
+        /// enable: add the constraints; disable: drop them; status: show them.
+        /// Example: snapctl guard status
         #[arg(value_enum)]
         action: GuardAction,
     },
@@ -72,21 +76,22 @@ enum GuardAction {
 
 #[derive(clap::Args)]
 struct SeedArgs {
-    /// Me_files to generate (ids 1..=N).
+    /// Me_files to generate (ids 1..=N). Example: --me-files 1000000
     #[arg(long, default_value_t = 10_000)]
     me_files: u64,
     /// Targets: six fixed archetypes first (nested with a bullseye, zip codes, not nested,
     /// an empty trait group, multi-valued, no bands), then generated nested targets.
+    /// Example: --targets 100
     #[arg(long, default_value_t = synth::ARCHETYPES)]
     targets: usize,
     /// Share (0 to 1) of each target's members written as legacy rows with NULL snapshots
     /// (populations, offers, ad_events). Example: --legacy-share 1.0 for a backfill benchmark.
     #[arg(long, default_value_t = 0.02)]
     legacy_share: f64,
-    /// Random seed: the same seed and options write the same rows.
+    /// Random seed: the same seed and options write the same rows. Example: --seed 7
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Me_files generated and written per chunk.
+    /// Me_files generated and written per chunk (bounds memory). Example: --chunk-size 5000
     #[arg(long, default_value_t = 20_000)]
     chunk_size: u64,
     /// Do not write the three offers (and ad_events) on deleted bands that no backfill can

@@ -49,9 +49,9 @@ pub struct Db {
 impl Db {
     pub async fn connect(options: &DbOptions) -> Result<Db, RepoError> {
         let url = options.url.trim();
-        let connect_error = |source| RepoError::Connect {
+        let connect_error = |cause| RepoError::Connect {
             url: redact_url(url),
-            source,
+            cause,
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()

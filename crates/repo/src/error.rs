@@ -7,12 +7,12 @@ pub enum RepoError {
     Db(#[from] DbErr),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The cause is part of the message (not a `source`), so a report of the error chain
+    /// does not say it twice.
+    #[error(
+        "cannot connect to {url}: {cause} (is the database server up, and are DATABASE_URL / database.url right?)"
+    )]
+    Connect { url: String, cause: sqlx::Error },
     #[error("unexpected data in {what}: {detail}")]
     Data { what: &'static str, detail: String },
 }
@@ -24,7 +24,7 @@ impl RepoError {
         match self {
             RepoError::Db(err) => db_err_is_transient(err),
             RepoError::Sqlx(err) => sqlx_is_transient(err),
-            RepoError::Connect { source, .. } => sqlx_is_transient(source),
+            RepoError::Connect { cause, .. } => sqlx_is_transient(cause),
             RepoError::Data { .. } => false,
         }
     }
