@@ -307,7 +307,11 @@ async fn bench_sync(
         .map(|i| members[i])
         .collect();
     let (burst, steady) = chosen.split_at(syncs.min(chosen.len()));
-    db.reference().touch_tags(&chosen, 1).await?;
+    // A new value every run, so that a rerun (--reuse) has snapshots to rewrite too.
+    let round = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    db.reference().touch_tags(&chosen, round).await?;
     db.bulk().checkpoint().await?;
 
     // Burst: every job is waiting before the syncer starts; time until all are done.
@@ -402,6 +406,8 @@ async fn seed_and_populate(db: &Db, me_files: u64, targets: usize) -> anyhow::Re
         "populated {targets} targets ({members} rows) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    // Fresh statistics, as autovacuum would have them in production after such a load.
+    db.bulk().analyze().await?;
     Ok(())
 }
 

@@ -305,14 +305,42 @@ pub(crate) fn json_rows<'s>(rows: impl Iterator<Item = (i64, i64, &'s str)>) -> 
 
 impl PopulationRepo<'_> {
     /// One me_file's populations in `band_ids`.
+    ///
+    /// Reads all the me_file's rows (one probe of `target_populations_me_file_idx`, a few
+    /// dozen rows) and keeps those of `band_ids` here: with the bands in the statement,
+    /// PostgreSQL probes `(target_band_id, me_file_id)` once per band instead, which with
+    /// hundreds of bands in scope costs a thousand buffer reads per sync.
     pub async fn of_me_file<C: ConnectionTrait>(
         &self,
         conn: &C,
         me_file: MeFileId,
         band_ids: &[BandId],
     ) -> Result<Vec<PopulationRow>, RepoError> {
-        self.in_me_file_range(conn, band_ids, MeFileId(me_file.0 - 1), me_file)
-            .await
+        let db = self.db;
+        let wanted: std::collections::HashSet<BandId> = band_ids.iter().copied().collect();
+        let rows = conn
+            .query_all_raw(db.statement(
+                format!(
+                    "SELECT id, target_band_id, me_file_id, {} FROM target_populations \
+                     WHERE me_file_id = $1 ORDER BY id",
+                    db.snapshot_text("matching_tags_snapshot"),
+                ),
+                vec![Value::from(me_file.0)],
+            ))
+            .await?;
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            let band_id = BandId(row.try_get_by_index(1)?);
+            if wanted.contains(&band_id) {
+                kept.push(PopulationRow {
+                    id: row.try_get_by_index(0)?,
+                    band_id,
+                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                    snapshot: row.try_get_by_index(3)?,
+                });
+            }
+        }
+        Ok(kept)
     }
 }
 
