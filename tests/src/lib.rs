@@ -402,12 +402,15 @@ impl Served {
 
     /// Sends `signal` (`TERM`, `KILL`) to the process.
     pub fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal}");
+        let number = match signal {
+            "TERM" => libc::SIGTERM,
+            "KILL" => libc::SIGKILL,
+            other => panic!("unsupported signal {other}"),
+        };
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+        let sent = unsafe { libc::kill(pid, number) };
+        assert_eq!(sent, 0, "kill -{signal} {pid}");
     }
 
     /// Waits up to `limit` for the process to exit; its exit code (`None`: killed by a

@@ -179,3 +179,45 @@ impl<T> Payload<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Payload;
+    use crate::populate_target::PopulateTarget;
+
+    fn decode(text: &str) -> Payload<PopulateTarget> {
+        serde_json::from_str(text).expect("well-formed JSON always decodes")
+    }
+
+    #[test]
+    fn an_object_of_the_right_shape_is_valid() {
+        assert_eq!(
+            decode(r#"{"target_id": 7}"#),
+            Payload::Valid(PopulateTarget { target_id: 7 })
+        );
+    }
+
+    #[test]
+    fn arrays_duplicate_keys_and_unknown_fields_are_malformed() {
+        for text in [
+            "[7]",
+            r#"{"target_id":7,"target_id":8}"#,
+            r#"{"target_id":7,"extra":1}"#,
+            r#"{"target_id":"7"}"#,
+            "null",
+        ] {
+            assert!(
+                matches!(decode(text), Payload::Malformed(_)),
+                "{text} must be malformed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_payload_is_quoted_cut_to_a_readable_length() {
+        let huge = format!(r#"{{"pad":"{}"}}"#, "é".repeat(10_000));
+        let err = decode(&huge).into_valid("{}").unwrap_err().to_string();
+        assert!(err.len() < 600, "{} bytes", err.len());
+        assert!(err.contains("bytes) is not {}"), "{err}");
+    }
+}

@@ -273,3 +273,21 @@ macro_rules! serve_queue {
     }};
 }
 pub(crate) use serve_queue;
+
+#[cfg(test)]
+mod tests {
+    use super::restart_pause;
+    use std::time::Duration;
+
+    #[test]
+    fn restart_pauses_double_from_200_ms_up_to_10_s() {
+        let pauses: Vec<u64> = (1..=9)
+            .map(|n| restart_pause(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            pauses,
+            [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
+        assert_eq!(restart_pause(u32::MAX), Duration::from_secs(10));
+    }
+}
