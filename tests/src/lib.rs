@@ -72,6 +72,7 @@ impl TestDb {
             url: url.clone(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
+            synchronous_commit: None,
         })
         .await
         .expect("connect to test database");

@@ -115,6 +115,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         url: test.url.clone(),
         max_connections: 1,
         acquire_timeout: Duration::from_millis(300),
+        synchronous_commit: None,
     })
     .await
     .unwrap();
@@ -136,6 +137,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         url: format!("{}?options=-c%20statement_timeout%3D50", test.url),
         max_connections: 1,
         acquire_timeout: Duration::from_secs(5),
+        synchronous_commit: None,
     })
     .await
     .unwrap();
@@ -236,4 +238,36 @@ async fn the_three_services_ride_out_dropped_connections() {
         assert_population_exact(&db, TargetId(target)).await;
     }
     assert_eq!(db.stats().null_snapshots().await.unwrap().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_commit_applies_to_every_pooled_session() {
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let db = Db::connect(&DbOptions {
+        synchronous_commit: Some("off"),
+        max_connections: 3,
+        ..DbOptions::new(test.url.clone())
+    })
+    .await
+    .unwrap();
+    // Several sessions at once, so that more than one pooled connection answers.
+    let (a, b, c) = tokio::join!(show(&db), show(&db), show(&db));
+    assert_eq!([a, b, c], ["off", "off", "off"]);
+    db.close().await;
+}
+
+async fn show(db: &Db) -> String {
+    let txn = db.begin_write().await.unwrap();
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SHOW synchronous_commit",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let level: String = row.try_get_by_index(0).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    txn.commit().await.unwrap();
+    level
 }

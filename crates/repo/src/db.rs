@@ -27,6 +27,9 @@ pub struct DbOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `synchronous_commit` for this pool's sessions, one of the levels the
+    /// server accepts (`on`, `off`, ...); `None` keeps the server's.
+    pub synchronous_commit: Option<&'static str>,
 }
 
 impl DbOptions {
@@ -35,6 +38,7 @@ impl DbOptions {
             url: url.into(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
+            synchronous_commit: None,
         }
     }
 }
@@ -54,12 +58,20 @@ impl Db {
             cause,
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let synchronous_commit = options.synchronous_commit;
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                .after_connect(|_conn, _meta| {
-                    Box::pin(async {
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
                         disable_nagle_on_tcp_sockets();
+                        if let Some(level) = synchronous_commit {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                                "SET synchronous_commit = {level}"
+                            )))
+                            .execute(&mut *conn)
+                            .await?;
+                        }
                         Ok(())
                     })
                 })

@@ -94,6 +94,7 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
         url: url.to_owned(),
         max_connections,
         acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
+        synchronous_commit: settings.database.synchronous_commit.map(|l| l.as_sql()),
     })
     .await?;
     if settings.database.migrate_on_start {

@@ -56,6 +56,39 @@ pub struct DatabaseSettings {
     /// `migration` binary instead.
     #[serde(default)]
     pub migrate_on_start: bool,
+    /// PostgreSQL's `synchronous_commit` for snapline's sessions: `on`, `off`, `local`,
+    /// `remote_write` or `remote_apply`; unset keeps the server's setting. See the README.
+    #[serde(default)]
+    pub synchronous_commit: Option<SynchronousCommitLevel>,
+}
+
+/// The values PostgreSQL accepts for `synchronous_commit`.
+///
+/// `off` lets a commit return before its WAL reaches disk. For snapline's own sessions that
+/// loses nothing that matters: every row it writes can be computed again, and since the WAL
+/// is flushed in order, a crash that loses a job's writes also loses the later commit that
+/// marked the job done, so the queue runs the job again.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SynchronousCommitLevel {
+    On,
+    Off,
+    Local,
+    RemoteWrite,
+    RemoteApply,
+}
+
+impl SynchronousCommitLevel {
+    /// The level as PostgreSQL spells it.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            SynchronousCommitLevel::On => "on",
+            SynchronousCommitLevel::Off => "off",
+            SynchronousCommitLevel::Local => "local",
+            SynchronousCommitLevel::RemoteWrite => "remote_write",
+            SynchronousCommitLevel::RemoteApply => "remote_apply",
+        }
+    }
 }
 
 fn default_acquire_timeout() -> u64 {

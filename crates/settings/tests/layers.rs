@@ -138,3 +138,20 @@ fn queue_concurrency_comes_from_env() {
         Ok(())
     });
 }
+
+#[test]
+fn synchronous_commit_is_unset_by_default_and_checked_when_set() {
+    Jail::expect_with(|jail| {
+        assert_eq!(load(None).expect("loads").database.synchronous_commit, None);
+        jail.set_env("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT", "off");
+        let level = load(None).expect("loads").database.synchronous_commit;
+        assert_eq!(level.map(|l| l.as_sql()), Some("off"));
+        jail.set_env("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT", "offf");
+        let message = load(None).expect_err("not a level").to_string();
+        assert!(
+            message.contains("offf") && message.to_lowercase().contains("synchronous_commit"),
+            "{message}"
+        );
+        Ok(())
+    });
+}
