@@ -17,6 +17,10 @@ demo *ARGS:
 test:
     cargo test --workspace
 
+# The suite that restarts the local PostgreSQL server under the three services (run alone)
+chaos:
+    cargo test -p snapline-tests --test faults -- --ignored
+
 # Format check and clippy, as CI runs them
 lint:
     cargo fmt --all --check

@@ -159,6 +159,49 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
 /// log, retry and reconnect by themselves, keep running, and every pushed job completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_three_services_ride_out_dropped_connections() {
+    three_services_ride_out(|url| async move {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            drop_connections(database_name(&url)).await;
+        }
+    })
+    .await;
+}
+
+/// The same with a real restart of the PostgreSQL server, twice. Ignored by default because
+/// it takes the server away from every other test: `.ci/run` runs it alone, after the suite
+/// (`cargo test -p snapline-tests --test faults -- --ignored`), and so does `just chaos`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the PostgreSQL server: run alone (.ci/run, just chaos)"]
+async fn the_three_services_ride_out_a_postgresql_restart() {
+    three_services_ride_out(|_url| async move {
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            restart_postgresql();
+        }
+    })
+    .await;
+}
+
+/// Restarts the local PostgreSQL cluster (the one `.ci/run` starts).
+fn restart_postgresql() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a local PostgreSQL cluster in /etc/postgresql")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max()
+        .expect("a PostgreSQL version");
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()
+        .expect("pg_ctlcluster runs");
+    assert!(status.success(), "PostgreSQL restarted");
+}
+
+async fn three_services_ride_out<F, Fut>(disrupt: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     use snapline_tests::{Served, binary, free_port, http_get};
     let test = TestDb::seeded(
         Backend::Postgres,
@@ -209,10 +252,7 @@ async fn the_three_services_ride_out_dropped_connections() {
         execute(&db, &format!("DELETE FROM me_file_tags WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = {me_file})")).await;
         sync_me_file::enqueue(&db, MeFileId(me_file)).await.unwrap();
     }
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        drop_connections(database_name(&test.url)).await;
-    }
+    disrupt(test.url.clone()).await;
 
     let started = std::time::Instant::now();
     loop {
