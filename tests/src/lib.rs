@@ -471,3 +471,38 @@ pub async fn wait_until_populating(db: &Db, target: TargetId) {
     })
     .await;
 }
+
+/// A queue consumer running in this process until [`InProcessWorker::stop`].
+pub struct InProcessWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<Result<(), jobs::JobError>>,
+}
+
+impl InProcessWorker {
+    /// Spawns `serve`, handing it the future that completes on [`InProcessWorker::stop`].
+    pub fn start<F, Fut>(serve: F) -> InProcessWorker
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), jobs::JobError>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(serve(Box::pin(async move {
+            let _ = stopped.await;
+        })));
+        InProcessWorker { stop, handle }
+    }
+
+    /// Whether the worker ended by itself.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Stops the worker and asserts it stopped cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle
+            .await
+            .expect("worker task")
+            .expect("the worker stops cleanly");
+    }
+}

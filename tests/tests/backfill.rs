@@ -3,7 +3,9 @@
 use domain::{BandId, Snapshot, TargetId};
 use jobs::backfill::{BackfillOptions, BackfillScope, backfill, on_cron_tick};
 use jobs::populate_target::{PopulateOptions, populate_target};
-use snapline_tests::{Backend, TestDb, both_backends, entity_ids, execute, expected_rows, scalar};
+use snapline_tests::{
+    Backend, InProcessWorker, TestDb, both_backends, entity_ids, execute, expected_rows, scalar,
+};
 use std::collections::HashMap;
 use synth::SeedOptions;
 
@@ -346,18 +348,15 @@ async fn backfill_jobs_run_through_a_worker(backend: Backend) {
     jobs::backfill::enqueue(&db, jobs::backfill::BackfillJob::All(Default::default()))
         .await
         .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = jobs::backfill::BackfillerContext {
         db: db.clone(),
         options: options(),
     };
-    let worker = tokio::spawn(async move {
+    let worker = InProcessWorker::start(move |stopped| async move {
         jobs::backfill::serve(
             ctx,
             &jobs::worker::WorkerOptions::new("backfill-test"),
-            async move {
-                let _ = stopped.await;
-            },
+            stopped,
         )
         .await
     });
@@ -373,8 +372,7 @@ async fn backfill_jobs_run_through_a_worker(backend: Backend) {
         assert!(started.elapsed() < std::time::Duration::from_secs(60));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    stop.send(()).unwrap();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     assert_eq!(nulls(&test).await, [0, 3, 3]);
 }
 

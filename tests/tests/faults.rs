@@ -7,7 +7,7 @@ use jobs::populate_target;
 use jobs::sync_me_file::{self, BandCache, SyncerContext};
 use jobs::worker::WorkerOptions;
 use repo::{ConnectionTrait, Db, DbOptions};
-use snapline_tests::{Backend, TestDb, assert_population_exact, execute, quote};
+use snapline_tests::{Backend, InProcessWorker, TestDb, assert_population_exact, execute, quote};
 use sqlx::Connection;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +59,6 @@ async fn workers_survive_the_database_dropping_every_connection() {
         sync_me_file::enqueue(&db, MeFileId(me_file)).await.unwrap();
     }
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = SyncerContext {
         db: db.clone(),
         cache: Arc::new(BandCache::new(Duration::from_secs(5))),
@@ -71,11 +70,8 @@ async fn workers_survive_the_database_dropping_every_connection() {
         backoff_max: Duration::from_millis(500),
         ..WorkerOptions::new("fault-syncer")
     };
-    let worker = tokio::spawn(async move {
-        sync_me_file::serve(ctx, &options, async move {
-            let _ = stopped.await;
-        })
-        .await
+    let worker = InProcessWorker::start(move |stopped| async move {
+        sync_me_file::serve(ctx, &options, stopped).await
     });
 
     let mut dropped = 0;
@@ -101,8 +97,7 @@ async fn workers_survive_the_database_dropping_every_connection() {
         !worker.is_finished(),
         "the worker kept running through the drops"
     );
-    stop.send(()).unwrap();
-    worker.await.unwrap().expect("the worker stops cleanly");
+    worker.stop().await;
     for target in 1..=6 {
         assert_population_exact(&db, TargetId(target)).await;
     }

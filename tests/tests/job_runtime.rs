@@ -6,7 +6,8 @@ use domain::{PopulationStatus, TargetId};
 use jobs::populate_target::{self, PopulateOptions, PopulatorContext};
 use jobs::worker::WorkerOptions;
 use snapline_tests::{
-    Backend, TestDb, assert_population_exact, both_backends, execute, job_status, wait_for,
+    Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, execute, job_status,
+    wait_for,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -34,7 +35,6 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
     );
     populate_target::enqueue(&db, TargetId(1)).await.unwrap();
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = PopulatorContext {
         db: db.clone(),
         options: PopulateOptions {
@@ -48,11 +48,8 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
         backoff_max: Duration::from_millis(200),
         ..WorkerOptions::new("retry-test-worker")
     };
-    let worker = tokio::spawn(async move {
-        populate_target::serve(ctx, &options, async move {
-            let _ = stopped.await;
-        })
-        .await
+    let worker = InProcessWorker::start(move |stopped| async move {
+        populate_target::serve(ctx, &options, stopped).await
     });
 
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -78,8 +75,7 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
         }
     })
     .await;
-    stop.send(()).unwrap();
-    worker.await.unwrap().expect("worker stops cleanly");
+    worker.stop().await;
 
     let row = db.targets().find(TargetId(1)).await.unwrap().unwrap();
     assert_eq!(row.status, Some(PopulationStatus::Populated));

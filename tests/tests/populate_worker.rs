@@ -3,7 +3,9 @@
 use domain::{PopulationStatus, TargetId};
 use jobs::populate_target::{self, PopulateOptions, PopulatorContext};
 use jobs::worker::WorkerOptions;
-use snapline_tests::{Backend, TestDb, assert_population_exact, both_backends, wait_for};
+use snapline_tests::{
+    Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, wait_for,
+};
 use synth::SeedOptions;
 
 async fn jobs_run_through_a_worker(backend: Backend) {
@@ -24,7 +26,6 @@ async fn jobs_run_through_a_worker(backend: Backend) {
         .await
         .unwrap();
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = PopulatorContext {
         db: db.clone(),
         options: PopulateOptions {
@@ -36,11 +37,8 @@ async fn jobs_run_through_a_worker(backend: Backend) {
         concurrency: 2,
         ..WorkerOptions::new("populate-test-worker")
     };
-    let worker = tokio::spawn(async move {
-        populate_target::serve(ctx, &options, async move {
-            let _ = stopped.await;
-        })
-        .await
+    let worker = InProcessWorker::start(move |stopped| async move {
+        populate_target::serve(ctx, &options, stopped).await
     });
 
     wait_for(
@@ -61,8 +59,7 @@ async fn jobs_run_through_a_worker(backend: Backend) {
         },
     )
     .await;
-    stop.send(()).unwrap();
-    worker.await.unwrap().expect("worker stops cleanly");
+    worker.stop().await;
 
     for target in [1, 2] {
         let row = db.targets().find(TargetId(target)).await.unwrap().unwrap();

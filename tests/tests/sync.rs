@@ -6,8 +6,8 @@ use jobs::sync_me_file::{BandCache, sync_me_file};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snapline_tests::{
-    Backend, TestDb, assert_population_exact, both_backends, entity_ids, execute, quote, raw_rows,
-    scalar,
+    Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, entity_ids, execute,
+    quote, raw_rows, scalar,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -340,17 +340,13 @@ async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
     // a malformed payload from a buggy service
     execute(&db, "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) VALUES (apalis.generate_ulid(), 'sync_me_file', convert_to('{\"me_file\":\"x\"}', 'UTF8'), 'Pending', 0, 5, now(), 0)").await;
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = jobs::sync_me_file::SyncerContext {
         db: db.clone(),
         cache: std::sync::Arc::new(fresh_cache()),
     };
-    let worker = tokio::spawn(async move {
+    let worker = InProcessWorker::start(move |stopped| async move {
         let options = jobs::worker::WorkerOptions::new("sync-test-worker");
-        jobs::sync_me_file::serve(ctx, &options, async move {
-            let _ = stopped.await;
-        })
-        .await
+        jobs::sync_me_file::serve(ctx, &options, stopped).await
     });
     let started = std::time::Instant::now();
     loop {
@@ -369,8 +365,7 @@ async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
         assert!(started.elapsed() < Duration::from_secs(60), "{jobs:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.send(()).unwrap();
-    worker.await.unwrap().expect("worker stops");
+    worker.stop().await;
     assert_eq!(
         entity_ids(&db, &format!("SELECT COUNT(*) FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1 AND p.me_file_id = {member}")).await,
         vec![0]

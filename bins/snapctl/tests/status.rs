@@ -4,7 +4,7 @@
 use domain::TargetId;
 use jobs::populate_target::{self, PopulatorContext};
 use jobs::worker::WorkerOptions;
-use snapline_tests::{Backend, TestDb, both_backends, job_status, wait_for};
+use snapline_tests::{Backend, InProcessWorker, TestDb, both_backends, job_status, wait_for};
 use std::process::Command;
 use synth::SeedOptions;
 
@@ -42,16 +42,12 @@ async fn a_permanent_failure_shows_in_status(backend: Backend) {
     populate_target::enqueue(&db, TargetId(4_242))
         .await
         .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = PopulatorContext {
         db: db.clone(),
         options: Default::default(),
     };
-    let worker = tokio::spawn(async move {
-        populate_target::serve(ctx, &WorkerOptions::new("status-test"), async move {
-            let _ = stopped.await;
-        })
-        .await
+    let worker = InProcessWorker::start(move |stopped| async move {
+        populate_target::serve(ctx, &WorkerOptions::new("status-test"), stopped).await
     });
     wait_for("the unknown target's job to be killed", || {
         let db = db.clone();
@@ -62,8 +58,7 @@ async fn a_permanent_failure_shows_in_status(backend: Backend) {
         }
     })
     .await;
-    stop.send(()).unwrap();
-    worker.await.unwrap().expect("worker stops");
+    worker.stop().await;
     populate_target::enqueue(&db, TargetId(1)).await.unwrap();
 
     let report: serde_json::Value =
