@@ -165,7 +165,7 @@ async fn the_three_services_ride_out_dropped_connections() {
 
 /// The same with a real restart of the PostgreSQL server, twice. Ignored by default because
 /// it takes the server away from every other test: `.ci/run` runs it alone, after the suite
-/// (`cargo test -p snapline-tests --test faults -- --ignored`), and so does `just chaos`.
+/// (`cargo test --workspace --test faults -- --ignored`), and so does `just chaos`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the PostgreSQL server: run alone (.ci/run, just chaos)"]
 async fn the_three_services_ride_out_a_postgresql_restart() {
