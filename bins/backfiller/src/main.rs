@@ -92,7 +92,6 @@ fn main() -> ExitCode {
                     &settings,
                     &db.clone(),
                     runtime::Service::Backfiller,
-                    std::future::pending(),
                     |stop| async move {
                         let cron = backfill::serve_cron(
                             db.clone(),

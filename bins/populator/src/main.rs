@@ -69,7 +69,6 @@ fn main() -> ExitCode {
                     &settings,
                     &ctx.db.clone(),
                     runtime::Service::Populator,
-                    std::future::pending(),
                     |stop| populate_target::serve(ctx, &options, stop.wait()),
                 )
                 .await

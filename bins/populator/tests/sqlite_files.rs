@@ -33,6 +33,18 @@ async fn populations(test: &TestDb) -> i64 {
     scalar(&test.db, "SELECT COUNT(*) FROM target_populations").await
 }
 
+/// After a refused run: no row was written, and on the usable file the same run succeeds.
+async fn nothing_written_then_a_usable_file_works(test: &TestDb) {
+    assert_eq!(populations(test).await, 0, "nothing written");
+    let out = populator(&test.url, &["run", "--target", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(populations(test).await > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_file_is_a_clear_error_and_nothing_changes() {
     let test = seeded_file().await;
@@ -40,15 +52,7 @@ async fn a_read_only_file_is_a_clear_error_and_nothing_changes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("readonly"), "names the cause: {stderr}");
-    assert_eq!(populations(&test).await, 0, "nothing written");
-
-    let out = populator(&test.url, &["run", "--target", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(populations(&test).await > 0);
+    nothing_written_then_a_usable_file_works(&test).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,13 +68,5 @@ async fn a_locked_file_is_a_clear_error_after_waiting_and_nothing_changes() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("locked"), "names the cause: {stderr}");
     drop(holder);
-    assert_eq!(populations(&test).await, 0, "nothing written");
-
-    let out = populator(&test.url, &["run", "--target", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(populations(&test).await > 0);
+    nothing_written_then_a_usable_file_works(&test).await;
 }

@@ -59,17 +59,7 @@ pub async fn push<T>(db: &Db, queue: &str, payload: T, max_attempts: usize) -> R
 where
     T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
 {
-    let task = TaskBuilder::new(payload).max_attempts(max_attempts).build();
-    match db.backend() {
-        Backend::Postgres => postgres_storage::<T>(db, queue)
-            .push_task(task)
-            .await
-            .map_err(|e| JobError::Queue(e.to_string())),
-        Backend::Sqlite => sqlite_storage::<T>(db, queue)
-            .push_task(task)
-            .await
-            .map_err(|e| JobError::Queue(e.to_string())),
-    }
+    push_task(db, queue, payload, max_attempts, None).await
 }
 
 /// Pushes one job under `key` unless the queue already holds a job with that key (apalis's
@@ -89,21 +79,36 @@ where
     if db.queue_jobs().has_key(queue, key).await? {
         return Ok(false);
     }
-    let task = TaskBuilder::new(payload)
-        .max_attempts(max_attempts)
-        .idempotency_key(key)
-        .build();
+    push_task(db, queue, payload, max_attempts, Some(key)).await?;
+    Ok(true)
+}
+
+/// The one place a job is built and handed to the database's apalis storage.
+async fn push_task<T>(
+    db: &Db,
+    queue: &str,
+    payload: T,
+    max_attempts: usize,
+    idempotency_key: Option<&str>,
+) -> Result<(), JobError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
+{
+    let mut builder = TaskBuilder::new(payload).max_attempts(max_attempts);
+    if let Some(key) = idempotency_key {
+        builder = builder.idempotency_key(key);
+    }
+    let task = builder.build();
     match db.backend() {
         Backend::Postgres => postgres_storage::<T>(db, queue)
             .push_task(task)
             .await
-            .map_err(|e| JobError::Queue(e.to_string()))?,
+            .map_err(|e| JobError::Queue(e.to_string())),
         Backend::Sqlite => sqlite_storage::<T>(db, queue)
             .push_task(task)
             .await
-            .map_err(|e| JobError::Queue(e.to_string()))?,
+            .map_err(|e| JobError::Queue(e.to_string())),
     }
-    Ok(true)
 }
 
 /// Pushes one job unless an identical one is still waiting (not started): the dedup of

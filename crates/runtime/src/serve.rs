@@ -40,13 +40,12 @@ impl Stop {
 }
 
 /// Serves `service`: binds its listener, starts `workers` (handing them the [`Stop`] they
-/// must end on), prunes finished jobs, and on SIGTERM or Ctrl-C (or when `stop_when`
-/// completes) stops taking jobs and waits up to the grace period for the running ones.
+/// must end on), prunes finished jobs, and on SIGTERM or Ctrl-C stops taking jobs and
+/// waits up to the grace period for the running ones.
 pub async fn serve<W, Fut>(
     settings: &Settings,
     db: &Db,
     service: Service,
-    stop_when: impl Future<Output = ()> + Send + 'static,
     workers: W,
 ) -> anyhow::Result<()>
 where
@@ -80,7 +79,7 @@ where
     let grace = Duration::from_secs(settings.serve.shutdown_grace_secs);
     let result = tokio::select! {
         result = &mut workers => result.map_err(crate::job_error),
-        _ = first_of(crate::shutdown_signal(), stop_when) => {
+        _ = crate::shutdown_signal() => {
             let _ = stop_tx.send(true);
             match tokio::time::timeout(grace, &mut workers).await {
                 Ok(result) => result.map_err(crate::job_error),
@@ -102,13 +101,6 @@ where
         let _ = http.await;
     }
     result
-}
-
-async fn first_of(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
-    tokio::select! {
-        _ = a => {},
-        _ = b => {},
-    }
 }
 
 /// Deletes finished jobs older than `retention` every `interval` until `stop`. Several
