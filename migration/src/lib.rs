@@ -11,6 +11,7 @@ mod m20261124_000001_platform_tables;
 mod m20261124_000002_snapshot_indexes;
 mod m20261124_000003_job_leases;
 mod m20261124_000004_job_queues;
+mod m20261125_000005_queue_indexes;
 
 pub use sea_orm_migration::prelude::*;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_snapshot_indexes::Migration),
             Box::new(m20261124_000003_job_leases::Migration),
             Box::new(m20261124_000004_job_queues::Migration),
+            Box::new(m20261125_000005_queue_indexes::Migration),
         ]
     }
 }

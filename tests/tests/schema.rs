@@ -178,7 +178,107 @@ async fn partial_and_gin_indexes_have_the_fixed_names_and_predicates(backend: Ba
     assert!(unique.contains("UNIQUE"), "{unique}");
 }
 
+/// The plan of `sql`, one line per row of EXPLAIN.
+async fn plan(db: &Db, sql: &str, values: Vec<sea_orm::Value>) -> String {
+    let conn = db.conn();
+    let explain = match db.backend() {
+        repo::Backend::Postgres => format!("EXPLAIN {sql}"),
+        repo::Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+    };
+    let column = match db.backend() {
+        repo::Backend::Postgres => 0,
+        repo::Backend::Sqlite => 3,
+    };
+    conn.query_all_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        explain,
+        values,
+    ))
+    .await
+    .expect("explain")
+    .into_iter()
+    .map(|row| row.try_get_by_index::<String>(column).expect("plan text"))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// The deduplicating push's check and apalis's search for jobs of dead workers stay index
+/// lookups however many jobs wait or have finished (both used to read the whole queue).
+async fn queue_lookups_use_their_indexes(backend: Backend) {
+    let test = TestDb::migrated(backend).await;
+    let db = &test.db;
+    match backend {
+        Backend::Postgres => {
+            snapline_tests::execute(
+                db,
+                "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
+                 VALUES ('gone', 'sync_me_file', 'PgStorage', '', now() - interval '1 day')",
+            )
+            .await;
+            snapline_tests::execute(
+                db,
+                "INSERT INTO apalis.jobs (id, job_type, job, status, max_attempts, lock_by) \
+                 SELECT 'j' || g, 'sync_me_file', convert_to('{\"me_file_id\":' || g || '}', 'UTF8'), \
+                 CASE WHEN g % 2 = 0 THEN 'Pending' ELSE 'Done' END, 5, \
+                 CASE WHEN g % 2 = 0 THEN NULL ELSE 'gone' END \
+                 FROM generate_series(1, 20000) AS g",
+            )
+            .await;
+            snapline_tests::execute(db, "ANALYZE apalis.jobs").await;
+            let push = plan(
+                db,
+                repo::PLAIN_SQL_PUSH,
+                vec![
+                    "sync_me_file".into(),
+                    r#"{"me_file_id":4}"#.into(),
+                    5.into(),
+                ],
+            )
+            .await;
+            assert!(push.contains("jobs_waiting_payload_idx"), "{push}");
+            let orphans = plan(
+                db,
+                "SELECT jobs.id FROM apalis.jobs INNER JOIN apalis.workers ON jobs.lock_by = workers.id \
+                 WHERE (jobs.status = 'Running' OR jobs.status = 'Queued') \
+                 AND NOW() - workers.last_seen >= interval '30 seconds' \
+                 AND workers.worker_type = 'sync_me_file' FOR UPDATE OF jobs SKIP LOCKED",
+                vec![],
+            )
+            .await;
+            assert!(orphans.contains("jobs_held_lock_by_idx"), "{orphans}");
+        }
+        Backend::Sqlite => {
+            let waiting = plan(
+                db,
+                "SELECT 1 FROM Jobs WHERE job_type = $1 AND status = 'Pending' \
+                 AND CAST(job AS TEXT) = $2 LIMIT 1",
+                vec!["sync_me_file".into(), r#"{"me_file_id":4}"#.into()],
+            )
+            .await;
+            assert!(waiting.contains("Jobs_waiting_payload_idx"), "{waiting}");
+        }
+    }
+    // The check itself answers right either way.
+    let queue = jobs::sync_me_file::QUEUE;
+    assert!(
+        !db.queue_jobs()
+            .has_waiting(queue, r#"{"me_file_id":7}"#)
+            .await
+            .unwrap()
+    );
+    jobs::sync_me_file::enqueue(db, domain::MeFileId(7))
+        .await
+        .unwrap();
+    assert!(
+        db.queue_jobs()
+            .has_waiting(queue, r#"{"me_file_id":7}"#)
+            .await
+            .unwrap()
+    );
+}
+
 both_backends! {
+    queue_lookups_use_indexes => queue_lookups_use_their_indexes;
     up_down_up_on_empty_database => up_down_up_on_an_empty_database;
     platform_objects_survive_down => down_never_drops_what_the_platform_created;
     snapshot_indexes_exist => partial_and_gin_indexes_have_the_fixed_names_and_predicates;

@@ -137,6 +137,16 @@ async fn register_add_update_delete(backend: Backend) {
     assert!(summary.inserted >= 1, "{summary}");
     assert_population_exact(db, TargetId(1)).await;
 
+    // register without any tag yet: known, in no band, nothing written
+    execute(
+        db,
+        "INSERT INTO me_files (id, display_name) VALUES (5001, 'no tags yet')",
+    )
+    .await;
+    let summary = sync_me_file(db, &cache, MeFileId(5001)).await.unwrap();
+    assert!(summary.me_file_exists, "{summary}");
+    assert_eq!(summary.changes(), 0, "{summary}");
+
     // add: becomes a home owner, moves to the bullseye
     execute(
         db,

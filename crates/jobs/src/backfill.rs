@@ -194,7 +194,7 @@ impl<'a> Bands<'a> {
         targets.dedup();
         let loaded: HashMap<TargetId, Arc<TargetBands>> = self
             .cache
-            .get(self.db, &targets)
+            .get(self.db, self.db.conn(), &targets)
             .await?
             .into_iter()
             .map(|t| (t.target_id(), t))

@@ -14,7 +14,7 @@
 
 use crate::queue::Payload;
 use crate::{JobError, plan_population};
-use domain::{BandId, MeFileId, TargetBands, TargetId};
+use domain::{BandId, MeFileId, Tag, TargetBands, TargetId};
 use repo::{Db, PopulationChanges, PopulationRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -51,10 +51,11 @@ impl BandCache {
         }
     }
 
-    /// The bands of `targets`, loading the missing and expired ones in one round.
-    pub async fn get(
+    /// The bands of `targets`, loading the missing and expired ones in one round on `conn`.
+    pub async fn get<C: repo::ConnectionTrait>(
         &self,
         db: &Db,
+        conn: &C,
         targets: &[TargetId],
     ) -> Result<Vec<Arc<TargetBands>>, JobError> {
         let now = Instant::now();
@@ -71,7 +72,7 @@ impl BandCache {
                 .collect()
         };
         if !stale.is_empty() {
-            let mut loaded = db.bands().of_targets(&stale).await?;
+            let mut loaded = db.bands().of_targets_on(conn, &stale).await?;
             let mut entries = self.entries.lock().expect("band cache lock");
             for target in stale {
                 let bands = loaded
@@ -129,36 +130,36 @@ impl std::fmt::Display for SyncSummary {
 }
 
 /// Syncs one me_file's populations.
+///
+/// Five round trips when one kind of change is written: begin, lock and scope, the
+/// me_file's tags and rows, the writes (one statement per kind: delete, update, insert),
+/// commit.
 pub async fn sync_me_file(
     db: &Db,
     cache: &BandCache,
     me_file: MeFileId,
 ) -> Result<SyncSummary, JobError> {
-    // The scope is read before the transaction: a populate that starts later reads tags
-    // already changed (the change committed before this job was pushed), so nothing is lost.
-    // Reading it outside also keeps a sync to one pooled connection at a time.
-    let scope = db.targets().in_sync_scope(db.conn()).await?;
-    let targets = cache.get(db, &scope).await?;
     let txn = db.begin_write().await?;
-    db.populations().lock_me_files(&txn, &[me_file]).await?;
-    let exists = db.tags().me_file_exists(&txn, me_file).await?;
-    let tags = if exists {
-        HashMap::from([(me_file, db.tags().of_me_file(&txn, me_file).await?)])
-    } else {
-        HashMap::new()
-    };
+    // Scope is read under the lock, in the same statement: a populate that starts later
+    // reads tags already changed (the change committed before this job was pushed), so
+    // nothing is lost.
+    let scope = db.sync().lock_and_scope(&txn, me_file).await?;
+    // On the transaction's own connection, so a sync never waits for a second one.
+    let targets = cache.get(db, &txn, &scope).await?;
     let band_to_target: HashMap<BandId, usize> = targets
         .iter()
         .enumerate()
         .flat_map(|(i, t)| t.bands().iter().map(move |b| (b.id, i)))
         .collect();
     let band_ids: Vec<BandId> = band_to_target.keys().copied().collect();
+    let state = db.sync().me_file_state(&txn, me_file, &band_ids).await?;
+    let exists = state.tags.is_some();
+    let tags: HashMap<MeFileId, Vec<Tag>> = state
+        .tags
+        .map(|tags| HashMap::from([(me_file, tags)]))
+        .unwrap_or_default();
     let mut existing: Vec<Vec<PopulationRow>> = vec![Vec::new(); targets.len()];
-    for row in db
-        .populations()
-        .of_me_file(&txn, me_file, &band_ids)
-        .await?
-    {
+    for row in state.rows {
         existing[band_to_target[&row.band_id]].push(row);
     }
 

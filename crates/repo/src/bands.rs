@@ -25,14 +25,23 @@ impl BandRepo<'_> {
         &self,
         target_ids: &[TargetId],
     ) -> Result<HashMap<TargetId, TargetBands>, RepoError> {
+        self.of_targets_on(self.db.conn(), target_ids).await
+    }
+
+    /// [`Self::of_targets`] on `conn`, e.g. inside a transaction that must not wait for a
+    /// second pooled connection.
+    pub async fn of_targets_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        target_ids: &[TargetId],
+    ) -> Result<HashMap<TargetId, TargetBands>, RepoError> {
         if target_ids.is_empty() {
             return Ok(HashMap::new());
         }
         let ids: Vec<i64> = target_ids.iter().map(|t| t.0).collect();
         let db = self.db;
 
-        let structure = db
-            .conn()
+        let structure = conn
             .query_all_raw(db.statement(
                 format!(
                     "SELECT b.target_id, b.id, l.trait_group_id, gt.trait_id \
@@ -61,8 +70,7 @@ impl BandRepo<'_> {
             }
         }
 
-        let metadata = db
-            .conn()
+        let metadata = conn
             .query_all_raw(db.statement(
                 format!(
                     "SELECT c.id, c.trait_name, c.display_order, p.id, p.trait_name, p.display_order \

@@ -1,7 +1,7 @@
 use crate::error::RepoError;
 use crate::{
     BackfillRepo, BandRepo, BulkLoader, GuardRepo, LeaseRepo, PopulationRepo, QueueJobRepo,
-    ReferenceRepo, StatsRepo, TagRepo, TargetRepo,
+    ReferenceRepo, StatsRepo, SyncRepo, TagRepo, TargetRepo,
 };
 use migration::MigratorTrait;
 use sea_orm::{
@@ -168,6 +168,10 @@ impl Db {
 
     pub fn populations(&self) -> PopulationRepo<'_> {
         PopulationRepo { db: self }
+    }
+
+    pub fn sync(&self) -> SyncRepo<'_> {
+        SyncRepo { db: self }
     }
 
     pub fn stats(&self) -> StatsRepo<'_> {

@@ -18,6 +18,7 @@ mod populations;
 mod queue_jobs;
 mod reference;
 mod stats;
+mod sync;
 mod tags;
 mod targets;
 
@@ -34,6 +35,7 @@ pub use populations::{
 pub use queue_jobs::{JobRun, PLAIN_SQL_PUSH, QueueDepth, QueueJob, QueueJobRepo, QueueLatency};
 pub use reference::ReferenceRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
+pub use sync::{MeFileState, SyncRepo};
 pub use tags::TagRepo;
 pub use targets::{TargetRepo, TargetRow};
 

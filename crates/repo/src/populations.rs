@@ -118,8 +118,8 @@ impl PopulationRepo<'_> {
         ids.dedup();
         txn.execute_raw(self.db.statement(
             format!(
-                "SELECT COUNT(pg_advisory_xact_lock({ME_FILE_LOCK_SPACE}, CAST(m % 2147483647 AS INTEGER))) \
-                 FROM (SELECT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS ordered"
+                "SELECT COUNT({}) FROM (SELECT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS ordered",
+                me_file_lock_sql("m")
             ),
             vec![Value::from(ids)],
         ))
@@ -290,6 +290,11 @@ impl PopulationRepo<'_> {
 /// The advisory-lock key space of snapline's per-me_file locks ("SNAP").
 const ME_FILE_LOCK_SPACE: i32 = 0x534E_4150;
 
+/// The call that takes the per-me_file lock of the me_file id `expr` (PostgreSQL).
+pub(crate) fn me_file_lock_sql(expr: &str) -> String {
+    format!("pg_advisory_xact_lock({ME_FILE_LOCK_SPACE}, CAST({expr} % 2147483647 AS INTEGER))")
+}
+
 /// `[[a, b, "text"], ...]` for SQLite's `json_each`.
 pub(crate) fn json_rows<'s>(rows: impl Iterator<Item = (i64, i64, &'s str)>) -> String {
     let mut json = String::from("[");
@@ -301,47 +306,6 @@ pub(crate) fn json_rows<'s>(rows: impl Iterator<Item = (i64, i64, &'s str)>) -> 
     }
     json.push(']');
     json
-}
-
-impl PopulationRepo<'_> {
-    /// One me_file's populations in `band_ids`.
-    ///
-    /// Reads all the me_file's rows (one probe of `target_populations_me_file_idx`, a few
-    /// dozen rows) and keeps those of `band_ids` here: with the bands in the statement,
-    /// PostgreSQL probes `(target_band_id, me_file_id)` once per band instead, which with
-    /// hundreds of bands in scope costs a thousand buffer reads per sync.
-    pub async fn of_me_file<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        me_file: MeFileId,
-        band_ids: &[BandId],
-    ) -> Result<Vec<PopulationRow>, RepoError> {
-        let db = self.db;
-        let wanted: std::collections::HashSet<BandId> = band_ids.iter().copied().collect();
-        let rows = conn
-            .query_all_raw(db.statement(
-                format!(
-                    "SELECT id, target_band_id, me_file_id, {} FROM target_populations \
-                     WHERE me_file_id = $1 ORDER BY id",
-                    db.snapshot_text("matching_tags_snapshot"),
-                ),
-                vec![Value::from(me_file.0)],
-            ))
-            .await?;
-        let mut kept = Vec::with_capacity(rows.len());
-        for row in rows {
-            let band_id = BandId(row.try_get_by_index(1)?);
-            if wanted.contains(&band_id) {
-                kept.push(PopulationRow {
-                    id: row.try_get_by_index(0)?,
-                    band_id,
-                    me_file_id: MeFileId(row.try_get_by_index(2)?),
-                    snapshot: row.try_get_by_index(3)?,
-                });
-            }
-        }
-        Ok(kept)
-    }
 }
 
 impl PopulationRepo<'_> {

@@ -151,8 +151,8 @@ impl ReferenceRepo<'_> {
 }
 
 impl ReferenceRepo<'_> {
-    /// Changes a tag value of each of `me_files` (a benchmark's stand-in for users editing
-    /// their tags), so their syncs have snapshots to rewrite.
+    /// Changes the value of every tag of each of `me_files` (a benchmark's worst case: every
+    /// snapshot of theirs that holds a tag is rewritten by their syncs).
     pub async fn touch_tags(&self, me_files: &[i64], round: i64) -> Result<u64, RepoError> {
         let db = self.db;
         let result = db
@@ -171,6 +171,30 @@ impl ReferenceRepo<'_> {
 }
 
 impl ReferenceRepo<'_> {
+    /// Changes the value of one tag of each of `me_files`, the one with the lowest id among
+    /// its tags on a trait of a band it belongs to, so each sync follows one tag edit that
+    /// shows in at least one of its snapshots (a benchmark's stand-in for the usual event).
+    pub async fn touch_one_tag(&self, me_files: &[i64], round: i64) -> Result<u64, RepoError> {
+        self.require_postgres()?;
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                "UPDATE me_file_tags SET tag_value = 'edit ' || $2 || ' of ' || id \
+                 WHERE id IN ( \
+                   SELECT DISTINCT ON (p.me_file_id) t.id \
+                   FROM target_populations p \
+                   JOIN target_band_trait_groups bg ON bg.target_band_id = p.target_band_id \
+                   JOIN trait_group_traits gt ON gt.trait_group_id = bg.trait_group_id \
+                   JOIN me_file_tags t ON t.me_file_id = p.me_file_id AND t.trait_id = gt.trait_id \
+                   WHERE p.me_file_id = ANY($1) \
+                   ORDER BY p.me_file_id, t.id)",
+                vec![Value::from(me_files.to_vec()), Value::from(round)],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Me_files with at least one population row, ascending (benchmarks pick syncs whose
     /// commit is visible in `updated_at`).
     pub async fn member_me_files(&self) -> Result<Vec<i64>, RepoError> {

@@ -110,46 +110,6 @@ impl TagRepo<'_> {
     }
 }
 
-impl TagRepo<'_> {
-    /// Whether the me_file exists; `None` tags for a deleted user.
-    pub async fn me_file_exists<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        me_file: MeFileId,
-    ) -> Result<bool, RepoError> {
-        let row = conn
-            .query_one_raw(self.db.statement(
-                "SELECT 1 FROM me_files WHERE id = $1",
-                vec![sea_orm::Value::from(me_file.0)],
-            ))
-            .await?;
-        Ok(row.is_some())
-    }
-
-    /// All tags of one me_file.
-    pub async fn of_me_file<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        me_file: MeFileId,
-    ) -> Result<Vec<Tag>, RepoError> {
-        let rows = conn
-            .query_all_raw(self.db.statement(
-                "SELECT id, trait_id, tag_value FROM me_file_tags WHERE me_file_id = $1",
-                vec![sea_orm::Value::from(me_file.0)],
-            ))
-            .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Tag {
-                    id: MeFileTagId(row.try_get_by_index(0)?),
-                    trait_id: TraitId(row.try_get_by_index(1)?),
-                    tag_value: row.try_get_by_index(2)?,
-                })
-            })
-            .collect()
-    }
-}
-
 /// The platform's writes to `me_file_tags`: snapline itself never changes tags; the demo and
 /// tests use these to play the platform.
 impl TagRepo<'_> {

@@ -72,25 +72,3 @@ impl TargetRepo<'_> {
         Ok(result.rows_affected() == 1)
     }
 }
-
-impl TargetRepo<'_> {
-    /// Targets the syncer keeps up to date: `populated`, and `populating` (a sync must not be
-    /// lost while a populate runs; both writers serialize per me_file).
-    pub async fn in_sync_scope<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-    ) -> Result<Vec<TargetId>, RepoError> {
-        let rows = conn
-            .query_all_raw(self.db.statement(
-                "SELECT id FROM targets WHERE population_status IN ($1, $2) ORDER BY id",
-                vec![
-                    PopulationStatus::Populated.as_str().into(),
-                    PopulationStatus::Populating.as_str().into(),
-                ],
-            ))
-            .await?;
-        rows.into_iter()
-            .map(|row| Ok(TargetId(row.try_get_by_index(0)?)))
-            .collect()
-    }
-}
