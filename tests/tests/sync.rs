@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snapline_tests::{
     Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, entity_ids, execute,
-    quote, raw_rows, scalar,
+    quote, raw_rows, scalar, wait_for,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -320,6 +320,56 @@ async fn concurrent_syncs_and_a_populate(backend: Backend) {
 
 /// The README's plain-SQL enqueue, run by "another service" inside its own transaction with
 /// its tag change, then consumed by a real syncer worker.
+/// Transactions committed in the test's database so far (PostgreSQL's statistics, which
+/// backends report within about a second).
+async fn commits(db: &repo::Db) -> i64 {
+    scalar(
+        db,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await
+}
+
+/// With nothing to do, a syncer's workers wait for a push (or their heartbeat) instead of
+/// fetching again and again: joined in one task they once woke each other into about a
+/// thousand empty fetches a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_wait_instead_of_polling() {
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let db = test.db.clone();
+    let ctx = jobs::sync_me_file::SyncerContext {
+        db: db.clone(),
+        cache: std::sync::Arc::new(fresh_cache()),
+    };
+    let worker = InProcessWorker::start(move |stopped| async move {
+        let mut options = jobs::worker::WorkerOptions::new("idle-test-worker");
+        options.concurrency = 4;
+        jobs::sync_me_file::serve(ctx, &options, stopped).await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = commits(&db).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = commits(&db).await - before;
+    assert!(!worker.is_finished());
+    // Each of the 4 workers beats (and fetches) about once a second: a few dozen commits.
+    assert!(
+        during < 300,
+        "{during} transactions in 3 s from idle workers"
+    );
+    // ...and a push still reaches them at once.
+    jobs::sync_me_file::enqueue(&db, MeFileId(1)).await.unwrap();
+    wait_for("the pushed sync to finish", || async {
+        db.queue_jobs()
+            .of_queue(jobs::sync_me_file::QUEUE)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.status == "Done")
+    })
+    .await;
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
     let test = TestDb::seeded(Backend::Postgres, &data()).await;

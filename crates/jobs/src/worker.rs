@@ -161,19 +161,29 @@ pub fn is_retryable(err: &BoxDynError) -> bool {
 /// milliseconds under a steady stream of single pushes. Separate workers (each with its own
 /// LISTEN connection on PostgreSQL, `FOR UPDATE SKIP LOCKED` between them) spread that work.
 macro_rules! run_worker {
-    ($storage:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
+    ($make_storage:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
         use apalis::layers::WorkerBuilderExt;
         use apalis::layers::retry::HasherRng;
         use apalis::layers::retry::RetryPolicy;
         use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
         use apalis::prelude::WorkerBuilder;
         use futures::FutureExt;
-        let options: &$crate::worker::WorkerOptions = $options;
+        let make_storage = $make_storage;
+        let data = $data;
+        let options: $crate::worker::WorkerOptions = $options.clone();
         let retries = options.max_attempts.saturating_sub(1);
         let shutdown = $shutdown.boxed().shared();
-        let workers = (0..options.concurrency.max(1)).map(|index| {
+        // One task per worker: a worker is polled only when its own waker fires, and the
+        // workers' jobs run on all of the runtime's threads. (Joined in one task, the idle
+        // workers woke each other into a busy loop of empty fetches, about a thousand a
+        // second.) Dropping the set aborts them, as dropping the joined futures did.
+        let mut workers = tokio::task::JoinSet::new();
+        for index in 0..options.concurrency.max(1) {
             let shutdown = shutdown.clone();
-            async move {
+            let make_storage = make_storage.clone();
+            let data = data.clone();
+            let options = options.clone();
+            workers.spawn(async move {
                 // A worker whose backend fails (the database dropped its connections, a
                 // restart) is built again after a pause, so the process never needs a
                 // restart; only the shutdown signal ends it.
@@ -196,8 +206,8 @@ macro_rules! run_worker {
                         n => format!("{}#{index}.{n}", options.name),
                     };
                     let result = WorkerBuilder::new(name)
-                        .backend($storage)
-                        .data($data.clone())
+                        .backend(make_storage())
+                        .data(data.clone())
                         .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
                         .concurrency(1)
                         .retry(
@@ -232,14 +242,21 @@ macro_rules! run_worker {
                         }
                     }
                 }
-            }
-        });
-        futures::future::join_all(workers)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()
-            .map(|_| ())
-            .map_err(|e| $crate::JobError::Queue(e.to_string()))
+            });
+        }
+        let mut first_error: Option<String> = None;
+        while let Some(joined) = workers.join_next().await {
+            let failure = match joined {
+                Ok(Ok(())) => continue,
+                Ok(Err(err)) => err.to_string(),
+                Err(err) => format!("a worker task ended abnormally: {err}"),
+            };
+            first_error.get_or_insert(failure);
+        }
+        match first_error {
+            None => Ok(()),
+            Some(err) => Err($crate::JobError::Queue(err)),
+        }
     }};
 }
 pub(crate) use run_worker;
@@ -250,20 +267,22 @@ pub(crate) use run_worker;
 macro_rules! serve_queue {
     ($job:ty, $queue:expr, $ctx:expr, $options:expr, $handler:expr, $shutdown:expr) => {{
         let ctx = $ctx;
-        // References: every (re)started worker builds its storage and data from them.
-        let ctx = &ctx;
-        let db = &ctx.db;
+        // Owned: every (re)started worker, in its own task, builds its storage and data
+        // from clones of them.
+        let db = ctx.db.clone();
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
-                $crate::queue::postgres_storage::<$crate::queue::Payload<$job>>(db, $queue)
-                    .with_pubsub(),
+                move || {
+                    $crate::queue::postgres_storage::<$crate::queue::Payload<$job>>(&db, $queue)
+                        .with_pubsub()
+                },
                 $options,
                 ctx,
                 $handler,
                 $shutdown
             ),
             repo::Backend::Sqlite => $crate::worker::run_worker!(
-                $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(db, $queue),
+                move || $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(&db, $queue),
                 $options,
                 ctx,
                 $handler,
