@@ -39,6 +39,17 @@ async fn definition(db: &Db, name: &str) -> Option<String> {
     row.try_get_by_index::<Option<String>>(0).expect("text")
 }
 
+/// The one text value `sql` returns.
+async fn text(db: &Db, sql: &str) -> String {
+    let conn = db.conn();
+    let row = conn
+        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get_by_index::<String>(0).expect("text")
+}
+
 async fn up_down_up_on_an_empty_database(backend: Backend) {
     let test = TestDb::empty(backend).await;
     let db = &test.db;
@@ -171,6 +182,21 @@ async fn partial_and_gin_indexes_have_the_fixed_names_and_predicates(backend: Ba
                 .expect("GIN index exists");
             assert!(sql.contains("USING gin (matching_tags_snapshot)"), "{sql}");
         }
+        // The syncer's index keeps a small pending list; rolling that migration back
+        // restores the server default.
+        let options = || async {
+            text(
+                db,
+                "SELECT COALESCE(array_to_string(reloptions, ','), '') FROM pg_class \
+                 WHERE relname = 'target_populations_matching_tags_snapshot_idx'",
+            )
+            .await
+        };
+        assert_eq!(options().await, "gin_pending_list_limit=64");
+        Migrator::down(db.conn(), Some(1)).await.expect("down one");
+        assert_eq!(options().await, "");
+        Migrator::up(db.conn(), None).await.expect("up again");
+        assert_eq!(options().await, "gin_pending_list_limit=64");
     }
     let unique = definition(db, "target_populations_band_me_file_key")
         .await

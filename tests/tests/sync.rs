@@ -318,8 +318,16 @@ async fn concurrent_syncs_and_a_populate(backend: Backend) {
     );
 }
 
-/// The README's plain-SQL enqueue, run by "another service" inside its own transaction with
-/// its tag change, then consumed by a real syncer worker.
+/// Each job's wait from push to taken, in ms, in push order.
+async fn raw_pickups(db: &repo::Db) -> Vec<i64> {
+    entity_ids(
+        db,
+        "SELECT CAST(EXTRACT(EPOCH FROM lock_at - run_at) * 1000 AS BIGINT) \
+         FROM apalis.jobs ORDER BY run_at",
+    )
+    .await
+}
+
 /// Transactions committed in the test's database so far (PostgreSQL's statistics, which
 /// backends report within about a second).
 async fn commits(db: &repo::Db) -> i64 {
@@ -370,6 +378,83 @@ async fn idle_workers_wait_instead_of_polling() {
     worker.stop().await;
 }
 
+/// A push wakes an idle worker at once, also after a burst. apalis took one notification of
+/// the worker's LISTEN stream per poll: those that arrived while it ran a sync piled up, and
+/// the workers came to sleep until their heartbeat (a second) with jobs waiting; here most of
+/// the single pushes then waited 250-830 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_after_a_burst_are_taken_at_once() {
+    let test = TestDb::seeded(Backend::Postgres, &data()).await;
+    populate_all(&test).await;
+    let db = test.db.clone();
+    let ctx = jobs::sync_me_file::SyncerContext {
+        db: db.clone(),
+        cache: std::sync::Arc::new(fresh_cache()),
+    };
+    let worker = InProcessWorker::start(move |stopped| async move {
+        let mut options = jobs::worker::WorkerOptions::new("burst-test-worker");
+        options.concurrency = 4;
+        jobs::sync_me_file::serve(ctx, &options, stopped).await
+    });
+    let all_done = |expected: usize| {
+        let db = db.clone();
+        move || {
+            let db = db.clone();
+            async move {
+                let jobs = db
+                    .queue_jobs()
+                    .of_queue(jobs::sync_me_file::QUEUE)
+                    .await
+                    .unwrap();
+                jobs.len() == expected && jobs.iter().all(|j| j.status == "Done")
+            }
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Pushed with the plain SQL, whose `run_at` is the push's time (apalis's own push keeps
+    // whole seconds), so that `lock_at - run_at` is the wait to be taken.
+    let push = |me_file: i64| {
+        let db = db.clone();
+        async move {
+            let payload = format!("{{\"me_file_id\":{me_file}}}");
+            let queue = jobs::sync_me_file::QUEUE;
+            assert!(
+                db.queue_jobs()
+                    .push_plain_sql(queue, &payload, 5)
+                    .await
+                    .unwrap()
+            );
+        }
+    };
+    // A burst of real syncs: notifications arrive while the workers are busy.
+    for me_file in 1..=400 {
+        push(me_file).await;
+    }
+    wait_for("the burst to be done", all_done(400)).await;
+    // Then single pushes, 50 a second, on idle workers.
+    for me_file in 1001..=1100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        push(me_file).await;
+    }
+    wait_for("the single pushes to be done", all_done(500)).await;
+    worker.stop().await;
+    // Push to taken, per job: woken by the push it is a few ms; left to the heartbeat, up
+    // to a second. A few slow ones are allowed for a loaded machine.
+    let late = scalar(
+        &db,
+        "SELECT COUNT(*) FROM apalis.jobs WHERE lock_at - run_at > interval '250 milliseconds' \
+         AND (convert_from(job, 'UTF8')::jsonb ->> 'me_file_id')::bigint > 1000",
+    )
+    .await;
+    assert!(
+        late <= 10,
+        "{late} of 100 single pushes waited over 250 ms to be taken; waits in ms: {:?}",
+        raw_pickups(&db).await
+    );
+}
+
+/// The README's plain-SQL enqueue, run by "another service" inside its own transaction with
+/// its tag change, then consumed by a real syncer worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
     let test = TestDb::seeded(Backend::Postgres, &data()).await;

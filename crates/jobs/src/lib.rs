@@ -14,6 +14,7 @@ pub mod populate_target;
 pub mod queue;
 pub mod status;
 pub mod sync_me_file;
+pub mod wakeups;
 pub mod worker;
 
 pub use error::JobError;

@@ -2,7 +2,8 @@
 //! PostgreSQL (production), the apalis tables on SQLite (the embedded default).
 
 use crate::JobError;
-use apalis::prelude::{TaskBuilder, TaskSink};
+use crate::wakeups::CoalescedWakeups;
+use apalis::prelude::{PollWith, StreamStrategy, TaskBuilder, TaskSink};
 use repo::{Backend, Db};
 use serde::{Serialize, de::DeserializeOwned};
 use std::time::Duration;
@@ -42,6 +43,26 @@ pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresSto
             .lock_tasks(false)
             .batch_size(FETCH_BATCH)
             .heartbeat_interval(HEARTBEAT),
+    )
+}
+
+/// [`postgres_storage`] woken by the notification apalis's insert trigger sends for each job
+/// pushed onto `queue` (its own LISTEN connection), coalesced ([`CoalescedWakeups`]); without
+/// a notification it fetches on its heartbeat.
+///
+/// [`CoalescedWakeups`]: crate::wakeups::CoalescedWakeups
+pub fn postgres_storage_woken_by_pushes<T>(
+    db: &Db,
+    queue: &str,
+) -> PollWith<
+    apalis_postgres::PostgresStorage<T>,
+    StreamStrategy<CoalescedWakeups<apalis_postgres::Pubsub>>,
+> {
+    let pushes =
+        apalis_postgres::Pubsub::new(db.pg_pool().expect("pg pool").clone(), queue.to_string());
+    PollWith::new(
+        postgres_storage(db, queue),
+        StreamStrategy::new(CoalescedWakeups::new(pushes)),
     )
 }
 

@@ -273,8 +273,9 @@ macro_rules! serve_queue {
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
                 move || {
-                    $crate::queue::postgres_storage::<$crate::queue::Payload<$job>>(&db, $queue)
-                        .with_pubsub()
+                    $crate::queue::postgres_storage_woken_by_pushes::<$crate::queue::Payload<$job>>(
+                        &db, $queue,
+                    )
                 },
                 $options,
                 ctx,

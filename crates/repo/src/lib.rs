@@ -33,7 +33,7 @@ pub use populations::{
     AppliedChanges, PopulationChanges, PopulationPage, PopulationRepo, PopulationRow,
 };
 pub use queue_jobs::{JobRun, PLAIN_SQL_PUSH, QueueDepth, QueueJob, QueueJobRepo, QueueLatency};
-pub use reference::ReferenceRepo;
+pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
 pub use sync::{MeFileState, SyncRepo};
 pub use tags::TagRepo;

@@ -212,8 +212,9 @@ impl ReferenceRepo<'_> {
     }
 
     /// For each finished `sync_me_file` job, the time from its push (`run_at`) to the commit
-    /// of its rows (the latest `updated_at` it wrote): (jobs, p50 ms, p99 ms, max ms).
-    pub async fn sync_commit_latency(&self) -> Result<(i64, f64, f64, f64), RepoError> {
+    /// of its rows (the latest `updated_at` it wrote), and the part of it spent waiting to be
+    /// taken (`lock_at`): where a slow sync lost its time.
+    pub async fn sync_commit_latency(&self) -> Result<SyncCommitLatency, RepoError> {
         self.require_postgres()?;
         let row = self
             .db
@@ -222,13 +223,16 @@ impl ReferenceRepo<'_> {
                 "SELECT COUNT(*), \
                  COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), \
                  COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0), \
-                 COALESCE(MAX(ms), 0) FROM ( \
-                   SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - (j.run_at AT TIME ZONE 'utc'))::float8 * 1000 AS ms \
+                 COALESCE(MAX(ms), 0), \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup_ms), 0), \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY pickup_ms), 0) FROM ( \
+                   SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - (j.run_at AT TIME ZONE 'utc'))::float8 * 1000 AS ms, \
+                          EXTRACT(EPOCH FROM j.lock_at - j.run_at)::float8 * 1000 AS pickup_ms \
                    FROM apalis.jobs j \
                    JOIN target_populations p \
                      ON p.me_file_id = (convert_from(j.job, 'UTF8')::jsonb ->> 'me_file_id')::bigint \
                    WHERE j.job_type = 'sync_me_file' AND j.status = 'Done' AND p.updated_at >= (j.run_at AT TIME ZONE 'utc') \
-                   GROUP BY j.id, j.run_at) AS d",
+                   GROUP BY j.id, j.run_at, j.lock_at) AS d",
                 vec![],
             ))
             .await?
@@ -236,13 +240,26 @@ impl ReferenceRepo<'_> {
                 what: "latency",
                 detail: "no row".into(),
             })?;
-        Ok((
-            row.try_get_by_index(0)?,
-            row.try_get_by_index(1)?,
-            row.try_get_by_index(2)?,
-            row.try_get_by_index(3)?,
-        ))
+        Ok(SyncCommitLatency {
+            committed: row.try_get_by_index(0)?,
+            p50_ms: row.try_get_by_index(1)?,
+            p99_ms: row.try_get_by_index(2)?,
+            max_ms: row.try_get_by_index(3)?,
+            pickup_p50_ms: row.try_get_by_index(4)?,
+            pickup_p99_ms: row.try_get_by_index(5)?,
+        })
     }
+}
+
+/// Push-to-commit latency of finished syncs, in milliseconds; `pickup` is push to taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SyncCommitLatency {
+    pub committed: i64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub pickup_p50_ms: f64,
+    pub pickup_p99_ms: f64,
 }
 
 /// Fills the NULL snapshots of `populations` (a table shaped like `target_populations`) from
