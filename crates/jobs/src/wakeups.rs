@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn takes_every_waiting_notification_in_one_poll() {
-        let (mut tx, rx) = mpsc::unbounded::<u32>();
+        let (tx, rx) = mpsc::unbounded::<u32>();
         let mut wakeups = CoalescedWakeups::new(rx);
         let mut cx = Context::from_waker(noop_waker_ref());
         assert_eq!(wakeups.poll_next_unpin(&mut cx), Poll::Pending);
