@@ -9,6 +9,7 @@ use snapline_tests::{
     Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, entity_ids, execute,
     quote, raw_rows, scalar, wait_for,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use synth::SeedOptions;
 
@@ -318,6 +319,42 @@ async fn concurrent_syncs_and_a_populate(backend: Backend) {
     );
 }
 
+/// Bands past three quarters of the cache's TTL are reloaded in the background: syncs keep
+/// using the entries meanwhile, and new ones are in place before the old would have expired,
+/// so no sync waits for a reload (all of them used to reload at once, every TTL).
+async fn band_cache_reloads_ahead_of_expiry(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    let db = &test.db;
+    let ttl = Duration::from_secs(4);
+    let cache = BandCache::new(ttl);
+    let targets = all_targets();
+    let started = std::time::Instant::now();
+    let first = cache.get(db, db.conn(), &targets).await.unwrap();
+    assert_eq!(first.len(), targets.len());
+    tokio::time::sleep(ttl * 4 / 5).await;
+    let aging = cache.get(db, db.conn(), &targets).await.unwrap();
+    assert!(
+        first.iter().zip(&aging).all(|(a, b)| Arc::ptr_eq(a, b)),
+        "entries still valid are used as they are"
+    );
+    loop {
+        let now = cache.get(db, db.conn(), &targets).await.unwrap();
+        if now.iter().zip(&first).all(|(a, b)| !Arc::ptr_eq(a, b)) {
+            assert_eq!(
+                now.iter().map(|b| b.target_id()).collect::<Vec<_>>(),
+                targets,
+                "the same targets, reloaded"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < ttl,
+            "not reloaded in the background before the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Each job's wait from push to taken, in ms, in push order.
 async fn raw_pickups(db: &repo::Db) -> Vec<i64> {
     entity_ids(
@@ -536,4 +573,5 @@ both_backends! {
     unknown_me_file => an_unknown_me_file_loses_its_rows;
     dedup_of_waiting_pushes => a_waiting_sync_absorbs_duplicate_pushes;
     concurrency => concurrent_syncs_and_a_populate;
+    band_cache_reloads_ahead => band_cache_reloads_ahead_of_expiry;
 }

@@ -34,20 +34,29 @@ pub struct SyncMeFile {
 
 /// Band metadata of targets, shared by a syncer's jobs.
 ///
-/// Invalidation rule: an entry is reloaded once it is older than the TTL (default 5 s), so an
+/// Invalidation rule: a sync never uses an entry older than the TTL (default 5 s), so an
 /// edit of a target's bands reaches syncs within that time; every such edit is followed by a
 /// repopulate of the target anyway. Which targets are in scope is read fresh in every sync.
+///
+/// Entries past three quarters of the TTL are reloaded in the background (one reload at a
+/// time) while syncs go on using them; only an entry missing or past the TTL is loaded by
+/// the sync that needs it. (When every entry expired at once, each running sync reloaded the
+/// bands of every target at the same moment: a stall of all workers every TTL.)
 #[derive(Debug)]
 pub struct BandCache {
     ttl: Duration,
-    entries: Mutex<HashMap<TargetId, (Instant, Arc<TargetBands>)>>,
+    entries: Arc<Mutex<BandEntries>>,
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
 }
+
+type BandEntries = HashMap<TargetId, (Instant, Arc<TargetBands>)>;
 
 impl BandCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(HashMap::new())),
+            refreshing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -59,33 +68,72 @@ impl BandCache {
         targets: &[TargetId],
     ) -> Result<Vec<Arc<TargetBands>>, JobError> {
         let now = Instant::now();
-        let stale: Vec<TargetId> = {
+        let (stale, aging) = {
             let entries = self.entries.lock().expect("band cache lock");
-            targets
+            let age = |t: &TargetId| entries.get(t).map(|(loaded, _)| now - *loaded);
+            let stale: Vec<TargetId> = targets
                 .iter()
                 .copied()
-                .filter(|t| {
-                    entries
-                        .get(t)
-                        .is_none_or(|(loaded, _)| now.duration_since(*loaded) >= self.ttl)
-                })
-                .collect()
+                .filter(|t| age(t).is_none_or(|age| age >= self.ttl))
+                .collect();
+            let aging: Vec<TargetId> = targets
+                .iter()
+                .copied()
+                .filter(|t| age(t).is_some_and(|age| age < self.ttl && age >= self.ttl * 3 / 4))
+                .collect();
+            (stale, aging)
         };
         if !stale.is_empty() {
-            let mut loaded = db.bands().of_targets_on(conn, &stale).await?;
-            let mut entries = self.entries.lock().expect("band cache lock");
-            for target in stale {
-                let bands = loaded
-                    .remove(&target)
-                    .unwrap_or_else(|| TargetBands::new(target, [], []));
-                entries.insert(target, (now, Arc::new(bands)));
-            }
+            let loaded = db.bands().of_targets_on(conn, &stale).await?;
+            store(&self.entries, now, stale, loaded);
+        }
+        if !aging.is_empty() {
+            self.refresh_in_background(db, aging);
         }
         let entries = self.entries.lock().expect("band cache lock");
         Ok(targets
             .iter()
             .filter_map(|t| entries.get(t).map(|(_, bands)| bands.clone()))
             .collect())
+    }
+
+    /// Reloads `targets` on a pooled connection unless a reload is already under way. A
+    /// failure is logged and left to the syncs: the entries expire and are loaded inline.
+    fn refresh_in_background(&self, db: &Db, targets: Vec<TargetId>) {
+        use std::sync::atomic::Ordering;
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (db, entries, refreshing) = (db.clone(), self.entries.clone(), self.refreshing.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match db.bands().of_targets_on(db.conn(), &targets).await {
+                Ok(loaded) => store(&entries, started, targets, loaded),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    targets = targets.len(),
+                    "band cache: background reload failed; syncs will load the bands themselves"
+                ),
+            }
+            refreshing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Records `loaded` (bands by target, read at `read_at`) for `targets`; a target without
+/// bands is stored as such.
+fn store(
+    entries: &Mutex<BandEntries>,
+    read_at: Instant,
+    targets: Vec<TargetId>,
+    mut loaded: HashMap<TargetId, TargetBands>,
+) {
+    let mut entries = entries.lock().expect("band cache lock");
+    for target in targets {
+        let bands = loaded
+            .remove(&target)
+            .unwrap_or_else(|| TargetBands::new(target, [], []));
+        entries.insert(target, (read_at, Arc::new(bands)));
     }
 }
 
