@@ -12,7 +12,7 @@ mod m20261124_000002_snapshot_indexes;
 mod m20261124_000003_job_leases;
 mod m20261124_000004_job_queues;
 mod m20261125_000005_queue_indexes;
-mod m20261126_000006_population_gin_pending_list;
+mod m20261126_000006_population_write_tuning;
 
 pub use sea_orm_migration::prelude::*;
 
@@ -27,7 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_job_leases::Migration),
             Box::new(m20261124_000004_job_queues::Migration),
             Box::new(m20261125_000005_queue_indexes::Migration),
-            Box::new(m20261126_000006_population_gin_pending_list::Migration),
+            Box::new(m20261126_000006_population_write_tuning::Migration),
         ]
     }
 }
