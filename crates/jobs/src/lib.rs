@@ -1,6 +1,7 @@
 //! snapline's jobs. One module per job holds its payload, its queue, its handler and how to
 //! run it by hand; `queue` sets up the apalis storages (PostgreSQL in production, SQLite on
-//! the embedded default) on the process's one pool, and `worker` runs consumers.
+//! the embedded default) on the process's one pool, `wakeups` wakes idle PostgreSQL workers on
+//! a push, and `worker` runs consumers.
 //!
 //! Handlers read like the job's description: load through `repo`, compute with `domain`,
 //! write through `repo`, report. This crate never writes SQL of its own.

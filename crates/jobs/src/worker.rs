@@ -262,8 +262,8 @@ macro_rules! run_worker {
 pub(crate) use run_worker;
 
 /// Runs the consumers of `$queue`, whose payload is `$job`, on the database's backend: apalis
-/// PostgreSQL storage woken by LISTEN/NOTIFY (a job starts within milliseconds of its push),
-/// or apalis SQLite storage.
+/// PostgreSQL storage woken by LISTEN/NOTIFY (a job starts within milliseconds of its push;
+/// see `wakeups`), or apalis SQLite storage.
 macro_rules! serve_queue {
     ($job:ty, $queue:expr, $ctx:expr, $options:expr, $handler:expr, $shutdown:expr) => {{
         let ctx = $ctx;
