@@ -355,6 +355,19 @@ async fn band_cache_reloads_ahead_of_expiry(backend: Backend) {
     }
 }
 
+/// A syncer consuming the test database's queue in this process, as `syncer serve` does.
+fn start_syncer(db: &repo::Db, name: &str, concurrency: usize) -> InProcessWorker {
+    let ctx = jobs::sync_me_file::SyncerContext {
+        db: db.clone(),
+        cache: Arc::new(fresh_cache()),
+    };
+    let mut options = jobs::worker::WorkerOptions::new(name);
+    options.concurrency = concurrency;
+    InProcessWorker::start(move |stopped| async move {
+        jobs::sync_me_file::serve(ctx, &options, stopped).await
+    })
+}
+
 /// Each job's wait from push to taken, in ms, in push order.
 async fn raw_pickups(db: &repo::Db) -> Vec<i64> {
     entity_ids(
@@ -382,15 +395,7 @@ async fn commits(db: &repo::Db) -> i64 {
 async fn idle_workers_wait_instead_of_polling() {
     let test = TestDb::migrated(Backend::Postgres).await;
     let db = test.db.clone();
-    let ctx = jobs::sync_me_file::SyncerContext {
-        db: db.clone(),
-        cache: std::sync::Arc::new(fresh_cache()),
-    };
-    let worker = InProcessWorker::start(move |stopped| async move {
-        let mut options = jobs::worker::WorkerOptions::new("idle-test-worker");
-        options.concurrency = 4;
-        jobs::sync_me_file::serve(ctx, &options, stopped).await
-    });
+    let worker = start_syncer(&db, "idle-test-worker", 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = commits(&db).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -424,15 +429,7 @@ async fn pushes_after_a_burst_are_taken_at_once() {
     let test = TestDb::seeded(Backend::Postgres, &data()).await;
     populate_all(&test).await;
     let db = test.db.clone();
-    let ctx = jobs::sync_me_file::SyncerContext {
-        db: db.clone(),
-        cache: std::sync::Arc::new(fresh_cache()),
-    };
-    let worker = InProcessWorker::start(move |stopped| async move {
-        let mut options = jobs::worker::WorkerOptions::new("burst-test-worker");
-        options.concurrency = 4;
-        jobs::sync_me_file::serve(ctx, &options, stopped).await
-    });
+    let worker = start_syncer(&db, "burst-test-worker", 4);
     let all_done = |expected: usize| {
         let db = db.clone();
         move || {
@@ -522,14 +519,7 @@ async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
     // a malformed payload from a buggy service
     execute(&db, "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) VALUES (apalis.generate_ulid(), 'sync_me_file', convert_to('{\"me_file\":\"x\"}', 'UTF8'), 'Pending', 0, 5, now(), 0)").await;
 
-    let ctx = jobs::sync_me_file::SyncerContext {
-        db: db.clone(),
-        cache: std::sync::Arc::new(fresh_cache()),
-    };
-    let worker = InProcessWorker::start(move |stopped| async move {
-        let options = jobs::worker::WorkerOptions::new("sync-test-worker");
-        jobs::sync_me_file::serve(ctx, &options, stopped).await
-    });
+    let worker = start_syncer(&db, "sync-test-worker", 1);
     let started = std::time::Instant::now();
     loop {
         let jobs = db
