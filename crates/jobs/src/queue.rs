@@ -49,8 +49,6 @@ pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresSto
 /// [`postgres_storage`] woken by the notification apalis's insert trigger sends for each job
 /// pushed onto `queue` (its own LISTEN connection), coalesced ([`CoalescedWakeups`]); without
 /// a notification it fetches on its heartbeat.
-///
-/// [`CoalescedWakeups`]: crate::wakeups::CoalescedWakeups
 pub fn postgres_storage_woken_by_pushes<T>(
     db: &Db,
     queue: &str,

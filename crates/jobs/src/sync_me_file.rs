@@ -68,21 +68,25 @@ impl BandCache {
         targets: &[TargetId],
     ) -> Result<Vec<Arc<TargetBands>>, JobError> {
         let now = Instant::now();
-        let (stale, aging) = {
+        // Missing or past the TTL: loaded now, by this sync. Past 3/4 of it: still used,
+        // reloaded in the background.
+        let (mut stale, mut aging) = (Vec::new(), Vec::new());
+        {
             let entries = self.entries.lock().expect("band cache lock");
-            let age = |t: &TargetId| entries.get(t).map(|(loaded, _)| now - *loaded);
-            let stale: Vec<TargetId> = targets
-                .iter()
-                .copied()
-                .filter(|t| age(t).is_none_or(|age| age >= self.ttl))
-                .collect();
-            let aging: Vec<TargetId> = targets
-                .iter()
-                .copied()
-                .filter(|t| age(t).is_some_and(|age| age < self.ttl && age >= self.ttl * 3 / 4))
-                .collect();
-            (stale, aging)
-        };
+            for &target in targets {
+                match entries.get(&target) {
+                    None => stale.push(target),
+                    Some((loaded, _)) => {
+                        let age = now.saturating_duration_since(*loaded);
+                        if age >= self.ttl {
+                            stale.push(target);
+                        } else if age >= self.ttl * 3 / 4 {
+                            aging.push(target);
+                        }
+                    }
+                }
+            }
+        }
         if !stale.is_empty() {
             let loaded = db.bands().of_targets_on(conn, &stale).await?;
             store(&self.entries, now, stale, loaded);
