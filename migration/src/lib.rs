@@ -14,7 +14,9 @@ mod m20261124_000004_job_queues;
 mod m20261125_000005_queue_indexes;
 mod m20261126_000006_population_write_tuning;
 
+pub use ledger::CONCURRENTLY_VAR;
 pub use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend, Statement};
 
 pub struct Migrator;
 
@@ -30,4 +32,39 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_population_write_tuning::Migration),
         ]
     }
+}
+
+/// Tables of the database's schema that snapline did not create: neither recorded in its
+/// ledger nor its own bookkeeping or queue tables. `migration fresh` would drop them.
+pub async fn tables_not_created_by_snapline(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    let list = match backend {
+        DbBackend::Postgres => {
+            "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+        }
+        _ => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+        }
+    };
+    let tables = db
+        .query_all_raw(Statement::from_string(backend, list))
+        .await?;
+    let created = ledger::recorded_tables(db).await?;
+    // snapline's bookkeeping, and apalis-sqlite's queue tables (its own migrations make them)
+    const OWN: [&str; 6] = [
+        "seaql_migrations",
+        "snapline_schema_objects",
+        "snapline_schema_settings",
+        "Jobs",
+        "Workers",
+        "_sqlx_migrations",
+    ];
+    let mut foreign = Vec::new();
+    for row in tables {
+        let name: String = row.try_get("", "name")?;
+        if !OWN.contains(&name.as_str()) && !created.contains(&name) {
+            foreign.push(name);
+        }
+    }
+    Ok(foreign)
 }

@@ -1,7 +1,7 @@
 //! The platform tables of DESIGN section 1, created only where missing. No foreign keys:
 //! the platform has none, and snapline copes with orphan rows instead.
 
-use crate::ledger::{self, Kind, SchemaObject};
+use crate::ledger::{self, IndexBuild, SchemaObject, TableSpec};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
@@ -134,12 +134,14 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("deactivated_at", Col::StampNull),
         ],
     ),
+    // References NULLable as on the platform: such a row is an orphan the jobs count and
+    // leave alone.
     (
         "target_populations",
         &[
             ("id", Col::Id),
-            ("target_band_id", Col::BigInt),
-            ("me_file_id", Col::BigInt),
+            ("target_band_id", Col::BigIntNull),
+            ("me_file_id", Col::BigIntNull),
             ("matching_tags_snapshot", Col::JsonNull),
             ("created_at", Col::CreatedNow),
             ("updated_at", Col::CreatedNow),
@@ -161,9 +163,9 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         "ad_events",
         &[
             ("id", Col::Id),
-            ("offer_id", Col::BigInt),
-            ("me_file_id", Col::BigInt),
-            ("target_band_id", Col::BigInt),
+            ("offer_id", Col::BigIntNull),
+            ("me_file_id", Col::BigIntNull),
+            ("target_band_id", Col::BigIntNull),
             ("matching_tags_snapshot", Col::JsonNull),
             ("created_at", Col::CreatedNow),
             ("updated_at", Col::CreatedNow),
@@ -179,11 +181,10 @@ fn objects(backend: DbBackend) -> Vec<SchemaObject> {
                 .iter()
                 .map(|(column, col)| format!("{column} {}", col.sql(backend)))
                 .collect();
-            SchemaObject {
-                kind: Kind::Table,
+            SchemaObject::Table(TableSpec {
                 name,
                 create_sql: format!("CREATE TABLE IF NOT EXISTS {name} ({})", columns.join(", ")),
-            }
+            })
         })
         .collect()
 }
@@ -192,7 +193,12 @@ fn objects(backend: DbBackend) -> Vec<SchemaObject> {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(manager, &objects(manager.get_database_backend())).await
+        ledger::create_missing(
+            manager,
+            &objects(manager.get_database_backend()),
+            IndexBuild::Plain,
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -2,112 +2,132 @@
 //! probes, GIN on the snapshots (PostgreSQL only), the (band, me_file) uniqueness of
 //! populations, and the indexes behind the jobs' hot queries.
 
-use crate::ledger::{self, Kind, SchemaObject};
+use crate::ledger::{self, IndexBuild, IndexSpec, Method, SchemaObject};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// (name, definition after `ON`), on both backends.
-const INDEXES: &[(&str, &str)] = &[
-    (
+const NULL_SNAPSHOT: &str = "matching_tags_snapshot IS NULL";
+
+/// On both backends. Where the platform already has one of these under its own name (Ecto's
+/// `target_populations_target_band_id_me_file_id_index`, `index_target_bands_on_target_id`,
+/// ...), that one is kept and nothing is built.
+const INDEXES: &[IndexSpec] = &[
+    IndexSpec::btree(
+        "target_populations_band_me_file_key",
+        "target_populations",
+        &["target_band_id", "me_file_id"],
+    )
+    .unique(),
+    IndexSpec::btree(
         "target_populations_null_snapshot_idx",
-        "target_populations (id) WHERE matching_tags_snapshot IS NULL",
-    ),
-    (
+        "target_populations",
+        &["id"],
+    )
+    .predicate(NULL_SNAPSHOT),
+    IndexSpec::btree(
         "offers_null_snapshot_idx",
-        "offers (me_file_id, target_band_id) WHERE matching_tags_snapshot IS NULL",
-    ),
-    (
+        "offers",
+        &["me_file_id", "target_band_id"],
+    )
+    .predicate(NULL_SNAPSHOT),
+    IndexSpec::btree(
         "ad_events_null_snapshot_idx",
-        "ad_events (me_file_id, target_band_id) WHERE matching_tags_snapshot IS NULL",
-    ),
+        "ad_events",
+        &["me_file_id", "target_band_id"],
+    )
+    .predicate(NULL_SNAPSHOT),
     // A me_file's rows, for the syncer and for propagating snapshots to offers.
-    (
+    IndexSpec::btree(
         "target_populations_me_file_idx",
-        "target_populations (me_file_id, target_band_id)",
+        "target_populations",
+        &["me_file_id", "target_band_id"],
     ),
     // Which me_files carry a trait (candidate me_files of a band), and a me_file's tags.
-    (
+    IndexSpec::btree(
         "me_file_tags_trait_me_file_idx",
-        "me_file_tags (trait_id, me_file_id)",
+        "me_file_tags",
+        &["trait_id", "me_file_id"],
     ),
-    (
+    IndexSpec::btree(
         "me_file_tags_me_file_idx",
-        "me_file_tags (me_file_id, trait_id)",
+        "me_file_tags",
+        &["me_file_id", "trait_id"],
     ),
-    ("target_bands_target_idx", "target_bands (target_id)"),
-    (
+    IndexSpec::btree("target_bands_target_idx", "target_bands", &["target_id"]),
+    IndexSpec::btree(
         "target_band_trait_groups_band_idx",
-        "target_band_trait_groups (target_band_id, trait_group_id)",
+        "target_band_trait_groups",
+        &["target_band_id", "trait_group_id"],
     ),
-    (
+    IndexSpec::btree(
         "trait_group_traits_group_idx",
-        "trait_group_traits (trait_group_id, trait_id)",
+        "trait_group_traits",
+        &["trait_group_id", "trait_id"],
     ),
-    ("traits_parent_idx", "traits (parent_trait_id)"),
-    ("campaigns_target_idx", "campaigns (target_id)"),
-    (
+    IndexSpec::btree("traits_parent_idx", "traits", &["parent_trait_id"]),
+    IndexSpec::btree("campaigns_target_idx", "campaigns", &["target_id"]),
+    IndexSpec::btree(
         "offers_me_file_band_idx",
-        "offers (me_file_id, target_band_id)",
+        "offers",
+        &["me_file_id", "target_band_id"],
     ),
 ];
 
-const UNIQUE_INDEXES: &[(&str, &str)] = &[(
-    "target_populations_band_me_file_key",
-    "target_populations (target_band_id, me_file_id)",
-)];
-
-// Named as PostgreSQL names an unnamed `CREATE INDEX ON t USING gin (matching_tags_snapshot)`,
-// which is how the platform created them, so an existing one is recognised and kept.
-const GIN_INDEXES: &[(&str, &str)] = &[
-    (
+/// PostgreSQL only. Named as PostgreSQL names an unnamed `CREATE INDEX ON t USING gin
+/// (matching_tags_snapshot)`; the platform's own are `<table>_matching_tags_snapshot_index`.
+pub(crate) const GIN_INDEXES: &[IndexSpec] = &[
+    IndexSpec::btree(
         "target_populations_matching_tags_snapshot_idx",
         "target_populations",
-    ),
-    ("offers_matching_tags_snapshot_idx", "offers"),
-    ("ad_events_matching_tags_snapshot_idx", "ad_events"),
+        &["matching_tags_snapshot"],
+    )
+    .method(Method::Gin),
+    IndexSpec::btree(
+        "offers_matching_tags_snapshot_idx",
+        "offers",
+        &["matching_tags_snapshot"],
+    )
+    .method(Method::Gin),
+    IndexSpec::btree(
+        "ad_events_matching_tags_snapshot_idx",
+        "ad_events",
+        &["matching_tags_snapshot"],
+    )
+    .method(Method::Gin),
 ];
 
 fn objects(backend: DbBackend) -> Vec<SchemaObject> {
-    let index = |name: &'static str, sql: String| SchemaObject {
-        kind: Kind::Index,
-        name,
-        create_sql: sql,
+    let gin = if backend == DbBackend::Postgres {
+        GIN_INDEXES
+    } else {
+        &[]
     };
-    let mut objects: Vec<SchemaObject> = UNIQUE_INDEXES
+    INDEXES
         .iter()
-        .map(|(name, on)| {
-            index(
-                name,
-                format!("CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {on}"),
-            )
-        })
-        .collect();
-    objects.extend(
-        INDEXES
-            .iter()
-            .map(|(name, on)| index(name, format!("CREATE INDEX IF NOT EXISTS {name} ON {on}"))),
-    );
-    if backend == DbBackend::Postgres {
-        objects.extend(GIN_INDEXES.iter().map(|(name, table)| {
-            index(
-                name,
-                format!(
-                    "CREATE INDEX IF NOT EXISTS {name} ON {table} USING gin (matching_tags_snapshot)"
-                ),
-            )
-        }));
-    }
-    objects
+        .chain(gin)
+        .map(|spec| SchemaObject::Index(spec.clone()))
+        .collect()
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// Outside a transaction when indexes are built concurrently (PostgreSQL refuses
+    /// `CREATE INDEX CONCURRENTLY` inside one).
+    fn use_transaction(&self) -> Option<bool> {
+        (IndexBuild::from_env() == IndexBuild::Concurrently).then_some(false)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(manager, &objects(manager.get_database_backend())).await
+        ledger::create_missing(
+            manager,
+            &objects(manager.get_database_backend()),
+            IndexBuild::from_env(),
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

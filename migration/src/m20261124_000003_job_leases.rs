@@ -2,28 +2,27 @@
 //! populates of one target, two backfills) from working at once, across processes and on
 //! both backends. An expired lease (its holder crashed) can be taken over.
 
-use crate::ledger::{self, Kind, SchemaObject};
+use crate::ledger::{self, IndexBuild, SchemaObject, TableSpec};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 fn objects() -> Vec<SchemaObject> {
-    vec![SchemaObject {
-        kind: Kind::Table,
+    vec![SchemaObject::Table(TableSpec {
         name: "snapline_leases",
         // expires_at: seconds since the Unix epoch, by the database's clock
         create_sql: "CREATE TABLE IF NOT EXISTS snapline_leases (name TEXT PRIMARY KEY, \
                      owner TEXT NOT NULL, expires_at BIGINT NOT NULL)"
             .into(),
-    }]
+    })]
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(manager, &objects()).await
+        ledger::create_missing(manager, &objects(), IndexBuild::Plain).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -4,7 +4,7 @@
 //! search for jobs held by dead workers, which otherwise visits every finished job those
 //! workers ever ran (finished jobs keep `lock_by` until pruned).
 
-use crate::ledger::{self, Kind, SchemaObject};
+use crate::ledger::{self, IndexBuild, IndexSpec, Method, SchemaObject};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
@@ -12,42 +12,40 @@ use sea_orm_migration::sea_orm::DbBackend;
 pub struct Migration;
 
 fn objects(backend: DbBackend) -> Vec<SchemaObject> {
-    match backend {
+    let specs = match backend {
         DbBackend::Postgres => vec![
             // Hash, not B-tree: a payload of any size can be indexed (a B-tree entry is
             // limited to about 2.7 kB, and a too-large payload must still be accepted and
             // then fail as malformed). The query's `job = convert_to($2, 'UTF8')` uses it.
-            SchemaObject {
-                kind: Kind::Index,
-                name: "apalis.jobs_waiting_payload_idx",
-                create_sql: "CREATE INDEX IF NOT EXISTS jobs_waiting_payload_idx \
-                             ON apalis.jobs USING hash (job) WHERE status = 'Pending'"
-                    .into(),
-            },
+            IndexSpec::btree("jobs_waiting_payload_idx", "apalis.jobs", &["job"])
+                .method(Method::Hash)
+                .predicate("status = 'Pending'"),
             // Same predicate as apalis's query, so the planner can prove it.
-            SchemaObject {
-                kind: Kind::Index,
-                name: "apalis.jobs_held_lock_by_idx",
-                create_sql: "CREATE INDEX IF NOT EXISTS jobs_held_lock_by_idx \
-                             ON apalis.jobs (lock_by) WHERE status = 'Running' OR status = 'Queued'"
-                    .into(),
-            },
+            IndexSpec::btree("jobs_held_lock_by_idx", "apalis.jobs", &["lock_by"])
+                .predicate("status = 'Running' OR status = 'Queued'"),
         ],
-        _ => vec![SchemaObject {
-            kind: Kind::Index,
-            name: "Jobs_waiting_payload_idx",
-            create_sql: "CREATE INDEX IF NOT EXISTS Jobs_waiting_payload_idx \
-                         ON Jobs (job_type, CAST(job AS TEXT)) WHERE status = 'Pending'"
-                .into(),
-        }],
-    }
+        _ => vec![
+            IndexSpec::btree(
+                "Jobs_waiting_payload_idx",
+                "Jobs",
+                &["job_type", "CAST(job AS TEXT)"],
+            )
+            .predicate("status = 'Pending'"),
+        ],
+    };
+    specs.into_iter().map(SchemaObject::Index).collect()
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(manager, &objects(manager.get_database_backend())).await
+        ledger::create_missing(
+            manager,
+            &objects(manager.get_database_backend()),
+            IndexBuild::Plain,
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

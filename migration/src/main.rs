@@ -1,7 +1,87 @@
-//! `migration up | down [-n N] | status | fresh | ...`: the sea-orm-migration CLI over
-//! snapline's migrations, database from `DATABASE_URL`. The release pipeline runs `up`.
+//! `migration up | down [-n N] | status | fresh | refresh | reset`: sea-orm-migration's
+//! subcommands over snapline's migrations, database from `DATABASE_URL` (or `-u`). The
+//! release pipeline runs `up`.
+//!
+//! `fresh` drops every table of the schema before migrating: on a database that holds tables
+//! snapline did not create (the platform's) it refuses, unless
+//! `--drop-tables-snapline-did-not-create` is given. `down`, `reset` and `refresh` only drop
+//! what snapline created.
+
+use clap::Parser;
+use sea_orm_cli::MigrateSubcommands;
+use sea_orm_migration::sea_orm::{ConnectOptions, Database};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(version, about = "snapline's schema migrations")]
+struct Cli {
+    /// Show debug messages.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+
+    /// Database schema (PostgreSQL; default `public`).
+    #[arg(short = 's', long, global = true, env = "DATABASE_SCHEMA")]
+    database_schema: Option<String>,
+
+    /// Database URL.
+    #[arg(short = 'u', long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+
+    /// Let `fresh` drop tables snapline did not create, the platform's included, with all
+    /// their rows. Never on a shared database.
+    #[arg(long, global = true)]
+    drop_tables_snapline_did_not_create: bool,
+
+    #[command(subcommand)]
+    command: Option<MigrateSubcommands>,
+}
 
 #[tokio::main]
-async fn main() {
-    sea_orm_migration::cli::run_cli(migration::Migrator).await;
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(url) = cli.database_url.clone() else {
+        eprintln!("error: no database: set DATABASE_URL or pass --database-url");
+        return ExitCode::from(2);
+    };
+    let mut options = ConnectOptions::new(url);
+    options.set_schema_search_path(
+        cli.database_schema
+            .clone()
+            .unwrap_or_else(|| "public".into()),
+    );
+    let db = match Database::connect(options).await {
+        Ok(db) => db,
+        Err(err) => {
+            eprintln!("error: cannot connect to the database: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.command == Some(MigrateSubcommands::Fresh) && !cli.drop_tables_snapline_did_not_create {
+        match migration::tables_not_created_by_snapline(&db).await {
+            Ok(foreign) if foreign.is_empty() => {}
+            Ok(foreign) => {
+                eprintln!(
+                    "error: refusing `fresh`: it drops every table, and these {} were not created by \
+                     snapline: {}. Use `down` (drops only what snapline created) or `refresh`; pass \
+                     --drop-tables-snapline-did-not-create only on a database you mean to wipe.",
+                    foreign.len(),
+                    foreign.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+            Err(err) => {
+                eprintln!("error: cannot list the database's tables: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match sea_orm_migration::cli::run_migrate(migration::Migrator, &db, cli.command, cli.verbose)
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

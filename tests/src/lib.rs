@@ -27,7 +27,8 @@ pub struct TestDb {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn admin_url() -> String {
+/// The PostgreSQL URL tests create their databases through (`SNAPLINE_TEST_PG_URL`).
+pub fn admin_url() -> String {
     std::env::var("SNAPLINE_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -112,6 +113,81 @@ impl TestDb {
             .expect("seed data set");
         test_db
     }
+}
+
+/// The platform's twelve tables as its public schema defines them (integer ids, NULLable
+/// references, NOT NULL columns only the platform fills, Ecto's index names), written for
+/// these tests from the platform's pg_dump and Ecto migrations.
+pub const PLATFORM_SCHEMA: &str = include_str!("../fixtures/platform_schema.sql");
+/// A small data set on [`PLATFORM_SCHEMA`]: the target shapes the rules must handle.
+pub const PLATFORM_DATA: &str = include_str!("../fixtures/platform_data.sql");
+
+impl TestDb {
+    /// A PostgreSQL database built as the platform's ([`PLATFORM_SCHEMA`]) holding
+    /// [`PLATFORM_DATA`]; snapline's migrations not applied.
+    pub async fn platform() -> TestDb {
+        let test = Self::empty(Backend::Postgres).await;
+        let pool = test.db.pg_pool().expect("a PostgreSQL pool");
+        for sql in [PLATFORM_SCHEMA, PLATFORM_DATA] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(pool)
+                .await
+                .expect("build the platform's schema and data");
+        }
+        test
+    }
+}
+
+/// The `public` schema as PostgreSQL describes it: tables, columns (type, nullability,
+/// default), indexes (full definition), constraints and storage settings, one line each,
+/// sorted. Two equal catalogs are the same schema.
+pub async fn public_catalog(db: &Db) -> Vec<String> {
+    let rows = db
+        .conn()
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.conn().get_database_backend(),
+            "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' \
+                    || is_nullable || ' ' || COALESCE(column_default, '-') \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' \
+             UNION ALL SELECT 'constraint ' || c.conrelid::regclass::text || ' ' || c.conname \
+                    || ' ' || pg_get_constraintdef(c.oid) \
+             FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+             WHERE n.nspname = 'public' \
+             UNION ALL SELECT 'options ' || c.relname || ' ' || array_to_string(c.reloptions, ',') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.reloptions IS NOT NULL \
+             ORDER BY 1",
+        ))
+        .await
+        .expect("catalog query");
+    rows.into_iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("text"))
+        .collect()
+}
+
+/// A digest of every row of `tables`: equal digests, equal data.
+pub async fn data_digest(db: &Db, tables: &[&str]) -> Vec<(String, String)> {
+    let mut digests = Vec::new();
+    for table in tables {
+        let row = db
+            .conn()
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.conn().get_database_backend(),
+                format!(
+                    "SELECT COUNT(*) || ':' || md5(COALESCE(string_agg(t::text, '|' ORDER BY t::text), '')) \
+                     FROM {table} AS t"
+                ),
+            ))
+            .await
+            .expect("digest query")
+            .expect("a row");
+        digests.push((
+            table.to_string(),
+            row.try_get_by_index::<String>(0).expect("text"),
+        ));
+    }
+    digests
 }
 
 impl Drop for TestDb {
@@ -241,7 +317,7 @@ pub async fn assert_population_exact(db: &Db, target_id: TargetId) {
     }
 }
 
-/// Runs a query returning one bigint column.
+/// Runs a query returning one integer or bigint column.
 pub async fn entity_ids(db: &Db, sql: &str) -> Vec<i64> {
     db.conn()
         .query_all_raw(sea_orm::Statement::from_string(
@@ -251,7 +327,7 @@ pub async fn entity_ids(db: &Db, sql: &str) -> Vec<i64> {
         .await
         .expect("query")
         .into_iter()
-        .map(|row| row.try_get_by_index::<i64>(0).expect("bigint"))
+        .map(|row| row.try_get_by_index::<entity::Id>(0).expect("an id").0)
         .collect()
 }
 

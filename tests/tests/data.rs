@@ -27,7 +27,7 @@ async fn all_tags(test: &TestDb) -> Vec<TagRow> {
         .await
         .expect("read tags")
         .into_iter()
-        .map(|t| (t.id, t.me_file_id, t.trait_id, t.tag_value))
+        .map(|t| (t.id.0, t.me_file_id.0, t.trait_id.0, t.tag_value))
         .collect()
 }
 
@@ -96,7 +96,7 @@ async fn the_data_set_has_the_shapes_the_rules_must_handle(backend: Backend) {
     assert!(nulls.target_populations > 0 && nulls.offers > 0 && nulls.ad_events > 0);
     let offers = offers::Entity::find().all(test.db.conn()).await.unwrap();
     assert!(
-        offers.iter().any(|o| o.target_band_id > 800_000_000),
+        offers.iter().any(|o| o.target_band_id.0 > 800_000_000),
         "offers on bands that no longer exist"
     );
 }
@@ -199,8 +199,11 @@ async fn population_pages_cover_every_row_once(backend: Backend) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|p| target_bands.contains(&p.target_band_id))
-        .map(|p| p.id)
+        .filter(|p| {
+            p.target_band_id
+                .is_some_and(|b| target_bands.contains(&b.0))
+        })
+        .map(|p| p.id.0)
         .collect();
     assert!(expected.len() > 100);
     let unique: HashSet<i64> = seen.iter().copied().collect();
@@ -227,21 +230,26 @@ async fn legacy_populations_sit_in_the_band_the_rules_give(backend: Backend) {
         .targets_of_bands(
             &populations
                 .iter()
-                .map(|p| BandId(p.target_band_id))
+                .map(|p| BandId(p.target_band_id.expect("seeded rows have a band").0))
                 .collect::<Vec<_>>(),
         )
         .await
         .unwrap();
     let targets: Vec<TargetId> = owners.values().copied().collect();
     let all_bands = test.db.bands().of_targets(&targets).await.unwrap();
-    let me_files: Vec<MeFileId> = populations.iter().map(|p| MeFileId(p.me_file_id)).collect();
+    let me_files: Vec<MeFileId> = populations
+        .iter()
+        .map(|p| MeFileId(p.me_file_id.expect("seeded rows have a me_file").0))
+        .collect();
     let tags = test.db.tags().of_me_files(&me_files, None).await.unwrap();
     for p in &populations {
-        let target = &all_bands[&owners[&BandId(p.target_band_id)]];
+        let band_id = BandId(p.target_band_id.expect("seeded rows have a band").0);
+        let me_file = MeFileId(p.me_file_id.expect("seeded rows have a me_file").0);
+        let target = &all_bands[&owners[&band_id]];
         let band = target
-            .band_for(&tags[&MeFileId(p.me_file_id)])
+            .band_for(&tags[&me_file])
             .expect("a legacy member matches its target");
-        assert_eq!(band.id.0, p.target_band_id);
+        assert_eq!(band.id, band_id);
     }
 }
 

@@ -278,8 +278,8 @@ async fn queue_lookups_use_their_indexes(backend: Backend) {
         Backend::Sqlite => {
             let waiting = plan(
                 db,
-                "SELECT 1 FROM Jobs WHERE job_type = $1 AND status = 'Pending' \
-                 AND CAST(job AS TEXT) = $2 LIMIT 1",
+                "SELECT 1 FROM Jobs INDEXED BY Jobs_waiting_payload_idx WHERE job_type = $1 \
+                 AND status = 'Pending' AND CAST(job AS TEXT) = $2 LIMIT 1",
                 vec!["sync_me_file".into(), r#"{"me_file_id":4}"#.into()],
             )
             .await;

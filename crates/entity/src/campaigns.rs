@@ -1,12 +1,13 @@
-//! `campaigns`: A campaign run against a target.
+//! `campaigns`: a campaign on a target; `target_id` NULLable on the platform.
+use crate::Id;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "campaigns")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
-    pub target_id: i64,
+    pub id: Id,
+    pub target_id: Option<Id>,
     pub title: Option<String>,
     pub deactivated_at: Option<DateTime>,
 }

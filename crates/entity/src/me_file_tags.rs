@@ -1,16 +1,17 @@
-//! `me_file_tags`: One tag of a me_file: a child trait, with an optional value.
+//! `me_file_tags`: a me_file's tag on a child trait; `tag_value` varchar(256) NULL.
+use crate::Id;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "me_file_tags")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
-    pub me_file_id: i64,
-    pub trait_id: i64,
+    pub id: Id,
+    pub me_file_id: Id,
+    pub trait_id: Id,
     pub tag_value: Option<String>,
-    pub added_date: Option<DateTime>,
-    pub modified_date: Option<DateTime>,
+    pub added_date: DateTime,
+    pub modified_date: DateTime,
 }
 
 // The platform has no foreign keys between these tables; relations are joins in the repo.

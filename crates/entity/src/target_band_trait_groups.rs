@@ -1,13 +1,14 @@
-//! `target_band_trait_groups`: A trait group required by a band.
+//! `target_band_trait_groups`: a group's membership of a band (AND across groups); both references NULLable on the platform.
+use crate::Id;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "target_band_trait_groups")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
-    pub target_band_id: i64,
-    pub trait_group_id: i64,
+    pub id: Id,
+    pub target_band_id: Option<Id>,
+    pub trait_group_id: Option<Id>,
 }
 
 // The platform has no foreign keys between these tables; relations are joins in the repo.

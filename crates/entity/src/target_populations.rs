@@ -1,16 +1,17 @@
-//! `target_populations`: A me_file's membership of a band, with the snapshot of why it matched.
+//! `target_populations`: a me_file in a band, with the snapshot of why. Both references are NULLable on the platform: such a row is an orphan snapline counts and leaves alone. snapline owns these rows.
+use crate::Id;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "target_populations")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
-    pub target_band_id: i64,
-    pub me_file_id: i64,
+    pub id: Id,
+    pub target_band_id: Option<Id>,
+    pub me_file_id: Option<Id>,
     pub matching_tags_snapshot: Option<Json>,
-    pub created_at: Option<DateTime>,
-    pub updated_at: Option<DateTime>,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
 }
 
 // The platform has no foreign keys between these tables; relations are joins in the repo.

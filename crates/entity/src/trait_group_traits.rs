@@ -1,13 +1,14 @@
-//! `trait_group_traits`: Membership of a trait in a trait group.
+//! `trait_group_traits`: a trait's membership of a group; both references NULLable on the platform.
+use crate::Id;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "trait_group_traits")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
-    pub trait_group_id: i64,
-    pub trait_id: i64,
+    pub id: Id,
+    pub trait_group_id: Option<Id>,
+    pub trait_id: Option<Id>,
 }
 
 // The platform has no foreign keys between these tables; relations are joins in the repo.

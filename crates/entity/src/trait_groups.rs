@@ -1,13 +1,14 @@
-//! `trait_groups`: A group of traits, matched when a me_file has any of them.
+//! `trait_groups`: a group of traits (OR within a group).
+use crate::Id;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "trait_groups")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i64,
+    pub id: Id,
     pub title: Option<String>,
-    pub parent_trait_id: Option<i64>,
+    pub parent_trait_id: Option<Id>,
     pub deactivated_at: Option<DateTime>,
 }
 

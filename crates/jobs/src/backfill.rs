@@ -112,6 +112,9 @@ pub struct BackfillReport {
     pub orphans: u64,
     /// Rows left NULL because their band no longer exists.
     pub unfixable: u64,
+    /// Rows with a NULL snapshot whose band or me_file reference is itself NULL (the
+    /// platform's schema allows it): orphans no snapshot can be built for, left as they are.
+    pub without_references: u64,
     pub unfixable_ids: Vec<String>,
     pub batches: u64,
     pub elapsed_ms: u64,
@@ -131,7 +134,7 @@ impl std::fmt::Display for BackfillReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}{} target_populations, {} offers, {} ad_events fixed; {} orphans computed from tags; {} unfixable left NULL; {} batches in {:.2}s ({:.0} rows/s)",
+            "{}{} target_populations, {} offers, {} ad_events fixed; {} orphans computed from tags; {} unfixable left NULL; {} without band or me_file left NULL; {} batches in {:.2}s ({:.0} rows/s)",
             if self.dry_run {
                 "dry run, would fix: "
             } else {
@@ -142,6 +145,7 @@ impl std::fmt::Display for BackfillReport {
             self.ad_events_fixed,
             self.orphans,
             self.unfixable,
+            self.without_references,
             self.batches,
             self.elapsed_ms as f64 / 1000.0,
             self.rate_per_sec()
@@ -224,6 +228,9 @@ pub async fn backfill(
         ..BackfillReport::default()
     };
     let bands_filter = scope.bands();
+    for band in bands_filter.unwrap_or_default() {
+        crate::error::check_id_range(db, "band", "target_bands", band.0).await?;
+    }
     if db.backfill().nulls_present(bands_filter).await? == [false; 3] {
         tracing::info!("No missing snapshots found");
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -247,6 +254,7 @@ pub async fn backfill(
         ad_events_fixed = report.ad_events_fixed,
         orphans = report.orphans,
         unfixable = report.unfixable,
+        without_references = report.without_references,
         batches = report.batches,
         elapsed_ms = report.elapsed_ms,
         rows_per_sec = report.rate_per_sec() as u64,
@@ -280,6 +288,19 @@ async fn backfill_holding_lease(
             offers = report.found[1],
             ad_events = report.found[2],
             "found missing snapshots"
+        );
+    }
+    let without_references = db
+        .backfill()
+        .null_rows_without_references(bands_filter)
+        .await?;
+    report.without_references = without_references.iter().sum::<i64>().max(0) as u64;
+    if report.without_references > 0 {
+        tracing::warn!(
+            target_populations = without_references[0],
+            offers = without_references[1],
+            ad_events = without_references[2],
+            "rows with a NULL snapshot and a NULL band or me_file: orphans, left as they are"
         );
     }
     let total = total.max(0) as u64;

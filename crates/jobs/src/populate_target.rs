@@ -64,7 +64,8 @@ pub struct PopulateSummary {
     pub deleted: u64,
     pub refreshed: u64,
     pub unchanged: u64,
-    /// Populations anywhere whose band no longer exists: left alone, counted.
+    /// Populations anywhere whose band no longer exists, or whose band or me_file is NULL:
+    /// left alone, counted.
     pub orphans: i64,
     pub batches: u64,
     pub me_files_scanned: u64,
@@ -104,6 +105,7 @@ pub async fn populate_target(
     options: &PopulateOptions,
 ) -> Result<PopulateSummary, JobError> {
     let started = Instant::now();
+    crate::error::check_id_range(db, "target", "targets", target_id.0).await?;
     if db.targets().find(target_id).await?.is_none() {
         return Err(JobError::UnknownTarget(target_id));
     }

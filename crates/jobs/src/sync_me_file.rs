@@ -191,6 +191,7 @@ pub async fn sync_me_file(
     cache: &BandCache,
     me_file: MeFileId,
 ) -> Result<SyncSummary, JobError> {
+    crate::error::check_id_range(db, "me_file", "me_files", me_file.0).await?;
     let txn = db.begin_write().await?;
     // Scope is read under the lock, in the same statement: a populate that starts later
     // reads tags already changed (the change committed before this job was pushed), so

@@ -1,3 +1,4 @@
+use crate::id_columns::IdColumns;
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId};
 use sea_orm::{ConnectionTrait, Value};
@@ -62,6 +63,26 @@ impl BackfillRepo<'_> {
 
     /// NULL snapshots per table (within `bands` when given), for progress totals.
     pub async fn null_counts(&self, bands: Option<&[BandId]>) -> Result<[i64; 3], RepoError> {
+        self.count_null_snapshots(bands, "").await
+    }
+
+    /// Rows with a NULL snapshot whose band or me_file reference is NULL (the platform allows
+    /// it in `target_populations` and `ad_events`), per table, within `bands` when given.
+    /// Nothing can say which snapshot they should carry: the backfill counts them and leaves
+    /// them as they are.
+    pub async fn null_rows_without_references(
+        &self,
+        bands: Option<&[BandId]>,
+    ) -> Result<[i64; 3], RepoError> {
+        self.count_null_snapshots(bands, " AND (target_band_id IS NULL OR me_file_id IS NULL)")
+            .await
+    }
+
+    async fn count_null_snapshots(
+        &self,
+        bands: Option<&[BandId]>,
+        condition: &str,
+    ) -> Result<[i64; 3], RepoError> {
         let mut counts = [0; 3];
         for (i, table) in ["target_populations", "offers", "ad_events"]
             .iter()
@@ -73,7 +94,8 @@ impl BackfillRepo<'_> {
                 .conn()
                 .query_one_raw(self.db.statement(
                     format!(
-                        "SELECT COUNT(*) FROM {table} WHERE matching_tags_snapshot IS NULL{filter}"
+                        "SELECT COUNT(*) FROM {table} \
+                         WHERE matching_tags_snapshot IS NULL{filter}{condition}"
                     ),
                     values,
                 ))
@@ -83,7 +105,8 @@ impl BackfillRepo<'_> {
         Ok(counts)
     }
 
-    /// The next populations with a NULL snapshot after population id `after`, by id.
+    /// The next populations with a NULL snapshot after population id `after`, by id; rows
+    /// whose band or me_file is NULL are skipped (see [`Self::null_rows_without_references`]).
     pub async fn null_populations_after(
         &self,
         after: i64,
@@ -101,9 +124,9 @@ impl BackfillRepo<'_> {
         rows.into_iter()
             .map(|row| {
                 Ok(NullPopulation {
-                    id: row.try_get_by_index(0)?,
-                    band_id: BandId(row.try_get_by_index(1)?),
-                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                    id: row.id_at(0)?,
+                    band_id: BandId(row.id_at(1)?),
+                    me_file_id: MeFileId(row.id_at(2)?),
                 })
             })
             .collect()
@@ -172,12 +195,7 @@ impl BackfillRepo<'_> {
             .query_all_raw(self.db.statement(null_pairs_sql(table, &filter), values))
             .await?;
         rows.into_iter()
-            .map(|row| {
-                Ok((
-                    MeFileId(row.try_get_by_index(0)?),
-                    BandId(row.try_get_by_index(1)?),
-                ))
-            })
+            .map(|row| Ok((MeFileId(row.id_at(0)?), BandId(row.id_at(1)?))))
             .collect()
     }
 
@@ -208,10 +226,7 @@ impl BackfillRepo<'_> {
         let wanted: std::collections::HashSet<(MeFileId, BandId)> = pairs.iter().copied().collect();
         let mut found = HashMap::new();
         for row in rows {
-            let key = (
-                MeFileId(row.try_get_by_index(0)?),
-                BandId(row.try_get_by_index(1)?),
-            );
+            let key = (MeFileId(row.id_at(0)?), BandId(row.id_at(1)?));
             if wanted.contains(&key) {
                 found.insert(key, row.try_get_by_index(2)?);
             }
@@ -299,9 +314,9 @@ impl BackfillRepo<'_> {
             pairs.iter().map(|p| (p.0.0, p.1.0)).collect();
         let mut ids = Vec::new();
         for row in rows {
-            let key: (i64, i64) = (row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+            let key: (i64, i64) = (row.id_at(1)?, row.id_at(2)?);
             if wanted.contains(&key) {
-                ids.push(row.try_get_by_index(0)?);
+                ids.push(row.id_at(0)?);
             }
         }
         Ok(ids)
@@ -369,7 +384,8 @@ impl BackfillRepo<'_> {
 fn null_populations_sql(filter: &str) -> String {
     format!(
         "SELECT id, target_band_id, me_file_id FROM target_populations \
-         WHERE matching_tags_snapshot IS NULL AND id > $1{filter} ORDER BY id LIMIT $2"
+         WHERE matching_tags_snapshot IS NULL AND id > $1{filter} \
+         AND target_band_id IS NOT NULL AND me_file_id IS NOT NULL ORDER BY id LIMIT $2"
     )
 }
 
@@ -377,6 +393,7 @@ fn null_pairs_sql(table: CopyTable, filter: &str) -> String {
     format!(
         "SELECT DISTINCT me_file_id, target_band_id FROM {} \
          WHERE matching_tags_snapshot IS NULL AND (me_file_id, target_band_id) > ($1, $2){filter} \
+         AND me_file_id IS NOT NULL AND target_band_id IS NOT NULL \
          ORDER BY me_file_id, target_band_id LIMIT $3",
         table.name()
     )

@@ -1,8 +1,10 @@
+use crate::id_columns::IdColumns;
 use crate::{Db, RepoError};
 use domain::{
     Band, BandId, BandTrait, TargetBands, TargetId, TraitGroup, TraitGroupId, TraitId, TraitInfo,
 };
-use sea_orm::ConnectionTrait;
+use entity::{Id, target_bands};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use std::collections::{BTreeMap, HashMap};
 
 /// Band metadata: which bands a target has, their trait groups, and the traits (with
@@ -59,10 +61,10 @@ impl BandRepo<'_> {
         type Groups = BTreeMap<TraitGroupId, Vec<TraitId>>;
         let mut targets: BTreeMap<TargetId, BTreeMap<BandId, Groups>> = BTreeMap::new();
         for row in structure {
-            let target = TargetId(row.try_get_by_index(0)?);
-            let band = BandId(row.try_get_by_index(1)?);
-            let group: Option<i64> = row.try_get_by_index(2)?;
-            let trait_id: Option<i64> = row.try_get_by_index(3)?;
+            let target = TargetId(row.id_at(0)?);
+            let band = BandId(row.id_at(1)?);
+            let group: Option<i64> = row.opt_id_at(2)?;
+            let trait_id: Option<i64> = row.opt_id_at(3)?;
             let groups = targets.entry(target).or_default().entry(band).or_default();
             if let Some(group) = group {
                 let traits = groups.entry(TraitGroupId(group)).or_default();
@@ -88,11 +90,11 @@ impl BandRepo<'_> {
         let mut traits: HashMap<TraitId, BandTrait> = HashMap::with_capacity(metadata.len());
         for row in metadata {
             let child = TraitInfo {
-                id: TraitId(row.try_get_by_index(0)?),
+                id: TraitId(row.id_at(0)?),
                 name: row.try_get_by_index(1)?,
                 display_order: row.try_get_by_index(2)?,
             };
-            let parent_id: Option<i64> = row.try_get_by_index(3)?;
+            let parent_id: Option<i64> = row.opt_id_at(3)?;
             let parent = match parent_id {
                 Some(id) => Some(TraitInfo {
                     id: TraitId(id),
@@ -128,7 +130,8 @@ impl BandRepo<'_> {
             .collect())
     }
 
-    /// The target of each band that exists, for jobs given band ids.
+    /// The target of each band that exists and names one, for jobs given band ids (a band
+    /// whose `target_id` is NULL belongs to no target: absent, like a deleted one).
     pub async fn targets_of_bands(
         &self,
         band_ids: &[BandId],
@@ -136,25 +139,18 @@ impl BandRepo<'_> {
         if band_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let ids: Vec<i64> = band_ids.iter().map(|b| b.0).collect();
-        let db = self.db;
-        let rows = db
-            .conn()
-            .query_all_raw(db.statement(
-                format!(
-                    "SELECT id, target_id FROM target_bands WHERE {}",
-                    db.in_id_list("id", 1)
-                ),
-                vec![db.id_list(&ids)],
-            ))
-            .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok((
-                    BandId(row.try_get_by_index(0)?),
-                    TargetId(row.try_get_by_index(1)?),
-                ))
-            })
-            .collect()
+        let mut found = HashMap::with_capacity(band_ids.len());
+        // sea-orm binds one parameter per id: chunked below PostgreSQL's 65,535.
+        for chunk in band_ids.chunks(10_000) {
+            let bands = target_bands::Entity::find()
+                .filter(target_bands::Column::Id.is_in(chunk.iter().map(|b| Id(b.0))))
+                .all(self.db.conn())
+                .await?;
+            found.extend(bands.into_iter().filter_map(|band| {
+                band.target_id
+                    .map(|target| (BandId(band.id.0), TargetId(target.0)))
+            }));
+        }
+        Ok(found)
     }
 }

@@ -1,7 +1,7 @@
 use crate::error::RepoError;
 use crate::{
     BackfillRepo, BandRepo, BulkLoader, GuardRepo, LeaseRepo, PopulationRepo, QueueJobRepo,
-    ReferenceRepo, StatsRepo, SyncRepo, TagRepo, TargetRepo,
+    ReferenceRepo, SchemaRepo, StatsRepo, SyncRepo, TagRepo, TargetRepo,
 };
 use migration::MigratorTrait;
 use sea_orm::{
@@ -11,7 +11,9 @@ use sea_orm::{
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ impl DbOptions {
 pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
+    /// The largest id of each table's `id` column, read once (see [`SchemaRepo::id_max`]).
+    pub(crate) id_limits: Arc<OnceLock<HashMap<String, i64>>>,
 }
 
 impl Db {
@@ -81,6 +85,7 @@ impl Db {
             Ok(Db {
                 conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
                 backend: Backend::Postgres,
+                id_limits: Arc::default(),
             })
         } else {
             let connect = SqliteConnectOptions::from_str(url)
@@ -98,6 +103,7 @@ impl Db {
             Ok(Db {
                 conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                 backend: Backend::Sqlite,
+                id_limits: Arc::default(),
             })
         }
     }
@@ -196,6 +202,10 @@ impl Db {
 
     pub fn guard(&self) -> GuardRepo<'_> {
         GuardRepo { db: self }
+    }
+
+    pub fn schema(&self) -> SchemaRepo<'_> {
+        SchemaRepo { db: self }
     }
 
     pub fn leases(&self) -> LeaseRepo<'_> {

@@ -1,5 +1,7 @@
 use crate::{Db, RepoError};
-use sea_orm::{ConnectionTrait, Value};
+use entity::snapline_leases::{Column, Entity};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Value};
 use std::time::Duration;
 
 /// Named, expiring locks in `snapline_leases`: one holder at a time, taken over once the
@@ -47,44 +49,45 @@ impl LeaseRepo<'_> {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, RepoError> {
-        let now = self.db.epoch_now_sql();
-        let sql = format!(
-            "UPDATE snapline_leases SET expires_at = {now} + $3 WHERE name = $1 AND owner = $2"
-        );
-        let result = conn
-            .execute_raw(self.db.statement(sql, lease_values(name, owner, ttl)))
+        let result = Entity::update_many()
+            .col_expr(Column::ExpiresAt, self.expiry(ttl))
+            .filter(Column::Name.eq(name))
+            .filter(Column::Owner.eq(owner))
+            .exec(conn)
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(result.rows_affected == 1)
     }
 
     pub async fn release(&self, name: &str, owner: &str) -> Result<(), RepoError> {
-        self.db
-            .conn()
-            .execute_raw(self.db.statement(
-                "DELETE FROM snapline_leases WHERE name = $1 AND owner = $2",
-                vec![Value::from(name), Value::from(owner)],
-            ))
+        Entity::delete_many()
+            .filter(Column::Name.eq(name))
+            .filter(Column::Owner.eq(owner))
+            .exec(self.db.conn())
             .await?;
         Ok(())
     }
 
     pub async fn holder(&self, name: &str) -> Result<Option<LeaseHolder>, RepoError> {
-        let now = self.db.epoch_now_sql();
-        let row = self
-            .db
-            .conn()
-            .query_one_raw(self.db.statement(
-                format!("SELECT owner, expires_at - {now} FROM snapline_leases WHERE name = $1"),
-                vec![Value::from(name)],
-            ))
+        let holder: Option<(String, i64)> = Entity::find()
+            .select_only()
+            .column(Column::Owner)
+            .column_as(
+                Expr::col(Column::ExpiresAt).sub(Expr::cust(self.db.epoch_now_sql())),
+                "expires_in_secs",
+            )
+            .filter(Column::Name.eq(name))
+            .into_tuple()
+            .one(self.db.conn())
             .await?;
-        row.map(|row| {
-            Ok(LeaseHolder {
-                owner: row.try_get_by_index(0)?,
-                expires_in_secs: row.try_get_by_index(1)?,
-            })
-        })
-        .transpose()
+        Ok(holder.map(|(owner, expires_in_secs)| LeaseHolder {
+            owner,
+            expires_in_secs,
+        }))
+    }
+
+    /// `now + ttl` by the database's clock.
+    fn expiry(&self, ttl: Duration) -> Expr {
+        Expr::cust(self.db.epoch_now_sql()).add(ttl_secs(ttl))
     }
 }
 
@@ -92,6 +95,11 @@ fn lease_values(name: &str, owner: &str, ttl: Duration) -> Vec<Value> {
     vec![
         Value::from(name),
         Value::from(owner),
-        Value::from(ttl.as_secs().max(1) as i64),
+        Value::from(ttl_secs(ttl)),
     ]
+}
+
+/// A lease lives at least a second.
+fn ttl_secs(ttl: Duration) -> i64 {
+    Ord::max(ttl.as_secs(), 1) as i64
 }

@@ -1,3 +1,4 @@
+use crate::id_columns::IdColumns;
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId, TargetId};
 use sea_orm::{ConnectionTrait, Value};
@@ -58,9 +59,9 @@ impl PopulationRepo<'_> {
             .into_iter()
             .map(|row| {
                 Ok(PopulationRow {
-                    id: row.try_get_by_index(0)?,
-                    band_id: BandId(row.try_get_by_index(1)?),
-                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                    id: row.id_at(0)?,
+                    band_id: BandId(row.id_at(1)?),
+                    me_file_id: MeFileId(row.id_at(2)?),
                     snapshot: row.try_get_by_index(3)?,
                 })
             })
@@ -158,9 +159,9 @@ impl PopulationRepo<'_> {
         rows.into_iter()
             .map(|row| {
                 Ok(PopulationRow {
-                    id: row.try_get_by_index(0)?,
-                    band_id: BandId(row.try_get_by_index(1)?),
-                    me_file_id: MeFileId(row.try_get_by_index(2)?),
+                    id: row.id_at(0)?,
+                    band_id: BandId(row.id_at(1)?),
+                    me_file_id: MeFileId(row.id_at(2)?),
                     snapshot: row.try_get_by_index(3)?,
                 })
             })
@@ -272,14 +273,16 @@ impl PopulationRepo<'_> {
         Ok(applied)
     }
 
-    /// Populations whose band no longer exists (the platform has no foreign keys).
+    /// Populations whose band no longer exists (the platform has no foreign keys), or whose
+    /// band or me_file reference is NULL (the platform's columns allow it). No job reads or
+    /// changes them.
     pub async fn count_orphans(&self) -> Result<i64, RepoError> {
         let row = self
             .db
             .conn()
             .query_one_raw(self.db.statement(
-                "SELECT COUNT(*) FROM target_populations p \
-                 WHERE NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)",
+                "SELECT COUNT(*) FROM target_populations p WHERE p.me_file_id IS NULL \
+                 OR NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)",
                 vec![],
             ))
             .await?;

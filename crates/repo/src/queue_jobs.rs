@@ -71,9 +71,11 @@ impl QueueJobRepo<'_> {
                 "SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' \
                  AND job = convert_to($2, 'UTF8') LIMIT 1"
             }
+            // Pinned: with few rows SQLite's planner sometimes took apalis's
+            // (job_type, status, run_at) index and read every waiting job of the queue.
             Backend::Sqlite => {
-                "SELECT 1 FROM Jobs WHERE job_type = $1 AND status = 'Pending' \
-                 AND CAST(job AS TEXT) = $2 LIMIT 1"
+                "SELECT 1 FROM Jobs INDEXED BY Jobs_waiting_payload_idx WHERE job_type = $1 \
+                 AND status = 'Pending' AND CAST(job AS TEXT) = $2 LIMIT 1"
             }
         };
         let row = self

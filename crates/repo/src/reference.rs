@@ -2,6 +2,7 @@
 //! by one statement. Benchmarks time them as the physical limit and compare results row for
 //! row; nothing in production calls them.
 
+use crate::id_columns::IdColumns;
 use crate::{Backend, Db, RepoError};
 use sea_orm::{ConnectionTrait, Value};
 
@@ -108,7 +109,7 @@ impl ReferenceRepo<'_> {
     }
 
     /// Rows that differ (band, me_file or snapshot) between the target's populations and
-    /// `table`, both ways.
+    /// `table`, both ways (rows without a me_file are orphans no job writes: not compared).
     pub async fn population_differences(
         &self,
         table: &str,
@@ -117,7 +118,7 @@ impl ReferenceRepo<'_> {
         self.require_postgres()?;
         let ours = "SELECT p.target_band_id, p.me_file_id, p.matching_tags_snapshot \
                     FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
-                    WHERE b.target_id = $1";
+                    WHERE b.target_id = $1 AND p.me_file_id IS NOT NULL";
         let theirs = format!(
             "SELECT r.target_band_id, r.me_file_id, r.matching_tags_snapshot FROM {table} r"
         );
@@ -206,9 +207,7 @@ impl ReferenceRepo<'_> {
                 vec![],
             ))
             .await?;
-        rows.into_iter()
-            .map(|row| Ok(row.try_get_by_index(0)?))
-            .collect()
+        rows.into_iter().map(|row| Ok(row.id_at(0)?)).collect()
     }
 
     /// For each finished `sync_me_file` job, the time from its push (`run_at`) to the commit

@@ -1,5 +1,11 @@
 use crate::{Db, RepoError};
-use sea_orm::ConnectionTrait;
+use entity::{
+    ad_events, campaigns, me_file_tags, me_files, offers, target_bands, target_populations,
+    targets, trait_groups, traits,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, Select,
+};
 
 /// NULL snapshots per table; each count is answered from its partial index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -37,34 +43,40 @@ pub struct StatsRepo<'a> {
 
 impl StatsRepo<'_> {
     pub async fn null_snapshots(&self) -> Result<NullSnapshotCounts, RepoError> {
-        let count = |table: &'static str| async move {
-            self.count(&format!(
-                "SELECT COUNT(*) FROM {table} WHERE matching_tags_snapshot IS NULL"
-            ))
-            .await
-        };
+        let conn = self.db.conn();
         Ok(NullSnapshotCounts {
-            target_populations: count("target_populations").await?,
-            offers: count("offers").await?,
-            ad_events: count("ad_events").await?,
+            target_populations: count(
+                target_populations::Entity::find()
+                    .filter(target_populations::Column::MatchingTagsSnapshot.is_null()),
+                conn,
+            )
+            .await?,
+            offers: count(
+                offers::Entity::find().filter(offers::Column::MatchingTagsSnapshot.is_null()),
+                conn,
+            )
+            .await?,
+            ad_events: count(
+                ad_events::Entity::find().filter(ad_events::Column::MatchingTagsSnapshot.is_null()),
+                conn,
+            )
+            .await?,
         })
     }
 
     pub async fn tables(&self) -> Result<TableCounts, RepoError> {
-        let count = |table: &'static str| async move {
-            self.count(&format!("SELECT COUNT(*) FROM {table}")).await
-        };
+        let conn = self.db.conn();
         Ok(TableCounts {
-            traits: count("traits").await?,
-            me_files: count("me_files").await?,
-            me_file_tags: count("me_file_tags").await?,
-            targets: count("targets").await?,
-            target_bands: count("target_bands").await?,
-            trait_groups: count("trait_groups").await?,
-            campaigns: count("campaigns").await?,
-            target_populations: count("target_populations").await?,
-            offers: count("offers").await?,
-            ad_events: count("ad_events").await?,
+            traits: count(traits::Entity::find(), conn).await?,
+            me_files: count(me_files::Entity::find(), conn).await?,
+            me_file_tags: count(me_file_tags::Entity::find(), conn).await?,
+            targets: count(targets::Entity::find(), conn).await?,
+            target_bands: count(target_bands::Entity::find(), conn).await?,
+            trait_groups: count(trait_groups::Entity::find(), conn).await?,
+            campaigns: count(campaigns::Entity::find(), conn).await?,
+            target_populations: count(target_populations::Entity::find(), conn).await?,
+            offers: count(offers::Entity::find(), conn).await?,
+            ad_events: count(ad_events::Entity::find(), conn).await?,
         })
     }
 
@@ -83,17 +95,13 @@ impl StatsRepo<'_> {
             .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
             .collect()
     }
+}
 
-    async fn count(&self, sql: &str) -> Result<i64, RepoError> {
-        let row = self
-            .db
-            .conn()
-            .query_one_raw(self.db.statement(sql, vec![]))
-            .await?
-            .ok_or(RepoError::Data {
-                what: "count",
-                detail: format!("no row from `{sql}`"),
-            })?;
-        Ok(row.try_get_by_index(0)?)
-    }
+/// The rows `select` finds (`COUNT(*)` in the database).
+async fn count<E>(select: Select<E>, conn: &sea_orm::DatabaseConnection) -> Result<i64, RepoError>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+{
+    Ok(i64::try_from(select.count(conn).await?).unwrap_or(i64::MAX))
 }

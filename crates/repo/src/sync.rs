@@ -1,6 +1,7 @@
 //! The statements of one me_file's sync, each read shaped to cost one round trip: a sync
 //! is a handful of tiny statements, so round trips, not rows, are most of its cost.
 
+use crate::id_columns::IdColumns;
 use crate::populations::me_file_lock_sql;
 use crate::{Backend, Db, PopulationRow, RepoError};
 use domain::{BandId, MeFileId, MeFileTagId, Tag, TargetId, TraitId};
@@ -42,7 +43,7 @@ impl SyncRepo<'_> {
                     .query_one_raw(db.statement(
                         format!(
                             "SELECT COUNT({}), \
-                             (SELECT array_agg(id ORDER BY id) FROM targets \
+                             (SELECT array_agg(CAST(id AS BIGINT) ORDER BY id) FROM targets \
                               WHERE population_status IN ($2, $3))",
                             me_file_lock_sql("$1::bigint")
                         ),
@@ -64,7 +65,7 @@ impl SyncRepo<'_> {
                     ))
                     .await?;
                 rows.into_iter()
-                    .map(|row| Ok(TargetId(row.try_get_by_index(0)?)))
+                    .map(|row| Ok(TargetId(row.id_at(0)?)))
                     .collect()
             }
         }
@@ -102,19 +103,22 @@ impl SyncRepo<'_> {
         let mut state = MeFileState::default();
         for row in rows {
             let kind: i32 = row.try_get_by_index(0)?;
-            let id: Option<i64> = row.try_get_by_index(1)?;
+            let id: Option<i64> = row.opt_id_at(1)?;
             if kind == 0 {
                 let tags = state.tags.get_or_insert_with(Vec::new);
                 if let Some(id) = id {
                     tags.push(Tag {
                         id: MeFileTagId(id),
-                        trait_id: TraitId(row.try_get_by_index(2)?),
+                        trait_id: TraitId(row.id_at(2)?),
                         tag_value: row.try_get_by_index(3)?,
                     });
                 }
                 continue;
             }
-            let band_id = BandId(row.try_get_by_index(2)?);
+            // A row without a band (NULLable on the platform) is an orphan no target owns.
+            let Some(band_id) = row.opt_id_at::<BandId>(2)? else {
+                continue;
+            };
             if let (Some(id), true) = (id, wanted.contains(&band_id)) {
                 state.rows.push(PopulationRow {
                     id,

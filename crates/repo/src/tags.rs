@@ -1,3 +1,4 @@
+use crate::id_columns::IdColumns;
 use crate::{Db, RepoError};
 use domain::{MeFileId, MeFileTagId, Tag, TraitId};
 use sea_orm::ConnectionTrait;
@@ -35,10 +36,10 @@ impl TagRepo<'_> {
         let rows = db.conn().query_all_raw(db.statement(sql, values)).await?;
         let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
         for row in rows {
-            let me_file = MeFileId(row.try_get_by_index(0)?);
+            let me_file = MeFileId(row.id_at(0)?);
             by_me_file.entry(me_file).or_default().push(Tag {
-                id: MeFileTagId(row.try_get_by_index(1)?),
-                trait_id: TraitId(row.try_get_by_index(2)?),
+                id: MeFileTagId(row.id_at(1)?),
+                trait_id: TraitId(row.id_at(2)?),
                 tag_value: row.try_get_by_index(3)?,
             });
         }
@@ -77,11 +78,11 @@ impl TagRepo<'_> {
         let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
         for row in rows {
             by_me_file
-                .entry(MeFileId(row.try_get_by_index(0)?))
+                .entry(MeFileId(row.id_at(0)?))
                 .or_default()
                 .push(Tag {
-                    id: MeFileTagId(row.try_get_by_index(1)?),
-                    trait_id: TraitId(row.try_get_by_index(2)?),
+                    id: MeFileTagId(row.id_at(1)?),
+                    trait_id: TraitId(row.id_at(2)?),
                     tag_value: row.try_get_by_index(3)?,
                 });
         }
@@ -105,7 +106,7 @@ impl TagRepo<'_> {
             ))
             .await?;
         rows.into_iter()
-            .map(|row| Ok(MeFileId(row.try_get_by_index(0)?)))
+            .map(|row| Ok(MeFileId(row.id_at(0)?)))
             .collect()
     }
 }

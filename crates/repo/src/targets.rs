@@ -1,7 +1,9 @@
 use crate::{Db, RepoError};
 use domain::{PopulationStatus, TargetId};
+use entity::Id;
 use entity::targets;
-use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 /// A target as the jobs see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +21,7 @@ pub struct TargetRepo<'a> {
 
 impl TargetRepo<'_> {
     pub async fn find(&self, target_id: TargetId) -> Result<Option<TargetRow>, RepoError> {
-        let model = targets::Entity::find_by_id(target_id.0)
+        let model = targets::Entity::find_by_id(Id(target_id.0))
             .one(self.db.conn())
             .await?;
         Ok(model.map(to_row))
@@ -36,7 +38,7 @@ impl TargetRepo<'_> {
 
 fn to_row(model: targets::Model) -> TargetRow {
     TargetRow {
-        id: TargetId(model.id),
+        id: TargetId(model.id.0),
         title: model.title,
         status: model
             .population_status
@@ -46,29 +48,26 @@ fn to_row(model: targets::Model) -> TargetRow {
 }
 
 impl TargetRepo<'_> {
-    /// Sets `population_status`; `populated` also stamps `last_populated_at`. Returns whether
-    /// the target exists.
+    /// Sets `population_status`; `populated` also stamps `last_populated_at` (the only two
+    /// columns of `targets` snapline writes). Returns whether the target exists.
     pub async fn set_status(
         &self,
         target_id: TargetId,
         status: PopulationStatus,
     ) -> Result<bool, RepoError> {
-        let db = self.db;
-        let now = db.timestamp_now_sql();
-        let stamp = if status == PopulationStatus::Populated {
-            format!(", last_populated_at = {now}")
-        } else {
-            String::new()
-        };
-        let result = db
-            .conn()
-            .execute_raw(db.statement(
-                format!(
-                    "UPDATE targets SET population_status = $2, updated_at = {now}{stamp} WHERE id = $1"
-                ),
-                vec![target_id.0.into(), status.as_str().into()],
-            ))
-            .await?;
-        Ok(result.rows_affected() == 1)
+        let mut update = targets::Entity::update_many()
+            .col_expr(
+                targets::Column::PopulationStatus,
+                Expr::value(status.as_str()),
+            )
+            .filter(targets::Column::Id.eq(Id(target_id.0)));
+        if status == PopulationStatus::Populated {
+            update = update.col_expr(
+                targets::Column::LastPopulatedAt,
+                Expr::cust(self.db.timestamp_now_sql()),
+            );
+        }
+        let result = update.exec(self.db.conn()).await?;
+        Ok(result.rows_affected == 1)
     }
 }

@@ -1,0 +1,46 @@
+//! What the jobs need to know of the database's own schema.
+
+use crate::{Backend, Db, RepoError};
+use sea_orm::ConnectionTrait;
+use std::collections::HashMap;
+
+/// Reads of the catalog.
+pub struct SchemaRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl SchemaRepo<'_> {
+    /// The largest id `table.id` can hold: 2,147,483,647 where the column is `integer` (the
+    /// platform's), `i64::MAX` where it is `bigint` (a schema snapline created) and on
+    /// SQLite. Read from the catalog once per pool.
+    pub async fn id_max(&self, table: &str) -> Result<i64, RepoError> {
+        if let Some(limits) = self.db.id_limits.get() {
+            return Ok(limits.get(table).copied().unwrap_or(i64::MAX));
+        }
+        let mut limits = HashMap::new();
+        if self.db.backend() == Backend::Postgres {
+            let rows = self
+                .db
+                .conn()
+                .query_all_raw(self.db.statement(
+                    "SELECT table_name::text, data_type::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND column_name = 'id'",
+                    vec![],
+                ))
+                .await?;
+            for row in rows {
+                let table: String = row.try_get_by_index(0)?;
+                let data_type: String = row.try_get_by_index(1)?;
+                let max = match data_type.as_str() {
+                    "integer" => i64::from(i32::MAX),
+                    "smallint" => i64::from(i16::MAX),
+                    _ => i64::MAX,
+                };
+                limits.insert(table, max);
+            }
+        }
+        let max = limits.get(table).copied().unwrap_or(i64::MAX);
+        let _ = self.db.id_limits.set(limits);
+        Ok(max)
+    }
+}

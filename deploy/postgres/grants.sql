@@ -1,0 +1,38 @@
+-- What snapline's service role may do on the platform's database: read the platform's
+-- tables, and write only what snapline owns. Run after `migration up`, as the migration role
+-- (it owns snapline's tables and, through the platform's owner role, can grant on the
+-- platform's), and again after any `migration up` that adds a table:
+--
+--   psql "$MIGRATION_URL" -v ON_ERROR_STOP=1 -v service_role=snapline_service \
+--        -f deploy/postgres/grants.sql
+--
+-- Everything else is refused by PostgreSQL: no other column of offers, ad_events or targets,
+-- no write to tags, me_files, bands or campaigns, no DDL.
+
+GRANT USAGE ON SCHEMA public TO :"service_role";
+
+-- Read: the platform's tables the jobs read.
+GRANT SELECT ON traits, me_files, me_file_tags, targets, target_bands, trait_groups,
+    trait_group_traits, target_band_trait_groups, campaigns, target_populations, offers,
+    ad_events TO :"service_role";
+
+-- Write: populations are snapline's rows.
+GRANT INSERT, UPDATE, DELETE ON target_populations TO :"service_role";
+SELECT format('GRANT USAGE ON SEQUENCE %s TO %I',
+              pg_get_serial_sequence('target_populations', 'id'), :'service_role')
+WHERE pg_get_serial_sequence('target_populations', 'id') IS NOT NULL \gexec
+
+-- Write: a NULL snapshot of an offer or ad_event (and its updated_at), nothing else.
+GRANT UPDATE (matching_tags_snapshot, updated_at) ON offers, ad_events TO :"service_role";
+
+-- Write: a target's population status and when it was last populated.
+GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role";
+
+-- snapline's own table: the leases that keep two runs of one job apart.
+GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases TO :"service_role";
+
+-- The queues.
+GRANT USAGE ON SCHEMA apalis TO :"service_role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA apalis TO :"service_role";
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA apalis TO :"service_role";
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA apalis TO :"service_role";
