@@ -166,6 +166,37 @@ pub async fn public_catalog(db: &Db) -> Vec<String> {
         .collect()
 }
 
+/// Reads every row of every platform table through its sea-orm entity: fails when an
+/// entity's types or nullability are not the table's.
+pub async fn read_every_entity(db: &Db) {
+    use entity::*;
+    use sea_orm::EntityTrait;
+    let conn = db.conn();
+    macro_rules! read_all {
+        ($($table:ident),*) => {$(
+            $table::Entity::find()
+                .all(conn)
+                .await
+                .unwrap_or_else(|e| panic!("entity {}: {e}", stringify!($table)));
+        )*};
+    }
+    read_all!(
+        traits,
+        me_files,
+        me_file_tags,
+        targets,
+        target_bands,
+        trait_groups,
+        trait_group_traits,
+        target_band_trait_groups,
+        campaigns,
+        target_populations,
+        offers,
+        ad_events,
+        snapline_leases
+    );
+}
+
 /// A digest of every row of `tables`: equal digests, equal data.
 pub async fn data_digest(db: &Db, tables: &[&str]) -> Vec<(String, String)> {
     let mut digests = Vec::new();

@@ -376,7 +376,55 @@ async fn backfill_jobs_run_through_a_worker(backend: Backend) {
     assert_eq!(nulls(&test).await, [0, 3, 3]);
 }
 
+/// Rows whose band or me_file is NULL (the platform's columns allow it): every job counts
+/// them, leaves them as they are, and does not fail on them.
+async fn rows_without_band_or_me_file_are_left_alone(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let db = &test.db;
+    let band = entity_ids(db, "SELECT MIN(id) FROM target_bands WHERE target_id = 1")
+        .await
+        .remove(0);
+    execute(
+        db,
+        &format!(
+            "INSERT INTO target_populations (target_band_id, me_file_id) \
+             VALUES ({band}, NULL), (NULL, 5), (NULL, NULL); \
+             INSERT INTO ad_events (offer_id, me_file_id, target_band_id) \
+             VALUES (NULL, 5, NULL), (1, NULL, {band})"
+        ),
+    )
+    .await;
+    let orphans = "SELECT (SELECT COUNT(*) FROM target_populations WHERE (target_band_id IS NULL \
+                   OR me_file_id IS NULL) AND matching_tags_snapshot IS NULL) \
+                   + (SELECT COUNT(*) FROM ad_events WHERE (target_band_id IS NULL \
+                   OR me_file_id IS NULL) AND matching_tags_snapshot IS NULL)";
+    populate_target(db, TargetId(1), &PopulateOptions::default())
+        .await
+        .expect("populate");
+    snapline_tests::assert_population_exact(db, TargetId(1)).await;
+    let cache = jobs::sync_me_file::BandCache::new(std::time::Duration::ZERO);
+    jobs::sync_me_file::sync_me_file(db, &cache, domain::MeFileId(5))
+        .await
+        .expect("sync");
+    let report = backfill(db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .expect("backfill");
+    assert_eq!(report.without_references, 5, "{report}");
+    snapline_tests::read_every_entity(db).await;
+    assert_eq!(scalar(db, orphans).await, 5, "left as they are");
+    assert_eq!(
+        nulls(&test).await[0],
+        3,
+        "every other population has its snapshot"
+    );
+    let again = backfill(db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .expect("the hourly run does not fail on them");
+    assert_eq!((again.fixed(), again.without_references), (0, 5));
+}
+
 both_backends! {
+    null_references => rows_without_band_or_me_file_are_left_alone;
     everything_fixable_is_fixed => everything_fixable_is_fixed;
     offer_with_healthy_population => an_offer_is_fixed_when_its_population_is_already_fine;
     never_overwrites => existing_snapshots_are_never_overwritten;

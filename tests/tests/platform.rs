@@ -270,6 +270,7 @@ async fn populate_sync_and_backfill_are_exact_on_the_platform_schema() {
     insert_rows_with_null_references(db).await;
     let orphans = null_reference_rows(db).await;
     assert_eq!(orphans, 6);
+    snapline_tests::read_every_entity(db).await;
 
     // Populate every shape.
     for target in TARGETS {
@@ -436,6 +437,8 @@ async fn populate_sync_and_backfill_are_exact_on_the_platform_schema() {
     .expect("backfill again");
     assert_eq!(again.fixed(), 0, "{again}");
 
+    snapline_tests::read_every_entity(db).await;
+
     // The guard goes on the platform's tables; new NULLs are refused.
     db.guard().enable().await.expect("guard");
     let refused = db
@@ -454,13 +457,25 @@ async fn populate_sync_and_backfill_are_exact_on_the_platform_schema() {
 }
 
 fn run(binary_name: &str, url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(binary(binary_name))
+    run_with(binary_name, url, args, &[])
+}
+
+fn run_with(
+    binary_name: &str,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = Command::new(binary(binary_name));
+    command
         .args(args)
         .env("SNAPLINE_PROFILE", "test")
         .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
+        .env("RUST_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
 }
 
 fn assert_ok(out: &std::process::Output, what: &str) -> String {
@@ -477,7 +492,28 @@ fn assert_ok(out: &std::process::Output, what: &str) -> String {
 async fn the_binaries_run_on_the_platform_database() {
     let test = TestDb::platform().await;
     let url = &test.url;
-    assert_ok(&run("migration", url, &["up"]), "migration up");
+    // As the release pipeline runs it on the live platform: indexes built concurrently.
+    assert_ok(
+        &run_with(
+            "migration",
+            url,
+            &["up"],
+            &[("SNAPLINE_CREATE_INDEXES_CONCURRENTLY", "true")],
+        ),
+        "migration up, concurrently",
+    );
+    assert_eq!(
+        scalar(
+            &test.db,
+            "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname IN ('target_populations_me_file_idx', 'me_file_tags_trait_me_file_idx', \
+             'me_file_tags_me_file_idx', 'target_band_trait_groups_band_idx', \
+             'trait_group_traits_group_idx', 'offers_me_file_band_idx') AND i.indisvalid"
+        )
+        .await,
+        6,
+        "the six missing indexes built, valid"
+    );
     insert_rows_with_null_references(&test.db).await;
     let out = assert_ok(
         &run("populator", url, &["run", "--target", "1"]),
@@ -504,6 +540,9 @@ async fn the_binaries_run_on_the_platform_database() {
         ("populator", ["run", "--target", "3000000000"]),
         ("syncer", ["run", "--me-file", "3000000000"]),
         ("backfiller", ["run", "--band", "3000000000"]),
+        ("populator", ["enqueue", "--target", "3000000000"]),
+        ("syncer", ["enqueue", "--me-file", "3000000000"]),
+        ("backfiller", ["enqueue", "--band", "3000000000"]),
     ] {
         let out = run(binary_name, url, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,4 +1,5 @@
-//! `ad_events`: an event of an offer; copies the offer's snapshot. Every reference is NULLable on the platform.
+//! `ad_events`: an event of an offer; copies the offer's snapshot. Every reference is NULLable on
+//! the platform.
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

@@ -3,6 +3,7 @@
 //! pg_dump plus Ecto migrations): ids are `integer` there and `bigint` on a schema snapline
 //! created, so every id is an [`Id`], which reads either. Other columns may exist in the
 //! platform's database; these entities never name them, so they are left alone.
+//! `snapline_leases` is snapline's own table.
 //!
 //! This crate only declares shapes: it runs no query and holds no logic.
 

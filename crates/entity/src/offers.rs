@@ -1,4 +1,6 @@
-//! `offers`: an offer made to a me_file; its snapshot is a copy of the population's and is history. References NOT NULL; the platform's other NOT NULL columns (`media_run_id`, amounts, flags) are never snapline's to write, so they are not named here.
+//! `offers`: an offer made to a me_file; its snapshot is a copy of the population's and is history.
+//! References NOT NULL; the platform's other NOT NULL columns (`media_run_id`, amounts, flags) are
+//! never snapline's to write, so they are not named here.
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

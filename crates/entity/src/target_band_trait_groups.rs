@@ -1,4 +1,5 @@
-//! `target_band_trait_groups`: a group's membership of a band (AND across groups); both references NULLable on the platform.
+//! `target_band_trait_groups`: a group's membership of a band (AND across groups); both references
+//! NULLable on the platform.
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

@@ -1,4 +1,5 @@
-//! `target_bands`: a band of a target; `target_id` is NULLable on the platform, `is_bullseye` is `"1"` or `"0"`.
+//! `target_bands`: a band of a target; `target_id` is NULLable on the platform, `is_bullseye` is
+//! `"1"` or `"0"`.
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

@@ -1,4 +1,6 @@
-//! `target_populations`: a me_file in a band, with the snapshot of why. Both references are NULLable on the platform: such a row is an orphan snapline counts and leaves alone. snapline owns these rows.
+//! `target_populations`: a me_file in a band, with the snapshot of why. Both references are
+//! NULLable on the platform: such a row is an orphan snapline counts and leaves alone. snapline
+//! owns these rows.
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

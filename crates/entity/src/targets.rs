@@ -1,4 +1,6 @@
-//! `targets`: a marketer's target; `population_status` (varchar(255) NULL, default `not_populated`) is not_populated, populating, populated or failed. snapline writes `population_status` and `last_populated_at`, nothing else.
+//! `targets`: a marketer's target; `population_status` (varchar(255) NULL, default `not_populated`)
+//! is not_populated, populating, populated or failed. snapline writes `population_status` and
+//! `last_populated_at`, nothing else.
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

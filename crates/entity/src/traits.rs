@@ -1,4 +1,6 @@
-//! `traits`: a parent trait (no parent) or a child trait under one. Platform: `trait_name` varchar(256) NOT NULL, `display_order` integer NOT NULL (NULL is allowed on a schema snapline created, and sorts last).
+//! `traits`: a parent trait (no parent) or a child trait under one. Platform: `trait_name`
+//! varchar(256) NOT NULL, `display_order` integer NOT NULL (NULL is allowed on a schema snapline
+//! created, and sorts last).
 use crate::Id;
 use sea_orm::entity::prelude::*;
 

@@ -492,6 +492,9 @@ pub async fn handle(
 
 /// Pushes one backfill job.
 pub async fn enqueue(db: &Db, job: BackfillJob) -> Result<(), JobError> {
+    if let BackfillJob::Band(band) = &job {
+        crate::error::check_id_range(db, "band", "target_bands", band.band_id).await?;
+    }
     crate::queue::push(db, QUEUE, job, crate::queue::DEFAULT_MAX_ATTEMPTS).await
 }
 

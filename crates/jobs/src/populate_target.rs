@@ -243,6 +243,7 @@ pub async fn handle(
 
 /// Pushes a `populate_target` job.
 pub async fn enqueue(db: &Db, target_id: TargetId) -> Result<(), JobError> {
+    crate::error::check_id_range(db, "target", "targets", target_id.0).await?;
     crate::queue::push(
         db,
         QUEUE,

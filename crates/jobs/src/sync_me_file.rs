@@ -288,6 +288,7 @@ pub async fn handle(
 /// Pushes a `sync_me_file` job unless one for the same me_file is still waiting; returns
 /// whether it pushed.
 pub async fn enqueue(db: &Db, me_file: MeFileId) -> Result<bool, JobError> {
+    crate::error::check_id_range(db, "me_file", "me_files", me_file.0).await?;
     crate::queue::push_unless_waiting(
         db,
         QUEUE,
