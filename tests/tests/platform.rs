@@ -533,6 +533,14 @@ async fn the_binaries_run_on_the_platform_database() {
     let out = assert_ok(&run("backfiller", url, &["run"]), "backfiller run");
     assert!(out.contains("6 without band or me_file"), "{out}");
     assert_ok(&run("snapctl", url, &["status"]), "snapctl status");
+    assert_ok(
+        &run("snapctl", url, &["guard", "enable"]),
+        "snapctl guard enable",
+    );
+    assert_ok(
+        &run("snapctl", url, &["guard", "disable"]),
+        "snapctl guard disable",
+    );
     assert_population_exact(&test.db, TargetId(1)).await;
 
     // Ids the platform's integer columns cannot hold: bad input, named, exit 2.
@@ -768,4 +776,21 @@ async fn the_services_run_as_the_least_privileged_role() {
         .await
         .expect("drop the test's role");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_refuses_the_platforms_schema_and_writes_nothing() {
+    let test = TestDb::empty(snapline_tests::Backend::Postgres).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::PLATFORM_SCHEMA))
+        .execute(test.db.pg_pool().unwrap())
+        .await
+        .expect("the platform's schema, no data");
+    let out = run("snapctl", &test.url, &["seed", "--me-files", "50"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("traits has NOT NULL columns") && stderr.contains("input_type"),
+        "{stderr}"
+    );
+    assert_eq!(scalar(&test.db, "SELECT COUNT(*) FROM traits").await, 0);
 }

@@ -170,7 +170,9 @@ async fn seed(db: &Db, options: &SeedOptions) -> anyhow::Result<synth::SeedRepor
     })
     .await
     .map_err(|e| match e {
-        synth::SeedError::NotEmpty { .. } | synth::SeedError::Invalid(_) => BadInput::wrap(e),
+        synth::SeedError::NotEmpty { .. }
+        | synth::SeedError::ForeignSchema { .. }
+        | synth::SeedError::Invalid(_) => BadInput::wrap(e),
         other => other.into(),
     })?;
     println!(

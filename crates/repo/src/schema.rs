@@ -43,4 +43,35 @@ impl SchemaRepo<'_> {
         let _ = self.db.id_limits.set(limits);
         Ok(max)
     }
+
+    /// The columns of `table` an insert naming only `columns` cannot fill: NOT NULL, no
+    /// default, not named (the platform's own columns, such as `traits.input_type`).
+    /// PostgreSQL; on SQLite the tables are always snapline's and nothing is missing.
+    pub async fn columns_needing_values(
+        &self,
+        table: &str,
+        columns: &[&str],
+    ) -> Result<Vec<String>, RepoError> {
+        if self.db.backend() != Backend::Postgres {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 \
+                 AND is_nullable = 'NO' AND column_default IS NULL ORDER BY ordinal_position",
+                vec![table.into()],
+            ))
+            .await?;
+        let mut missing = Vec::new();
+        for row in rows {
+            let column: String = row.try_get_by_index(0)?;
+            if !columns.contains(&column.as_str()) {
+                missing.push(column);
+            }
+        }
+        Ok(missing)
+    }
 }

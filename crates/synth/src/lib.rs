@@ -60,6 +60,11 @@ pub enum SeedError {
         "the database already holds data ({me_files} me_files, {traits} traits): seed writes fixed ids and needs empty tables; use a fresh database"
     )]
     NotEmpty { me_files: i64, traits: i64 },
+    #[error(
+        "seed writes snapline's own schema, and {table} has NOT NULL columns without a default that it does not fill ({}): this looks like the platform's database; seed a fresh one",
+        columns.join(", ")
+    )]
+    ForeignSchema { table: String, columns: Vec<String> },
     #[error("invalid seed options: {0}")]
     Invalid(String),
     #[error(transparent)]
@@ -107,9 +112,8 @@ pub async fn seed(
     let parents = Arc::new(catalog::parents());
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let set = targets::build(&parents, options.targets, &mut rng);
-    for rows in structure_rows(&parents, &set) {
-        db.bulk().insert(&rows).await?;
-    }
+    // Written with the first chunk, once every table's columns are known to fit.
+    let mut structure = Some(structure_rows(&parents, &set));
     let target_bands: Arc<Vec<TargetBands>> =
         Arc::new(set.target_bands(&catalog::band_traits(&parents)));
 
@@ -133,6 +137,16 @@ pub async fn seed(
         })
     };
     while let Some(chunk) = receiver.recv().await {
+        if let Some(structure) = structure.take() {
+            let chunk_tables = [
+                &chunk.me_files,
+                &chunk.me_file_tags,
+                &chunk.populations,
+                &chunk.offers,
+                &chunk.ad_events,
+            ];
+            write_structure(db, structure, &chunk_tables).await?;
+        }
         report.me_files += chunk.me_files.rows.len() as u64;
         report.me_file_tags += chunk.me_file_tags.rows.len() as u64;
         report.legacy_populations += chunk.populations.rows.len() as u64;
@@ -151,6 +165,9 @@ pub async fn seed(
     generator
         .await
         .map_err(|e| SeedError::Generator(e.to_string()))?;
+    if let Some(structure) = structure.take() {
+        write_structure(db, structure, &[]).await?; // no me_files asked for
+    }
 
     db.bulk()
         .reset_id_sequences(&[
@@ -171,6 +188,32 @@ pub async fn seed(
     db.bulk().analyze().await?;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Writes the traits, groups, targets, bands and campaigns, after refusing (before anything
+/// is written) a table whose required columns the data set does not fill: the platform's
+/// schema has many.
+async fn write_structure(
+    db: &Db,
+    structure: Vec<TableRows>,
+    chunk_tables: &[&TableRows],
+) -> Result<(), SeedError> {
+    for rows in structure.iter().chain(chunk_tables.iter().copied()) {
+        let columns = db
+            .schema()
+            .columns_needing_values(rows.table, rows.columns)
+            .await?;
+        if !columns.is_empty() {
+            return Err(SeedError::ForeignSchema {
+                table: rows.table.to_owned(),
+                columns,
+            });
+        }
+    }
+    for rows in structure {
+        db.bulk().insert(&rows).await?;
+    }
+    Ok(())
 }
 
 fn structure_rows(parents: &[Parent], set: &targets::TargetSet) -> Vec<TableRows> {
