@@ -159,6 +159,37 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing the current jobs");
 }
 
+/// The error as one line: each message of its chain once (a cause already part of the
+/// message before it, as wrapped database errors repeat theirs, is not printed again), then
+/// what to check when the database's schema is the likely cause.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let from_database = err
+        .chain()
+        .any(|cause| cause.downcast_ref::<repo::RepoError>().is_some());
+    if from_database {
+        if line.contains("decoding column") {
+            line.push_str(
+                " (a column's type is not what snapline reads: check that DATABASE_URL names \
+                 the platform's database and that `migration up` has run on it)",
+            );
+        } else if line.contains("does not exist") && line.contains("relation") {
+            line.push_str(" (check that `migration up` has run on this database)");
+        }
+    }
+    line
+}
+
 /// Runs `main` on a multi-threaded runtime and turns its result into an exit code.
 pub fn run_main<F>(main: F) -> ExitCode
 where
@@ -174,12 +205,50 @@ where
     match runtime.block_on(main) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_line(&err));
             if err.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoding_error() -> anyhow::Error {
+        let cause = sea_orm::DbErr::Type(
+            "error occurred while decoding column \"id\": mismatched types".into(),
+        );
+        anyhow::Error::new(repo::RepoError::Db(cause))
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once_and_what_to_check() {
+        let line = error_line(&decoding_error());
+        assert_eq!(
+            line.matches("error occurred while decoding column").count(),
+            1,
+            "{line}"
+        );
+        assert!(line.starts_with("database error: "), "{line}");
+        assert!(line.contains("`migration up`"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn bad_input_keeps_its_message_once() {
+        let err = job_error(JobError::UnknownTarget(domain::TargetId(7)));
+        assert_eq!(error_line(&err), "target 7 does not exist");
+        let wrapped = BadInput::wrap(decoding_error().context("populating target 7"));
+        let line = error_line(&wrapped);
+        assert!(
+            line.starts_with("populating target 7: database error: "),
+            "{line}"
+        );
+        assert_eq!(line.matches("mismatched types").count(), 1, "{line}");
     }
 }
