@@ -197,6 +197,23 @@ async fn a_dry_run_writes_nothing(backend: Backend) {
     assert_eq!(report.ad_events_fixed as i64, before[2] - 3);
     assert_eq!(report.unfixable, 6);
     assert_eq!(nulls(&test).await, before, "nothing written");
+
+    // It reports what the real run then does, orphans included: offers whose population is
+    // NULL now are filled from it by the real run, not computed as orphans.
+    let real = backfill(&test.db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    let counts = |r: &jobs::backfill::BackfillReport| {
+        (
+            r.populations_fixed,
+            r.offers_fixed,
+            r.ad_events_fixed,
+            r.orphans,
+            r.unfixable,
+            r.without_references,
+        )
+    };
+    assert_eq!(counts(&report), counts(&real), "dry {report} / real {real}");
 }
 
 async fn a_killed_run_is_finished_by_the_next(backend: Backend) {

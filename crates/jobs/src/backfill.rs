@@ -369,17 +369,27 @@ async fn backfill_holding_lease(
             let missing: Vec<(MeFileId, BandId)> = pairs
                 .iter()
                 .copied()
-                .filter(|p| !from_populations.contains_key(p))
+                .filter(|p| !matches!(from_populations.get(p), Some(Some(_))))
                 .collect();
             let targets = bands.resolve(missing.iter().map(|p| p.1)).await?;
             let orphan_me_files: Vec<MeFileId> = missing.iter().map(|p| p.0).collect();
             let tags = db.tags().of_me_files(&orphan_me_files, None).await?;
             let mut snapshots = Vec::with_capacity(pairs.len());
+            // Dry run: pairs whose population is still NULL only because phase 1 wrote
+            // nothing; the real run fills the population first and copies it here.
+            let mut filled_in_phase_one = Vec::new();
             let mut unfixable = Vec::new();
             for pair in &pairs {
-                if let Some(text) = from_populations.get(pair) {
-                    snapshots.push((pair.0, pair.1, text.clone()));
-                    continue;
+                match from_populations.get(pair) {
+                    Some(Some(text)) => {
+                        snapshots.push((pair.0, pair.1, text.clone()));
+                        continue;
+                    }
+                    Some(None) if options.dry_run && targets[&pair.1].is_some() => {
+                        filled_in_phase_one.push(*pair);
+                        continue;
+                    }
+                    _ => {}
                 }
                 match &targets[&pair.1] {
                     Some(target) => {
@@ -410,8 +420,11 @@ async fn backfill_holding_lease(
                 report.unfixable += ids.len() as u64;
             }
             let fixed = if options.dry_run {
-                let fixable: Vec<(MeFileId, BandId)> =
-                    snapshots.iter().map(|s| (s.0, s.1)).collect();
+                let fixable: Vec<(MeFileId, BandId)> = snapshots
+                    .iter()
+                    .map(|s| (s.0, s.1))
+                    .chain(filled_in_phase_one.iter().copied())
+                    .collect();
                 db.backfill().null_copy_ids(table, &fixable).await?.len() as u64
             } else {
                 let txn = db.begin_write().await?;

@@ -199,11 +199,12 @@ impl BackfillRepo<'_> {
             .collect()
     }
 
-    /// The non-NULL snapshots (JSON text) of the populations of `pairs`.
+    /// The snapshots (JSON text) of the populations of `pairs` that exist, `None` where the
+    /// population's own snapshot is still NULL.
     pub async fn population_snapshots(
         &self,
         pairs: &[(MeFileId, BandId)],
-    ) -> Result<HashMap<(MeFileId, BandId), String>, RepoError> {
+    ) -> Result<HashMap<(MeFileId, BandId), Option<String>>, RepoError> {
         if pairs.is_empty() {
             return Ok(HashMap::new());
         }
@@ -215,7 +216,7 @@ impl BackfillRepo<'_> {
             .query_all_raw(db.statement(
                 format!(
                     "SELECT me_file_id, target_band_id, {} FROM target_populations \
-                     WHERE {} AND {} AND matching_tags_snapshot IS NOT NULL",
+                     WHERE {} AND {}",
                     db.snapshot_text("matching_tags_snapshot"),
                     db.in_id_list("me_file_id", 1),
                     db.in_id_list("target_band_id", 2)
