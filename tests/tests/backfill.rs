@@ -98,6 +98,14 @@ async fn everything_fixable_is_fixed(backend: Backend) {
         "3 offers and 3 ad_events on deleted bands: {report}"
     );
     assert_eq!(report.unfixable_ids.len(), 6);
+    assert!(
+        report
+            .unfixable_ids
+            .iter()
+            .all(|id| id.starts_with("offers:") || id.starts_with("ad_events:")),
+        "{:?}",
+        report.unfixable_ids
+    );
     assert!(report.orphans > 0, "{report}");
     assert_eq!(nulls(&test).await, [0, 3, 3]);
 
@@ -214,6 +222,26 @@ async fn a_dry_run_writes_nothing(backend: Backend) {
         )
     };
     assert_eq!(counts(&report), counts(&real), "dry {report} / real {real}");
+}
+
+/// Millions of rows on deleted bands cost no memory: the report keeps a count and the
+/// first ids only.
+async fn unfixable_rows_are_counted_and_only_the_first_ids_kept(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let report = backfill(
+        &test.db,
+        &BackfillScope::All,
+        &BackfillOptions {
+            unfixable_ids_kept: 2,
+            batch_size: 2,
+            ..options()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.unfixable, 6, "{report}");
+    assert_eq!(report.unfixable_ids.len(), 2, "{:?}", report.unfixable_ids);
 }
 
 async fn a_killed_run_is_finished_by_the_next(backend: Backend) {
@@ -442,6 +470,7 @@ async fn rows_without_band_or_me_file_are_left_alone(backend: Backend) {
 
 both_backends! {
     null_references => rows_without_band_or_me_file_are_left_alone;
+    unfixable_ids_bounded => unfixable_rows_are_counted_and_only_the_first_ids_kept;
     everything_fixable_is_fixed => everything_fixable_is_fixed;
     offer_with_healthy_population => an_offer_is_fixed_when_its_population_is_already_fine;
     never_overwrites => existing_snapshots_are_never_overwritten;

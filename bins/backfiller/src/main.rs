@@ -163,8 +163,15 @@ fn main() -> ExitCode {
                     .map_err(runtime::job_error)?;
                 progress.finish();
                 println!("{report}");
-                for id in report.unfixable_ids.iter().take(20) {
+                for id in &report.unfixable_ids {
                     println!("  unfixable (band no longer exists): {id}");
+                }
+                if report.unfixable > report.unfixable_ids.len() as u64 {
+                    println!(
+                        "  ... and {} more (backfiller.unfixable_ids_kept = {})",
+                        report.unfixable - report.unfixable_ids.len() as u64,
+                        options.unfixable_ids_kept
+                    );
                 }
                 if validate && !dry_run {
                     let left = db.stats().null_snapshots().await?;

@@ -83,6 +83,9 @@ pub struct BackfillOptions {
     /// More NULL snapshots than this in one run logs a warning: after the inline fix they
     /// should be rare.
     pub warn_threshold: i64,
+    /// Ids of unfixable rows kept in the report; the rest are only counted, so a database
+    /// with millions of them costs no memory.
+    pub unfixable_ids_kept: usize,
     pub lease_ttl: Duration,
     pub lock_wait: Duration,
 }
@@ -93,6 +96,7 @@ impl Default for BackfillOptions {
             batch_size: 5_000,
             dry_run: false,
             warn_threshold: 10,
+            unfixable_ids_kept: 20,
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
         }
@@ -112,6 +116,7 @@ pub struct BackfillReport {
     pub orphans: u64,
     /// Rows left NULL because their band no longer exists.
     pub unfixable: u64,
+    /// The first of them (`table:id`), at most [`BackfillOptions::unfixable_ids_kept`].
     /// Rows with a NULL snapshot whose band or me_file reference is itself NULL (the
     /// platform's schema allows it): orphans no snapshot can be built for, left as they are.
     pub without_references: u64,
@@ -150,6 +155,29 @@ impl std::fmt::Display for BackfillReport {
             self.elapsed_ms as f64 / 1000.0,
             self.rate_per_sec()
         )
+    }
+}
+
+impl BackfillReport {
+    /// Counts a batch's rows left NULL because their band is gone, keeps the first ids, and
+    /// says so in one log line.
+    fn note_unfixable(&mut self, table: &'static str, ids: &[i64], options: &BackfillOptions) {
+        if ids.is_empty() {
+            return;
+        }
+        self.unfixable += ids.len() as u64;
+        let room = options
+            .unfixable_ids_kept
+            .saturating_sub(self.unfixable_ids.len());
+        self.unfixable_ids
+            .extend(ids.iter().take(room).map(|id| format!("{table}:{id}")));
+        tracing::warn!(
+            table,
+            rows = ids.len(),
+            first_ids = ?&ids[..ids.len().min(5)],
+            unfixable_so_far = self.unfixable,
+            "band no longer exists: rows left NULL"
+        );
     }
 }
 
@@ -320,6 +348,7 @@ async fn backfill_holding_lease(
         let me_files: Vec<MeFileId> = rows.iter().map(|r| r.me_file_id).collect();
         let tags = db.tags().of_me_files(&me_files, None).await?;
         let mut snapshots = Vec::with_capacity(rows.len());
+        let mut unfixable = Vec::new();
         for row in &rows {
             match &targets[&row.band_id] {
                 Some(target) => {
@@ -327,19 +356,10 @@ async fn backfill_holding_lease(
                     let me_file_tags = tags.get(&row.me_file_id).map(Vec::as_slice).unwrap_or(&[]);
                     snapshots.push((row.id, target.snapshot_of(band, me_file_tags).to_json()));
                 }
-                None => {
-                    report.unfixable += 1;
-                    report
-                        .unfixable_ids
-                        .push(format!("target_populations:{}", row.id));
-                    tracing::warn!(
-                        population_id = row.id,
-                        band_id = row.band_id.0,
-                        "band no longer exists: population left NULL"
-                    );
-                }
+                None => unfixable.push(row.id),
             }
         }
+        report.note_unfixable("target_populations", &unfixable, options);
         report.populations_fixed += if options.dry_run {
             snapshots.len() as u64
         } else {
@@ -379,6 +399,7 @@ async fn backfill_holding_lease(
             // nothing; the real run fills the population first and copies it here.
             let mut filled_in_phase_one = Vec::new();
             let mut unfixable = Vec::new();
+            let mut orphans = 0u64;
             for pair in &pairs {
                 match from_populations.get(pair) {
                     Some(Some(text)) => {
@@ -400,24 +421,22 @@ async fn backfill_holding_lease(
                             pair.1,
                             target.snapshot_of(band, me_file_tags).to_json(),
                         ));
-                        report.orphans += 1;
-                        tracing::info!(
-                            table = table.name(),
-                            me_file_id = pair.0.0,
-                            band_id = pair.1.0,
-                            "no population: snapshot computed from current tags"
-                        );
+                        orphans += 1;
                     }
                     None => unfixable.push(*pair),
                 }
             }
+            if orphans > 0 {
+                tracing::info!(
+                    table = table.name(),
+                    orphans,
+                    "(me_file, band) pairs without a population: snapshots computed from current tags"
+                );
+                report.orphans += orphans;
+            }
             if !unfixable.is_empty() {
                 let ids = db.backfill().null_copy_ids(table, &unfixable).await?;
-                for id in &ids {
-                    tracing::warn!(table = table.name(), id, "band no longer exists: left NULL");
-                    report.unfixable_ids.push(format!("{}:{id}", table.name()));
-                }
-                report.unfixable += ids.len() as u64;
+                report.note_unfixable(table.name(), &ids, options);
             }
             let fixed = if options.dry_run {
                 let fixable: Vec<(MeFileId, BandId)> = snapshots

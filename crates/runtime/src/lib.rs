@@ -120,6 +120,7 @@ pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions 
         batch_size: settings.backfiller.batch_size.max(1),
         dry_run: false,
         warn_threshold: settings.backfiller.warn_threshold,
+        unfixable_ids_kept: settings.backfiller.unfixable_ids_kept,
         lease_ttl: Duration::from_secs(settings.backfiller.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.backfiller.lock_wait_secs),
     }

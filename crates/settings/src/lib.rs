@@ -127,6 +127,8 @@ pub struct BackfillerSettings {
     pub batch_size: u64,
     /// A run finding more NULL snapshots than this logs a warning.
     pub warn_threshold: i64,
+    /// Ids of unfixable rows a run keeps for its report (the rest are only counted).
+    pub unfixable_ids_kept: usize,
     pub lease_ttl_secs: u64,
     pub lock_wait_secs: u64,
 }
