@@ -244,6 +244,56 @@ async fn unfixable_rows_are_counted_and_only_the_first_ids_kept(backend: Backend
     assert_eq!(report.unfixable_ids.len(), 2, "{:?}", report.unfixable_ids);
 }
 
+/// The warning threshold counts each table on its own: 3 + 4 + 4 NULLs under a threshold
+/// of 10 warn about none; 11 in one table warns about that table only.
+async fn the_null_warning_is_per_table(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let db = &test.db;
+    let set_null = |table: &str, limit: i64| {
+        format!(
+            "UPDATE {table} SET matching_tags_snapshot = NULL WHERE id IN \
+             (SELECT id FROM {table} ORDER BY id LIMIT {limit})"
+        )
+    };
+    for table in ["target_populations", "offers", "ad_events"] {
+        execute(
+            db,
+            &format!(
+                "UPDATE {table} SET matching_tags_snapshot = '{{\"tags\": []}}' \
+                 WHERE matching_tags_snapshot IS NULL"
+            ),
+        )
+        .await;
+        execute(db, &set_null(table, 4)).await;
+    }
+    execute(
+        db,
+        "UPDATE target_populations SET matching_tags_snapshot = '{\"tags\": []}' \
+         WHERE id = (SELECT MIN(id) FROM target_populations WHERE matching_tags_snapshot IS NULL)",
+    )
+    .await;
+    let threshold = BackfillOptions {
+        warn_threshold: 10,
+        dry_run: true,
+        ..options()
+    };
+    let report = backfill(db, &BackfillScope::All, &threshold, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.found, [3, 4, 4]);
+    assert!(
+        report.above_threshold.is_empty(),
+        "{:?}",
+        report.above_threshold
+    );
+
+    execute(db, &set_null("offers", 11)).await;
+    let report = backfill(db, &BackfillScope::All, &threshold, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.above_threshold, ["offers"]);
+}
+
 async fn a_killed_run_is_finished_by_the_next(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.5)).await;
     let db = test.db.clone();
@@ -471,6 +521,7 @@ async fn rows_without_band_or_me_file_are_left_alone(backend: Backend) {
 both_backends! {
     null_references => rows_without_band_or_me_file_are_left_alone;
     unfixable_ids_bounded => unfixable_rows_are_counted_and_only_the_first_ids_kept;
+    warning_per_table => the_null_warning_is_per_table;
     everything_fixable_is_fixed => everything_fixable_is_fixed;
     offer_with_healthy_population => an_offer_is_fixed_when_its_population_is_already_fine;
     never_overwrites => existing_snapshots_are_never_overwritten;

@@ -80,8 +80,8 @@ pub struct BackfillOptions {
     pub batch_size: u64,
     /// Report what would change and write nothing.
     pub dry_run: bool,
-    /// More NULL snapshots than this in one run logs a warning: after the inline fix they
-    /// should be rare.
+    /// More NULL snapshots than this in one table logs a warning naming the table: after
+    /// the inline fix they should be rare.
     pub warn_threshold: i64,
     /// Ids of unfixable rows kept in the report; the rest are only counted, so a database
     /// with millions of them costs no memory.
@@ -109,6 +109,8 @@ pub struct BackfillReport {
     pub dry_run: bool,
     /// NULL snapshots found when the run started, per table.
     pub found: [i64; 3],
+    /// The tables that had more than [`BackfillOptions::warn_threshold`] (each warned).
+    pub above_threshold: Vec<String>,
     pub populations_fixed: u64,
     pub offers_fixed: u64,
     pub ad_events_fixed: u64,
@@ -179,6 +181,19 @@ impl BackfillReport {
             "band no longer exists: rows left NULL"
         );
     }
+}
+
+/// The three tables of [`BackfillReport::found`], in order.
+const TABLES: [&str; 3] = ["target_populations", "offers", "ad_events"];
+
+/// The tables whose NULL count is above `threshold`: each table on its own, never their sum.
+pub fn tables_above_threshold(found: [i64; 3], threshold: i64) -> Vec<String> {
+    TABLES
+        .iter()
+        .zip(found)
+        .filter(|(_, n)| *n > threshold)
+        .map(|(table, _)| (*table).to_owned())
+        .collect()
 }
 
 /// Progress of a run: rows handled so far out of the NULLs found at the start.
@@ -302,21 +317,22 @@ async fn backfill_holding_lease(
     let bands_filter = scope.bands();
     report.found = db.backfill().null_counts(bands_filter).await?;
     let total: i64 = report.found.iter().sum();
-    if total > options.warn_threshold {
-        tracing::warn!(
-            target_populations = report.found[0],
-            offers = report.found[1],
-            ad_events = report.found[2],
-            threshold = options.warn_threshold,
-            "found more missing snapshots than expected: a writer may be leaving NULLs"
-        );
-    } else {
-        tracing::info!(
-            target_populations = report.found[0],
-            offers = report.found[1],
-            ad_events = report.found[2],
-            "found missing snapshots"
-        );
+    tracing::info!(
+        target_populations = report.found[0],
+        offers = report.found[1],
+        ad_events = report.found[2],
+        "found missing snapshots"
+    );
+    report.above_threshold = tables_above_threshold(report.found, options.warn_threshold);
+    for (table, found) in TABLES.iter().zip(report.found) {
+        if report.above_threshold.iter().any(|t| t == table) {
+            tracing::warn!(
+                table,
+                found,
+                threshold = options.warn_threshold,
+                "more missing snapshots than expected in {table}: a writer may be leaving NULLs"
+            );
+        }
     }
     let without_references = db
         .backfill()
