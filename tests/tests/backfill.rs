@@ -579,3 +579,55 @@ async fn the_guard_blocks_new_nulls_and_validates_after_the_backfill() {
     db.guard().disable().await.unwrap();
     assert!(db.guard().state().await.unwrap().iter().all(|s| !s.present));
 }
+
+/// A backfill running under `backfiller serve` logs its progress (rows done, total, rate)
+/// between "found" and "finished", as `run` does without a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_backfill_logs_its_progress() {
+    let test = TestDb::seeded(Backend::Postgres, &data(0.3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("backfiller.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut serve = std::process::Command::new(snapline_tests::binary("backfiller"))
+        .arg("serve")
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", &test.url)
+        .env("RUST_LOG", "info")
+        .env("SNAPLINE_LOG__FORMAT", "json")
+        .env("SNAPLINE_BACKFILLER__BATCH_SIZE", "50")
+        .env("SNAPLINE_BACKFILLER__PROGRESS_LOG_SECS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("backfiller serve starts");
+    jobs::backfill::enqueue(
+        &test.db,
+        jobs::backfill::BackfillJob::All(Default::default()),
+    )
+    .await
+    .unwrap();
+    snapline_tests::wait_for("the backfill job to finish", || async {
+        nulls(&test).await[0] == 0 && snapline_tests::unfinished_jobs(&test.db).await.0.is_empty()
+    })
+    .await;
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let progress: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("backfill progress"))
+        .collect();
+    assert!(progress.len() >= 3, "{text}");
+    assert!(
+        progress.iter().all(|l| l.contains("\"done\"")
+            && l.contains("\"total\"")
+            && l.contains("rows_per_sec")),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|l| l.contains("backfill_missing_snapshots")),
+        "each line carries the job's span: {progress:?}"
+    );
+}

@@ -4,13 +4,13 @@
 use clap::{Args, Parser, Subcommand};
 use domain::{BandId, TargetId};
 use jobs::backfill::{
-    self, BackfillJob, BackfillProgress, BackfillScope, BackfillerContext, SnapshotBandPopulations,
+    self, BackfillJob, BackfillProgress, BackfillScope, BackfillerContext, ProgressLog,
+    SnapshotBandPopulations,
 };
 use runtime::BadInput;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
                 if let Some(batch_size) = batch_size {
                     options.batch_size = batch_size.max(1);
                 }
-                let progress = Progress::new();
+                let progress = Progress::new(options.progress_every);
                 let report = backfill::backfill(&db, &scope, &options, &|p| progress.update(p))
                     .await
                     .map_err(runtime::job_error)?;
@@ -201,11 +201,11 @@ fn band_jobs(bands: Vec<BandId>) -> Vec<BackfillJob> {
 /// otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    last_log: Mutex<Instant>,
+    log: ProgressLog,
 }
 
 impl Progress {
-    fn new() -> Self {
+    fn new(every: Duration) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -219,24 +219,19 @@ impl Progress {
         });
         Self {
             bar,
-            last_log: Mutex::new(Instant::now()),
+            log: ProgressLog::new(every),
         }
     }
 
     fn update(&self, progress: BackfillProgress) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(progress.total);
-            bar.set_position(progress.done);
-            return;
-        }
-        let mut last = self.last_log.lock().expect("progress lock");
-        if last.elapsed() >= Duration::from_secs(5) || progress.done >= progress.total {
-            tracing::info!(
-                done = progress.done,
-                total = progress.total,
-                "backfill progress"
-            );
-            *last = Instant::now();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(progress.total);
+                bar.set_position(progress.done);
+            }
+            None => {
+                self.log.update(progress);
+            }
         }
     }
 

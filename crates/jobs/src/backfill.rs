@@ -88,6 +88,8 @@ pub struct BackfillOptions {
     pub unfixable_ids_kept: usize,
     pub lease_ttl: Duration,
     pub lock_wait: Duration,
+    /// How often a running backfill logs its progress ([`ProgressLog`]).
+    pub progress_every: Duration,
 }
 
 impl Default for BackfillOptions {
@@ -99,6 +101,7 @@ impl Default for BackfillOptions {
             unfixable_ids_kept: 20,
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
+            progress_every: Duration::from_secs(5),
         }
     }
 }
@@ -201,6 +204,45 @@ pub fn tables_above_threshold(found: [i64; 3], threshold: i64) -> Vec<String> {
 pub struct BackfillProgress {
     pub done: u64,
     pub total: u64,
+}
+
+/// A run's progress as a log line (rows done, total, rate), at most once per `every` and
+/// at the end: what `backfiller run` prints without a terminal and what a job logs under
+/// `serve`, so a long backfill is never silent between "found" and "finished".
+pub struct ProgressLog {
+    every: Duration,
+    started: Instant,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl ProgressLog {
+    pub fn new(every: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            every,
+            started: now,
+            last: std::sync::Mutex::new(now),
+        }
+    }
+
+    /// Logs `progress` when `every` has passed since the last line (or the run is done);
+    /// returns whether it did.
+    pub fn update(&self, progress: BackfillProgress) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let finished = progress.done >= progress.total;
+        if last.elapsed() < self.every && !finished {
+            return false;
+        }
+        *last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(
+            done = progress.done,
+            total = progress.total,
+            rows_per_sec = (progress.done as f64 / secs) as u64,
+            "backfill progress"
+        );
+        true
+    }
 }
 
 /// Where the bands of a run's rows come from: each band's target's metadata, loaded once.
@@ -514,9 +556,13 @@ pub async fn handle(
 ) -> Result<BackfillReport, apalis::prelude::BoxDynError> {
     use tracing::Instrument;
     crate::worker::run_job(QUEUE, &attempt, async {
+        let progress = ProgressLog::new(ctx.options.progress_every);
+        let log_progress = |p| {
+            progress.update(p);
+        };
         match job.into_valid(PAYLOAD_SHAPE)? {
             BackfillJob::All(_) => {
-                backfill(&ctx.db, &BackfillScope::All, &ctx.options, &|_| {})
+                backfill(&ctx.db, &BackfillScope::All, &ctx.options, &log_progress)
                     .instrument(tracing::info_span!("backfill_missing_snapshots"))
                     .await
             }
@@ -525,7 +571,7 @@ pub async fn handle(
                     &ctx.db,
                     &BackfillScope::Bands(vec![BandId(job.band_id)]),
                     &ctx.options,
-                    &|_| {},
+                    &log_progress,
                 )
                 .instrument(tracing::info_span!(
                     "snapshot_band_populations",

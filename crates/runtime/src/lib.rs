@@ -123,6 +123,7 @@ pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions 
         unfixable_ids_kept: settings.backfiller.unfixable_ids_kept,
         lease_ttl: Duration::from_secs(settings.backfiller.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.backfiller.lock_wait_secs),
+        progress_every: Duration::from_secs(settings.backfiller.progress_log_secs),
     }
 }
 

@@ -129,6 +129,9 @@ pub struct BackfillerSettings {
     pub warn_threshold: i64,
     /// Ids of unfixable rows a run keeps for its report (the rest are only counted).
     pub unfixable_ids_kept: usize,
+    /// Seconds between a running backfill's progress lines (`run` without a terminal, and
+    /// jobs under `serve`).
+    pub progress_log_secs: u64,
     pub lease_ttl_secs: u64,
     pub lock_wait_secs: u64,
 }
