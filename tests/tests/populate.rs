@@ -353,3 +353,86 @@ async fn populator_agrees_with_the_set_based_sql_reference() {
         );
     }
 }
+
+/// A populate's pass reads the page of me_files, then the target's rows in that id range,
+/// and deletes rows whose me_file was not in the page ("no longer exists"). A me_file
+/// registered and synced between those two statements is not in the page but its row is in
+/// the range: the delete must check that the me_file is really gone, in its own statement.
+/// The pass is run here statement by statement, as `populate_target` runs it, with the
+/// registration and sync in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
+    use domain::MeFileId;
+    use repo::TransactionTrait;
+    let test = TestDb::populated(Backend::Postgres, &data(0.0)).await;
+    let db = &test.db;
+    let target_id = TargetId(1);
+    let target = db.bands().of_target(target_id).await.unwrap();
+    let band_ids: Vec<_> = target.bands().iter().map(|b| b.id).collect();
+    let traits: Vec<_> = target.trait_ids().collect();
+    let last = MeFileId(scalar(db, "SELECT MAX(id) FROM me_files").await);
+    let member = scalar(
+        db,
+        &format!(
+            "SELECT MIN(me_file_id) FROM target_populations WHERE target_band_id = {}",
+            band_ids[0]
+        ),
+    )
+    .await;
+
+    // The last pass: the page after the last me_file is empty.
+    let txn = db.conn().begin().await.unwrap();
+    let page = db.tags().me_file_ids_after(&txn, last, 100).await.unwrap();
+    assert!(page.is_empty());
+
+    // Meanwhile the platform registers a me_file that belongs to the target, and it is synced.
+    let new = last.0 + 1;
+    execute(
+        db,
+        &format!(
+            "INSERT INTO me_files (id) VALUES ({new}); \
+             INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) \
+             SELECT {new}, trait_id, tag_value FROM me_file_tags WHERE me_file_id = {member}"
+        ),
+    )
+    .await;
+    let cache = jobs::sync_me_file::BandCache::new(std::time::Duration::ZERO);
+    let synced = jobs::sync_me_file::sync_me_file(db, &cache, MeFileId(new))
+        .await
+        .unwrap();
+    assert!(synced.inserted >= 1, "{synced}");
+
+    // The pass goes on: its read of the range sees the new row.
+    let up_to = MeFileId(i64::MAX);
+    let tags = db
+        .tags()
+        .in_me_file_range(&txn, last, up_to, &traits)
+        .await
+        .unwrap();
+    let existing = db
+        .populations()
+        .in_me_file_range(&txn, &band_ids, last, up_to)
+        .await
+        .unwrap();
+    assert!(existing.iter().any(|r| r.me_file_id.0 == new));
+    let plan = jobs::plan_population(&target, &page, &tags, existing);
+    db.populations()
+        .apply_changes(&txn, &plan.changes)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    assert_eq!(
+        scalar(
+            db,
+            &format!(
+                "SELECT COUNT(*) FROM target_populations p JOIN target_bands b \
+                 ON b.id = p.target_band_id WHERE p.me_file_id = {new} AND b.target_id = 1"
+            )
+        )
+        .await,
+        1,
+        "the synced row survives the pass"
+    );
+    assert_population_exact(db, target_id).await;
+}

@@ -19,7 +19,7 @@ pub struct PopulationPlan {
 
 /// Plans the rows of `target` for `me_files` (the me_files that exist, with their `tags`;
 /// a missing entry means no tags) given the target's `existing` rows for them and for
-/// me_files that no longer exist (which are deleted).
+/// me_files that no longer exist (deleted if they are still gone when the delete runs).
 pub fn plan_population(
     target: &TargetBands,
     me_files: &[MeFileId],
@@ -66,9 +66,11 @@ pub fn plan_population(
             plan.inserted += 1;
         }
     }
-    // Rows of me_files that no longer exist.
-    for rows in stored.into_values() {
-        plan.delete(rows);
+    // Rows of me_files that were not in `me_files`: gone when the page was read, unless one
+    // was registered since; the delete checks it.
+    for row in stored.into_values().flatten() {
+        plan.changes.deletes_if_me_file_gone.push(row.id);
+        plan.deleted += 1;
     }
     plan
 }

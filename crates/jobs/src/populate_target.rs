@@ -181,9 +181,11 @@ async fn populate_holding_lease(
             .populations()
             .in_me_file_range(&txn, &band_ids, cursor, up_to)
             .await?;
-        let plan = plan_population(&target, &me_files, &tags, existing);
-        db.populations().apply_changes(&txn, &plan.changes).await?;
+        let mut plan = plan_population(&target, &me_files, &tags, existing);
+        let applied = db.populations().apply_changes(&txn, &plan.changes).await?;
         txn.commit().await.map_err(repo::RepoError::from)?;
+        // Rows of gone me_files are deleted only if still gone: count what was.
+        plan.deleted = applied.deleted;
         crate::metrics::populations_written(
             plan.inserted,
             plan.moved,

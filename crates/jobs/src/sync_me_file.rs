@@ -231,12 +231,15 @@ pub async fn sync_me_file(
         summary.deleted += plan.deleted;
         summary.refreshed += plan.refreshed;
         summary.unchanged += plan.unchanged;
-        changes.deletes.extend(plan.changes.deletes);
-        changes.updates.extend(plan.changes.updates);
-        changes.inserts.extend(plan.changes.inserts);
+        changes.append(plan.changes);
     }
     if !changes.is_empty() {
-        db.populations().apply_changes(&txn, &changes).await?;
+        // Rows of a gone me_file are deleted only if it is still gone: count what was.
+        summary.deleted = db
+            .populations()
+            .apply_changes(&txn, &changes)
+            .await?
+            .deleted;
     }
     txn.commit().await.map_err(repo::RepoError::from)?;
     crate::metrics::populations_written(

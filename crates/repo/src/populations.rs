@@ -79,6 +79,10 @@ impl PopulationRepo<'_> {
 pub struct PopulationChanges {
     /// Population ids to delete.
     pub deletes: Vec<i64>,
+    /// Population ids to delete if their me_file no longer exists, checked by the deleting
+    /// statement itself: a writer never locked a me_file it did not read, and one registered
+    /// (and synced) since the page was read must keep its row.
+    pub deletes_if_me_file_gone: Vec<i64>,
     /// Rows to rewrite in place: (population id, band, snapshot JSON). A move changes the
     /// band; a refresh keeps it and changes the snapshot.
     pub updates: Vec<(i64, BandId, String)>,
@@ -87,8 +91,20 @@ pub struct PopulationChanges {
 }
 
 impl PopulationChanges {
+    /// Adds `other`'s changes to these (one batch for several targets).
+    pub fn append(&mut self, other: PopulationChanges) {
+        self.deletes.extend(other.deletes);
+        self.deletes_if_me_file_gone
+            .extend(other.deletes_if_me_file_gone);
+        self.updates.extend(other.updates);
+        self.inserts.extend(other.inserts);
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.deletes.is_empty() && self.updates.is_empty() && self.inserts.is_empty()
+        self.deletes.is_empty()
+            && self.deletes_if_me_file_gone.is_empty()
+            && self.updates.is_empty()
+            && self.inserts.is_empty()
     }
 }
 
@@ -168,7 +184,8 @@ impl PopulationRepo<'_> {
             .collect()
     }
 
-    /// Applies one batch: deletes, then in-place rewrites, then inserts (an insert that
+    /// Applies one batch: deletes (those of gone me_files re-checked), then in-place rewrites,
+    /// then inserts (an insert that
     /// meets an existing (band, me_file) row rewrites its snapshot instead).
     pub async fn apply_changes<C: ConnectionTrait>(
         &self,
@@ -185,6 +202,17 @@ impl PopulationRepo<'_> {
             );
             applied.deleted = txn
                 .execute_raw(db.statement(sql, vec![db.id_list(&changes.deletes)]))
+                .await?
+                .rows_affected();
+        }
+        if !changes.deletes_if_me_file_gone.is_empty() {
+            let sql = format!(
+                "DELETE FROM target_populations WHERE {} AND NOT EXISTS \
+                 (SELECT 1 FROM me_files m WHERE m.id = target_populations.me_file_id)",
+                db.in_id_list("id", 1)
+            );
+            applied.deleted += txn
+                .execute_raw(db.statement(sql, vec![db.id_list(&changes.deletes_if_me_file_gone)]))
                 .await?
                 .rows_affected();
         }
