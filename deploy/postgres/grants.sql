@@ -28,8 +28,9 @@ GRANT UPDATE (matching_tags_snapshot, updated_at) ON offers, ad_events TO :"serv
 -- Write: a target's population status and when it was last populated.
 GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role";
 
--- snapline's own table: the leases that keep two runs of one job apart.
-GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases TO :"service_role";
+-- snapline's own tables: the leases that keep two runs of one job apart, and the count of
+-- populates started per target (what syncs compare their cached bands with).
+GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs TO :"service_role";
 
 -- The queues.
 GRANT USAGE ON SCHEMA apalis TO :"service_role";

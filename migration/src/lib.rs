@@ -13,6 +13,7 @@ mod m20261124_000003_job_leases;
 mod m20261124_000004_job_queues;
 mod m20261125_000005_queue_indexes;
 mod m20261126_000006_population_write_tuning;
+mod m20261126_000007_populate_runs;
 
 pub use ledger::CONCURRENTLY_VAR;
 pub use sea_orm_migration::prelude::*;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_job_queues::Migration),
             Box::new(m20261125_000005_queue_indexes::Migration),
             Box::new(m20261126_000006_population_write_tuning::Migration),
+            Box::new(m20261126_000007_populate_runs::Migration),
         ]
     }
 }

@@ -154,7 +154,14 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
         "SELECT name FROM snapline_schema_objects WHERE kind = 'table' ORDER BY name",
     )
     .await;
-    assert_eq!(tables, ["snapline_leases", "snapline_schema_settings"]);
+    assert_eq!(
+        tables,
+        [
+            "snapline_leases",
+            "snapline_populate_runs",
+            "snapline_schema_settings"
+        ]
+    );
     // The write tuning went on the platform's own GIN index.
     let options = texts(
         db,
@@ -558,7 +565,7 @@ async fn the_binaries_run_on_the_platform_database() {
         assert!(stderr.contains("3000000000 is out of range"), "{stderr}");
     }
     assert_ok(
-        &run("migration", url, &["down", "-n", "6"]),
+        &run("migration", url, &["down", "-n", "7"]),
         "migration down",
     );
 }

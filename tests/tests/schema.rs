@@ -195,7 +195,9 @@ async fn partial_and_gin_indexes_have_the_fixed_names_and_predicates(backend: Ba
         };
         let tuned = "autovacuum_vacuum_scale_factor=0.02 gin_pending_list_limit=64";
         assert_eq!(options().await, tuned);
-        Migrator::down(db.conn(), Some(1)).await.expect("down one");
+        Migrator::down(db.conn(), Some(2))
+            .await
+            .expect("down past the tuning");
         assert_eq!(options().await, " ");
         Migrator::up(db.conn(), None).await.expect("up again");
         assert_eq!(options().await, tuned);

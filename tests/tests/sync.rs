@@ -556,7 +556,51 @@ async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
     assert!(malformed.attempts <= 1, "not retried: {malformed:?}");
 }
 
+/// A band edit is followed by a repopulate; a sync that starts after that populate began
+/// never uses bands read before it, however long the cache would keep them.
+async fn a_sync_after_a_repopulate_uses_the_edited_bands(backend: Backend) {
+    let test = TestDb::populated(backend, &data()).await;
+    let db = &test.db;
+    let target = TargetId(1);
+    let innermost = db
+        .bands()
+        .of_target(target)
+        .await
+        .unwrap()
+        .bands()
+        .last()
+        .unwrap()
+        .id;
+    let member = MeFileId(
+        snapline_tests::scalar(
+            db,
+            &format!(
+                "SELECT MIN(me_file_id) FROM target_populations WHERE target_band_id = {innermost}"
+            ),
+        )
+        .await,
+    );
+    let cache = BandCache::new(Duration::from_secs(600));
+    sync_me_file(db, &cache, member).await.unwrap(); // the target's bands are cached
+
+    // The platform edits the innermost band (no trait group left: it matches nobody, and
+    // as the band with fewest groups it is now the outermost), then repopulates.
+    snapline_tests::execute(
+        db,
+        &format!("DELETE FROM target_band_trait_groups WHERE target_band_id = {innermost}"),
+    )
+    .await;
+    populate_target(db, target, &PopulateOptions::default())
+        .await
+        .unwrap();
+    snapline_tests::assert_population_exact(db, target).await;
+
+    sync_me_file(db, &cache, member).await.unwrap();
+    snapline_tests::assert_population_exact(db, target).await;
+}
+
 both_backends! {
+    stale_bands_after_repopulate => a_sync_after_a_repopulate_uses_the_edited_bands;
     equivalence_with_populate => syncing_every_change_equals_a_fresh_populate;
     register_add_update_delete => register_add_update_delete;
     out_of_scope_untouched => targets_outside_the_scope_are_never_touched;

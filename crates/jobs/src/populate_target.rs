@@ -153,6 +153,8 @@ async fn populate_holding_lease(
         summary.status = PopulationStatus::NotPopulated.as_str().into();
         return Ok(summary);
     }
+    // Counted first: a sync that sees the count has moved drops bands it cached before.
+    db.targets().count_populate_started(target_id).await?;
     db.targets()
         .set_status(target_id, PopulationStatus::Populating)
         .await?;

@@ -15,7 +15,7 @@
 use crate::queue::Payload;
 use crate::{JobError, plan_population};
 use domain::{BandId, MeFileId, Tag, TargetBands, TargetId};
-use repo::{Db, PopulationChanges, PopulationRow};
+use repo::{Db, PopulationChanges, PopulationRow, ScopedTarget};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,9 +34,12 @@ pub struct SyncMeFile {
 
 /// Band metadata of targets, shared by a syncer's jobs.
 ///
-/// Invalidation rule: a sync never uses an entry older than the TTL (default 5 s), so an
-/// edit of a target's bands reaches syncs within that time; every such edit is followed by a
-/// repopulate of the target anyway. Which targets are in scope is read fresh in every sync.
+/// Invalidation rules: a sync never uses an entry older than the TTL (default 5 s), so an
+/// edit of a target's bands reaches syncs within that time; and never one read before the
+/// target's version it saw in its first statement (status and `last_populated_at`, which
+/// change when a populate starts and when it finishes): the repopulate that follows a band
+/// edit invalidates the entry at once, so no sync undoes it with the old bands. Which
+/// targets are in scope is read fresh in every sync.
 ///
 /// Entries past three quarters of the TTL are reloaded in the background (one reload at a
 /// time) while syncs go on using them; only an entry missing or past the TTL is loaded by
@@ -49,7 +52,8 @@ pub struct BandCache {
     refreshing: Arc<std::sync::atomic::AtomicBool>,
 }
 
-type BandEntries = HashMap<TargetId, (Instant, Arc<TargetBands>)>;
+/// Per target: when its bands were read, the version observed before reading them, the bands.
+type BandEntries = HashMap<TargetId, (Instant, String, Arc<TargetBands>)>;
 
 impl BandCache {
     pub fn new(ttl: Duration) -> Self {
@@ -60,50 +64,70 @@ impl BandCache {
         }
     }
 
-    /// The bands of `targets`, loading the missing and expired ones in one round on `conn`.
+    /// The bands of `targets` (no versions: for a job that is its own cache's only user),
+    /// loading the missing and expired ones in one round on `conn`.
     pub async fn get<C: repo::ConnectionTrait>(
         &self,
         db: &Db,
         conn: &C,
         targets: &[TargetId],
     ) -> Result<Vec<Arc<TargetBands>>, JobError> {
+        let scope: Vec<ScopedTarget> = targets
+            .iter()
+            .map(|&id| ScopedTarget {
+                id,
+                version: String::new(),
+            })
+            .collect();
+        self.get_scoped(db, conn, &scope).await
+    }
+
+    /// The bands of `scope`'s targets, loading in one round on `conn` those missing, expired,
+    /// or read before the version the sync saw.
+    pub async fn get_scoped<C: repo::ConnectionTrait>(
+        &self,
+        db: &Db,
+        conn: &C,
+        scope: &[ScopedTarget],
+    ) -> Result<Vec<Arc<TargetBands>>, JobError> {
         let now = Instant::now();
-        // Missing or past the TTL: loaded now, by this sync. Past 3/4 of it: still used,
-        // reloaded in the background.
+        // Missing, past the TTL or of another version: loaded now, by this sync. Past 3/4 of
+        // the TTL: still used, reloaded in the background.
         let (mut stale, mut aging) = (Vec::new(), Vec::new());
         {
             let entries = self.entries.lock().expect("band cache lock");
-            for &target in targets {
-                match entries.get(&target) {
-                    None => stale.push(target),
-                    Some((loaded, _)) => {
+            for target in scope {
+                match entries.get(&target.id) {
+                    Some((loaded, version, _)) if *version == target.version => {
                         let age = now.saturating_duration_since(*loaded);
                         if age >= self.ttl {
-                            stale.push(target);
+                            stale.push(target.clone());
                         } else if age >= self.ttl * 3 / 4 {
-                            aging.push(target);
+                            aging.push(target.clone());
                         }
                     }
+                    _ => stale.push(target.clone()),
                 }
             }
         }
         if !stale.is_empty() {
-            let loaded = db.bands().of_targets_on(conn, &stale).await?;
+            let ids: Vec<TargetId> = stale.iter().map(|t| t.id).collect();
+            let loaded = db.bands().of_targets_on(conn, &ids).await?;
             store(&self.entries, now, stale, loaded);
         }
         if !aging.is_empty() {
             self.refresh_in_background(db, aging);
         }
         let entries = self.entries.lock().expect("band cache lock");
-        Ok(targets
+        Ok(scope
             .iter()
-            .filter_map(|t| entries.get(t).map(|(_, bands)| bands.clone()))
+            .filter_map(|t| entries.get(&t.id).map(|(_, _, bands)| bands.clone()))
             .collect())
     }
 
     /// Reloads `targets` on a pooled connection unless a reload is already under way. A
     /// failure is logged and left to the syncs: the entries expire and are loaded inline.
-    fn refresh_in_background(&self, db: &Db, targets: Vec<TargetId>) {
+    fn refresh_in_background(&self, db: &Db, targets: Vec<ScopedTarget>) {
         use std::sync::atomic::Ordering;
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
@@ -111,7 +135,8 @@ impl BandCache {
         let (db, entries, refreshing) = (db.clone(), self.entries.clone(), self.refreshing.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            match db.bands().of_targets_on(db.conn(), &targets).await {
+            let ids: Vec<TargetId> = targets.iter().map(|t| t.id).collect();
+            match db.bands().of_targets_on(db.conn(), &ids).await {
                 Ok(loaded) => store(&entries, started, targets, loaded),
                 Err(err) => tracing::warn!(
                     error = %err,
@@ -124,20 +149,20 @@ impl BandCache {
     }
 }
 
-/// Records `loaded` (bands by target, read at `read_at`) for `targets`; a target without
-/// bands is stored as such.
+/// Records `loaded` (bands by target, read at `read_at`, after each target's version was
+/// observed) for `targets`; a target without bands is stored as such.
 fn store(
     entries: &Mutex<BandEntries>,
     read_at: Instant,
-    targets: Vec<TargetId>,
+    targets: Vec<ScopedTarget>,
     mut loaded: HashMap<TargetId, TargetBands>,
 ) {
     let mut entries = entries.lock().expect("band cache lock");
     for target in targets {
         let bands = loaded
-            .remove(&target)
-            .unwrap_or_else(|| TargetBands::new(target, [], []));
-        entries.insert(target, (read_at, Arc::new(bands)));
+            .remove(&target.id)
+            .unwrap_or_else(|| TargetBands::new(target.id, [], []));
+        entries.insert(target.id, (read_at, target.version, Arc::new(bands)));
     }
 }
 
@@ -198,7 +223,7 @@ pub async fn sync_me_file(
     // nothing is lost.
     let scope = db.sync().lock_and_scope(&txn, me_file).await?;
     // On the transaction's own connection, so a sync never waits for a second one.
-    let targets = cache.get(db, &txn, &scope).await?;
+    let targets = cache.get_scoped(db, &txn, &scope).await?;
     let band_to_target: HashMap<BandId, usize> = targets
         .iter()
         .enumerate()

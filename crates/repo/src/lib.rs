@@ -38,7 +38,7 @@ pub use queue_jobs::{JobRun, PLAIN_SQL_PUSH, QueueDepth, QueueJob, QueueJobRepo,
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use schema::SchemaRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
-pub use sync::{MeFileState, SyncRepo};
+pub use sync::{MeFileState, ScopedTarget, SyncRepo};
 pub use tags::TagRepo;
 pub use targets::{TargetRepo, TargetRow};
 

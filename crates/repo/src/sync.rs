@@ -8,9 +8,24 @@ use domain::{BandId, MeFileId, MeFileTagId, Tag, TargetId, TraitId};
 use sea_orm::{ConnectionTrait, Value};
 use std::collections::HashSet;
 
+/// [`ScopedTarget::version`] of a `targets` row `t`, on both backends.
+const VERSION_SQL: &str = "t.population_status || '@' || COALESCE(CAST(t.last_populated_at AS TEXT), '') \
+     || '#' || CAST(COALESCE((SELECT r.started FROM snapline_populate_runs r \
+     WHERE r.target_id = t.id), 0) AS TEXT)";
+
 /// Reads of `sync_me_file`.
 pub struct SyncRepo<'a> {
     pub(crate) db: &'a Db,
+}
+
+/// A target in a sync's scope, with what its band metadata must be at least as new as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopedTarget {
+    pub id: TargetId,
+    /// `population_status@last_populated_at#populates started`: changes when a populate of
+    /// the target starts (counted in `snapline_populate_runs`, then the status becomes
+    /// `populating`) and when one finishes (the status becomes `populated`).
+    pub version: String,
 }
 
 /// What a sync reads of its me_file once it holds the me_file's lock.
@@ -31,7 +46,7 @@ impl SyncRepo<'_> {
         &self,
         txn: &C,
         me_file: MeFileId,
-    ) -> Result<Vec<TargetId>, RepoError> {
+    ) -> Result<Vec<ScopedTarget>, RepoError> {
         let db = self.db;
         let statuses = [
             Value::from(domain::PopulationStatus::Populated.as_str()),
@@ -44,7 +59,9 @@ impl SyncRepo<'_> {
                         format!(
                             "SELECT COUNT({}), \
                              (SELECT array_agg(CAST(id AS BIGINT) ORDER BY id) FROM targets \
-                              WHERE population_status IN ($2, $3))",
+                              WHERE population_status IN ($2, $3)), \
+                             (SELECT array_agg({VERSION_SQL} ORDER BY t.id) FROM targets t \
+                              WHERE t.population_status IN ($2, $3))",
                             me_file_lock_sql("$1::bigint")
                         ),
                         [vec![Value::from(me_file.0)], statuses.to_vec()].concat(),
@@ -55,17 +72,34 @@ impl SyncRepo<'_> {
                         detail: "the lock statement returned no row".into(),
                     })?;
                 let ids: Option<Vec<i64>> = row.try_get_by_index(1)?;
-                Ok(ids.unwrap_or_default().into_iter().map(TargetId).collect())
+                let versions: Option<Vec<String>> = row.try_get_by_index(2)?;
+                Ok(ids
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(versions.unwrap_or_default())
+                    .map(|(id, version)| ScopedTarget {
+                        id: TargetId(id),
+                        version,
+                    })
+                    .collect())
             }
             Backend::Sqlite => {
                 let rows = txn
                     .query_all_raw(db.statement(
-                        "SELECT id FROM targets WHERE population_status IN ($1, $2) ORDER BY id",
+                        format!(
+                            "SELECT t.id, {VERSION_SQL} FROM targets t \
+                             WHERE t.population_status IN ($1, $2) ORDER BY t.id"
+                        ),
                         statuses.to_vec(),
                     ))
                     .await?;
                 rows.into_iter()
-                    .map(|row| Ok(TargetId(row.id_at(0)?)))
+                    .map(|row| {
+                        Ok(ScopedTarget {
+                            id: TargetId(row.id_at(0)?),
+                            version: row.try_get_by_index(1)?,
+                        })
+                    })
                     .collect()
             }
         }

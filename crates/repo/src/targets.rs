@@ -3,7 +3,7 @@ use domain::{PopulationStatus, TargetId};
 use entity::Id;
 use entity::targets;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
 /// A target as the jobs see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,5 +69,21 @@ impl TargetRepo<'_> {
         }
         let result = update.exec(self.db.conn()).await?;
         Ok(result.rows_affected == 1)
+    }
+}
+
+impl TargetRepo<'_> {
+    /// Counts a populate of `target_id` as started (before it sets `populating`): what a sync
+    /// compares its cached band metadata with.
+    pub async fn count_populate_started(&self, target_id: TargetId) -> Result<(), RepoError> {
+        let db = self.db;
+        db.conn()
+            .execute_raw(db.statement(
+                "INSERT INTO snapline_populate_runs (target_id, started) VALUES ($1, 1) \
+                 ON CONFLICT (target_id) DO UPDATE SET started = snapline_populate_runs.started + 1",
+                vec![target_id.0.into()],
+            ))
+            .await?;
+        Ok(())
     }
 }
