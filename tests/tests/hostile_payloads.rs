@@ -278,3 +278,123 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(state(&db).await, before, "the data is untouched");
 }
+
+/// A job whose bytes are not JSON at all (empty, or not UTF-8), or whose id is not a ULID, is
+/// fetched in one poll with
+/// valid jobs and a typed-wrong one: it is `Killed` after one attempt with a clear error, and
+/// the others in its poll run normally (it used to stop the worker on every poll, forever).
+async fn an_undecodable_job_is_killed_and_its_poll_mates_run(backend: Backend) {
+    let test = TestDb::populated(
+        backend,
+        &SeedOptions {
+            me_files: 200,
+            targets: 4,
+            legacy_share: 0.0,
+            deleted_band_offers: false,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    let queue = sync_me_file::QUEUE;
+    let insert = match backend {
+        Backend::Postgres => {
+            "BEGIN; \
+             INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) VALUES \
+             ('01HQ0000000000000000000001', 'sync_me_file', ''::bytea, 'Pending', 0, 5, now(), 0), \
+             ('01HQ0000000000000000000002', 'sync_me_file', '\\xfffe00'::bytea, 'Pending', 0, 5, now(), 0), \
+             ('01HQ0000000000000000000003', 'sync_me_file', convert_to('{\"me_file_id\":1}', 'UTF8'), 'Pending', 0, 5, now(), 0), \
+             ('01HQ0000000000000000000004', 'sync_me_file', convert_to('{\"me_file_id\":2}', 'UTF8'), 'Pending', 0, 5, now(), 0), \
+             ('01HQ0000000000000000000005', 'sync_me_file', convert_to('{\"me_file_id\":3}', 'UTF8'), 'Pending', 0, 5, now(), 0), \
+             ('01HQ0000000000000000000006', 'sync_me_file', convert_to('{\"me_file_id\":4}', 'UTF8'), 'Pending', 0, 5, now(), 0), \
+             ('01HQ0000000000000000000007', 'sync_me_file', convert_to('{\"me_file_id\":\"x\"}', 'UTF8'), 'Pending', 0, 5, now(), 0), \
+             ('not-a-ulid', 'sync_me_file', convert_to('{\"me_file_id\":5}', 'UTF8'), 'Pending', 0, 5, now(), 0); \
+             COMMIT;"
+        }
+        Backend::Sqlite => {
+            "BEGIN; \
+             INSERT INTO Jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) VALUES \
+             ('01HQ0000000000000000000001', 'sync_me_file', X'', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('01HQ0000000000000000000002', 'sync_me_file', X'FFFE00', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('01HQ0000000000000000000003', 'sync_me_file', '{\"me_file_id\":1}', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('01HQ0000000000000000000004', 'sync_me_file', '{\"me_file_id\":2}', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('01HQ0000000000000000000005', 'sync_me_file', '{\"me_file_id\":3}', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('01HQ0000000000000000000006', 'sync_me_file', '{\"me_file_id\":4}', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('01HQ0000000000000000000007', 'sync_me_file', '{\"me_file_id\":\"x\"}', 'Pending', 0, 5, strftime('%s','now'), 0), \
+             ('not-a-ulid', 'sync_me_file', '{\"me_file_id\":5}', 'Pending', 0, 5, strftime('%s','now'), 0); \
+             COMMIT;"
+        }
+    };
+    snapline_tests::execute(&db, insert).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let mut stopped = stopped;
+            sync_me_file::serve(
+                SyncerContext {
+                    db,
+                    cache: Arc::new(BandCache::new(Duration::from_secs(5))),
+                },
+                &WorkerOptions {
+                    backoff_min: Duration::from_millis(20),
+                    backoff_max: Duration::from_millis(100),
+                    ..WorkerOptions::new("poisoned")
+                },
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )
+            .await
+        }
+    });
+    let started = std::time::Instant::now();
+    let jobs = loop {
+        let jobs = db.queue_jobs().of_queue(queue).await.unwrap();
+        if jobs.len() == 8
+            && jobs
+                .iter()
+                .all(|j| j.status == "Done" || j.status == "Killed")
+        {
+            break jobs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "jobs still open: {:?}",
+            jobs.iter()
+                .map(|j| (&j.id, &j.status, j.attempts, &j.last_result))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stop.send(true).unwrap();
+    worker.await.unwrap().expect("the worker stops cleanly");
+
+    for job in &jobs {
+        let error = job.error().unwrap_or_default();
+        match job.id.as_str() {
+            "01HQ0000000000000000000001" | "01HQ0000000000000000000002" | "not-a-ulid" => {
+                assert_eq!(job.status, "Killed", "{job:?}");
+                assert_eq!(job.attempts, 1, "{job:?}");
+                assert!(error.contains("cannot be decoded"), "{error}");
+            }
+            "01HQ0000000000000000000007" => {
+                assert_eq!(
+                    (job.status.as_str(), job.attempts),
+                    ("Killed", 1),
+                    "{job:?}"
+                );
+                assert!(
+                    error.contains(r#"is not {"me_file_id": <integer>}"#),
+                    "{error}"
+                );
+            }
+            _ => assert_eq!(job.status, "Done", "{job:?}"),
+        }
+    }
+}
+
+snapline_tests::both_backends! {
+    undecodable_job => an_undecodable_job_is_killed_and_its_poll_mates_run;
+}

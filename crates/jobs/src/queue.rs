@@ -150,6 +150,33 @@ where
     Ok(true)
 }
 
+/// After `worker` of `queue` stopped on a backend error: a job it held or a fetch would take
+/// whose bytes are not JSON at all is `Killed` with a clear error (apalis fails a whole fetch
+/// on one such job, so it would otherwise stop every worker that fetches it, forever), and
+/// the jobs it held go back to waiting at once. A failure here (the database is down) is logged; the queue's
+/// own heartbeat check hands the jobs out again later.
+pub async fn settle_failed_worker(db: &Db, queue: &str, worker: &str) {
+    match db
+        .queue_jobs()
+        .settle_after_failed_fetch(queue, worker, 4 * FETCH_BATCH as u64)
+        .await
+    {
+        Ok(killed) if killed.is_empty() => {}
+        Ok(killed) => tracing::warn!(
+            queue,
+            worker,
+            jobs = ?killed,
+            "killed jobs whose payload cannot be decoded"
+        ),
+        Err(err) => tracing::debug!(
+            queue,
+            worker,
+            error = %err,
+            "could not settle the jobs of a stopped worker; the heartbeat check will"
+        ),
+    }
+}
+
 /// How much of a malformed payload an error message quotes.
 const MALFORMED_SHOWN_CHARS: usize = 200;
 

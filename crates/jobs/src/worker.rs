@@ -161,7 +161,7 @@ pub fn is_retryable(err: &BoxDynError) -> bool {
 /// milliseconds under a steady stream of single pushes. Separate workers (each with its own
 /// LISTEN connection on PostgreSQL, `FOR UPDATE SKIP LOCKED` between them) spread that work.
 macro_rules! run_worker {
-    ($make_storage:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
+    ($make_storage:expr, $settle:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
         use apalis::layers::WorkerBuilderExt;
         use apalis::layers::retry::HasherRng;
         use apalis::layers::retry::RetryPolicy;
@@ -169,6 +169,9 @@ macro_rules! run_worker {
         use apalis::prelude::WorkerBuilder;
         use futures::FutureExt;
         let make_storage = $make_storage;
+        // Called with a worker's name when it stops on a backend error: ends the jobs it
+        // held (see `queue::settle_failed_worker`).
+        let settle = $settle;
         let data = $data;
         let options: $crate::worker::WorkerOptions = $options.clone();
         let retries = options.max_attempts.saturating_sub(1);
@@ -181,6 +184,7 @@ macro_rules! run_worker {
         for index in 0..options.concurrency.max(1) {
             let shutdown = shutdown.clone();
             let make_storage = make_storage.clone();
+            let settle = settle.clone();
             let data = data.clone();
             let options = options.clone();
             workers.spawn(async move {
@@ -205,7 +209,7 @@ macro_rules! run_worker {
                         0 => format!("{}#{index}", options.name),
                         n => format!("{}#{index}.{n}", options.name),
                     };
-                    let result = WorkerBuilder::new(name)
+                    let result = WorkerBuilder::new(name.clone())
                         .backend(make_storage())
                         .data(data.clone())
                         .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
@@ -226,6 +230,7 @@ macro_rules! run_worker {
                         Ok(()) => return Ok(()),
                         Err(_) if shutdown.peek().is_some() => return Ok(()),
                         Err(err) => {
+                            settle(name).await;
                             failures = failures.saturating_add(1);
                             let pause = $crate::worker::restart_pause(failures);
                             tracing::warn!(
@@ -270,6 +275,13 @@ macro_rules! serve_queue {
         // Owned: every (re)started worker, in its own task, builds its storage and data
         // from clones of them.
         let db = ctx.db.clone();
+        let settle = {
+            let db = db.clone();
+            move |worker: String| {
+                let db = db.clone();
+                async move { $crate::queue::settle_failed_worker(&db, $queue, &worker).await }
+            }
+        };
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
                 move || {
@@ -277,6 +289,7 @@ macro_rules! serve_queue {
                         &db, $queue,
                     )
                 },
+                settle,
                 $options,
                 ctx,
                 $handler,
@@ -284,6 +297,7 @@ macro_rules! serve_queue {
             ),
             repo::Backend::Sqlite => $crate::worker::run_worker!(
                 move || $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(&db, $queue),
+                settle,
                 $options,
                 ctx,
                 $handler,

@@ -34,11 +34,11 @@ impl QueueJobRepo<'_> {
         let sql = match self.db.backend() {
             Backend::Postgres => {
                 "SELECT id, job_type, status, attempts::bigint, max_attempts::bigint, \
-                 convert_from(job, 'UTF8'), last_result::text \
+                 job, last_result::text \
                  FROM apalis.jobs WHERE job_type = $1 ORDER BY run_at, id"
             }
             Backend::Sqlite => {
-                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS TEXT), last_result \
+                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS BLOB), last_result \
                  FROM Jobs WHERE job_type = $1 ORDER BY run_at, id"
             }
         };
@@ -55,7 +55,9 @@ impl QueueJobRepo<'_> {
                     status: row.try_get_by_index(2)?,
                     attempts: row.try_get_by_index(3)?,
                     max_attempts: row.try_get_by_index(4)?,
-                    payload: row.try_get_by_index(5)?,
+                    // Another service may have written bytes that are not text.
+                    payload: String::from_utf8_lossy(&row.try_get_by_index::<Vec<u8>>(5)?)
+                        .into_owned(),
                     last_result: row.try_get_by_index(6)?,
                 })
             })
@@ -87,6 +89,139 @@ impl QueueJobRepo<'_> {
             )
             .await?;
         Ok(row.is_some())
+    }
+}
+
+impl QueueJobRepo<'_> {
+    /// After `worker` of `queue` stopped on a backend error: the jobs it held, and the next
+    /// `due` jobs a fetch would take, are checked. Those whose bytes are not JSON at all are
+    /// `Killed` after this one attempt with an error saying so (apalis fails a whole fetch on
+    /// one such job, so every worker fetching it would stop, forever); the other jobs the
+    /// worker held go back to `Pending` at once. Returns the ids killed.
+    pub async fn settle_after_failed_fetch(
+        &self,
+        queue: &str,
+        worker: &str,
+        due: u64,
+    ) -> Result<Vec<String>, RepoError> {
+        let table = self.table();
+        let (job, now) = match self.db.backend() {
+            Backend::Postgres => ("job", "now()"),
+            Backend::Sqlite => ("CAST(job AS BLOB)", "strftime('%s', 'now')"),
+        };
+        // The held ones, then the fetch's own choice (apalis's get_jobs): waiting or failed
+        // with attempts left, due, by priority then age.
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                format!(
+                    "SELECT id, {job}, lock_by = $2 AS held FROM {table} \
+                     WHERE job_type = $1 AND lock_by = $2 AND status IN ('Queued', 'Running') \
+                     UNION ALL \
+                     SELECT * FROM (SELECT id, {job}, false AS held FROM {table} \
+                       WHERE job_type = $1 AND run_at <= {now} \
+                       AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
+                       ORDER BY priority DESC, run_at ASC LIMIT $3) AS due"
+                ),
+                vec![
+                    Value::from(queue),
+                    Value::from(worker),
+                    Value::from(due as i64),
+                ],
+            ))
+            .await?;
+        let kill = format!(
+            "UPDATE {table} SET status = 'Killed', attempts = attempts + 1, \
+             last_result = {}, done_at = {now} WHERE id = $1",
+            match self.db.backend() {
+                Backend::Postgres => "jsonb_build_object('Err', $2::text)",
+                Backend::Sqlite => "json_object('Err', $2)",
+            }
+        );
+        let release = format!(
+            "UPDATE {table} SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+             WHERE id = $1 AND status IN ('Queued', 'Running')"
+        );
+        let mut killed = Vec::new();
+        for row in rows {
+            let id: String = row.try_get_by_index(0)?;
+            let bytes: Vec<u8> = row.try_get_by_index(1)?;
+            let held: bool = row.try_get_by_index(2)?;
+            let statement = match undecodable(&id, &bytes) {
+                None if !held => continue,
+                None => self.db.statement(release.clone(), vec![Value::from(id)]),
+                Some(error) => {
+                    killed.push(id.clone());
+                    self.db
+                        .statement(kill.clone(), vec![Value::from(id), Value::from(error)])
+                }
+            };
+            self.db.conn().execute_raw(statement).await?;
+        }
+        Ok(killed)
+    }
+}
+
+/// Why apalis cannot read a job row, kept as its error: an id that is not a ULID, or bytes
+/// that are not JSON (shown cut, non-text bytes escaped); `None` when it can.
+fn undecodable(id: &str, bytes: &[u8]) -> Option<String> {
+    if !is_ulid(id) {
+        return Some(format!(
+            "the job cannot be decoded: its id {:?} is not a ULID; killed without running",
+            id.chars().take(60).collect::<String>()
+        ));
+    }
+    let err = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err()?;
+    const SHOWN: usize = 60;
+    let shown: String = bytes
+        .iter()
+        .take(SHOWN)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    let more = if bytes.len() > SHOWN { "..." } else { "" };
+    Some(format!(
+        "the job's payload cannot be decoded: {} bytes \"{shown}{more}\" are not JSON ({err}); \
+         killed without running",
+        bytes.len()
+    ))
+}
+
+/// 26 characters of Crockford's base32, the first at most `7`: what apalis's ids must be.
+fn is_ulid(id: &str) -> bool {
+    id.len() == 26
+        && id.as_bytes()[0] <= b'7'
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_alphabetic() && !b"IiLlOoUu".contains(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_ulid, undecodable};
+
+    #[test]
+    fn rows_apalis_cannot_read_are_named() {
+        assert!(is_ulid("01HQ0000000000000000000001"));
+        assert!(!is_ulid("valid-1"));
+        assert!(!is_ulid("81HQ0000000000000000000001"));
+        assert!(!is_ulid("01HQ000000000000000000000U"));
+        let ulid = "01HQ0000000000000000000001";
+        assert_eq!(undecodable(ulid, br#"{"me_file_id":1}"#), None);
+        assert_eq!(
+            undecodable(ulid, b"[1]"),
+            None,
+            "JSON, if not a job's: the handler kills it"
+        );
+        let empty = undecodable(ulid, b"").unwrap();
+        assert!(
+            empty.contains("0 bytes") && empty.contains("not JSON"),
+            "{empty}"
+        );
+        let binary = undecodable(ulid, &[0xff, 0x1b, b'x']).unwrap();
+        assert!(binary.contains(r"\xff\x1bx"), "{binary}");
+        assert!(undecodable("nope", b"{}").unwrap().contains("not a ULID"));
     }
 }
 
