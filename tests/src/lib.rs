@@ -74,6 +74,7 @@ impl TestDb {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
             synchronous_commit: None,
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
         })
         .await
         .expect("connect to test database");

@@ -111,6 +111,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         max_connections: 1,
         acquire_timeout: Duration::from_millis(300),
         synchronous_commit: None,
+        idle_in_transaction_timeout: None,
     })
     .await
     .unwrap();
@@ -133,6 +134,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(5),
         synchronous_commit: None,
+        idle_in_transaction_timeout: None,
     })
     .await
     .unwrap();
@@ -305,4 +307,54 @@ async fn show(db: &Db) -> String {
     tokio::time::sleep(Duration::from_millis(50)).await;
     txn.commit().await.unwrap();
     level
+}
+
+/// A job cut off mid-transaction (its task aborted, as a timeout does) must not leave a
+/// pooled connection inside that transaction holding its locks: the server ends such a
+/// session after `idle_in_transaction_session_timeout`, which snapline sets on its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_is_ended_by_the_server() {
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let db = Db::connect(&DbOptions {
+        idle_in_transaction_timeout: Some(Duration::from_millis(300)),
+        max_connections: 2,
+        ..DbOptions::new(test.url.clone())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        show_setting(&db, "idle_in_transaction_session_timeout").await,
+        "300ms"
+    );
+    // A transaction that holds a row lock and is never finished, as a dropped job's can be.
+    let txn = db.begin_write().await.unwrap();
+    txn.execute_unprepared(
+        "INSERT INTO snapline_leases (name, owner, expires_at) VALUES ('held', 'gone', 0)",
+    )
+    .await
+    .unwrap();
+    std::mem::forget(txn);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // Another writer of the same row is not blocked by it.
+    let acquired = tokio::time::timeout(
+        Duration::from_secs(5),
+        db.leases()
+            .try_acquire("held", "next", Duration::from_secs(60)),
+    )
+    .await
+    .expect("not blocked by the abandoned transaction's lock");
+    assert!(acquired.unwrap());
+}
+
+async fn show_setting(db: &Db, name: &str) -> String {
+    let row = db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.conn().get_database_backend(),
+            format!("SHOW {name}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
 }

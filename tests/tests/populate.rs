@@ -436,3 +436,58 @@ async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
     );
     assert_population_exact(db, target_id).await;
 }
+
+/// Four populates at once on a stock PostgreSQL (`max_locks_per_transaction` 64,
+/// `max_connections` 100: 6,400 lock slots shared by every session): each batch of 5,000
+/// me_files locks a few id ranges, not 5,000 me_files, so none runs out of shared memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_populator_runs_at_once_fit_a_stock_lock_table() {
+    let test = TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 40_000,
+            targets: 6,
+            legacy_share: 0.0,
+            seed: 5,
+            chunk_size: 10_000,
+            deleted_band_offers: false,
+        },
+    )
+    .await;
+    let slots = scalar(
+        &test.db,
+        "SELECT current_setting('max_locks_per_transaction')::bigint \
+         * current_setting('max_connections')::bigint",
+    )
+    .await;
+    assert!(
+        slots <= 6_400,
+        "a stock server's lock table ({slots} slots here)"
+    );
+    let runs: Vec<_> = ["1", "2", "3", "4"]
+        .iter()
+        .map(|target| {
+            std::process::Command::new(snapline_tests::binary("populator"))
+                .args(["run", "--target", target])
+                .env("SNAPLINE_PROFILE", "test")
+                .env("DATABASE_URL", &test.url)
+                .env("RUST_LOG", "warn")
+                .env("SNAPLINE_POPULATOR__BATCH_SIZE", "5000")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("populator starts")
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for target in 1..=4 {
+        assert_population_exact(&test.db, TargetId(target)).await;
+    }
+}

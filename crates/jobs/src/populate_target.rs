@@ -166,10 +166,12 @@ async fn populate_holding_lease(
     loop {
         let txn = db.begin_write().await?;
         lease.renew(db, &txn).await?;
-        let me_files = db
+        let mut me_files = db
             .tags()
             .me_file_ids_after(&txn, cursor, options.batch_size)
             .await?;
+        // At most a few lock ranges per batch, however sparse the ids (see lock_me_files).
+        me_files.truncate(within_lock_ranges(&me_files, MAX_LOCK_RANGES_PER_BATCH));
         // After the last me_file, one more pass over the rest of the id space removes rows
         // of me_files that no longer exist.
         let last = me_files.is_empty();
@@ -220,6 +222,19 @@ async fn populate_holding_lease(
     Ok(summary)
 }
 
+/// Lock ranges one batch may hold: 8 advisory locks per transaction, whatever the batch
+/// size and the number of replicas (a stock server has 64 per connection on average). With
+/// dense ids a batch of 5,000 spans 5 ranges; sparse ids make batches smaller instead.
+pub const MAX_LOCK_RANGES_PER_BATCH: usize = 8;
+
+/// How many of `page` (ascending ids) a batch takes so that their lock ranges number at most
+/// `max_ranges`: a prefix, never empty when `page` is not.
+pub fn within_lock_ranges(page: &[MeFileId], max_ranges: usize) -> usize {
+    let Some(first) = page.first() else { return 0 };
+    let limit = repo::me_file_lock_range(*first) + max_ranges.max(1) as i64;
+    page.partition_point(|m| repo::me_file_lock_range(*m) < limit)
+}
+
 /// What a populator worker needs for every job.
 #[derive(Clone, Debug)]
 pub struct PopulatorContext {
@@ -266,4 +281,39 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), JobError> {
     crate::worker::serve_queue!(PopulateTarget, QUEUE, ctx, options, handle, shutdown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_lock_ranges;
+    use domain::MeFileId;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_batch_spans_at_most_the_allowed_lock_ranges(
+            mut ids in proptest::collection::vec(1i64..5_000_000, 0..2_000),
+            max in 1usize..16,
+        ) {
+            ids.sort_unstable();
+            ids.dedup();
+            let page: Vec<MeFileId> = ids.into_iter().map(MeFileId).collect();
+            let taken = within_lock_ranges(&page, max);
+            let mut ranges: Vec<i64> = page[..taken].iter().map(|m| repo::me_file_lock_range(*m)).collect();
+            ranges.dedup();
+            prop_assert!(ranges.len() <= max);
+            prop_assert_eq!(taken == 0, page.is_empty());
+            // the batch stops only where the next id lies beyond the allowed span of ranges
+            if taken < page.len() {
+                let first = repo::me_file_lock_range(page[0]);
+                prop_assert!(repo::me_file_lock_range(page[taken]) >= first + max as i64);
+            }
+        }
+    }
+
+    #[test]
+    fn dense_ids_keep_the_whole_batch() {
+        let page: Vec<MeFileId> = (1..=5_000).map(MeFileId).collect();
+        assert_eq!(within_lock_ranges(&page, 8), 5_000);
+    }
 }

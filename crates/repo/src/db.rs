@@ -32,6 +32,10 @@ pub struct DbOptions {
     /// PostgreSQL's `synchronous_commit` for this pool's sessions, one of the levels the
     /// server accepts (`on`, `off`, ...); `None` keeps the server's.
     pub synchronous_commit: Option<&'static str>,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for this pool's sessions: a
+    /// transaction a cancelled job left open on a pooled connection is ended by the server
+    /// after this long, releasing its locks. `None` keeps the server's.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 impl DbOptions {
@@ -41,6 +45,7 @@ impl DbOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
             synchronous_commit: None,
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -63,6 +68,9 @@ impl Db {
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let synchronous_commit = options.synchronous_commit;
+            let idle_in_transaction_ms = options
+                .idle_in_transaction_timeout
+                .map(|t| t.as_millis().max(1));
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
@@ -72,6 +80,13 @@ impl Db {
                         if let Some(level) = synchronous_commit {
                             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                                 "SET synchronous_commit = {level}"
+                            )))
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        if let Some(ms) = idle_in_transaction_ms {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                                "SET idle_in_transaction_session_timeout = {ms}"
                             )))
                             .execute(&mut *conn)
                             .await?;

@@ -51,19 +51,36 @@ fn sqlx_is_transient(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            matches!(
-                code.as_ref(),
-                // PostgreSQL: serialization failure, deadlock, statement timeout / query
-                // canceled, lock not available, admin shutdown, crash shutdown, cannot connect
-                // now, too many connections, connection exceptions
-                "40001" | "40P01" | "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "53300"
-                    | "08000" | "08003" | "08006" | "08001" | "08004"
-                    // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes
-                    | "5" | "6" | "261" | "262" | "517" | "773"
-            )
-        }
+        sqlx::Error::Database(db) => is_transient_code(db.code().unwrap_or_default().as_ref()),
         _ => false,
+    }
+}
+
+/// Whether a database error code (PostgreSQL's SQLSTATE, SQLite's result code) is one a
+/// retry can outlive.
+fn is_transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        // PostgreSQL: serialization failure, deadlock, statement timeout / query canceled,
+        // lock not available, admin shutdown, crash shutdown, cannot connect now, too many
+        // connections, out of memory ("out of shared memory": the lock table is full for
+        // now), connection exceptions
+        "40001" | "40P01" | "57014" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "53200"
+            | "08000" | "08003" | "08006" | "08001" | "08004"
+            // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes
+            | "5" | "6" | "261" | "262" | "517" | "773"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_code;
+
+    #[test]
+    fn a_full_lock_table_is_worth_a_retry_and_bad_input_is_not() {
+        assert!(is_transient_code("53200"), "out of shared memory");
+        assert!(is_transient_code("40P01"), "deadlock");
+        assert!(!is_transient_code("22003"), "numeric value out of range");
+        assert!(!is_transient_code("42P01"), "undefined table");
     }
 }

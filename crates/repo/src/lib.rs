@@ -32,7 +32,8 @@ pub use error::RepoError;
 pub use guard::{GuardRepo, GuardState};
 pub use leases::{LeaseHolder, LeaseRepo};
 pub use populations::{
-    AppliedChanges, PopulationChanges, PopulationPage, PopulationRepo, PopulationRow,
+    AppliedChanges, ME_FILE_LOCK_RANGE, PopulationChanges, PopulationPage, PopulationRepo,
+    PopulationRow, me_file_lock_range,
 };
 pub use queue_jobs::{JobRun, PLAIN_SQL_PUSH, QueueDepth, QueueJob, QueueJobRepo, QueueLatency};
 pub use reference::{ReferenceRepo, SyncCommitLatency};

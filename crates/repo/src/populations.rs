@@ -117,11 +117,14 @@ pub struct AppliedChanges {
 }
 
 impl PopulationRepo<'_> {
-    /// Takes the per-me_file write locks of snapline's writers for the rest of `txn`, in
-    /// ascending id order (so two writers never wait on each other in a cycle). Every writer
-    /// takes them before reading tags, so none commits a row computed from tags another
-    /// writer has already seen replaced. On SQLite the write transaction itself serializes
-    /// writers, so there is nothing to take.
+    /// Takes the write locks of snapline's writers on `me_file_ids` for the rest of `txn`:
+    /// one PostgreSQL advisory lock per range of [`ME_FILE_LOCK_RANGE`] me_file ids
+    /// ([`me_file_lock_range`]), in ascending order (so two writers never wait on each other
+    /// in a cycle). Every writer takes them before reading tags, so none commits a row
+    /// computed from tags another writer has already seen replaced. One lock per range, not
+    /// per me_file, keeps PostgreSQL's shared lock table (64 x `max_connections` slots on a
+    /// stock server) far from full: a populate batch limits itself to a few ranges. On SQLite
+    /// the write transaction itself serializes writers, so there is nothing to take.
     pub async fn lock_me_files<C: ConnectionTrait>(
         &self,
         txn: &C,
@@ -130,15 +133,15 @@ impl PopulationRepo<'_> {
         if self.db.backend() != Backend::Postgres || me_file_ids.is_empty() {
             return Ok(());
         }
-        let mut ids: Vec<i64> = me_file_ids.iter().map(|m| m.0).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let mut ranges: Vec<i64> = me_file_ids.iter().map(|m| me_file_lock_range(*m)).collect();
+        ranges.sort_unstable();
+        ranges.dedup();
         txn.execute_raw(self.db.statement(
             format!(
-                "SELECT COUNT({}) FROM (SELECT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS ordered",
-                me_file_lock_sql("m")
+                "SELECT COUNT({}) FROM (SELECT r FROM unnest($1::bigint[]) AS r ORDER BY r) AS ordered",
+                range_lock_sql("r")
             ),
-            vec![Value::from(ids)],
+            vec![Value::from(ranges)],
         ))
         .await?;
         Ok(())
@@ -321,9 +324,25 @@ impl PopulationRepo<'_> {
 /// The advisory-lock key space of snapline's per-me_file locks ("SNAP").
 const ME_FILE_LOCK_SPACE: i32 = 0x534E_4150;
 
-/// The call that takes the per-me_file lock of the me_file id `expr` (PostgreSQL).
+/// Me_file ids per write lock: ids `[k * R, (k + 1) * R)` share lock `k`.
+pub const ME_FILE_LOCK_RANGE: i64 = 1024;
+
+/// The lock range of a me_file (its id divided by [`ME_FILE_LOCK_RANGE`], rounded down).
+pub fn me_file_lock_range(me_file: MeFileId) -> i64 {
+    me_file.0.div_euclid(ME_FILE_LOCK_RANGE)
+}
+
+/// The call that takes the lock of range `expr` (PostgreSQL).
+fn range_lock_sql(expr: &str) -> String {
+    format!("pg_advisory_xact_lock({ME_FILE_LOCK_SPACE}, CAST(({expr}) % 2147483647 AS INTEGER))")
+}
+
+/// The call that takes the lock of the range of me_file id `expr` (PostgreSQL), the same
+/// lock as [`PopulationRepo::lock_me_files`] takes for it.
 pub(crate) fn me_file_lock_sql(expr: &str) -> String {
-    format!("pg_advisory_xact_lock({ME_FILE_LOCK_SPACE}, CAST({expr} % 2147483647 AS INTEGER))")
+    range_lock_sql(&format!(
+        "floor(({expr})::numeric / {ME_FILE_LOCK_RANGE})::bigint"
+    ))
 }
 
 /// `[[a, b, "text"], ...]` for SQLite's `json_each`.

@@ -74,4 +74,23 @@ impl SchemaRepo<'_> {
         }
         Ok(missing)
     }
+
+    /// PostgreSQL's `max_locks_per_transaction` and `max_connections` (the shared lock table
+    /// has their product's slots); `None` on SQLite.
+    pub async fn lock_table_settings(&self) -> Result<Option<(i64, i64)>, RepoError> {
+        if self.db.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.statement(
+                "SELECT current_setting('max_locks_per_transaction')::bigint, \
+                 current_setting('max_connections')::bigint",
+                vec![],
+            ))
+            .await?;
+        row.map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .transpose()
+    }
 }

@@ -97,6 +97,8 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
         max_connections,
         acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
         synchronous_commit: settings.database.synchronous_commit.map(|l| l.as_sql()),
+        idle_in_transaction_timeout: (settings.database.idle_in_transaction_timeout_secs > 0)
+            .then(|| Duration::from_secs(settings.database.idle_in_transaction_timeout_secs)),
     })
     .await?;
     if settings.database.migrate_on_start {
@@ -104,7 +106,35 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
             .await
             .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
     }
+    check_lock_table(&db).await;
     Ok(db)
+}
+
+/// PostgreSQL's default `max_locks_per_transaction`, which snapline needs at least: its
+/// transactions hold at most `populate_target::MAX_LOCK_RANGES_PER_BATCH` (8) advisory
+/// locks beside the locks of the tables they touch.
+const MIN_LOCKS_PER_TRANSACTION: i64 = 64;
+
+/// Warns at start-up when the server's lock table is smaller than a stock server's.
+async fn check_lock_table(db: &Db) {
+    match db.schema().lock_table_settings().await {
+        Ok(Some((per_transaction, connections))) if per_transaction < MIN_LOCKS_PER_TRANSACTION => {
+            tracing::warn!(
+                max_locks_per_transaction = per_transaction,
+                max_connections = connections,
+                needed = MIN_LOCKS_PER_TRANSACTION,
+                "PostgreSQL's lock table is smaller than a stock server's: raise max_locks_per_transaction \
+                 to at least 64 (deploy/README.md, PostgreSQL settings)"
+            );
+        }
+        Ok(Some((per_transaction, connections))) => tracing::debug!(
+            max_locks_per_transaction = per_transaction,
+            max_connections = connections,
+            "PostgreSQL lock table"
+        ),
+        Ok(None) => {}
+        Err(err) => tracing::debug!(error = %err, "could not read PostgreSQL's lock settings"),
+    }
 }
 
 pub fn populate_options(settings: &Settings) -> PopulateOptions {

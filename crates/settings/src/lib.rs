@@ -60,6 +60,16 @@ pub struct DatabaseSettings {
     /// `remote_write` or `remote_apply`; unset keeps the server's setting. See the README.
     #[serde(default)]
     pub synchronous_commit: Option<SynchronousCommitLevel>,
+    /// PostgreSQL ends a session of snapline's that stays this long inside a transaction
+    /// without a statement (`idle_in_transaction_session_timeout`), so a transaction left
+    /// open by a job cut off mid-way (timeout, kill of its task) releases its locks; 0 keeps
+    /// the server's setting. snapline's transactions never pause between statements.
+    #[serde(default = "default_idle_in_transaction")]
+    pub idle_in_transaction_timeout_secs: u64,
+}
+
+fn default_idle_in_transaction() -> u64 {
+    60
 }
 
 /// The values PostgreSQL accepts for `synchronous_commit`.
