@@ -62,7 +62,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Rows per batch (default: backfiller.batch_size). Example: --batch-size 2000
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         batch_size: Option<u64>,
         /// After the run, validate the NOT NULL guard (`snapctl guard enable`) when no NULL
         /// is left.
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
                 let mut options = runtime::backfill_options(&settings);
                 options.dry_run = dry_run;
                 if let Some(batch_size) = batch_size {
-                    options.batch_size = batch_size.max(1);
+                    options.batch_size = batch_size;
                 }
                 let progress = Progress::new(options.progress_every);
                 let report = backfill::backfill(&db, &scope, &options, &|p| progress.update(p))

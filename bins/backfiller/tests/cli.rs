@@ -85,3 +85,19 @@ fn enqueue_says_how_many_jobs_it_pushed() {
         stdout(&all)
     );
 }
+
+#[test]
+fn a_zero_batch_size_exits_2_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_backfiller"))
+        .args(["run", "--batch-size", "0"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("SNAPLINE_PROFILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--batch-size"), "{stderr}");
+    assert!(!dir.path().join("snapline.db").exists(), "nothing created");
+}

@@ -222,6 +222,20 @@ pub enum SettingsError {
     UnsupportedDatabaseUrl { url: String, profile: String },
     #[error("profile `production` expects PostgreSQL, but database.url is `{0}`")]
     ProductionNeedsPostgres(String),
+    #[error(
+        "{key} = {value} is not allowed: it must be at least 1 (set in a config file or {env})"
+    )]
+    TooSmall {
+        key: String,
+        value: u64,
+        env: String,
+    },
+    #[error("{key} `{value}` is not a log filter: {cause}")]
+    BadLogFilter {
+        key: &'static str,
+        value: String,
+        cause: String,
+    },
 }
 
 /// Where a load reads from; [`Sources::from_env`] is what the binaries use.
@@ -325,6 +339,57 @@ impl Settings {
         }
         if self.is_production() && !postgres {
             return Err(SettingsError::ProductionNeedsPostgres(url.to_owned()));
+        }
+        let queue = |q: &QueueSettings| {
+            [
+                (q.concurrency as u64, "concurrency"),
+                (q.max_attempts as u64, "max_attempts"),
+                (q.timeout_secs, "timeout_secs"),
+            ]
+        };
+        let mut at_least_one: Vec<(u64, String)> = [
+            (
+                self.database.max_connections.into(),
+                "database.max_connections",
+            ),
+            (
+                self.database.acquire_timeout_secs,
+                "database.acquire_timeout_secs",
+            ),
+            (self.populator.batch_size, "populator.batch_size"),
+            (self.populator.lease_ttl_secs, "populator.lease_ttl_secs"),
+            (self.backfiller.batch_size, "backfiller.batch_size"),
+            (self.backfiller.lease_ttl_secs, "backfiller.lease_ttl_secs"),
+        ]
+        .map(|(value, key)| (value, key.to_owned()))
+        .into();
+        for (name, settings) in [
+            ("populate_target", &self.queues.populate_target),
+            ("sync_me_file", &self.queues.sync_me_file),
+            ("backfill", &self.queues.backfill),
+        ] {
+            for (value, field) in queue(settings) {
+                at_least_one.push((value, format!("queues.{name}.{field}")));
+            }
+        }
+        if let Some((value, key)) = at_least_one.into_iter().find(|(value, _)| *value == 0) {
+            let env = format!("SNAPLINE_{}", key.to_uppercase().replace('.', "__"));
+            return Err(SettingsError::TooSmall { key, value, env });
+        }
+        let filters = [
+            ("log.filter", Some(self.log.filter.clone())),
+            ("RUST_LOG", std::env::var("RUST_LOG").ok()),
+        ];
+        for (key, value) in filters {
+            if let Some(value) = value
+                && let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&value)
+            {
+                return Err(SettingsError::BadLogFilter {
+                    key,
+                    value,
+                    cause: err.to_string(),
+                });
+            }
         }
         Ok(())
     }

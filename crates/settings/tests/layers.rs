@@ -155,3 +155,61 @@ fn synchronous_commit_is_unset_by_default_and_checked_when_set() {
         Ok(())
     });
 }
+
+#[test]
+fn zero_and_nonsense_values_are_refused_naming_the_key() {
+    for (var, key) in [
+        (
+            "SNAPLINE_DATABASE__MAX_CONNECTIONS",
+            "database.max_connections",
+        ),
+        (
+            "SNAPLINE_DATABASE__ACQUIRE_TIMEOUT_SECS",
+            "database.acquire_timeout_secs",
+        ),
+        ("SNAPLINE_POPULATOR__BATCH_SIZE", "populator.batch_size"),
+        (
+            "SNAPLINE_POPULATOR__LEASE_TTL_SECS",
+            "populator.lease_ttl_secs",
+        ),
+        ("SNAPLINE_BACKFILLER__BATCH_SIZE", "backfiller.batch_size"),
+        (
+            "SNAPLINE_BACKFILLER__LEASE_TTL_SECS",
+            "backfiller.lease_ttl_secs",
+        ),
+        (
+            "SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY",
+            "queues.sync_me_file.concurrency",
+        ),
+        (
+            "SNAPLINE_QUEUES__POPULATE_TARGET__MAX_ATTEMPTS",
+            "queues.populate_target.max_attempts",
+        ),
+        (
+            "SNAPLINE_QUEUES__BACKFILL__TIMEOUT_SECS",
+            "queues.backfill.timeout_secs",
+        ),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(var, "0");
+            let err = load(None).expect_err(var).to_string();
+            assert!(
+                err.contains(key) && err.contains("at least 1"),
+                "{var}: {err}"
+            );
+            Ok(())
+        });
+    }
+    Jail::expect_with(|jail| {
+        jail.set_env("SNAPLINE_LOG__FILTER", "info,[[[");
+        let err = load(None).expect_err("bad filter").to_string();
+        assert!(err.contains("log.filter"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("RUST_LOG", "warn,=x=y");
+        let err = load(None).expect_err("bad RUST_LOG").to_string();
+        assert!(err.contains("RUST_LOG"), "{err}");
+        Ok(())
+    });
+}
