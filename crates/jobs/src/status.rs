@@ -109,10 +109,58 @@ impl std::fmt::Display for StatusReport {
                 run.id,
                 run.error
                     .as_deref()
-                    .map(|e| format!("  error: {e}"))
+                    .map(|e| format!("  error: {}", printable_error(e)))
                     .unwrap_or_default()
             )?;
         }
         Ok(())
+    }
+}
+
+/// Characters of a job's error `status` shows on its line.
+const ERROR_SHOWN_CHARS: usize = 300;
+
+/// A job's error as one safe line: control characters (an ESC that would drive the terminal,
+/// newlines) escaped, cut to [`ERROR_SHOWN_CHARS`] with the full length said.
+fn printable_error(error: &str) -> String {
+    let mut shown: String = error
+        .chars()
+        .take(ERROR_SHOWN_CHARS)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    let total = error.chars().count();
+    if total > ERROR_SHOWN_CHARS {
+        shown.push_str(&format!(
+            "... ({total} characters; `snapctl status --json` has all)"
+        ));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_error;
+
+    #[test]
+    fn an_error_is_shown_on_one_safe_line_of_bounded_length() {
+        let hostile = format!("boom\u{1b}[2J\nnext{}", "x".repeat(100_000));
+        let line = printable_error(&hostile);
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\n'),
+            "{line:.80}"
+        );
+        assert!(line.contains("\\u{1b}[2J\\nnext"), "{line:.80}");
+        assert!(line.len() < 500, "{} bytes", line.len());
+        assert!(line.ends_with("(100013 characters; `snapctl status --json` has all)"));
+        assert_eq!(
+            printable_error("target 7 does not exist"),
+            "target 7 does not exist"
+        );
     }
 }
