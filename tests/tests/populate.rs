@@ -233,6 +233,7 @@ async fn a_run_killed_midway_is_finished_by_the_retry(backend: Backend) {
         batch_size: 50,
         lease_ttl: std::time::Duration::from_secs(2),
         lock_wait: std::time::Duration::from_secs(30),
+        ..PopulateOptions::default()
     };
     let first = {
         let db = db.clone();
@@ -490,4 +491,65 @@ async fn four_populator_runs_at_once_fit_a_stock_lock_table() {
     for target in 1..=4 {
         assert_population_exact(&test.db, TargetId(target)).await;
     }
+}
+
+/// Ctrl-C on `populator run` stops it between batches and releases its lease: the next run
+/// starts at once instead of waiting two minutes for the lease to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_run_releases_the_lease_for_the_next_run() {
+    let test = TestDb::seeded(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 30_000,
+            targets: 4,
+            legacy_share: 0.0,
+            seed: 9,
+            chunk_size: 10_000,
+            deleted_band_offers: false,
+        },
+    )
+    .await;
+    let run = || {
+        std::process::Command::new(snapline_tests::binary("populator"))
+            .args(["run", "--target", "1"])
+            .env("SNAPLINE_PROFILE", "test")
+            .env("DATABASE_URL", &test.url)
+            .env("RUST_LOG", "warn")
+            .env("SNAPLINE_POPULATOR__BATCH_SIZE", "200")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("populator starts")
+    };
+    let first = run();
+    snapline_tests::wait_for("the first run to commit a batch", || async {
+        scalar(&test.db, "SELECT COUNT(*) FROM target_populations").await > 0
+    })
+    .await;
+    let pid = libc::pid_t::try_from(first.id()).unwrap();
+    // SAFETY: kill(2) with a child's pid and SIGINT has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped on request"), "{stderr}");
+    assert_eq!(
+        scalar(&test.db, "SELECT COUNT(*) FROM snapline_leases").await,
+        0,
+        "the lease is released"
+    );
+    assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populating));
+
+    let started = std::time::Instant::now();
+    let out = run().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the second run did not wait for an expired lease"
+    );
+    assert_population_exact(&test.db, TargetId(1)).await;
 }

@@ -609,3 +609,52 @@ both_backends! {
     concurrency => concurrent_syncs_and_a_populate;
     band_cache_reloads_ahead => band_cache_reloads_ahead_of_expiry;
 }
+
+/// A sync scheduled far in the future does not absorb a push needed now, and does not count
+/// as the oldest waiting job.
+async fn a_job_scheduled_far_ahead_does_not_swallow_pushes(backend: Backend) {
+    let test = TestDb::migrated(backend).await;
+    let db = &test.db;
+    let future = match backend {
+        Backend::Postgres => {
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+             VALUES ('01HQ0000000000000000000009', 'sync_me_file', convert_to('{\"me_file_id\":9}', 'UTF8'), \
+             'Pending', 0, 5, now() + interval '100 years', 0)"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO Jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+             VALUES ('01HQ0000000000000000000009', 'sync_me_file', '{\"me_file_id\":9}', \
+             'Pending', 0, 5, CAST(strftime('%s', 'now') AS INTEGER) + 3153600000, 0)"
+        }
+    };
+    snapline_tests::execute(db, future).await;
+    assert!(
+        jobs::sync_me_file::enqueue(db, MeFileId(9)).await.unwrap(),
+        "the push is added"
+    );
+    assert!(
+        !jobs::sync_me_file::enqueue(db, MeFileId(9)).await.unwrap(),
+        "and the due one absorbs the next"
+    );
+    let depth = db
+        .queue_jobs()
+        .depth(jobs::sync_me_file::QUEUE)
+        .await
+        .unwrap();
+    assert_eq!(depth.waiting, 2);
+    let age = depth.oldest_waiting_secs.expect("the due job");
+    assert!((0.0..60.0).contains(&age), "{age}");
+    if backend == Backend::Postgres {
+        assert!(
+            !db.queue_jobs()
+                .push_plain_sql(jobs::sync_me_file::QUEUE, r#"{"me_file_id":9}"#, 5)
+                .await
+                .unwrap(),
+            "the plain-SQL push sees the due one"
+        );
+    }
+}
+
+both_backends! {
+    far_future_job => a_job_scheduled_far_ahead_does_not_swallow_pushes;
+}

@@ -154,6 +154,7 @@ fn main() -> ExitCode {
                 };
                 let mut options = runtime::backfill_options(&settings);
                 options.dry_run = dry_run;
+                options.stop = runtime::stop_on_signal();
                 if let Some(batch_size) = batch_size {
                     options.batch_size = batch_size;
                 }

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
             }
             Command::Run { target, batch_size } => {
                 let mut options = runtime::populate_options(&settings);
+                options.stop = runtime::stop_on_signal();
                 if let Some(batch_size) = batch_size {
                     options.batch_size = batch_size.max(1);
                 }

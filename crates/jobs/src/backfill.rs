@@ -90,6 +90,8 @@ pub struct BackfillOptions {
     pub lock_wait: Duration,
     /// How often a running backfill logs its progress ([`ProgressLog`]).
     pub progress_every: Duration,
+    /// Checked before each batch: `backfiller run` sets it on Ctrl-C or SIGTERM.
+    pub stop: crate::StopRequest,
 }
 
 impl Default for BackfillOptions {
@@ -102,6 +104,7 @@ impl Default for BackfillOptions {
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
             progress_every: Duration::from_secs(5),
+            stop: crate::StopRequest::default(),
         }
     }
 }
@@ -396,6 +399,7 @@ async fn backfill_holding_lease(
     // 1. Populations, by id.
     let mut after = 0i64;
     loop {
+        options.stop.check("backfill")?;
         let rows = db
             .backfill()
             .null_populations_after(after, options.batch_size, bands_filter)
@@ -437,6 +441,7 @@ async fn backfill_holding_lease(
     for table in CopyTable::ALL {
         let mut after = (MeFileId(i64::MIN), BandId(i64::MIN));
         loop {
+            options.stop.check("backfill")?;
             let pairs = db
                 .backfill()
                 .null_pairs_after(table, after, options.batch_size, bands_filter)

@@ -26,6 +26,10 @@ pub enum JobError {
     },
     #[error("lost the lease on {0} (another run took it over after this one stalled)")]
     LeaseLost(String),
+    #[error(
+        "{0} stopped on request between batches; the batches done are kept, run it again to finish"
+    )]
+    Interrupted(String),
     #[error("queue error: {0}")]
     Queue(String),
     #[error(transparent)]
@@ -39,7 +43,10 @@ impl JobError {
             JobError::UnknownTarget(_) | JobError::IdOutOfRange { .. } | JobError::Malformed(_) => {
                 false
             }
-            JobError::Busy { .. } | JobError::LeaseLost(_) | JobError::Queue(_) => true,
+            JobError::Busy { .. }
+            | JobError::LeaseLost(_)
+            | JobError::Interrupted(_)
+            | JobError::Queue(_) => true,
             JobError::Repo(err) => err.is_transient(),
         }
     }

@@ -37,6 +37,7 @@ impl HeldLease {
                 return Ok(HeldLease { name, owner, ttl });
             }
             let holder = db.leases().holder(&name).await?;
+            let expires_in_secs = holder.as_ref().map(|h| h.expires_in_secs.max(0));
             let holder_name = holder
                 .map(|h| h.owner)
                 .unwrap_or_else(|| "another run".into());
@@ -48,7 +49,13 @@ impl HeldLease {
                 });
             }
             if !announced {
-                tracing::info!(lease = %name, holder = %holder_name, "waiting for the running job to finish");
+                tracing::warn!(
+                    lease = %name,
+                    holder = %holder_name,
+                    lease_expires_in_secs = expires_in_secs,
+                    waiting_at_most_secs = wait.as_secs(),
+                    "another run holds this job's lease: waiting until it finishes, or its lease expires if it died"
+                );
                 announced = true;
             }
             tokio::time::sleep(Duration::from_secs(1).min(wait)).await;

@@ -14,9 +14,11 @@ mod plan;
 pub mod populate_target;
 pub mod queue;
 pub mod status;
+mod stop;
 pub mod sync_me_file;
 pub mod wakeups;
 pub mod worker;
 
 pub use error::JobError;
 pub use plan::{PopulationPlan, plan_population};
+pub use stop::StopRequest;

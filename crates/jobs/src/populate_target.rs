@@ -41,6 +41,8 @@ pub struct PopulateOptions {
     pub lease_ttl: Duration,
     /// How long to wait for another populate of the same target before failing (retried).
     pub lock_wait: Duration,
+    /// Checked before each batch: `populator run` sets it on Ctrl-C or SIGTERM.
+    pub stop: crate::StopRequest,
 }
 
 impl Default for PopulateOptions {
@@ -49,6 +51,7 @@ impl Default for PopulateOptions {
             batch_size: 5_000,
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
+            stop: crate::StopRequest::default(),
         }
     }
 }
@@ -164,6 +167,9 @@ async fn populate_holding_lease(
 
     let mut cursor = MeFileId(0);
     loop {
+        options
+            .stop
+            .check(&format!("populate of target {target_id}"))?;
         let txn = db.begin_write().await?;
         lease.renew(db, &txn).await?;
         let mut me_files = db

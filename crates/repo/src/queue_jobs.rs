@@ -66,18 +66,21 @@ impl QueueJobRepo<'_> {
 }
 
 impl QueueJobRepo<'_> {
-    /// Whether `queue` holds a job with exactly this JSON payload that has not started yet.
+    /// Whether `queue` holds a job with exactly this JSON payload that has not started yet
+    /// and is due within a minute (one scheduled far ahead must not absorb a push that is
+    /// needed now).
     pub async fn has_waiting(&self, queue: &str, payload_json: &str) -> Result<bool, RepoError> {
         let sql = match self.db.backend() {
             Backend::Postgres => {
                 "SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' \
-                 AND job = convert_to($2, 'UTF8') LIMIT 1"
+                 AND job = convert_to($2, 'UTF8') AND run_at <= now() + interval '60 seconds' LIMIT 1"
             }
             // Pinned: with few rows SQLite's planner sometimes took apalis's
             // (job_type, status, run_at) index and read every waiting job of the queue.
             Backend::Sqlite => {
                 "SELECT 1 FROM Jobs INDEXED BY Jobs_waiting_payload_idx WHERE job_type = $1 \
-                 AND status = 'Pending' AND CAST(job AS TEXT) = $2 LIMIT 1"
+                 AND status = 'Pending' AND CAST(job AS TEXT) = $2 \
+                 AND run_at <= CAST(strftime('%s', 'now') AS INTEGER) + 60 LIMIT 1"
             }
         };
         let row = self
@@ -286,12 +289,14 @@ pub struct QueueLatency {
 }
 
 /// The statement another service runs, inside its own transaction, to push a job with plain
-/// SQL (PostgreSQL): nothing is added while an identical job is still waiting. `$1` is the
+/// SQL (PostgreSQL): nothing is added while an identical job is waiting and due within a
+/// minute. `$1` is the
 /// queue, `$2` the JSON payload exactly as snapline writes it (`{"me_file_id":42}`, no
 /// spaces), `$3` the attempts allowed.
 pub const PLAIN_SQL_PUSH: &str = "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
 SELECT apalis.generate_ulid(), $1, convert_to($2, 'UTF8'), 'Pending', 0, $3, now(), 0 \
-WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' AND job = convert_to($2, 'UTF8'))";
+WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' AND job = convert_to($2, 'UTF8') \
+AND run_at <= now() + interval '60 seconds')";
 
 impl QueueJobRepo<'_> {
     /// Pushes with [`PLAIN_SQL_PUSH`], as other services do (PostgreSQL only); returns
@@ -397,7 +402,14 @@ impl QueueJobRepo<'_> {
     /// The backlog of `queue`: jobs per state and the age of the oldest waiting one.
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, RepoError> {
         let table = self.table();
-        let age = self.age_secs_sql("MIN(CASE WHEN status = 'Pending' THEN run_at END)");
+        // The oldest job that is due: one scheduled ahead is not "waiting" for anything yet.
+        let now = match self.db.backend() {
+            Backend::Postgres => "now()",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+        };
+        let age = self.age_secs_sql(&format!(
+            "MIN(CASE WHEN status = 'Pending' AND run_at <= {now} THEN run_at END)"
+        ));
         let sql = format!(
             "SELECT \
              COALESCE(SUM(CASE WHEN status = 'Pending' THEN 1 ELSE 0 END), 0), \

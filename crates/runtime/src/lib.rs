@@ -142,6 +142,7 @@ pub fn populate_options(settings: &Settings) -> PopulateOptions {
         batch_size: settings.populator.batch_size.max(1),
         lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
+        stop: jobs::StopRequest::default(),
     }
 }
 
@@ -154,6 +155,7 @@ pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions 
         lease_ttl: Duration::from_secs(settings.backfiller.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.backfiller.lock_wait_secs),
         progress_every: Duration::from_secs(settings.backfiller.progress_log_secs),
+        stop: jobs::StopRequest::default(),
     }
 }
 
@@ -166,6 +168,19 @@ pub fn worker_options(queue: &str, settings: &QueueSettings) -> WorkerOptions {
         timeout: Duration::from_secs(settings.timeout_secs.max(1)),
         ..WorkerOptions::new(format!("{queue}@{host}:{}", std::process::id()))
     }
+}
+
+/// A stop request set on the first SIGTERM or Ctrl-C: what `run` commands give their job,
+/// which then stops between batches and releases its lease.
+pub fn stop_on_signal() -> jobs::StopRequest {
+    let stop = jobs::StopRequest::default();
+    let requested = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("stopping after the current batch (the batches done are kept)");
+        requested.request();
+    });
+    stop
 }
 
 /// Completes on SIGTERM or Ctrl-C.
