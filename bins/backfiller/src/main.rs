@@ -29,10 +29,10 @@ struct Cli {
 #[group(multiple = false)]
 struct Scope {
     /// Only this band. Example: --band 17
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
     band: Option<i64>,
     /// Only the bands of this target. Example: --target 42
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
     target: Option<i64>,
 }
 

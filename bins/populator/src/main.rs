@@ -28,14 +28,14 @@ enum Command {
     /// Pushes a `populate_target` job. Example: populator enqueue --target 42
     Enqueue {
         /// The target to populate.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         target: i64,
     },
     /// Populates a target now, in this process, without a queue, and prints what changed.
     /// Example: populator run --target 42
     Run {
         /// The target to populate.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         target: i64,
         /// Me_files per batch (default: populator.batch_size).
         #[arg(long, value_name = "N")]

@@ -52,3 +52,22 @@ fn enqueue_on_the_embedded_default_says_what_it_pushed() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("enqueued populate_target for target 7"));
 }
+
+#[test]
+fn ids_that_cannot_exist_exit_2_before_any_work() {
+    for args in [
+        ["enqueue", "--target", "-5"],
+        ["enqueue", "--target", "0"],
+        ["run", "--target", "0"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = populator(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--target"), "{stderr}");
+        assert!(
+            !dir.path().join("snapline.db").exists(),
+            "{args:?}: nothing created"
+        );
+    }
+}

@@ -30,7 +30,7 @@ enum Command {
     /// Example: snapctl demo --me-files 50000 --changes 2000
     Demo {
         /// Me_files to generate. Example: --me-files 200000
-        #[arg(long, default_value_t = 50_000)]
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
         me_files: u64,
         /// Tag changes in the burst the demo applies (as the platform would) and syncs.
         /// Example: --changes 10000
@@ -77,7 +77,7 @@ enum GuardAction {
 #[derive(clap::Args)]
 struct SeedArgs {
     /// Me_files to generate (ids 1..=N). Example: --me-files 1000000
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     me_files: u64,
     /// Targets: six fixed archetypes first (nested with a bullseye, zip codes, not nested,
     /// an empty trait group, multi-valued, no bands), then generated nested targets.

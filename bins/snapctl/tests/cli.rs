@@ -98,3 +98,18 @@ fn demo_runs_on_a_fresh_directory_without_config() {
     assert!(stdout.contains("2000 me_files"), "{stdout}");
     assert!(dir.path().join("snapline-demo.db").exists());
 }
+
+#[test]
+fn demo_with_no_me_files_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let url = format!("sqlite://{}", db.display());
+    let out = snapctl(
+        dir.path(),
+        &["demo", "--me-files", "0", "--database", &url],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--me-files"));
+    assert!(!db.exists(), "nothing migrated or seeded");
+}

@@ -32,14 +32,14 @@ enum Command {
     /// Example: syncer enqueue --me-file 1234
     Enqueue {
         /// The me_file whose tags changed.
-        #[arg(long = "me-file", value_name = "ID")]
+        #[arg(long = "me-file", value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         me_file: i64,
     },
     /// Syncs a me_file now, in this process, and prints what changed.
     /// Example: syncer run --me-file 1234
     Run {
         /// The me_file to sync.
-        #[arg(long = "me-file", value_name = "ID")]
+        #[arg(long = "me-file", value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         me_file: i64,
     },
 }
