@@ -375,6 +375,22 @@ async fn invalid_index(manager: &SchemaManager<'_>, qualified: &str) -> Result<b
         .unwrap_or(false))
 }
 
+/// A migration's `up`: the ledger, then each missing object of `objects`.
+pub async fn up(
+    manager: &SchemaManager<'_>,
+    objects: &[SchemaObject],
+    build: IndexBuild,
+) -> Result<(), DbErr> {
+    ensure_ledger(manager).await?;
+    create_missing(manager, objects, build).await
+}
+
+/// A migration's `down`: drops what of `objects` snapline created.
+pub async fn down(manager: &SchemaManager<'_>, objects: &[SchemaObject]) -> Result<(), DbErr> {
+    ensure_ledger(manager).await?;
+    drop_created(manager, objects).await
+}
+
 /// Drops, in reverse order, each object the ledger says snapline created.
 pub async fn drop_created(
     manager: &SchemaManager<'_>,

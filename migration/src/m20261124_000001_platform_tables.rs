@@ -192,8 +192,7 @@ fn objects(backend: DbBackend) -> Vec<SchemaObject> {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(
+        ledger::up(
             manager,
             &objects(manager.get_database_backend()),
             IndexBuild::Plain,
@@ -202,8 +201,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ledger::ensure_ledger(manager).await?;
-        ledger::drop_created(manager, &objects(manager.get_database_backend())).await?;
+        ledger::down(manager, &objects(manager.get_database_backend())).await?;
         ledger::drop_ledger_if_empty(manager).await
     }
 }

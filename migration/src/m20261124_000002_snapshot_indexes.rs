@@ -121,8 +121,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(
+        ledger::up(
             manager,
             &objects(manager.get_database_backend()),
             IndexBuild::from_env(),
@@ -131,7 +130,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ledger::ensure_ledger(manager).await?;
-        ledger::drop_created(manager, &objects(manager.get_database_backend())).await
+        ledger::down(manager, &objects(manager.get_database_backend())).await
     }
 }

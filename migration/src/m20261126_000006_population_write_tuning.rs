@@ -80,8 +80,7 @@ impl MigrationTrait for Migration {
         if manager.get_database_backend() != DbBackend::Postgres {
             return Ok(()); // SQLite has neither setting
         }
-        ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(manager, &[settings_table()], IndexBuild::Plain).await?;
+        ledger::up(manager, &[settings_table()], IndexBuild::Plain).await?;
         let conn = manager.get_connection();
         for (relation, kind, setting, value) in tuned(manager).await? {
             let previous = current(manager, &relation, setting).await?;
@@ -154,7 +153,6 @@ impl MigrationTrait for Migration {
             };
             conn.execute_unprepared(&sql).await?;
         }
-        ledger::ensure_ledger(manager).await?;
-        ledger::drop_created(manager, &[settings_table()]).await
+        ledger::down(manager, &[settings_table()]).await
     }
 }

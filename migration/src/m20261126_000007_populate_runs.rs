@@ -22,12 +22,10 @@ fn objects() -> Vec<SchemaObject> {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ledger::ensure_ledger(manager).await?;
-        ledger::create_missing(manager, &objects(), IndexBuild::Plain).await
+        ledger::up(manager, &objects(), IndexBuild::Plain).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        ledger::ensure_ledger(manager).await?;
-        ledger::drop_created(manager, &objects()).await
+        ledger::down(manager, &objects()).await
     }
 }

@@ -116,6 +116,22 @@ impl TestDb {
     }
 }
 
+/// The twelve platform tables of DESIGN section 1.
+pub const PLATFORM_TABLES: [&str; 12] = [
+    "traits",
+    "me_files",
+    "me_file_tags",
+    "targets",
+    "target_bands",
+    "trait_groups",
+    "trait_group_traits",
+    "target_band_trait_groups",
+    "campaigns",
+    "target_populations",
+    "offers",
+    "ad_events",
+];
+
 /// The platform's twelve tables as its public schema defines them (integer ids, NULLable
 /// references, NOT NULL columns only the platform fills, Ecto's index names), written for
 /// these tests from the platform's pg_dump and Ecto migrations.

@@ -6,20 +6,7 @@ use repo::Db;
 use sea_orm::{ConnectionTrait, Statement};
 use snapline_tests::{Backend, TestDb, both_backends};
 
-const TABLES: [&str; 12] = [
-    "traits",
-    "me_files",
-    "me_file_tags",
-    "targets",
-    "target_bands",
-    "trait_groups",
-    "trait_group_traits",
-    "target_band_trait_groups",
-    "campaigns",
-    "target_populations",
-    "offers",
-    "ad_events",
-];
+use snapline_tests::PLATFORM_TABLES as TABLES;
 
 /// The SQL that created `name` (table or index), or `None` when it does not exist.
 async fn definition(db: &Db, name: &str) -> Option<String> {
