@@ -294,6 +294,53 @@ async fn the_null_warning_is_per_table(backend: Backend) {
     assert_eq!(report.above_threshold, ["offers"]);
 }
 
+/// A population whose snapshot is not `{"tags": [...]}` (`"legacy"`, `{}`, JSON `null`) is
+/// never copied into a NULL offer (offers are history): the offer gets the snapshot computed
+/// from tags, and so does the population.
+async fn malformed_population_snapshots_are_never_copied(backend: Backend) {
+    let test = TestDb::populated(backend, &data(0.0)).await;
+    let db = &test.db;
+    let ids = entity_ids(db, "SELECT id FROM target_populations ORDER BY id LIMIT 3").await;
+    let cast = if backend == Backend::Postgres {
+        "::jsonb"
+    } else {
+        ""
+    };
+    for (id, bad) in ids.iter().zip([r#""legacy""#, "{}", "null"]) {
+        execute(
+            db,
+            &format!(
+                "UPDATE target_populations SET matching_tags_snapshot = '{bad}'{cast} WHERE id = {id}"
+            ),
+        )
+        .await;
+    }
+    execute(
+        db,
+        &format!(
+            "INSERT INTO offers (campaign_id, me_file_id, target_band_id) \
+             SELECT 1, me_file_id, target_band_id FROM target_populations WHERE id IN ({}, {}, {})",
+            ids[0], ids[1], ids[2]
+        ),
+    )
+    .await;
+    let report = backfill(db, &BackfillScope::All, &options(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.malformed_populations, 3, "{report}");
+    assert_eq!(report.offers_fixed, 3, "{report}");
+    assert_eq!(report.orphans, 0, "{report}");
+    let populations = population_snapshots(&test).await;
+    let offers = copy_snapshots(&test, "offers").await;
+    assert_eq!(offers.len(), 3);
+    for (me_file, band, snapshot) in &offers {
+        assert_eq!(Some(snapshot), populations.get(&(*me_file, *band)));
+    }
+    for target in 1..=8 {
+        snapline_tests::assert_population_exact(db, TargetId(target)).await;
+    }
+}
+
 async fn a_killed_run_is_finished_by_the_next(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.5)).await;
     let db = test.db.clone();
@@ -522,6 +569,7 @@ both_backends! {
     null_references => rows_without_band_or_me_file_are_left_alone;
     unfixable_ids_bounded => unfixable_rows_are_counted_and_only_the_first_ids_kept;
     warning_per_table => the_null_warning_is_per_table;
+    malformed_snapshots => malformed_population_snapshots_are_never_copied;
     everything_fixable_is_fixed => everything_fixable_is_fixed;
     offer_with_healthy_population => an_offer_is_fixed_when_its_population_is_already_fine;
     never_overwrites => existing_snapshots_are_never_overwritten;

@@ -128,6 +128,9 @@ pub struct BackfillReport {
     /// Rows with a NULL snapshot whose band or me_file reference is itself NULL (the
     /// platform's schema allows it): orphans no snapshot can be built for, left as they are.
     pub without_references: u64,
+    /// Populations whose snapshot was not `{"tags": [...]}` (copied nowhere; replaced by the
+    /// computed one).
+    pub malformed_populations: u64,
     pub unfixable_ids: Vec<String>,
     pub batches: u64,
     pub elapsed_ms: u64,
@@ -186,6 +189,28 @@ impl BackfillReport {
             unfixable_so_far = self.unfixable,
             "band no longer exists: rows left NULL"
         );
+    }
+}
+
+/// A population's stored snapshot as phase 2 sees it.
+enum PopulationSnapshot {
+    /// `{"tags": [...]}`: copied as it is.
+    Valid(String),
+    /// Still NULL.
+    Null,
+    /// Anything else (`"legacy"`, `{}`, JSON `null`): never copied into history.
+    Malformed(String),
+}
+
+impl PopulationSnapshot {
+    fn of(text: Option<String>) -> Self {
+        match text {
+            None => PopulationSnapshot::Null,
+            Some(text) if domain::Snapshot::from_json(&text).is_ok() => {
+                PopulationSnapshot::Valid(text)
+            }
+            Some(text) => PopulationSnapshot::Malformed(text),
+        }
     }
 }
 
@@ -448,11 +473,20 @@ async fn backfill_holding_lease(
                 .await?;
             let Some(last) = pairs.last() else { break };
             after = *last;
-            let from_populations = db.backfill().population_snapshots(&pairs).await?;
+            // A population's snapshot is copied only when it is one: `{"tags": [...]}`. A
+            // malformed one (`"legacy"`, `{}`, JSON `null`) counts as missing, so history
+            // never receives it, and the population gets the computed one too.
+            let from_populations: HashMap<(MeFileId, BandId), PopulationSnapshot> = db
+                .backfill()
+                .population_snapshots(&pairs)
+                .await?
+                .into_iter()
+                .map(|(pair, text)| (pair, PopulationSnapshot::of(text)))
+                .collect();
             let missing: Vec<(MeFileId, BandId)> = pairs
                 .iter()
                 .copied()
-                .filter(|p| !matches!(from_populations.get(p), Some(Some(_))))
+                .filter(|p| !matches!(from_populations.get(p), Some(PopulationSnapshot::Valid(_))))
                 .collect();
             let targets = bands.resolve(missing.iter().map(|p| p.1)).await?;
             let orphan_me_files: Vec<MeFileId> = missing.iter().map(|p| p.0).collect();
@@ -463,13 +497,18 @@ async fn backfill_holding_lease(
             let mut filled_in_phase_one = Vec::new();
             let mut unfixable = Vec::new();
             let mut orphans = 0u64;
+            // (me_file, band, the population's malformed text, the computed snapshot)
+            let mut malformed = Vec::new();
             for pair in &pairs {
-                match from_populations.get(pair) {
-                    Some(Some(text)) => {
+                let population = from_populations.get(pair);
+                match population {
+                    Some(PopulationSnapshot::Valid(text)) => {
                         snapshots.push((pair.0, pair.1, text.clone()));
                         continue;
                     }
-                    Some(None) if options.dry_run && targets[&pair.1].is_some() => {
+                    Some(PopulationSnapshot::Null)
+                        if options.dry_run && targets[&pair.1].is_some() =>
+                    {
                         filled_in_phase_one.push(*pair);
                         continue;
                     }
@@ -479,15 +518,25 @@ async fn backfill_holding_lease(
                     Some(target) => {
                         let band = target.band(pair.1).expect("resolved band");
                         let me_file_tags = tags.get(&pair.0).map(Vec::as_slice).unwrap_or(&[]);
-                        snapshots.push((
-                            pair.0,
-                            pair.1,
-                            target.snapshot_of(band, me_file_tags).to_json(),
-                        ));
-                        orphans += 1;
+                        let computed = target.snapshot_of(band, me_file_tags).to_json();
+                        match population {
+                            Some(PopulationSnapshot::Malformed(text)) => {
+                                malformed.push((pair.0, pair.1, text.clone(), computed.clone()))
+                            }
+                            _ => orphans += 1,
+                        }
+                        snapshots.push((pair.0, pair.1, computed));
                     }
                     None => unfixable.push(*pair),
                 }
+            }
+            if !malformed.is_empty() {
+                tracing::warn!(
+                    table = table.name(),
+                    populations = malformed.len(),
+                    "populations with a malformed snapshot: computed from current tags, not copied"
+                );
+                report.malformed_populations += malformed.len() as u64;
             }
             if orphans > 0 {
                 tracing::info!(
@@ -512,6 +561,9 @@ async fn backfill_holding_lease(
                 let txn = db.begin_write().await?;
                 lease.renew(db, &txn).await?;
                 let written = db.backfill().fill_copies(&txn, table, &snapshots).await?;
+                db.backfill()
+                    .replace_malformed_population_snapshots(&txn, &malformed)
+                    .await?;
                 txn.commit().await.map_err(repo::RepoError::from)?;
                 crate::metrics::snapshots_filled(table.name(), written);
                 written

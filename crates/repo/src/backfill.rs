@@ -287,6 +287,41 @@ impl BackfillRepo<'_> {
             .rows_affected())
     }
 
+    /// Replaces populations' malformed snapshots: each of `rows` is (me_file, band, the
+    /// text read, the new snapshot); a population whose snapshot changed since it was read
+    /// is left alone. Returns rows written.
+    pub async fn replace_malformed_population_snapshots<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: &[(MeFileId, BandId, String, String)],
+    ) -> Result<u64, RepoError> {
+        let db = self.db;
+        let now = db.timestamp_now_sql();
+        let (new, old) = match db.backend() {
+            Backend::Postgres => ("$4::jsonb", "matching_tags_snapshot::text = $3"),
+            Backend::Sqlite => ("$4", "matching_tags_snapshot = $3"),
+        };
+        let mut written = 0;
+        for (me_file, band, read, snapshot) in rows {
+            written += conn
+                .execute_raw(db.statement(
+                    format!(
+                        "UPDATE target_populations SET matching_tags_snapshot = {new}, \
+                         updated_at = {now} WHERE me_file_id = $1 AND target_band_id = $2 AND {old}"
+                    ),
+                    vec![
+                        Value::from(me_file.0),
+                        Value::from(band.0),
+                        Value::from(read.clone()),
+                        Value::from(snapshot.clone()),
+                    ],
+                ))
+                .await?
+                .rows_affected();
+        }
+        Ok(written)
+    }
+
     /// Ids of the rows of `table` on `pairs` that are NULL (for logging rows left unfixed).
     pub async fn null_copy_ids(
         &self,
