@@ -467,18 +467,7 @@ async fn four_populator_runs_at_once_fit_a_stock_lock_table() {
     );
     let runs: Vec<_> = ["1", "2", "3", "4"]
         .iter()
-        .map(|target| {
-            std::process::Command::new(snapline_tests::binary("populator"))
-                .args(["run", "--target", target])
-                .env("SNAPLINE_PROFILE", "test")
-                .env("DATABASE_URL", &test.url)
-                .env("RUST_LOG", "warn")
-                .env("SNAPLINE_POPULATOR__BATCH_SIZE", "5000")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("populator starts")
-        })
+        .map(|target| spawn_populator_run(&test.url, target, 5_000))
         .collect();
     for run in runs {
         let out = run.wait_with_output().unwrap();
@@ -509,18 +498,7 @@ async fn ctrl_c_on_run_releases_the_lease_for_the_next_run() {
         },
     )
     .await;
-    let run = || {
-        std::process::Command::new(snapline_tests::binary("populator"))
-            .args(["run", "--target", "1"])
-            .env("SNAPLINE_PROFILE", "test")
-            .env("DATABASE_URL", &test.url)
-            .env("RUST_LOG", "warn")
-            .env("SNAPLINE_POPULATOR__BATCH_SIZE", "200")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("populator starts")
-    };
+    let run = || spawn_populator_run(&test.url, "1", 200);
     let first = run();
     snapline_tests::wait_for("the first run to commit a batch", || async {
         scalar(&test.db, "SELECT COUNT(*) FROM target_populations").await > 0
@@ -552,4 +530,18 @@ async fn ctrl_c_on_run_releases_the_lease_for_the_next_run() {
         "the second run did not wait for an expired lease"
     );
     assert_population_exact(&test.db, TargetId(1)).await;
+}
+
+/// `populator run --target TARGET` on `url` in a child process, output captured.
+fn spawn_populator_run(url: &str, target: &str, batch_size: u64) -> std::process::Child {
+    std::process::Command::new(snapline_tests::binary("populator"))
+        .args(["run", "--target", target])
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .env("SNAPLINE_POPULATOR__BATCH_SIZE", batch_size.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("populator starts")
 }
