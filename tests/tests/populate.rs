@@ -214,6 +214,53 @@ async fn populated_readers_never_see_null_snapshots(backend: Backend) {
     assert!(reader.await.expect("reader saw no NULL") >= 3);
 }
 
+/// A target the platform deletes while it is being populated does not end `populated`: the
+/// run stops at its next batch, removes the rows of the target's bands and fails for good.
+async fn a_target_deleted_during_its_populate_leaves_no_rows(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.0)).await;
+    let db = test.db.clone();
+    populate_target(&db, TargetId(2), &small_batches())
+        .await
+        .unwrap();
+    let rows_of_target_2 = stored_rows(&db, TargetId(2)).await;
+    let options = PopulateOptions {
+        batch_size: 10,
+        ..PopulateOptions::default()
+    };
+    let run = {
+        let db = db.clone();
+        tokio::spawn(async move { populate_target(&db, TargetId(1), &options).await })
+    };
+    let rows_of_target_1 = "SELECT COUNT(*) FROM target_populations p \
+                            JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1";
+    let started = std::time::Instant::now();
+    while scalar(&db, rows_of_target_1).await == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::task::yield_now().await;
+    }
+    // As the platform's delete_target does: the target row only (there are no foreign keys).
+    execute(&db, "DELETE FROM targets WHERE id = 1").await;
+    let err = run
+        .await
+        .unwrap()
+        .expect_err("a deleted target cannot end populated");
+    match &err {
+        JobError::TargetDeleted { target, removed } => {
+            assert_eq!(*target, TargetId(1));
+            assert!(*removed > 0, "{err}");
+        }
+        other => panic!("expected TargetDeleted, got {other}"),
+    }
+    assert!(!err.is_transient() && err.is_bad_input(), "{err}");
+    assert_eq!(scalar(&db, rows_of_target_1).await, 0, "no row left behind");
+    assert!(!rows_of_target_2.is_empty());
+    assert_eq!(
+        stored_rows(&db, TargetId(2)).await,
+        rows_of_target_2,
+        "other targets' rows are untouched"
+    );
+}
+
 both_backends! {
     populate_from_empty => populate_from_empty_then_rerun_is_a_no_op;
     repopulate_after_changes => repopulate_after_tags_change;
@@ -222,6 +269,7 @@ both_backends! {
     empty_group_and_non_nested => empty_trait_group_and_non_nested_targets;
     orphans => orphan_rows_are_left_alone_and_counted;
     readers_never_see_null => populated_readers_never_see_null_snapshots;
+    target_deleted_midway => a_target_deleted_during_its_populate_leaves_no_rows;
 }
 
 /// A run killed mid-way (its future dropped between batches, its transaction rolled back, its

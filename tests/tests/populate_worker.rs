@@ -4,7 +4,7 @@ use domain::{PopulationStatus, TargetId};
 use jobs::populate_target::{self, PopulateOptions, PopulatorContext};
 use jobs::worker::WorkerOptions;
 use snapline_tests::{
-    Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, wait_for,
+    Backend, InProcessWorker, TestDb, assert_population_exact, both_backends, execute, wait_for,
 };
 use synth::SeedOptions;
 
@@ -22,9 +22,16 @@ async fn jobs_run_through_a_worker(backend: Backend) {
     let db = test.db.clone();
     populate_target::enqueue(&db, TargetId(1)).await.unwrap();
     populate_target::enqueue(&db, TargetId(2)).await.unwrap();
-    populate_target::enqueue(&db, TargetId(4_242))
-        .await
-        .unwrap();
+    // A job pushed for a target that the platform deletes before it runs.
+    populate_target::enqueue(&db, TargetId(5)).await.unwrap();
+    execute(&db, "DELETE FROM targets WHERE id = 5").await;
+    assert_eq!(
+        populate_target::enqueue(&db, TargetId(5))
+            .await
+            .expect_err("an unknown target is refused at the door")
+            .to_string(),
+        "target 5 does not exist"
+    );
 
     let ctx = PopulatorContext {
         db: db.clone(),
@@ -73,7 +80,7 @@ async fn jobs_run_through_a_worker(backend: Backend) {
         .unwrap();
     let unknown = jobs
         .iter()
-        .find(|j| j.payload.contains("4242"))
+        .find(|j| j.payload.contains(r#""target_id":5"#))
         .expect("the unknown target's job is kept");
     assert_eq!(unknown.status, "Killed", "{unknown:?}");
     assert_eq!(
@@ -85,7 +92,7 @@ async fn jobs_run_through_a_worker(backend: Backend) {
             .last_result
             .as_deref()
             .unwrap_or("")
-            .contains("target 4242 does not exist"),
+            .contains("target 5 does not exist"),
         "{unknown:?}"
     );
     assert_eq!(jobs.iter().filter(|j| j.status == "Done").count(), 2);

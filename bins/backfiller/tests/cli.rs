@@ -58,6 +58,23 @@ fn an_unknown_target_exits_2() {
 }
 
 #[test]
+fn an_unknown_band_exits_2_for_run_and_enqueue() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        ["run", "--band", "2147483648"],
+        ["enqueue", "--band", "2147483648"],
+    ] {
+        let out = backfiller(dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("band 2147483648 does not exist"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_bad_schedule_exits_2_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = backfiller(

@@ -42,15 +42,12 @@ fn a_missing_argument_exits_2() {
 }
 
 #[test]
-fn enqueue_on_the_embedded_default_says_what_it_pushed() {
+fn enqueue_refuses_an_unknown_target_like_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = populator(dir.path(), &["enqueue", "--target", "7"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("enqueued populate_target for target 7"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("target 7 does not exist"), "{stderr}");
 }
 
 #[test]

@@ -70,3 +70,23 @@ async fn a_locked_file_is_a_clear_error_after_waiting_and_nothing_changes() {
     drop(holder);
     nothing_written_then_a_usable_file_works(&test).await;
 }
+
+#[tokio::test]
+async fn enqueue_pushes_a_job_for_a_target_that_exists() {
+    let test = seeded_file().await;
+    let out = populator(&test.url, &["enqueue", "--target", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enqueued populate_target for target 1"));
+    assert_eq!(
+        scalar(
+            &test.db,
+            "SELECT COUNT(*) FROM Jobs WHERE job_type = 'populate_target'"
+        )
+        .await,
+        1
+    );
+}

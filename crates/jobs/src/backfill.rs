@@ -342,7 +342,7 @@ pub async fn backfill(
     };
     let bands_filter = scope.bands();
     for band in bands_filter.unwrap_or_default() {
-        crate::error::check_id_range(db, "band", "target_bands", band.0).await?;
+        crate::error::check_band_known(db, *band).await?;
     }
     if db.backfill().nulls_present(bands_filter).await? == [false; 3] {
         tracing::info!("No missing snapshots found");
@@ -585,9 +585,7 @@ async fn backfill_holding_lease(
 
 /// The bands a `--target` backfill covers (all of the target's bands).
 pub async fn bands_of_target(db: &Db, target: TargetId) -> Result<Vec<BandId>, JobError> {
-    if db.targets().find(target).await?.is_none() {
-        return Err(JobError::UnknownTarget(target));
-    }
+    crate::error::check_target_exists(db, target).await?;
     Ok(db
         .bands()
         .of_target(target)
@@ -644,7 +642,7 @@ pub async fn handle(
 /// Pushes one backfill job.
 pub async fn enqueue(db: &Db, job: BackfillJob) -> Result<(), JobError> {
     if let BackfillJob::Band(band) = &job {
-        crate::error::check_id_range(db, "band", "target_bands", band.band_id).await?;
+        crate::error::check_band_known(db, BandId(band.band_id)).await?;
     }
     crate::queue::push(db, QUEUE, job, crate::queue::DEFAULT_MAX_ATTEMPTS).await
 }

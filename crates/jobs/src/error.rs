@@ -1,4 +1,4 @@
-use domain::TargetId;
+use domain::{BandId, TargetId};
 use repo::RepoError;
 use std::time::Duration;
 
@@ -7,6 +7,12 @@ use std::time::Duration;
 pub enum JobError {
     #[error("target {0} does not exist")]
     UnknownTarget(TargetId),
+    #[error("band {0} does not exist and no population refers to it")]
+    UnknownBand(BandId),
+    #[error(
+        "target {target} was deleted while it was being populated; the {removed} populations of its bands were removed"
+    )]
+    TargetDeleted { target: TargetId, removed: u64 },
     #[error(
         "{what} id {id} is out of range: {table}.id holds at most {max} on this database (the platform's ids are integer)"
     )]
@@ -40,15 +46,30 @@ impl JobError {
     /// Transient failures are retried with backoff; permanent ones fail the job at once.
     pub fn is_transient(&self) -> bool {
         match self {
-            JobError::UnknownTarget(_) | JobError::IdOutOfRange { .. } | JobError::Malformed(_) => {
-                false
-            }
             JobError::Busy { .. }
             | JobError::LeaseLost(_)
             | JobError::Interrupted(_)
             | JobError::Queue(_) => true,
             JobError::Repo(err) => err.is_transient(),
+            JobError::UnknownTarget(_)
+            | JobError::UnknownBand(_)
+            | JobError::TargetDeleted { .. }
+            | JobError::IdOutOfRange { .. }
+            | JobError::Malformed(_) => false,
         }
+    }
+
+    /// An id that does not (or no longer) exist, or a payload that cannot be read: the
+    /// caller's to fix (exit code 2), never retried.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            JobError::UnknownTarget(_)
+                | JobError::UnknownBand(_)
+                | JobError::TargetDeleted { .. }
+                | JobError::IdOutOfRange { .. }
+                | JobError::Malformed(_)
+        )
     }
 }
 
@@ -68,6 +89,24 @@ pub(crate) async fn check_id_range(
             id,
             max,
         });
+    }
+    Ok(())
+}
+
+/// Refuses a target id out of range or not in `targets`.
+pub(crate) async fn check_target_exists(db: &repo::Db, target: TargetId) -> Result<(), JobError> {
+    check_id_range(db, "target", "targets", target.0).await?;
+    if db.targets().find(target).await?.is_none() {
+        return Err(JobError::UnknownTarget(target));
+    }
+    Ok(())
+}
+
+/// Refuses a band id out of range, or one that neither exists nor has populations.
+pub(crate) async fn check_band_known(db: &repo::Db, band: BandId) -> Result<(), JobError> {
+    check_id_range(db, "band", "target_bands", band.0).await?;
+    if !db.bands().is_known(band).await? {
+        return Err(JobError::UnknownBand(band));
     }
     Ok(())
 }

@@ -108,10 +108,7 @@ pub async fn populate_target(
     options: &PopulateOptions,
 ) -> Result<PopulateSummary, JobError> {
     let started = Instant::now();
-    crate::error::check_id_range(db, "target", "targets", target_id.0).await?;
-    if db.targets().find(target_id).await?.is_none() {
-        return Err(JobError::UnknownTarget(target_id));
-    }
+    crate::error::check_target_exists(db, target_id).await?;
     let lease = HeldLease::acquire(
         db,
         format!("populate_target:{target_id}"),
@@ -172,6 +169,10 @@ async fn populate_holding_lease(
             .check(&format!("populate of target {target_id}"))?;
         let txn = db.begin_write().await?;
         lease.renew(db, &txn).await?;
+        if !db.targets().exists_on(&txn, target_id).await? {
+            drop(txn);
+            return Err(target_deleted(db, target_id, &band_ids).await);
+        }
         let mut me_files = db
             .tags()
             .me_file_ids_after(&txn, cursor, options.batch_size)
@@ -220,13 +221,43 @@ async fn populate_holding_lease(
         cursor = up_to;
     }
 
-    db.targets()
+    if !db
+        .targets()
         .set_status(target_id, PopulationStatus::Populated)
-        .await?;
+        .await?
+    {
+        return Err(target_deleted(db, target_id, &band_ids).await);
+    }
     summary.status = PopulationStatus::Populated.as_str().into();
     tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");
     Ok(summary)
 }
+
+/// A target deleted under its populate: the rows this and earlier runs wrote for its bands
+/// mean nothing any more (no sync or backfill will touch them), so they go, in bounded
+/// deletes. Returns the error the run ends with.
+async fn target_deleted(db: &Db, target_id: TargetId, band_ids: &[domain::BandId]) -> JobError {
+    tracing::warn!(target_id = %target_id, "target deleted during its populate: removing its populations");
+    let mut removed = 0;
+    loop {
+        match db
+            .populations()
+            .delete_some_of_bands(band_ids, TARGET_DELETED_BATCH)
+            .await
+        {
+            Ok(0) => break,
+            Ok(n) => removed += n,
+            Err(err) => return err.into(),
+        }
+    }
+    JobError::TargetDeleted {
+        target: target_id,
+        removed,
+    }
+}
+
+/// Populations removed per statement after a target was deleted under its populate.
+const TARGET_DELETED_BATCH: u64 = 10_000;
 
 /// Lock ranges one batch may hold: 8 advisory locks per transaction, whatever the batch
 /// size and the number of replicas (a stock server has 64 per connection on average). With
@@ -268,7 +299,7 @@ pub async fn handle(
 
 /// Pushes a `populate_target` job.
 pub async fn enqueue(db: &Db, target_id: TargetId) -> Result<(), JobError> {
-    crate::error::check_id_range(db, "target", "targets", target_id.0).await?;
+    crate::error::check_target_exists(db, target_id).await?;
     crate::queue::push(
         db,
         QUEUE,

@@ -130,6 +130,21 @@ impl BandRepo<'_> {
             .collect())
     }
 
+    /// Whether a job may name `band`: it exists, or populations still refer to it (a deleted
+    /// band whose rows a backfill reports as unfixable).
+    pub async fn is_known(&self, band: BandId) -> Result<bool, RepoError> {
+        let db = self.db;
+        let row = db
+            .conn()
+            .query_one_raw(db.statement(
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM target_bands WHERE id = $1) \
+                 OR EXISTS (SELECT 1 FROM target_populations WHERE target_band_id = $1)",
+                vec![band.0.into()],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// The target of each band that exists and names one, for jobs given band ids (a band
     /// whose `target_id` is NULL belongs to no target: absent, like a deleted one).
     pub async fn targets_of_bands(

@@ -304,6 +304,32 @@ impl PopulationRepo<'_> {
         Ok(applied)
     }
 
+    /// Deletes up to `limit` populations of `band_ids`; returns how many (0 when none are
+    /// left). Called in a loop, so a big target is removed in bounded transactions.
+    pub async fn delete_some_of_bands(
+        &self,
+        band_ids: &[BandId],
+        limit: u64,
+    ) -> Result<u64, RepoError> {
+        if band_ids.is_empty() {
+            return Ok(0);
+        }
+        let db = self.db;
+        let bands: Vec<i64> = band_ids.iter().map(|b| b.0).collect();
+        let result = db
+            .conn()
+            .execute_raw(db.statement(
+                format!(
+                    "DELETE FROM target_populations WHERE id IN \
+                     (SELECT id FROM target_populations WHERE {} LIMIT $2)",
+                    db.in_id_list("target_band_id", 1)
+                ),
+                vec![db.id_list(&bands), Value::from(limit as i64)],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Populations whose band no longer exists (the platform has no foreign keys), or whose
     /// band or me_file reference is NULL (the platform's columns allow it). No job reads or
     /// changes them.

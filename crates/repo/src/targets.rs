@@ -3,7 +3,9 @@ use domain::{PopulationStatus, TargetId};
 use entity::Id;
 use entity::targets;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 /// A target as the jobs see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +27,21 @@ impl TargetRepo<'_> {
             .one(self.db.conn())
             .await?;
         Ok(model.map(to_row))
+    }
+
+    /// Whether `target_id` exists, read on `conn` (a populate's batch transaction).
+    pub async fn exists_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        target_id: TargetId,
+    ) -> Result<bool, RepoError> {
+        let found = targets::Entity::find_by_id(Id(target_id.0))
+            .select_only()
+            .column(targets::Column::Id)
+            .into_tuple::<Id>()
+            .one(conn)
+            .await?;
+        Ok(found.is_some())
     }
 
     pub async fn all(&self) -> Result<Vec<TargetRow>, RepoError> {

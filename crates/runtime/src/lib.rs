@@ -40,11 +40,10 @@ impl BadInput {
 
 /// Classifies a job error for the exit code: unknown ids and malformed input are bad input.
 pub fn job_error(err: JobError) -> anyhow::Error {
-    match err {
-        JobError::UnknownTarget(_) | JobError::IdOutOfRange { .. } | JobError::Malformed(_) => {
-            BadInput::wrap(err)
-        }
-        other => other.into(),
+    if err.is_bad_input() {
+        BadInput::wrap(err)
+    } else {
+        err.into()
     }
 }
 
