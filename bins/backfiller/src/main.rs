@@ -92,13 +92,14 @@ fn main() -> ExitCode {
                     &settings,
                     &db.clone(),
                     runtime::Service::Backfiller,
-                    |stop| async move {
+                    |stop, health| async move {
                         let cron = backfill::serve_cron(
                             db.clone(),
                             schedule,
                             options.name.clone(),
                             stop.clone().wait(),
                         );
+                        let options = options.reporting_to(health);
                         let queue = backfill::serve(ctx, &options, stop.wait());
                         tokio::try_join!(cron, queue).map(|_| ())
                     },

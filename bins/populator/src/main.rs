@@ -69,7 +69,10 @@ fn main() -> ExitCode {
                     &settings,
                     &ctx.db.clone(),
                     runtime::Service::Populator,
-                    |stop| populate_target::serve(ctx, &options, stop.wait()),
+                    |stop, health| {
+                        let options = options.reporting_to(health);
+                        async move { populate_target::serve(ctx, &options, stop.wait()).await }
+                    },
                 )
                 .await
             }

@@ -91,6 +91,49 @@ async fn serve_answers_probes_and_exposes_metrics_after_a_job() {
     assert_eq!(served.wait_exit(Duration::from_secs(20)), Some(0));
 }
 
+/// A database that still answers but lost its queue tables (recreated empty under a running
+/// process) makes `/readyz` fail, naming the table, for as long as the workers cannot poll;
+/// once the tables are back the restarted workers run jobs again and it is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_workers_cannot_poll() {
+    let test = seeded(500).await;
+    let port = free_port();
+    let mut served = Served::start(
+        POPULATOR,
+        &test.url,
+        &[(
+            "SNAPLINE_SERVE__POPULATOR_HTTP",
+            format!("127.0.0.1:{port}"),
+        )],
+    );
+    let ready = |port| http_get(port, "/readyz").is_some_and(|(status, _)| status == 200);
+    wait_for("/readyz answers 200", || async move { ready(port) }).await;
+
+    snapline_tests::execute(&test.db, "ALTER SCHEMA apalis RENAME TO apalis_away").await;
+    wait_for("/readyz answers 503", || async move {
+        http_get(port, "/readyz").is_some_and(|(status, body)| {
+            status == 503 && body.contains("not ready") && body.contains("apalis.jobs")
+        })
+    })
+    .await;
+    // Not ready for as long as the tables are gone, not only until the next restart.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!ready(port), "ready while the workers cannot poll");
+    }
+
+    snapline_tests::execute(&test.db, "ALTER SCHEMA apalis_away RENAME TO apalis").await;
+    wait_for("/readyz answers 200 again", || async move { ready(port) }).await;
+    populate_target::enqueue(&test.db, TargetId(1))
+        .await
+        .unwrap();
+    wait_for_job(&test, r#""target_id":1"#, "Done").await;
+    assert_population_exact(&test.db, TargetId(1)).await;
+
+    served.signal("TERM");
+    assert_eq!(served.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_job_lets_it_finish_and_loses_nothing() {
     let test = seeded(20_000).await;

@@ -63,9 +63,18 @@ fn main() -> ExitCode {
                 let options =
                     runtime::worker_options(sync_me_file::QUEUE, &settings.queues.sync_me_file);
                 tracing::info!(worker = %options.name, concurrency = options.concurrency, "syncer serving");
-                runtime::serve(&settings, &db.clone(), runtime::Service::Syncer, |stop| {
-                    sync_me_file::serve(SyncerContext { db, cache }, &options, stop.wait())
-                })
+                runtime::serve(
+                    &settings,
+                    &db.clone(),
+                    runtime::Service::Syncer,
+                    |stop, health| {
+                        let options = options.reporting_to(health);
+                        async move {
+                            sync_me_file::serve(SyncerContext { db, cache }, &options, stop.wait())
+                                .await
+                        }
+                    },
+                )
                 .await
             }
             Command::Enqueue { me_file } => {

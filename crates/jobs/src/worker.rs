@@ -4,7 +4,8 @@
 use crate::JobError;
 use crate::metrics::Outcome;
 use apalis::prelude::{AbortError, BoxDynError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How a queue's consumer runs.
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct WorkerOptions {
     /// First retry delay; doubles each time, with jitter, up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Where the workers report a backend failure (what `/readyz` reads).
+    pub health: WorkerHealth,
 }
 
 impl WorkerOptions {
@@ -31,7 +34,63 @@ impl WorkerOptions {
             timeout: Duration::from_secs(3600),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            health: WorkerHealth::default(),
         }
+    }
+
+    /// These options with the workers reporting to `health` (a serving process's `/readyz`).
+    pub fn reporting_to(self, health: WorkerHealth) -> Self {
+        Self { health, ..self }
+    }
+}
+
+/// How long after a worker stopped on a backend error the process counts as not ready:
+/// longer than the longest pause between restarts ([`restart_pause`], 10 s), so a worker
+/// that cannot poll at all never looks ready between two of its failures.
+pub const UNREADY_AFTER_BACKEND_ERROR: Duration = Duration::from_secs(15);
+
+/// What a process knows of its workers' health, shared with its `/readyz`: whether they run,
+/// and the last time one stopped on a backend error (it is restarted after a pause).
+#[derive(Clone, Debug, Default)]
+pub struct WorkerHealth(Arc<Mutex<HealthState>>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    running: bool,
+    last_backend_error: Option<(Instant, String)>,
+}
+
+impl WorkerHealth {
+    pub fn set_running(&self, running: bool) {
+        self.state().running = running;
+    }
+
+    /// Records that a worker stopped on a backend error (`error`, one line).
+    pub fn backend_failed(&self, error: &str) {
+        self.state().last_backend_error = Some((Instant::now(), error.to_owned()));
+    }
+
+    /// `Ok` when the workers run and none failed on its backend within
+    /// [`UNREADY_AFTER_BACKEND_ERROR`]; otherwise why not.
+    pub fn check(&self) -> Result<(), String> {
+        let state = self.state();
+        if !state.running {
+            return Err("workers are not running".into());
+        }
+        match &state.last_backend_error {
+            Some((at, error)) if at.elapsed() < UNREADY_AFTER_BACKEND_ERROR => Err(format!(
+                "a worker stopped on a backend error {} s ago and is being restarted: {error}",
+                at.elapsed().as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        // The state stays consistent even if a holder panicked: plain assignments only.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -230,6 +289,7 @@ macro_rules! run_worker {
                         Ok(()) => return Ok(()),
                         Err(_) if shutdown.peek().is_some() => return Ok(()),
                         Err(err) => {
+                            options.health.backend_failed(&err.to_string());
                             settle(name).await;
                             failures = failures.saturating_add(1);
                             let pause = $crate::worker::restart_pause(failures);
@@ -310,8 +370,21 @@ pub(crate) use serve_queue;
 
 #[cfg(test)]
 mod tests {
-    use super::restart_pause;
+    use super::{WorkerHealth, restart_pause};
     use std::time::Duration;
+
+    #[test]
+    fn health_is_ready_only_while_running_and_without_a_recent_backend_error() {
+        let health = WorkerHealth::default();
+        assert_eq!(health.check(), Err("workers are not running".into()));
+        health.set_running(true);
+        assert_eq!(health.check(), Ok(()));
+        health.backend_failed("relation \"apalis.jobs\" does not exist");
+        let err = health.check().expect_err("a worker just failed");
+        assert!(err.contains("apalis.jobs"), "{err}");
+        health.set_running(false);
+        assert_eq!(health.check(), Err("workers are not running".into()));
+    }
 
     #[test]
     fn restart_pauses_double_from_200_ms_up_to_10_s() {

@@ -1,6 +1,6 @@
 //! The operational surface of a serving snapline process: the Prometheus recorder behind the
 //! jobs' metrics, and a small HTTP listener with `/healthz` (the process is alive),
-//! `/readyz` (the database answers and the workers run) and `/metrics` (Prometheus text).
+//! `/readyz` (the workers run and can read their queue table) and `/metrics` (Prometheus text).
 //!
 //! This crate never runs jobs and never writes SQL: readiness and the NULL snapshot gauges
 //! read through `repo`, the series are named in `jobs::metrics`.
@@ -8,10 +8,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use jobs::worker::WorkerHealth;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use repo::Db;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -53,24 +53,10 @@ pub fn prometheus() -> Result<PrometheusHandle, OpsError> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Whether the process's workers are running; `/readyz` fails while they are not.
-#[derive(Clone, Debug, Default)]
-pub struct WorkersRunning(Arc<AtomicBool>);
-
-impl WorkersRunning {
-    pub fn set(&self, running: bool) {
-        self.0.store(running, Ordering::SeqCst);
-    }
-
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 #[derive(Clone)]
 struct Probe {
     db: Db,
-    workers: WorkersRunning,
+    workers: WorkerHealth,
     metrics: PrometheusHandle,
     null_counts_read: Arc<Mutex<Option<Instant>>>,
 }
@@ -87,7 +73,7 @@ impl OpsServer {
         addr: &str,
         setting: &str,
         db: Db,
-        workers: WorkersRunning,
+        workers: WorkerHealth,
     ) -> Result<Option<OpsServer>, OpsError> {
         if addr.trim().is_empty() {
             return Ok(None);
@@ -136,17 +122,22 @@ impl OpsServer {
 }
 
 async fn readyz(State(probe): State<Probe>) -> (StatusCode, String) {
-    if !probe.workers.get() {
+    if let Err(why) = probe.workers.check() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: workers are not running\n".into(),
+            format!("not ready: {why}\n"),
         );
     }
-    match tokio::time::timeout(PROBE_TIMEOUT, probe.db.ping()).await {
+    // The table every poll reads: a database that answers but lost its queue tables (recreated
+    // empty under a running process) is not ready either.
+    match tokio::time::timeout(PROBE_TIMEOUT, probe.db.queue_jobs().probe()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
         Ok(Err(err)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: database: {err}\n"),
+            format!(
+                "not ready: database: {}\n",
+                err.to_string().replace('\n', " ")
+            ),
         ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -29,6 +29,20 @@ pub struct QueueJobRepo<'a> {
 }
 
 impl QueueJobRepo<'_> {
+    /// Reads the queue table as a worker's poll does (no row needed): fails when the
+    /// database does not answer or the queue tables are gone (a database recreated empty).
+    pub async fn probe(&self) -> Result<(), RepoError> {
+        let sql = match self.db.backend() {
+            Backend::Postgres => "SELECT 1 FROM apalis.jobs LIMIT 0",
+            Backend::Sqlite => "SELECT 1 FROM Jobs LIMIT 0",
+        };
+        self.db
+            .conn()
+            .query_all_raw(self.db.statement(sql, vec![]))
+            .await?;
+        Ok(())
+    }
+
     /// The jobs of `queue`, oldest first.
     pub async fn of_queue(&self, queue: &str) -> Result<Vec<QueueJob>, RepoError> {
         let sql = match self.db.backend() {

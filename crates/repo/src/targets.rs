@@ -3,9 +3,7 @@ use domain::{PopulationStatus, TargetId};
 use entity::Id;
 use entity::targets;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 /// A target as the jobs see it.
 #[derive(Clone, Debug, PartialEq, Eq)]

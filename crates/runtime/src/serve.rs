@@ -4,7 +4,8 @@
 
 use crate::BadInput;
 use jobs::JobError;
-use ops::{OpsServer, WorkersRunning};
+use jobs::worker::WorkerHealth;
+use ops::OpsServer;
 use repo::Db;
 use settings::Settings;
 use std::future::Future;
@@ -40,7 +41,7 @@ impl Stop {
 }
 
 /// Serves `service`: binds its listener, starts `workers` (handing them the [`Stop`] they
-/// must end on), prunes finished jobs, and on SIGTERM or Ctrl-C stops taking jobs and
+/// must end on and the [`WorkerHealth`] their options report to, which `/readyz` reads), prunes finished jobs, and on SIGTERM or Ctrl-C stops taking jobs and
 /// waits up to the grace period for the running ones.
 pub async fn serve<W, Fut>(
     settings: &Settings,
@@ -49,12 +50,12 @@ pub async fn serve<W, Fut>(
     workers: W,
 ) -> anyhow::Result<()>
 where
-    W: FnOnce(Stop) -> Fut,
+    W: FnOnce(Stop, WorkerHealth) -> Fut,
     Fut: Future<Output = Result<(), JobError>>,
 {
     let (addr, setting) = service.http_setting(settings);
-    let running = WorkersRunning::default();
-    let http = OpsServer::bind(addr, setting, db.clone(), running.clone())
+    let health = WorkerHealth::default();
+    let http = OpsServer::bind(addr, setting, db.clone(), health.clone())
         .await
         .map_err(BadInput::wrap)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -73,8 +74,8 @@ where
         stop.clone(),
     ));
 
-    running.set(true);
-    let workers = workers(stop.clone());
+    health.set_running(true);
+    let workers = workers(stop.clone(), health.clone());
     tokio::pin!(workers);
     let grace = Duration::from_secs(settings.serve.shutdown_grace_secs);
     let result = tokio::select! {
@@ -94,7 +95,7 @@ where
             }
         }
     };
-    running.set(false);
+    health.set_running(false);
     let _ = stop_tx.send(true);
     prune_task.abort();
     if let Some(http) = http_task {
