@@ -54,7 +54,7 @@ children AS (
   SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
          p.display_order AS parent_order,
          jsonb_agg(jsonb_build_array(c.id,
-                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value) = '' THEN c.trait_name
+                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value, {BLANK}) = '' THEN c.trait_name
                           ELSE ct.tag_value END,
                      c.display_order)
                    ORDER BY c.display_order NULLS LAST, c.id) AS kids
@@ -72,6 +72,11 @@ SELECT mb.band_id, mb.me_file_id,
 FROM members mb
 LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
 GROUP BY mb.band_id, mb.me_file_id";
+
+/// [`TARGET_POPULATION_SQL`] with its blank test filled in.
+fn target_population_sql() -> String {
+    TARGET_POPULATION_SQL.replace("{BLANK}", BLANK_CHARACTERS_SQL)
+}
 
 impl ReferenceRepo<'_> {
     /// Creates `table` shaped like `target_populations`, with the same indexes (so writes
@@ -98,7 +103,8 @@ impl ReferenceRepo<'_> {
         let sql = format!(
             "INSERT INTO {table} (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
              SELECT band_id, me_file_id, snapshot, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' \
-             FROM ({TARGET_POPULATION_SQL}) AS computed"
+             FROM ({}) AS computed",
+            target_population_sql()
         );
         let result = self
             .db
@@ -261,13 +267,13 @@ pub struct SyncCommitLatency {
     pub pickup_p99_ms: f64,
 }
 
-/// Fills the NULL snapshots of `populations` (a table shaped like `target_populations`) from
-/// current tags, in one statement: the backfiller's first phase as set-based SQL.
-const BACKFILL_POPULATIONS_SQL: &str = "
+/// The snapshot of each (me_file_id, band_id) of `{pairs}` (a query yielding those two
+/// columns) from current tags, as CTEs ending in `snapshots (band_id, me_file_id, snapshot)`;
+/// pairs whose band does not exist get none.
+const SNAPSHOTS_OF_PAIRS_CTE: &str = "
 WITH members AS (
-  SELECT DISTINCT p.me_file_id, p.target_band_id AS band_id
-  FROM {populations} p JOIN target_bands b ON b.id = p.target_band_id
-  WHERE p.matching_tags_snapshot IS NULL
+  SELECT DISTINCT pr.me_file_id, pr.band_id
+  FROM ({pairs}) pr JOIN target_bands b ON b.id = pr.band_id
 ),
 band_traits AS (
   SELECT DISTINCT l.target_band_id AS band_id, gt.trait_id
@@ -286,7 +292,7 @@ children AS (
   SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
          p.display_order AS parent_order,
          jsonb_agg(jsonb_build_array(c.id,
-                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value) = '' THEN c.trait_name
+                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value, {BLANK}) = '' THEN c.trait_name
                           ELSE ct.tag_value END,
                      c.display_order)
                    ORDER BY c.display_order NULLS LAST, c.id) AS kids
@@ -305,10 +311,34 @@ snapshots AS (
   FROM members mb
   LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
   GROUP BY mb.band_id, mb.me_file_id
-)
+)";
+
+/// Every character Unicode calls white space (what Rust's `char::is_whitespace` and
+/// Elixir's `String.trim` strip), as a PostgreSQL string: a tag value made only of these is
+/// blank. `btrim(x)` alone strips spaces only.
+const BLANK_CHARACTERS_SQL: &str = r"E'\u0009\u000A\u000B\u000C\u000D\u0020\u0085\u00A0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200A\u2028\u2029\u202F\u205F\u3000'";
+
+/// [`SNAPSHOTS_OF_PAIRS_CTE`] over `pairs`.
+fn snapshots_of_pairs(pairs: &str) -> String {
+    SNAPSHOTS_OF_PAIRS_CTE
+        .replace("{pairs}", pairs)
+        .replace("{BLANK}", BLANK_CHARACTERS_SQL)
+}
+
+/// Fills the NULL snapshots of `populations` (a table shaped like `target_populations`) from
+/// current tags, in one statement: the backfiller's first phase as set-based SQL.
+fn backfill_populations_sql(populations: &str) -> String {
+    format!(
+        "{}
 UPDATE {populations} AS p SET matching_tags_snapshot = s.snapshot, updated_at = now() AT TIME ZONE 'utc'
 FROM snapshots s
-WHERE p.me_file_id = s.me_file_id AND p.target_band_id = s.band_id AND p.matching_tags_snapshot IS NULL";
+WHERE p.me_file_id = s.me_file_id AND p.target_band_id = s.band_id AND p.matching_tags_snapshot IS NULL",
+        snapshots_of_pairs(&format!(
+            "SELECT me_file_id, target_band_id AS band_id FROM {populations} \
+             WHERE matching_tags_snapshot IS NULL"
+        ))
+    )
+}
 
 impl ReferenceRepo<'_> {
     /// Copies `source` into a new table `copy` with the same columns and indexes.
@@ -335,7 +365,7 @@ impl ReferenceRepo<'_> {
         self.require_postgres()?;
         let conn = self.db.conn();
         let mut written = conn
-            .execute_unprepared(&BACKFILL_POPULATIONS_SQL.replace("{populations}", populations))
+            .execute_unprepared(&backfill_populations_sql(populations))
             .await?
             .rows_affected();
         for copy in [offers, ad_events] {
@@ -370,5 +400,101 @@ impl ReferenceRepo<'_> {
             .map(|r| r.try_get_by_index(0))
             .transpose()?
             .unwrap_or(-1))
+    }
+}
+
+/// Test oracles: what the jobs should have stored, computed by the set-based SQL above,
+/// which shares no code with the jobs (no planner, no domain rules, no band metadata read).
+impl ReferenceRepo<'_> {
+    /// Up to `limit` rows, described, where the target's stored populations and the
+    /// set-based computation differ (either way); empty when they agree. Rows without a
+    /// me_file are orphans no job writes: not compared.
+    pub async fn population_differences_from_sql(
+        &self,
+        target_id: i64,
+        limit: u64,
+    ) -> Result<Vec<String>, RepoError> {
+        self.require_postgres()?;
+        let stored = "SELECT p.target_band_id::bigint AS band_id, p.me_file_id::bigint AS me_file_id, \
+                      p.matching_tags_snapshot::jsonb AS snapshot \
+                      FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
+                      WHERE b.target_id = $1 AND p.me_file_id IS NOT NULL";
+        let computed = format!(
+            "SELECT band_id::bigint, me_file_id::bigint, snapshot FROM ({}) AS r",
+            target_population_sql()
+        );
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                format!(
+                    "SELECT side, band_id, me_file_id, snapshot::text FROM ( \
+                       SELECT 'stored, not computed' AS side, * FROM ({stored} EXCEPT ALL {computed}) a \
+                       UNION ALL \
+                       SELECT 'computed, not stored' AS side, * FROM ({computed} EXCEPT ALL {stored}) b \
+                     ) d ORDER BY me_file_id, side LIMIT $2"
+                ),
+                vec![Value::from(target_id), Value::from(limit as i64)],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let side: String = row.try_get_by_index(0)?;
+                let band: i64 = row.id_at(1)?;
+                let me_file: i64 = row.id_at(2)?;
+                let snapshot: Option<String> = row.try_get_by_index(3)?;
+                Ok(format!(
+                    "{side}: band {band}, me_file {me_file}, {}",
+                    snapshot.as_deref().unwrap_or("NULL")
+                ))
+            })
+            .collect()
+    }
+
+    /// Rows of `table` (`offers` or `ad_events`) among `ids` whose snapshot is not what the
+    /// backfill owes them: their population's snapshot when it exists, else one computed from
+    /// tags (an orphan), else NULL (no band, or a NULL reference); up to `limit`, described.
+    pub async fn copy_differences_from_sql(
+        &self,
+        table: &str,
+        ids: &[i64],
+        limit: u64,
+    ) -> Result<Vec<String>, RepoError> {
+        self.require_postgres()?;
+        let snapshots = snapshots_of_pairs(&format!(
+            "SELECT me_file_id, target_band_id AS band_id FROM {table} WHERE id = ANY($1)"
+        ));
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                format!(
+                    "{snapshots}, expected AS ( \
+                       SELECT c.id, c.matching_tags_snapshot::jsonb AS stored, \
+                              COALESCE(p.matching_tags_snapshot::jsonb, s.snapshot) AS owed \
+                       FROM {table} c \
+                       LEFT JOIN target_populations p \
+                         ON p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id \
+                       LEFT JOIN snapshots s \
+                         ON s.me_file_id = c.me_file_id AND s.band_id = c.target_band_id \
+                       WHERE c.id = ANY($1)) \
+                     SELECT id::bigint, stored::text, owed::text FROM expected \
+                     WHERE stored IS DISTINCT FROM owed ORDER BY id LIMIT $2"
+                ),
+                vec![Value::from(ids.to_vec()), Value::from(limit as i64)],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get_by_index(0)?;
+                let stored: Option<String> = row.try_get_by_index(1)?;
+                let owed: Option<String> = row.try_get_by_index(2)?;
+                Ok(format!(
+                    "{table} {id}: stored {}, owed {}",
+                    stored.as_deref().unwrap_or("NULL"),
+                    owed.as_deref().unwrap_or("NULL")
+                ))
+            })
+            .collect()
     }
 }
