@@ -363,6 +363,61 @@ pub async fn assert_population_exact(db: &Db, target_id: TargetId) {
             wrong.iter().map(|(m, _)| stored.get(m)).collect::<Vec<_>>()
         );
     }
+    assert_population_as_sql_computes(db, target_id).await;
+}
+
+/// On PostgreSQL, asserts the target's stored rows equal the set-based SQL's
+/// (`repo::ReferenceRepo`), an oracle that shares no code with the jobs or with
+/// [`expected_rows`]: a rule, planner or band-reading bug they share still fails here.
+pub async fn assert_population_as_sql_computes(db: &Db, target_id: TargetId) {
+    if db.backend() != repo::Backend::Postgres {
+        return;
+    }
+    let differences = db
+        .reference()
+        .population_differences_from_sql(target_id.0, 5)
+        .await
+        .expect("set-based reference");
+    assert!(
+        differences.is_empty(),
+        "target {target_id} differs from the set-based SQL: {differences:#?}"
+    );
+}
+
+/// The ids of rows with a NULL snapshot: target_populations, offers, ad_events.
+pub async fn null_snapshot_ids(db: &Db) -> [Vec<i64>; 3] {
+    let mut ids: [Vec<i64>; 3] = Default::default();
+    for (i, table) in SNAPSHOT_TABLES.iter().enumerate() {
+        ids[i] = entity_ids(
+            db,
+            &format!("SELECT id FROM {table} WHERE matching_tags_snapshot IS NULL ORDER BY id"),
+        )
+        .await;
+    }
+    ids
+}
+
+const SNAPSHOT_TABLES: [&str; 3] = ["target_populations", "offers", "ad_events"];
+
+/// On PostgreSQL, asserts that each row that had a NULL snapshot (`before`, from
+/// [`null_snapshot_ids`]) now holds what the set-based SQL says a backfill owes it: a
+/// population the snapshot of its tags, an offer or ad_event its population's snapshot or,
+/// for an orphan, the snapshot of its tags; NULL where its band is gone.
+pub async fn assert_backfill_owed(db: &Db, before: &[Vec<i64>; 3]) {
+    if db.backend() != repo::Backend::Postgres {
+        return;
+    }
+    for (table, ids) in SNAPSHOT_TABLES.iter().zip(before) {
+        let differences = db
+            .reference()
+            .snapshot_differences_from_sql(table, ids, 5)
+            .await
+            .expect("set-based reference");
+        assert!(
+            differences.is_empty(),
+            "{table}: not what the set-based SQL owes: {differences:#?}"
+        );
+    }
 }
 
 /// Runs a query returning one integer or bigint column.

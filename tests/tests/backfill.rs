@@ -4,7 +4,8 @@ use domain::{BandId, Snapshot, TargetId};
 use jobs::backfill::{BackfillOptions, BackfillScope, backfill, on_cron_tick};
 use jobs::populate_target::{PopulateOptions, populate_target};
 use snapline_tests::{
-    Backend, InProcessWorker, TestDb, both_backends, entity_ids, execute, expected_rows, scalar,
+    Backend, InProcessWorker, TestDb, assert_backfill_owed, both_backends, entity_ids, execute,
+    expected_rows, null_snapshot_ids, scalar,
 };
 use std::collections::HashMap;
 use synth::SeedOptions;
@@ -88,9 +89,12 @@ async fn everything_fixable_is_fixed(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.2)).await;
     let before = nulls(&test).await;
     assert!(before.iter().all(|n| *n > 0));
+    let null_ids = null_snapshot_ids(&test.db).await;
     let report = backfill(&test.db, &BackfillScope::All, &options(), &|_| {})
         .await
         .unwrap();
+    // Every fixed value, orphans' included, as the set-based SQL computes it (PostgreSQL).
+    assert_backfill_owed(&test.db, &null_ids).await;
     assert_eq!(report.found, before);
     assert_eq!(report.populations_fixed as i64, before[0]);
     assert_eq!(
@@ -324,9 +328,11 @@ async fn malformed_population_snapshots_are_never_copied(backend: Backend) {
         ),
     )
     .await;
+    let null_offers = null_snapshot_ids(db).await;
     let report = backfill(db, &BackfillScope::All, &options(), &|_| {})
         .await
         .unwrap();
+    assert_backfill_owed(db, &null_offers).await;
     assert_eq!(report.malformed_populations, 3, "{report}");
     assert_eq!(report.offers_fixed, 3, "{report}");
     assert_eq!(report.orphans, 0, "{report}");
@@ -349,6 +355,7 @@ async fn a_killed_run_is_finished_by_the_next(backend: Backend) {
         lease_ttl: std::time::Duration::from_secs(1),
         ..options()
     };
+    let null_ids = null_snapshot_ids(&db).await;
     let first = {
         let db = db.clone();
         let small = small.clone();
@@ -368,6 +375,7 @@ async fn a_killed_run_is_finished_by_the_next(backend: Backend) {
         .unwrap();
     assert!(report.populations_fixed > 0);
     assert_eq!(nulls(&test).await, [0, 3, 3]);
+    assert_backfill_owed(&db, &null_ids).await;
 }
 
 async fn a_clean_database_exits_early(backend: Backend) {

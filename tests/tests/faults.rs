@@ -269,7 +269,11 @@ where
             service.child.try_wait().unwrap().is_none(),
             "still running, no restart needed"
         );
-        assert_eq!(http_get(port, "/readyz").map(|(s, _)| s), Some(200));
+        // Ready again once every restarted worker has run a little without failing.
+        snapline_tests::wait_for("/readyz 200 after the restarts", || async move {
+            http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
+        })
+        .await;
     }
     for target in 1..=6 {
         assert_population_exact(&db, TargetId(target)).await;

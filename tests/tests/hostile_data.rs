@@ -8,7 +8,10 @@ use jobs::backfill::{self, BackfillScope};
 use jobs::populate_target;
 use jobs::sync_me_file::{BandCache, sync_me_file};
 use repo::Db;
-use snapline_tests::{Backend, TestDb, assert_population_exact, both_backends, execute, quote};
+use snapline_tests::{
+    Backend, TestDb, assert_backfill_owed, assert_population_exact, both_backends, execute,
+    null_snapshot_ids, quote,
+};
 use std::time::Duration;
 
 /// What a case expects of its me_file in target 1.
@@ -95,6 +98,21 @@ fn cases() -> Vec<Case> {
             name: "blank value falls back to the trait name",
             tags: vec![(11, v(" \t "))],
             expect: listed(11, "Music"),
+        },
+        Case {
+            name: "Unicode white space only (NBSP, ideographic space, line separator) is blank",
+            tags: vec![(11, v("\u{a0}\t\u{3000}\u{2028}\u{85}"))],
+            expect: listed(11, "Music"),
+        },
+        Case {
+            name: "a value between Unicode white space is kept verbatim",
+            tags: vec![(11, v("\u{a0}x\u{3000}"))],
+            expect: listed(11, "\u{a0}x\u{3000}"),
+        },
+        Case {
+            name: "zero-width space is not white space: kept",
+            tags: vec![(11, v("\u{200b}"))],
+            expect: listed(11, "\u{200b}"),
         },
         Case {
             name: "empty value falls back to the trait name",
@@ -306,10 +324,22 @@ async fn odd_data_comes_back_exact_and_verbatim(backend: Backend) {
         "UPDATE target_populations SET matching_tags_snapshot = NULL",
     )
     .await;
+    // NULL offers and ad_events of every me_file on bands 1 and 2: copies of their
+    // population's snapshot, or orphans computed from tags.
+    execute(
+        db,
+        "INSERT INTO offers (campaign_id, me_file_id, target_band_id) \
+         SELECT 1, m.id, b.id FROM me_files m CROSS JOIN target_bands b WHERE b.id IN (1, 2); \
+         INSERT INTO ad_events (offer_id, me_file_id, target_band_id) \
+         SELECT 1, m.id, b.id FROM me_files m CROSS JOIN target_bands b WHERE b.id IN (1, 2)",
+    )
+    .await;
+    let null_ids = null_snapshot_ids(db).await;
     backfill::backfill(db, &BackfillScope::All, &Default::default(), &|_| {})
         .await
         .expect("backfill odd data");
     check_all("backfill").await;
+    assert_backfill_owed(db, &null_ids).await;
     assert!(table.len() >= 20);
 }
 

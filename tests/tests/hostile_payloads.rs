@@ -95,8 +95,16 @@ fn cases() -> Vec<Case> {
         case(backfill, r#"{"band_id":1,"all":true}"#, Killed(shape_band)),
         case(backfill, "[]", Killed(shape_band)),
         case(backfill, "{}", Done),
-        case(backfill, r#"{"band_id":-5}"#, Done),
-        case(backfill, r#"{"band_id":123456789}"#, Done),
+        case(
+            backfill,
+            r#"{"band_id":-5}"#,
+            Killed("band -5 does not exist and no population refers to it"),
+        ),
+        case(
+            backfill,
+            r#"{"band_id":123456789}"#,
+            Killed("band 123456789 does not exist"),
+        ),
     ];
     cases.push(Case {
         queue: populate,

@@ -118,7 +118,15 @@ async fn mark(test: &TestDb, target: i64, status: &str, attempts: i64, days_ago:
 }
 
 async fn finished_jobs_are_pruned_after_the_retention(backend: Backend) {
-    let test = TestDb::migrated(backend).await;
+    let test = TestDb::seeded(
+        backend,
+        &SeedOptions {
+            me_files: 10,
+            targets: 6,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
     for target in 1..=6 {
         populate_target::enqueue(&test.db, TargetId(target))
             .await

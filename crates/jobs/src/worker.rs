@@ -44,20 +44,21 @@ impl WorkerOptions {
     }
 }
 
-/// How long after a worker stopped on a backend error the process counts as not ready:
-/// longer than the longest pause between restarts ([`restart_pause`], 10 s), so a worker
-/// that cannot poll at all never looks ready between two of its failures.
-pub const UNREADY_AFTER_BACKEND_ERROR: Duration = Duration::from_secs(15);
+/// How long a restarted worker must run without failing again before it counts as
+/// recovered: a worker that cannot poll at all fails within milliseconds of each start.
+pub const RECOVERED_AFTER: Duration = Duration::from_secs(2);
 
-/// What a process knows of its workers' health, shared with its `/readyz`: whether they run,
-/// and the last time one stopped on a backend error (it is restarted after a pause).
+/// What a process knows of its workers' health, shared with its `/readyz`: whether they
+/// run, and which of them stopped on a backend error and has not yet run [`RECOVERED_AFTER`]
+/// since its restart.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerHealth(Arc<Mutex<HealthState>>);
 
 #[derive(Debug, Default)]
 struct HealthState {
     running: bool,
-    last_backend_error: Option<(Instant, String)>,
+    /// Worker index -> when it last failed, and why.
+    failing: std::collections::BTreeMap<usize, (Instant, String)>,
 }
 
 impl WorkerHealth {
@@ -65,32 +66,37 @@ impl WorkerHealth {
         self.state().running = running;
     }
 
-    /// Records that a worker stopped on a backend error (`error`, one line).
-    pub fn backend_failed(&self, error: &str) {
-        self.state().last_backend_error = Some((Instant::now(), error.to_owned()));
+    /// Records that worker `index` stopped on a backend error (`error`, one line).
+    pub fn backend_failed(&self, index: usize, error: &str) {
+        self.state()
+            .failing
+            .insert(index, (Instant::now(), error.to_owned()));
     }
 
-    /// `Ok` when the workers run and none failed on its backend within
-    /// [`UNREADY_AFTER_BACKEND_ERROR`]; otherwise why not.
+    /// Records that worker `index` has run [`RECOVERED_AFTER`] since its restart.
+    pub fn recovered(&self, index: usize) {
+        self.state().failing.remove(&index);
+    }
+
+    /// `Ok` when the workers run and none is failing; otherwise why not.
     pub fn check(&self) -> Result<(), String> {
         let state = self.state();
         if !state.running {
             return Err("workers are not running".into());
         }
-        match &state.last_backend_error {
-            Some((at, error)) if at.elapsed() < UNREADY_AFTER_BACKEND_ERROR => Err(format!(
-                "a worker stopped on a backend error {} s ago and is being restarted: {error}",
+        match state.failing.iter().next() {
+            Some((index, (at, error))) => Err(format!(
+                "{} worker(s) failing on their backend; worker #{index} stopped {} s ago and is being restarted: {error}",
+                state.failing.len(),
                 at.elapsed().as_secs()
             )),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
         // The state stays consistent even if a holder panicked: plain assignments only.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -268,7 +274,7 @@ macro_rules! run_worker {
                         0 => format!("{}#{index}", options.name),
                         n => format!("{}#{index}.{n}", options.name),
                     };
-                    let result = WorkerBuilder::new(name.clone())
+                    let run = WorkerBuilder::new(name.clone())
                         .backend(make_storage())
                         .data(data.clone())
                         .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
@@ -283,13 +289,24 @@ macro_rules! run_worker {
                         .run_until(async move {
                             stop.await;
                             Ok::<(), std::io::Error>(())
-                        })
-                        .await;
+                        });
+                    tokio::pin!(run);
+                    let result = if failures == 0 {
+                        run.await
+                    } else {
+                        tokio::select! {
+                            result = &mut run => result,
+                            _ = tokio::time::sleep($crate::worker::RECOVERED_AFTER) => {
+                                options.health.recovered(index);
+                                run.await
+                            }
+                        }
+                    };
                     match result {
                         Ok(()) => return Ok(()),
                         Err(_) if shutdown.peek().is_some() => return Ok(()),
                         Err(err) => {
-                            options.health.backend_failed(&err.to_string());
+                            options.health.backend_failed(index, &err.to_string());
                             settle(name).await;
                             failures = failures.saturating_add(1);
                             let pause = $crate::worker::restart_pause(failures);
@@ -374,14 +391,21 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn health_is_ready_only_while_running_and_without_a_recent_backend_error() {
+    fn health_is_ready_only_while_running_and_no_worker_is_failing() {
         let health = WorkerHealth::default();
         assert_eq!(health.check(), Err("workers are not running".into()));
         health.set_running(true);
         assert_eq!(health.check(), Ok(()));
-        health.backend_failed("relation \"apalis.jobs\" does not exist");
-        let err = health.check().expect_err("a worker just failed");
-        assert!(err.contains("apalis.jobs"), "{err}");
+        health.backend_failed(0, "relation \"apalis.jobs\" does not exist");
+        health.backend_failed(3, "connection refused");
+        let err = health.check().expect_err("two workers failing");
+        assert!(err.starts_with("2 worker(s) failing"), "{err}");
+        assert!(err.contains("#0") && err.contains("apalis.jobs"), "{err}");
+        health.recovered(0);
+        let err = health.check().expect_err("one still failing");
+        assert!(err.contains("#3") && err.contains("connection refused"), "{err}");
+        health.recovered(3);
+        assert_eq!(health.check(), Ok(()));
         health.set_running(false);
         assert_eq!(health.check(), Err("workers are not running".into()));
     }

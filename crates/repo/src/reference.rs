@@ -451,10 +451,11 @@ impl ReferenceRepo<'_> {
             .collect()
     }
 
-    /// Rows of `table` (`offers` or `ad_events`) among `ids` whose snapshot is not what the
-    /// backfill owes them: their population's snapshot when it exists, else one computed from
-    /// tags (an orphan), else NULL (no band, or a NULL reference); up to `limit`, described.
-    pub async fn copy_differences_from_sql(
+    /// Rows of `table` among `ids` whose snapshot is not what a backfill owes them, up to
+    /// `limit`, described. A population is owed one computed from tags; an offer or ad_event
+    /// its population's snapshot when that exists, else one computed from tags (an orphan);
+    /// a row whose band does not exist, or with a NULL reference, stays NULL.
+    pub async fn snapshot_differences_from_sql(
         &self,
         table: &str,
         ids: &[i64],
@@ -464,17 +465,23 @@ impl ReferenceRepo<'_> {
         let snapshots = snapshots_of_pairs(&format!(
             "SELECT me_file_id, target_band_id AS band_id FROM {table} WHERE id = ANY($1)"
         ));
+        let (population_join, owed) = if table == "target_populations" {
+            ("", "s.snapshot")
+        } else {
+            (
+                "LEFT JOIN target_populations p \
+                 ON p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id",
+                "COALESCE(p.matching_tags_snapshot::jsonb, s.snapshot)",
+            )
+        };
         let rows = self
             .db
             .conn()
             .query_all_raw(self.db.statement(
                 format!(
                     "{snapshots}, expected AS ( \
-                       SELECT c.id, c.matching_tags_snapshot::jsonb AS stored, \
-                              COALESCE(p.matching_tags_snapshot::jsonb, s.snapshot) AS owed \
-                       FROM {table} c \
-                       LEFT JOIN target_populations p \
-                         ON p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id \
+                       SELECT c.id, c.matching_tags_snapshot::jsonb AS stored, {owed} AS owed \
+                       FROM {table} c {population_join} \
                        LEFT JOIN snapshots s \
                          ON s.me_file_id = c.me_file_id AND s.band_id = c.target_band_id \
                        WHERE c.id = ANY($1)) \
