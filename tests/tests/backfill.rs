@@ -589,6 +589,51 @@ both_backends! {
     worker => backfill_jobs_run_through_a_worker;
 }
 
+/// A replica that dies in the middle of its push of a cron tick (its insert made, its
+/// transaction never committed) does not lose the tick: another replica's push of the same
+/// tick waits for it, then lands once the dead one's transaction is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_is_not_lost_when_a_replica_dies_mid_push() {
+    use sea_orm::ConnectionTrait;
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let db = test.db.clone();
+    let tick = 1_700_007_200u64;
+    let dying = db.begin_write().await.unwrap();
+    dying
+        .execute_unprepared(&format!(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
+             priority, idempotency_key) VALUES (apalis.generate_ulid(), 'backfill', \
+             convert_to('{{}}', 'UTF8'), 'Pending', 0, 5, now(), 0, 'backfill_tick:{tick}')"
+        ))
+        .await
+        .unwrap();
+    let other = {
+        let db = db.clone();
+        tokio::spawn(async move { on_cron_tick(&db, tick, "replica-b").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !other.is_finished(),
+        "the other replica's push waits for the in-flight one"
+    );
+    drop(dying); // the replica dies: its transaction rolls back
+    assert!(
+        other.await.unwrap().expect("the push lands"),
+        "the other replica pushed the tick"
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM apalis.jobs WHERE idempotency_key = 'backfill_tick:{tick}'"
+            )
+        )
+        .await,
+        1,
+        "the tick has exactly one job"
+    );
+}
+
 /// The optional guard: once enabled no writer can add a NULL; it validates once the backfill
 /// left none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,7 +652,11 @@ async fn the_guard_blocks_new_nulls_and_validates_after_the_backfill() {
             "INSERT INTO offers (campaign_id, me_file_id, target_band_id) VALUES (1, 1, 1)",
         )
         .await;
-    assert!(insert.is_err(), "a new NULL is refused");
+    let refused = insert.expect_err("a new NULL is refused").to_string();
+    assert!(
+        refused.contains("offers_snapshot_not_null"),
+        "refused by the guard's constraint, not another error: {refused}"
+    );
     assert!(db.guard().validate().await.is_err(), "legacy NULLs remain");
 
     backfill(db, &BackfillScope::All, &options(), &|_| {})

@@ -254,6 +254,27 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
     stop.send(true).unwrap();
     workers.await.unwrap().expect("workers stop cleanly");
 
+    // The 1 MB payload's error quotes exactly its first 200 characters.
+    let huge_job = db
+        .queue_jobs()
+        .of_queue(populate_target::QUEUE)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.payload.len() > 1_000_000)
+        .expect("the 1 MB job is kept");
+    let huge_error = huge_job.error().unwrap_or_default();
+    let quoted = huge_error
+        .split_once("malformed job payload: ")
+        .and_then(|(_, rest)| rest.split_once("... ("))
+        .map(|(quote, _)| quote.chars().count());
+    assert_eq!(
+        quoted,
+        Some(200),
+        "{}",
+        &huge_error[..huge_error.len().min(400)]
+    );
+
     let mut failures = Vec::new();
     for case in &cases {
         let jobs = db.queue_jobs().of_queue(case.queue).await.unwrap();
@@ -267,7 +288,7 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
                 job.status == "Killed"
                     && job.attempts == 1
                     && error.contains(needle)
-                    && error.len() < 2_000
+                    && payload_quote_within_200_chars(&error)
             }
             Expect::Done => job.status == "Done",
         };
@@ -405,4 +426,19 @@ async fn an_undecodable_job_is_killed_and_its_poll_mates_run(backend: Backend) {
 
 snapline_tests::both_backends! {
     undecodable_job => an_undecodable_job_is_killed_and_its_poll_mates_run;
+}
+
+/// Whatever a malformed payload quotes in its error is at most 200 characters: the error is
+/// its prefix, at most 200 quoted characters, the size note and the expected shape.
+fn payload_quote_within_200_chars(error: &str) -> bool {
+    match error.split_once("malformed job payload: ") {
+        Some((_, rest)) => {
+            let quote = rest
+                .rsplit_once(" is not ")
+                .map_or(rest, |(quote, _)| quote);
+            let quote = quote.split_once("... (").map_or(quote, |(quote, _)| quote);
+            quote.chars().count() <= 200
+        }
+        None => error.chars().count() <= 300,
+    }
 }

@@ -12,8 +12,29 @@ use snapline_tests::{
 use std::time::Duration;
 use synth::SeedOptions;
 
+/// The recorder is process-wide and both backends' tests run in this process: they take
+/// turns, so each sees only its own job's counts.
+static ONE_METRICS_TEST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const RETRIED: &str = r#"snapline_jobs_retried_total{queue="populate_target"}"#;
+const INTERRUPTED: &str =
+    r#"snapline_jobs_failed_total{queue="populate_target",reason="interrupted"}"#;
+
+/// The value of one series in the recorder's current text (0 when absent).
+fn count(metrics: &impl Fn() -> String, series: &str) -> f64 {
+    metrics()
+        .lines()
+        .find(|l| l.starts_with(&format!("{series} ")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
-    let metrics = ops::prometheus().expect("recorder");
+    let _turn = ONE_METRICS_TEST_AT_A_TIME.lock().await;
+    let recorder = ops::prometheus().expect("recorder");
+    let metrics = || recorder.render();
+    let retried_before = count(&metrics, RETRIED);
     let test = TestDb::seeded(
         backend,
         &SeedOptions {
@@ -80,14 +101,92 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
     let row = db.targets().find(TargetId(1)).await.unwrap().unwrap();
     assert_eq!(row.status, Some(PopulationStatus::Populated));
     assert_population_exact(&db, TargetId(1)).await;
-    let rendered = metrics.render();
-    let retried = rendered
-        .lines()
-        .find(|l| l.starts_with(r#"snapline_jobs_retried_total{queue="populate_target"}"#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(retried >= 2.0, "retries recorded: {retried}\n{rendered}");
+    let job = job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
+        .await
+        .expect("job");
+    assert!(job.attempts >= 3, "retried at least twice: {job:?}");
+    assert_eq!(
+        count(&metrics, RETRIED) - retried_before,
+        (job.attempts - 1) as f64,
+        "one retry counted per failed attempt of this job: {job:?}"
+    );
+}
+
+/// An attempt running past the queue's timeout (here a populate waiting for a lease another
+/// run holds) is cut off, counted as `interrupted`, and retried; once the lease is free the
+/// job succeeds.
+async fn an_attempt_past_its_timeout_is_cut_off_and_retried(backend: Backend) {
+    let _turn = ONE_METRICS_TEST_AT_A_TIME.lock().await;
+    let recorder = ops::prometheus().expect("recorder");
+    let metrics = || recorder.render();
+    let interrupted_before = count(&metrics, INTERRUPTED);
+    let test = TestDb::seeded(
+        backend,
+        &SeedOptions {
+            me_files: 300,
+            targets: 6,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    assert!(
+        db.leases()
+            .try_acquire("populate_target:1", "another-run", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    populate_target::enqueue(&db, TargetId(1)).await.unwrap();
+    let ctx = PopulatorContext {
+        db: db.clone(),
+        options: PopulateOptions {
+            // Longer than the timeout: only the timeout can end an attempt.
+            lock_wait: Duration::from_secs(60),
+            ..PopulateOptions::default()
+        },
+    };
+    let options = WorkerOptions {
+        timeout: Duration::from_millis(300),
+        max_attempts: 25,
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(100),
+        ..WorkerOptions::new("timeout-test-worker")
+    };
+    let worker = InProcessWorker::start(move |stopped| async move {
+        populate_target::serve(ctx, &options, stopped).await
+    });
+    wait_for("two attempts cut off", || {
+        let db = db.clone();
+        async move {
+            job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
+                .await
+                .is_some_and(|job| job.attempts >= 3)
+        }
+    })
+    .await;
+    db.leases()
+        .release("populate_target:1", "another-run")
+        .await
+        .unwrap();
+    wait_for("the job to succeed once the lease is free", || {
+        let db = db.clone();
+        async move {
+            job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
+                .await
+                .is_some_and(|job| job.status == "Done")
+        }
+    })
+    .await;
+    worker.stop().await;
+    let job = job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
+        .await
+        .expect("job");
+    assert_eq!(
+        count(&metrics, INTERRUPTED) - interrupted_before,
+        (job.attempts - 1) as f64,
+        "each cut-off attempt counted as interrupted: {job:?}"
+    );
+    assert_population_exact(&db, TargetId(1)).await;
 }
 
 /// Sets the status, attempts and finish time (`days_ago`) of the job of target `target`.
@@ -178,5 +277,6 @@ async fn finished_jobs_are_pruned_after_the_retention(backend: Backend) {
 
 both_backends! {
     transient_retried => a_transient_failure_is_retried_then_succeeds;
+    timeout => an_attempt_past_its_timeout_is_cut_off_and_retried;
     pruning => finished_jobs_are_pruned_after_the_retention;
 }

@@ -51,23 +51,39 @@ async fn populator_killed_at_several_points_then_rerun_is_exact() {
         ("SNAPLINE_POPULATOR__BATCH_SIZE", "100"),
         ("SNAPLINE_POPULATOR__LEASE_TTL_SECS", "1"),
     ]);
-    for (round, delay) in KILL_AFTER_MS.into_iter().enumerate() {
-        // Change tags between rounds so every rerun has inserts, moves and refreshes to do.
+    // Kill points: after the first, the 50th and the 400th row this run refreshed.
+    for (round, rows_before_kill) in [1, 50, 400].into_iter().enumerate() {
+        // Change tags between rounds so every rerun has inserts, moves and refreshes to do;
+        // the new value marks the rows this round's process writes.
         execute(
             &test.db,
             &format!("UPDATE me_file_tags SET tag_value = 'round {round}' WHERE id % 7 = {round}"),
         )
         .await;
+        let written_by_this_run = format!(
+            "SELECT COUNT(*) FROM target_populations \
+             WHERE matching_tags_snapshot::text LIKE '%\"round {round}\"%'"
+        );
         let run = Served::spawn(
             &binary("populator"),
             &["run", "--target", "1"],
             &test.url,
             &env,
         );
-        snapline_tests::wait_until_populating(&test.db, TargetId(1)).await;
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        wait_for("batches of this run committed", || async {
+            scalar(&test.db, &written_by_this_run).await >= rows_before_kill
+        })
+        .await;
         run.signal("KILL");
         drop(run);
+        let written = scalar(&test.db, &written_by_this_run).await;
+        assert!(written >= rows_before_kill, "round {round}: {written} rows");
+        let target = test.db.targets().find(TargetId(1)).await.unwrap().unwrap();
+        assert_eq!(
+            target.status,
+            Some(PopulationStatus::Populating),
+            "round {round}: killed in the middle of the run, after {written} of its rows"
+        );
     }
     run_to_completion("populator", &["run", "--target", "1"], &test.url, &env);
     let target = test.db.targets().find(TargetId(1)).await.unwrap().unwrap();
@@ -153,9 +169,53 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
         )
         .await
     };
+    let null_ids = snapline_tests::null_snapshot_ids(&test.db).await;
+    // The first kill lands in the copy into offers: every population already filled, some
+    // offers still NULL, no ad_event touched yet.
+    let null_in = |table: &'static str| {
+        let db = test.db.clone();
+        async move {
+            scalar(
+                &db,
+                &format!("SELECT COUNT(*) FROM {table} WHERE matching_tags_snapshot IS NULL"),
+            )
+            .await
+        }
+    };
+    let offers_at_start = null_in("offers").await;
+    let ad_events_at_start = null_in("ad_events").await;
+    assert!(offers_at_start > 1_000, "{offers_at_start} NULL offers");
+    let slow = env
+        .iter()
+        .cloned()
+        .chain([("SNAPLINE_BACKFILLER__BATCH_SIZE", "20".to_owned())])
+        .collect::<Vec<_>>();
+    let run = Served::spawn(&binary("backfiller"), &["run"], &test.url, &slow);
+    wait_for("the copy into offers under way", || async {
+        null_in("target_populations").await == 0 && null_in("offers").await < offers_at_start - 100
+    })
+    .await;
+    run.signal("KILL");
+    drop(run);
+    let offers_left = null_in("offers").await;
+    assert_eq!(
+        null_in("target_populations").await,
+        0,
+        "past the populations phase"
+    );
+    assert!(
+        offers_left > 3 && offers_left < offers_at_start,
+        "killed in the offers phase: {offers_left} of {offers_at_start} left"
+    );
+    assert_eq!(
+        null_in("ad_events").await,
+        ad_events_at_start,
+        "ad_events not started"
+    );
+
     let mut before = nulls().await;
     for delay in KILL_AFTER_MS {
-        let run = Served::spawn(&binary("backfiller"), &["run"], &test.url, &env);
+        let run = Served::spawn(&binary("backfiller"), &["run"], &test.url, &slow);
         wait_for("the backfill to be under way", || async {
             nulls().await < before
         })
@@ -168,6 +228,7 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
         before = now;
     }
     run_to_completion("backfiller", &["run"], &test.url, &env);
+    snapline_tests::assert_backfill_owed(&test.db, &null_ids).await;
     // Only the data set's six rows on deleted bands are left NULL.
     assert_eq!(nulls().await, 6);
     // Every (legacy) population carries the snapshot the rules give for its band.

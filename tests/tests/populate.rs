@@ -4,7 +4,7 @@ use domain::{PopulationStatus, TargetId};
 use jobs::JobError;
 use jobs::populate_target::{PopulateOptions, populate_target};
 use snapline_tests::{
-    Backend, TestDb, assert_population_exact, both_backends, execute, scalar, stored_rows,
+    Backend, TestDb, assert_population_exact, both_backends, execute, scalar, stored_rows, wait_for,
 };
 use synth::SeedOptions;
 
@@ -223,8 +223,10 @@ async fn a_target_deleted_during_its_populate_leaves_no_rows(backend: Backend) {
         .await
         .unwrap();
     let rows_of_target_2 = stored_rows(&db, TargetId(2)).await;
+    // 300 batches, 10 ms apart: the run lasts seconds however fast the backend.
     let options = PopulateOptions {
         batch_size: 10,
+        batch_pause: std::time::Duration::from_millis(10),
         ..PopulateOptions::default()
     };
     let run = {
@@ -315,25 +317,67 @@ async fn a_run_killed_midway_is_finished_by_the_retry(backend: Backend) {
     assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populated));
 }
 
-/// Two populates of one target never run at once: the second waits for the lease, then finds
-/// nothing left to do.
+/// Two populates of one target never run at once: the second, started while the first runs,
+/// waits for its lease, and its result reflects a change made during the first.
 async fn a_second_populate_of_the_same_target_waits(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.0)).await;
     let db = test.db.clone();
+    // 300 batches, 10 ms apart: the run lasts seconds however fast the backend.
     let options = PopulateOptions {
-        batch_size: 100,
+        batch_size: 10,
+        batch_pause: std::time::Duration::from_millis(10),
         ..PopulateOptions::default()
     };
-    let (a, b) = tokio::join!(populate_target(&db, TargetId(1), &options), async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        populate_target(&db, TargetId(1), &options).await
-    });
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let first = {
+        let (db, options) = (db.clone(), options.clone());
+        tokio::spawn(async move { populate_target(&db, TargetId(1), &options).await })
+    };
+    let rows_of_target_1 = "SELECT COUNT(*) FROM target_populations p \
+                            JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1";
+    wait_for("the first run's batches", || async {
+        scalar(&db, rows_of_target_1).await >= 100
+    })
+    .await;
+    let second_started = std::time::Instant::now();
+    let second = {
+        let (db, options) = (db.clone(), options.clone());
+        tokio::spawn(async move { populate_target(&db, TargetId(1), &options).await })
+    };
+    // Members the first run has already written lose the outer band's only group (age): the
+    // first run has passed them, the second must remove them.
+    let passed = scalar(
+        &db,
+        "SELECT MAX(p.me_file_id) FROM target_populations p \
+         JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1",
+    )
+    .await;
+    let leaving = execute(
+        &db,
+        &format!(
+            "DELETE FROM me_file_tags WHERE me_file_id <= {passed} AND trait_id BETWEEN 20001 AND 20006"
+        ),
+    )
+    .await;
+    assert!(leaving > 0);
     assert!(
-        a.inserted > 0 && b.inserted == 0,
-        "one inserted, the other waited: {a} / {b}"
+        !first.is_finished(),
+        "the change was made during the first run"
     );
-    assert_eq!(b.changes(), 0, "{b}");
+    let a = first.await.unwrap().expect("first run");
+    let first_done = second_started.elapsed();
+    let b = second.await.unwrap().expect("second run");
+    assert!(a.inserted > 0, "{a}");
+    assert!(
+        b.elapsed_ms as u128 >= first_done.as_millis(),
+        "the second run ({} ms) waited for the first ({} ms after the second started)",
+        b.elapsed_ms,
+        first_done.as_millis()
+    );
+    assert_eq!(b.inserted, 0, "the first run inserted everything: {b}");
+    assert!(
+        b.deleted > 0,
+        "the second run saw the change made during the first: {b}"
+    );
     assert_population_exact(&db, TargetId(1)).await;
 
     // A holder that does not let go makes a waiting run give up with a transient error.

@@ -255,15 +255,107 @@ async fn a_waiting_sync_absorbs_duplicate_pushes(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 2, "{jobs:?}");
+
+    // A push while the sync of me_file 7 runs adds a job: the running one may have read its
+    // tags before the change this push announces.
+    let table = match backend {
+        Backend::Postgres => "apalis.jobs",
+        Backend::Sqlite => "Jobs",
+    };
+    let payload = match backend {
+        Backend::Postgres => "convert_from(job, 'UTF8')",
+        Backend::Sqlite => "CAST(job AS TEXT)",
+    };
+    execute(
+        db,
+        &format!("UPDATE {table} SET status = 'Running' WHERE {payload} = '{{\"me_file_id\":7}}'"),
+    )
+    .await;
+    assert!(
+        jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap(),
+        "a push while the sync runs is kept"
+    );
+    let of_7 = db
+        .queue_jobs()
+        .of_queue(jobs::sync_me_file::QUEUE)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.payload == r#"{"me_file_id":7}"#)
+        .map(|j| j.status)
+        .collect::<Vec<_>>();
+    assert_eq!(of_7, ["Running", "Pending"]);
 }
 
-/// Many syncs at once, of the same and of different me_files, while a populate runs and tags
-/// change: no deadlock left unretried, and the rows end exactly right.
+/// A band edit without a repopulate reaches syncs once their cached band metadata is older
+/// than `syncer.band_cache_secs` (1 s here).
+async fn a_band_edit_reaches_syncs_within_the_cache_age(backend: Backend) {
+    let test = TestDb::seeded(backend, &data()).await;
+    populate_all(&test).await;
+    let db = &test.db;
+    let cache = BandCache::new(Duration::from_secs(1));
+    let member = MeFileId(
+        scalar(
+            db,
+            "SELECT MIN(p.me_file_id) FROM target_populations p \
+         JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1",
+        )
+        .await,
+    );
+    sync_me_file(db, &cache, member)
+        .await
+        .expect("sync caches the bands");
+    // Every band of target 1 gains a group of a trait nobody is tagged with: nobody matches.
+    execute(
+        db,
+        "INSERT INTO traits (id, trait_name, parent_trait_id, display_order) \
+         VALUES (990001, 'Nobody', NULL, 1); \
+         INSERT INTO trait_groups (id, title) VALUES (990001, 'edit'); \
+         INSERT INTO trait_group_traits (trait_group_id, trait_id) VALUES (990001, 990001); \
+         INSERT INTO target_band_trait_groups (target_band_id, trait_group_id) \
+         SELECT id, 990001 FROM target_bands WHERE target_id = 1",
+    )
+    .await;
+    let rows_of_member = format!(
+        "SELECT COUNT(*) FROM target_populations p JOIN target_bands b \
+         ON b.id = p.target_band_id WHERE b.target_id = 1 AND p.me_file_id = {}",
+        member.0
+    );
+    assert_eq!(scalar(db, &rows_of_member).await, 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    sync_me_file(db, &cache, member).await.expect("sync");
+    assert_eq!(
+        scalar(db, &rows_of_member).await,
+        0,
+        "the sync used the edited bands"
+    );
+}
+
+/// Many syncs at once, of the same and of different me_files, of tags changed while a
+/// populate of target 1 runs (so every sync finds it `populating`, in its scope): no
+/// deadlock left unretried, and the rows end exactly right.
 async fn concurrent_syncs_and_a_populate(backend: Backend) {
     let test = TestDb::seeded(backend, &data()).await;
     populate_all(&test).await;
     let db = test.db.clone();
     let cache = std::sync::Arc::new(BandCache::new(Duration::from_secs(60)));
+    let populate = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            populate_target(
+                &db,
+                TargetId(1),
+                // 150 batches, 10 ms apart: the run lasts seconds however fast the backend.
+                &PopulateOptions {
+                    batch_size: 10,
+                    batch_pause: Duration::from_millis(10),
+                    ..PopulateOptions::default()
+                },
+            )
+            .await
+        })
+    };
+    snapline_tests::wait_until_populating(&db, TargetId(1)).await;
     execute(
         &db,
         "UPDATE me_file_tags SET tag_value = 'changed' WHERE me_file_id % 3 = 0",
@@ -274,42 +366,52 @@ async fn concurrent_syncs_and_a_populate(backend: Backend) {
         "DELETE FROM me_file_tags WHERE me_file_id % 7 = 0 AND trait_id BETWEEN 20001 AND 20006",
     )
     .await;
+    assert!(
+        !populate.is_finished(),
+        "the tags changed while the populate ran"
+    );
     let mut tasks = Vec::new();
     for worker in 0..6i64 {
         let db = db.clone();
         let cache = cache.clone();
         tasks.push(tokio::spawn(async move {
             // overlapping ranges: every me_file is synced by two workers
+            let mut changes_during_populate = 0;
             for me_file in (1..=1_500i64).filter(|m| m % 3 == worker % 3) {
                 let mut attempt = 0;
                 loop {
+                    let populating = db
+                        .targets()
+                        .find(TargetId(1))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .status
+                        == Some(PopulationStatus::Populating);
                     match sync_me_file(&db, &cache, MeFileId(me_file)).await {
-                        Ok(_) => break,
+                        Ok(summary) => {
+                            if populating {
+                                changes_during_populate += summary.changes();
+                            }
+                            break;
+                        }
                         Err(err) if err.is_transient() && attempt < 5 => attempt += 1,
                         Err(err) => panic!("sync {me_file}: {err}"),
                     }
                 }
             }
+            changes_during_populate
         }));
     }
-    let populate = {
-        let db = db.clone();
-        tokio::spawn(async move {
-            populate_target(
-                &db,
-                TargetId(1),
-                &PopulateOptions {
-                    batch_size: 100,
-                    ..PopulateOptions::default()
-                },
-            )
-            .await
-        })
-    };
+    let mut changes_while_populating = 0;
     for task in tasks {
-        task.await.expect("sync task");
+        changes_while_populating += task.await.expect("sync task");
     }
     populate.await.unwrap().expect("populate");
+    assert!(
+        changes_while_populating > 0,
+        "syncs wrote rows while target 1 was populating"
+    );
     for target in all_targets() {
         assert_population_exact(&db, target).await;
     }
@@ -557,8 +659,16 @@ async fn another_service_enqueues_with_plain_sql_in_its_transaction() {
         .iter()
         .find(|j| j.payload.contains("\"x\""))
         .expect("kept");
-    assert_ne!(malformed.status, "Done", "{malformed:?}");
-    assert!(malformed.attempts <= 1, "not retried: {malformed:?}");
+    assert_eq!(malformed.status, "Killed", "{malformed:?}");
+    assert_eq!(malformed.attempts, 1, "not retried: {malformed:?}");
+    // The second push in the same transaction was absorbed by the first: one job.
+    let member_payload = format!("{{\"me_file_id\":{member}}}");
+    let member_jobs: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.payload == member_payload)
+        .collect();
+    assert_eq!(member_jobs.len(), 1, "{member_jobs:?}");
+    assert_eq!(member_jobs[0].status, "Done");
 }
 
 /// A band edit is followed by a repopulate; a sync that starts after that populate began
@@ -611,6 +721,7 @@ both_backends! {
     out_of_scope_untouched => targets_outside_the_scope_are_never_touched;
     unknown_me_file => an_unknown_me_file_loses_its_rows;
     dedup_of_waiting_pushes => a_waiting_sync_absorbs_duplicate_pushes;
+    band_edit_within_cache_age => a_band_edit_reaches_syncs_within_the_cache_age;
     concurrency => concurrent_syncs_and_a_populate;
     band_cache_reloads_ahead => band_cache_reloads_ahead_of_expiry;
 }

@@ -54,10 +54,15 @@ async fn serve_answers_probes_and_exposes_metrics_after_a_job() {
     let mut served = Served::start(
         POPULATOR,
         &test.url,
-        &[(
-            "SNAPLINE_SERVE__POPULATOR_HTTP",
-            format!("127.0.0.1:{port}"),
-        )],
+        &[
+            (
+                "SNAPLINE_SERVE__POPULATOR_HTTP",
+                format!("127.0.0.1:{port}"),
+            ),
+            // One try, and a short wait for a held lease: a held lease exhausts the job.
+            ("SNAPLINE_QUEUES__POPULATE_TARGET__MAX_ATTEMPTS", "1".into()),
+            ("SNAPLINE_POPULATOR__LOCK_WAIT_SECS", "1".into()),
+        ],
     );
     wait_for("/readyz answers 200", || async move {
         http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
@@ -71,11 +76,41 @@ async fn serve_answers_probes_and_exposes_metrics_after_a_job() {
         .unwrap();
     wait_for_job(&test, r#""target_id":1"#, "Done").await;
 
+    // A permanent failure (a target deleted after the push) and an exhausted one (the
+    // target's lease held by someone else through the only attempt).
+    populate_target::enqueue(&test.db, TargetId(5))
+        .await
+        .unwrap();
+    snapline_tests::execute(&test.db, "DELETE FROM targets WHERE id = 5").await;
+    wait_for_job(&test, r#""target_id":5"#, "Killed").await;
+    assert!(
+        test.db
+            .leases()
+            .try_acquire("populate_target:3", "someone else", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    populate_target::enqueue(&test.db, TargetId(3))
+        .await
+        .unwrap();
+    let db = test.db.clone();
+    wait_for("the held target's job to give up", || {
+        let db = db.clone();
+        async move {
+            job_status(&db, populate_target::QUEUE, r#""target_id":3"#)
+                .await
+                .is_some_and(|job| job.status == "Failed" || job.status == "Killed")
+        }
+    })
+    .await;
+
     let (status, metrics) = http_get(port, "/metrics").expect("/metrics");
     assert_eq!(status, 200);
     for series in [
-        r#"snapline_jobs_started_total{queue="populate_target"} 1"#,
+        r#"snapline_jobs_started_total{queue="populate_target"} 3"#,
         r#"snapline_jobs_succeeded_total{queue="populate_target"} 1"#,
+        r#"snapline_jobs_failed_total{queue="populate_target",reason="permanent"} 1"#,
+        r#"snapline_jobs_failed_total{queue="populate_target",reason="exhausted"} 1"#,
         r#"snapline_job_duration_seconds_bucket{queue="populate_target",outcome="succeeded",le="+Inf"} 1"#,
         r#"snapline_rows_written_total{table="target_populations",kind="inserted"}"#,
         r#"snapline_null_snapshots{table="offers"}"#,
@@ -129,6 +164,14 @@ async fn readyz_fails_while_the_workers_cannot_poll() {
         .unwrap();
     wait_for_job(&test, r#""target_id":1"#, "Done").await;
     assert_population_exact(&test.db, TargetId(1)).await;
+    // The job was run by a restarted worker, under its new name (`#index.restarts`): jobs
+    // that an old name held are never mistaken for the new one's.
+    let by_restarted = snapline_tests::scalar(
+        &test.db,
+        "SELECT COUNT(*) FROM apalis.jobs WHERE status = 'Done' AND lock_by ~ '#[0-9]+\\.[0-9]+$'",
+    )
+    .await;
+    assert_eq!(by_restarted, 1, "done by a worker with a restart name");
 
     served.signal("TERM");
     assert_eq!(served.wait_exit(Duration::from_secs(20)), Some(0));
@@ -143,12 +186,19 @@ async fn sigterm_mid_job_lets_it_finish_and_loses_nothing() {
         &[
             ("SNAPLINE_POPULATOR__BATCH_SIZE", "100".into()),
             ("SNAPLINE_SERVE__SHUTDOWN_GRACE_SECS", "120".into()),
+            ("SNAPLINE_QUEUES__POPULATE_TARGET__CONCURRENCY", "1".into()),
         ],
     );
     populate_target::enqueue(&test.db, TargetId(1))
         .await
         .unwrap();
     wait_until_populating(&test.db, TargetId(1)).await;
+    // Three more wait behind the running one; SIGTERM stops the intake: none is started.
+    for target in 2..=4 {
+        populate_target::enqueue(&test.db, TargetId(target))
+            .await
+            .unwrap();
+    }
     served.signal("TERM");
     assert_eq!(
         served.wait_exit(Duration::from_secs(120)),
@@ -161,6 +211,24 @@ async fn sigterm_mid_job_lets_it_finish_and_loses_nothing() {
     assert_eq!(job.status, "Done", "the running job finished: {job:?}");
     assert_eq!(status_of(&test, 1).await, Some(PopulationStatus::Populated));
     assert_population_exact(&test.db, TargetId(1)).await;
+    for target in 2..=4 {
+        let waiting = job_status(
+            &test.db,
+            populate_target::QUEUE,
+            &format!(r#""target_id":{target}"#),
+        )
+        .await
+        .expect("the waiting job");
+        assert_eq!(
+            (waiting.status.as_str(), waiting.attempts),
+            ("Pending", 0),
+            "not taken after SIGTERM: {waiting:?}"
+        );
+        assert_ne!(
+            status_of(&test, target).await,
+            Some(PopulationStatus::Populating)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,22 @@ use std::collections::HashSet;
 const TRAITS: i64 = 24;
 const PARENTS: i64 = 4;
 
-/// Child traits 1..=TRAITS under parents 1001..=1000+PARENTS, some display orders NULL or tied.
+/// Child traits 1..=TRAITS under parents 1001..=1000+PARENTS, some display orders NULL or tied;
+/// every seventh trait has no parent (or its parent row is missing).
 fn all_traits() -> Vec<BandTrait> {
     (1..=TRAITS)
         .map(|id| {
             let parent = 1000 + (id % PARENTS) + 1;
+            if id % 7 == 0 {
+                return BandTrait {
+                    child: TraitInfo {
+                        id: TraitId(id),
+                        name: format!("child {id}"),
+                        display_order: Some(1),
+                    },
+                    parent: None,
+                };
+            }
             BandTrait {
                 child: TraitInfo {
                     id: TraitId(id),
@@ -39,33 +50,47 @@ fn arb_group() -> impl Strategy<Value = Vec<i64>> {
     prop::collection::vec(1..=TRAITS, 0..5)
 }
 
-/// A target of 0..5 bands, each with 0..4 groups of 0..5 traits.
+/// A target as plain data: 0..5 bands, each with 0..4 groups of 0..5 trait ids.
+type RawTarget = Vec<Vec<Vec<i64>>>;
+
+fn arb_raw_target() -> impl Strategy<Value = RawTarget> {
+    prop::collection::vec(prop::collection::vec(arb_group(), 0..4), 0..5)
+}
+
+/// Band `i` of the raw target is band id 100 + i; groups are numbered from 1 in order.
+fn build_target(raw: &RawTarget) -> TargetBands {
+    let mut group_id = 0;
+    let bands: Vec<Band> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, groups)| {
+            let groups: Vec<TraitGroup> = groups
+                .iter()
+                .map(|traits| {
+                    group_id += 1;
+                    TraitGroup::new(TraitGroupId(group_id), traits.iter().copied().map(TraitId))
+                })
+                .collect();
+            Band::new(BandId(100 + i as i64), groups)
+        })
+        .collect();
+    TargetBands::new(TargetId(1), bands, all_traits())
+}
+
 fn arb_target() -> impl Strategy<Value = TargetBands> {
-    prop::collection::vec(prop::collection::vec(arb_group(), 0..4), 0..5).prop_map(|bands| {
-        let mut group_id = 0;
-        let bands: Vec<Band> = bands
-            .into_iter()
-            .enumerate()
-            .map(|(i, groups)| {
-                let groups: Vec<TraitGroup> = groups
-                    .into_iter()
-                    .map(|traits| {
-                        group_id += 1;
-                        TraitGroup::new(TraitGroupId(group_id), traits.into_iter().map(TraitId))
-                    })
-                    .collect();
-                Band::new(BandId(100 + i as i64), groups)
-            })
-            .collect();
-        TargetBands::new(TargetId(1), bands, all_traits())
-    })
+    arb_raw_target().prop_map(|raw| build_target(&raw))
 }
 
 fn arb_tags() -> impl Strategy<Value = Vec<Tag>> {
     prop::collection::vec(
         (
             1..=TRAITS,
-            prop::option::of(prop_oneof!["", " ", "[a-z\"\\\\]{1,6}"]),
+            prop::option::of(prop_oneof![
+                Just(String::new()),
+                "[ \t\n\u{a0}\u{3000}\u{2028}]{1,3}",
+                "[a-z\"\\\\]{1,6}",
+                "[ \u{a0}]?[日本ü\u{200b}x]{1,3}[ \u{3000}]?",
+            ]),
         ),
         0..12,
     )
@@ -148,8 +173,16 @@ proptest! {
                     prop_assert!(seen.insert(child.0), "a trait is listed once");
                 }
             }
-            let expected: HashSet<TraitId> =
-                tagged.into_iter().filter(|t| band.has_trait(*t)).collect();
+            // A trait without a parent counts for membership but is not listed.
+            let parentless: HashSet<TraitId> = all_traits()
+                .into_iter()
+                .filter(|t| t.parent.is_none())
+                .map(|t| t.child.id)
+                .collect();
+            let expected: HashSet<TraitId> = tagged
+                .into_iter()
+                .filter(|t| band.has_trait(*t) && !parentless.contains(t))
+                .collect();
             prop_assert_eq!(seen, expected);
         }
     }
@@ -198,6 +231,133 @@ proptest! {
                 let children: Vec<_> = parent.3.iter().map(|c| key(c.2, c.0)).collect();
                 prop_assert!(children.windows(2).all(|w| w[0] < w[1]));
             }
+        }
+    }
+}
+
+/// A second statement of the rules, written from DESIGN sections 2 and 3 without the
+/// domain's code: plain loops over the raw target, tags and trait table.
+mod model {
+    use super::RawTarget;
+    use domain::BandTrait;
+    use serde_json::{Value, json};
+
+    /// (tag id, trait id, value) rows of one me_file.
+    pub type Tags = Vec<(i64, i64, Option<String>)>;
+
+    fn has_tag_on(tags: &Tags, trait_id: i64) -> bool {
+        tags.iter().any(|t| t.1 == trait_id)
+    }
+
+    /// A band matches when it has groups and every group has a trait the me_file is tagged
+    /// with (AND across groups, OR within one).
+    fn matches(groups: &[Vec<i64>], tags: &Tags) -> bool {
+        !groups.is_empty()
+            && groups
+                .iter()
+                .all(|group| group.iter().any(|t| has_tag_on(tags, *t)))
+    }
+
+    /// The id of the innermost band of the chain the me_file matches from the outermost one
+    /// (bands ordered by their number of distinct groups, then id), or none.
+    pub fn band(raw: &RawTarget, tags: &Tags) -> Option<i64> {
+        let mut order: Vec<(usize, i64, &Vec<Vec<i64>>)> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, groups)| (groups.len(), 100 + i as i64, groups))
+            .collect();
+        order.sort_by_key(|b| (b.0, b.1));
+        let mut member = None;
+        for (_, id, groups) in order {
+            if !matches(groups, tags) {
+                break;
+            }
+            member = Some(id);
+        }
+        member
+    }
+
+    fn blank(value: &str) -> bool {
+        value.chars().all(char::is_whitespace)
+    }
+
+    fn order_key(order: Option<i32>, id: i64) -> (bool, i32, i64) {
+        (order.is_none(), order.unwrap_or(0), id)
+    }
+
+    /// The snapshot of band `band` (index into `raw`) as JSON.
+    pub fn snapshot(raw: &RawTarget, band: usize, tags: &Tags, traits: &[BandTrait]) -> Value {
+        let band_traits: Vec<i64> = raw[band].iter().flatten().copied().collect();
+        // The first tag (lowest id) of each of the band's traits that has a parent.
+        let mut by_id = tags.clone();
+        by_id.sort_by_key(|t| t.0);
+        let mut children: Vec<(i64, i64, String, Option<i32>)> = Vec::new(); // parent, child, shown, order
+        for (_, trait_id, value) in by_id {
+            if !band_traits.contains(&trait_id) || children.iter().any(|c| c.1 == trait_id) {
+                continue;
+            }
+            let Some(info) = traits.iter().find(|t| t.child.id.0 == trait_id) else {
+                continue;
+            };
+            let Some(parent) = &info.parent else { continue };
+            let shown = match value {
+                Some(v) if !blank(&v) => v,
+                _ => info.child.name.clone(),
+            };
+            children.push((parent.id.0, trait_id, shown, info.child.display_order));
+        }
+        let mut parents: Vec<&BandTrait> = Vec::new();
+        for child in &children {
+            let info = traits.iter().find(|t| t.child.id.0 == child.1).unwrap();
+            if !parents
+                .iter()
+                .any(|p| p.parent.as_ref().unwrap().id.0 == child.0)
+            {
+                parents.push(info);
+            }
+        }
+        parents.sort_by_key(|p| {
+            let parent = p.parent.as_ref().unwrap();
+            order_key(parent.display_order, parent.id.0)
+        });
+        let listed: Vec<Value> = parents
+            .iter()
+            .map(|p| {
+                let parent = p.parent.as_ref().unwrap();
+                let mut kids: Vec<&(i64, i64, String, Option<i32>)> =
+                    children.iter().filter(|c| c.0 == parent.id.0).collect();
+                kids.sort_by_key(|c| order_key(c.3, c.1));
+                let kids: Vec<Value> = kids.iter().map(|c| json!([c.1, c.2, c.3])).collect();
+                json!([parent.id.0, parent.name, parent.display_order, kids])
+            })
+            .collect();
+        json!({ "tags": listed })
+    }
+}
+
+proptest! {
+    #[test]
+    fn membership_and_snapshots_agree_with_an_independent_model(
+        raw in arb_raw_target(), tags in arb_tags()
+    ) {
+        let target = build_target(&raw);
+        let model_tags: model::Tags = tags
+            .iter()
+            .map(|t| (t.id.0, t.trait_id.0, t.tag_value.clone()))
+            .collect();
+        prop_assert_eq!(
+            target.band_for(&tags).map(|b| b.id.0),
+            model::band(&raw, &model_tags)
+        );
+        for (i, _) in raw.iter().enumerate() {
+            let band = target
+                .bands()
+                .iter()
+                .find(|b| b.id == BandId(100 + i as i64))
+                .expect("every band kept");
+            let ours: serde_json::Value =
+                serde_json::from_str(&target.snapshot_of(band, &tags).to_json()).unwrap();
+            prop_assert_eq!(ours, model::snapshot(&raw, i, &model_tags, &all_traits()));
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct PopulateOptions {
     pub lease_ttl: Duration,
     /// How long to wait for another populate of the same target before failing (retried).
     pub lock_wait: Duration,
+    /// Pause after each batch (zero: none): caps the load one run puts on the database.
+    pub batch_pause: Duration,
     /// Checked before each batch: `populator run` sets it on Ctrl-C or SIGTERM.
     pub stop: crate::StopRequest,
 }
@@ -51,6 +53,7 @@ impl Default for PopulateOptions {
             batch_size: 5_000,
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
+            batch_pause: Duration::ZERO,
             stop: crate::StopRequest::default(),
         }
     }
@@ -219,6 +222,9 @@ async fn populate_holding_lease(
             break;
         }
         cursor = up_to;
+        if !options.batch_pause.is_zero() {
+            tokio::time::sleep(options.batch_pause).await;
+        }
     }
 
     if !db

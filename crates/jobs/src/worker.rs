@@ -96,7 +96,9 @@ impl WorkerHealth {
 
     fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
         // The state stays consistent even if a holder panicked: plain assignments only.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -403,7 +405,10 @@ mod tests {
         assert!(err.contains("#0") && err.contains("apalis.jobs"), "{err}");
         health.recovered(0);
         let err = health.check().expect_err("one still failing");
-        assert!(err.contains("#3") && err.contains("connection refused"), "{err}");
+        assert!(
+            err.contains("#3") && err.contains("connection refused"),
+            "{err}"
+        );
         health.recovered(3);
         assert_eq!(health.check(), Ok(()));
         health.set_running(false);

@@ -141,6 +141,7 @@ pub fn populate_options(settings: &Settings) -> PopulateOptions {
         batch_size: settings.populator.batch_size.max(1),
         lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
+        batch_pause: Duration::from_millis(settings.populator.batch_pause_ms),
         stop: jobs::StopRequest::default(),
     }
 }

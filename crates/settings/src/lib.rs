@@ -116,6 +116,9 @@ pub struct PopulatorSettings {
     /// Seconds a second populate of the same target waits for the first before failing
     /// (and being retried).
     pub lock_wait_secs: u64,
+    /// Milliseconds a run pauses after each batch, to cap the load one populate puts on a
+    /// busy primary (0: no pause).
+    pub batch_pause_ms: u64,
 }
 
 /// Tuning of `sync_me_file` jobs.
