@@ -38,6 +38,8 @@ pub enum JobError {
     Interrupted(String),
     #[error("queue error: {0}")]
     Queue(String),
+    #[error("gave up after {attempts} attempt(s); the last failed with: {last}")]
+    Exhausted { attempts: usize, last: String },
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -55,7 +57,8 @@ impl JobError {
             | JobError::UnknownBand(_)
             | JobError::TargetDeleted { .. }
             | JobError::IdOutOfRange { .. }
-            | JobError::Malformed(_) => false,
+            | JobError::Malformed(_)
+            | JobError::Exhausted { .. } => false,
         }
     }
 

@@ -163,7 +163,14 @@ pub async fn run_job<T>(
         if outcome == Outcome::Failed("exhausted")
             && let Err(err) = &result
         {
-            tracing::error!(error = %err, attempts = job.attempt, "job failed on its last attempt");
+            tracing::error!(error = %err, attempts = job.attempt, "job failed on its last attempt; not retried");
+            // Ends the job here: the storage would otherwise run it again up to the
+            // max_attempts written at push, beyond the queue's configured budget.
+            let exhausted: BoxDynError = Box::new(AbortError::new(JobError::Exhausted {
+                attempts: job.attempt,
+                last: err.to_string(),
+            }));
+            return Err(exhausted);
         }
         into_apalis(queue, result)
     }
