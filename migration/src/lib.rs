@@ -14,6 +14,9 @@ mod m20261124_000004_job_queues;
 mod m20261125_000005_queue_indexes;
 mod m20261126_000006_population_write_tuning;
 mod m20261126_000007_populate_runs;
+mod m20261126_000008_capture_teardown;
+
+pub use m20261126_000008_capture_teardown::DROP_CAPTURE;
 
 pub use ledger::CONCURRENTLY_VAR;
 pub use sea_orm_migration::prelude::*;
@@ -32,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_queue_indexes::Migration),
             Box::new(m20261126_000006_population_write_tuning::Migration),
             Box::new(m20261126_000007_populate_runs::Migration),
+            Box::new(m20261126_000008_capture_teardown::Migration),
         ]
     }
 }

@@ -640,13 +640,23 @@ pub async fn unfinished_jobs(db: &Db) -> (Vec<String>, Vec<String>) {
 
 /// Waits until `target` is `populating`: a populate is under way.
 pub async fn wait_until_populating(db: &Db, target: TargetId) {
+    // `populating` alone is set by the push too: a run under way also holds the lease.
+    let lease = format!("populate_target:{target}");
     wait_for("the populate to be under way", || async {
-        db.targets()
-            .find(target)
+        let running = db
+            .leases()
+            .holder(&lease)
             .await
-            .expect("target")
-            .and_then(|t| t.status)
-            == Some(domain::PopulationStatus::Populating)
+            .expect("lease")
+            .is_some_and(|holder| holder.expires_in_secs >= 0);
+        running
+            && db
+                .targets()
+                .find(target)
+                .await
+                .expect("target")
+                .and_then(|t| t.status)
+                == Some(domain::PopulationStatus::Populating)
     })
     .await;
 }

@@ -90,6 +90,18 @@ fn cases() -> Vec<Case> {
         case(sync, r#"{"me_file_id":-42}"#, Done),
         case(sync, r#"{"me_file_id":999999999}"#, Done),
         case(sync, r#"{"me_file_id":7}"#, Done),
+        // What the platform's own sync job carries.
+        case(
+            sync,
+            r#"{"me_file_id":8,"deleted_trait_ids":[20001,20002]}"#,
+            Done,
+        ),
+        case(sync, r#"{"me_file_id":9,"deleted_trait_ids":[]}"#, Done),
+        case(
+            sync,
+            r#"{"me_file_id":10,"deleted_trait_ids":"x"}"#,
+            Killed(shape_me_file),
+        ),
         case(backfill, r#"{"band_id":"x"}"#, Killed(shape_band)),
         case(backfill, r#"{"band":1}"#, Killed(shape_band)),
         case(backfill, r#"{"band_id":1,"all":true}"#, Killed(shape_band)),

@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+#[path = "platform/capture.rs"]
+mod capture;
+
 /// The platform's tables in the fixture: the twelve snapline reads, and two it never touches.
 fn fixture_tables() -> Vec<&'static str> {
     let mut tables = snapline_tests::PLATFORM_TABLES.to_vec();

@@ -22,6 +22,16 @@ async fn jobs_run_through_a_worker(backend: Backend) {
     let db = test.db.clone();
     populate_target::enqueue(&db, TargetId(1)).await.unwrap();
     populate_target::enqueue(&db, TargetId(2)).await.unwrap();
+    // The push marks the target populating, so the platform's offer creation waits.
+    assert_eq!(
+        db.targets()
+            .find(TargetId(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Some(PopulationStatus::Populating)
+    );
     // A job pushed for a target that the platform deletes before it runs.
     populate_target::enqueue(&db, TargetId(5)).await.unwrap();
     execute(&db, "DELETE FROM targets WHERE id = 5").await;

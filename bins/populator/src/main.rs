@@ -77,10 +77,18 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Enqueue { target } => {
-                populate_target::enqueue(&db, TargetId(target))
+                let pushed = populate_target::enqueue(&db, TargetId(target))
                     .await
                     .map_err(runtime::job_error)?;
-                println!("enqueued populate_target for target {target}");
+                if pushed {
+                    println!(
+                        "enqueued populate_target for target {target}; target marked populating"
+                    );
+                } else {
+                    println!(
+                        "a populate_target for target {target} is already waiting; nothing added"
+                    );
+                }
                 Ok(())
             }
             Command::Run { target, batch_size } => {

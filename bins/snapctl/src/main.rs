@@ -13,7 +13,7 @@ mod demo;
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard"
+    about = "snapline admin CLI: demo, status, seed, guard, capture"
 )]
 struct Cli {
     #[command(flatten)]
@@ -49,7 +49,7 @@ enum Command {
         /// enable: add the constraints; disable: drop them; status: show them.
         /// Example: snapctl guard status
         #[arg(value_enum)]
-        action: GuardAction,
+        action: Switch,
     },
     /// What an operator reads first: NULL snapshots per table, targets by population status,
     /// each queue's backlog and oldest waiting job, the last runs of each job type (state,
@@ -62,13 +62,24 @@ enum Command {
         #[arg(long, default_value_t = 5, value_name = "N")]
         runs: u64,
     },
+    /// Change capture (PostgreSQL, opt-in): triggers on the platform's tables that push
+    /// `sync_me_file` (tag and me_file writes) and `populate_target` (band, group and trait
+    /// edits) inside the writer's own transaction, one per me_file or target however many
+    /// rows a statement touches. Example: snapctl capture enable
+    Capture {
+        /// enable: install (replacing another version's); disable: remove every version's;
+        /// status: list what is installed. Example: snapctl capture status
+        #[arg(value_enum)]
+        action: Switch,
+    },
     /// Writes a deterministic synthetic data set into the configured (empty) database.
     /// Example: DATABASE_URL=postgres://postgres@127.0.0.1/bench snapctl seed --me-files 1000000
     Seed(SeedArgs),
 }
 
+/// What to do with an optional feature installed in the database.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum GuardAction {
+enum Switch {
     Enable,
     Disable,
     Status,
@@ -139,13 +150,46 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
+            Command::Capture { action } => {
+                let db = runtime::connect(&settings).await?;
+                let capture = db.capture();
+                match action {
+                    Switch::Enable => capture.enable().await.map_err(BadInput::wrap)?,
+                    Switch::Disable => capture.disable().await.map_err(BadInput::wrap)?,
+                    Switch::Status => {}
+                }
+                let installed = capture.installed().await.map_err(BadInput::wrap)?;
+                if installed.is_empty() {
+                    println!("capture: off (no trigger installed)");
+                }
+                for trigger in &installed {
+                    let note = if trigger.version == repo::CAPTURE_VERSION {
+                        ""
+                    } else {
+                        " (another version: `snapctl capture enable` replaces it)"
+                    };
+                    println!("{}: {}{note}", trigger.table, trigger.name);
+                }
+                if !installed.is_empty() {
+                    println!(
+                        "capture: on, version {}, {} of {} triggers",
+                        repo::CAPTURE_VERSION,
+                        installed
+                            .iter()
+                            .filter(|t| t.version == repo::CAPTURE_VERSION)
+                            .count(),
+                        repo::CaptureRepo::expected_triggers()
+                    );
+                }
+                Ok(())
+            }
             Command::Guard { action } => {
                 let db = runtime::connect(&settings).await?;
                 let guard = db.guard();
                 match action {
-                    GuardAction::Enable => guard.enable().await.map_err(BadInput::wrap)?,
-                    GuardAction::Disable => guard.disable().await.map_err(BadInput::wrap)?,
-                    GuardAction::Status => {}
+                    Switch::Enable => guard.enable().await.map_err(BadInput::wrap)?,
+                    Switch::Disable => guard.disable().await.map_err(BadInput::wrap)?,
+                    Switch::Status => {}
                 }
                 for state in guard.state().await.map_err(BadInput::wrap)? {
                     println!(

@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PopulationPlan {
     pub changes: PopulationChanges,
+    /// Me_files whose band in the target changed (joined, moved or left): what the platform
+    /// is told. A refreshed snapshot is not a band change.
+    pub bands_changed: Vec<MeFileId>,
     pub inserted: u64,
     pub moved: u64,
     pub refreshed: u64,
@@ -37,6 +40,9 @@ pub fn plan_population(
         let rows = stored.remove(me_file).unwrap_or_default();
         let me_file_tags = tags.get(me_file).unwrap_or(&no_tags);
         let Some(band) = target.band_for(me_file_tags) else {
+            if !rows.is_empty() {
+                plan.bands_changed.push(*me_file);
+            }
             plan.delete(rows);
             continue;
         };
@@ -59,18 +65,23 @@ pub fn plan_population(
                 .updates
                 .push((row.id, band.id, snapshot.to_json()));
             plan.moved += 1;
+            plan.bands_changed.push(*me_file);
         } else {
             plan.changes
                 .inserts
                 .push((band.id, *me_file, snapshot.to_json()));
             plan.inserted += 1;
+            plan.bands_changed.push(*me_file);
         }
     }
     // Rows of me_files that were not in `me_files`: gone when the page was read, unless one
     // was registered since; the delete checks it.
-    for row in stored.into_values().flatten() {
-        plan.changes.deletes_if_me_file_gone.push(row.id);
-        plan.deleted += 1;
+    for (me_file, rows) in stored {
+        plan.bands_changed.push(me_file);
+        for row in rows {
+            plan.changes.deletes_if_me_file_gone.push(row.id);
+            plan.deleted += 1;
+        }
     }
     plan
 }

@@ -197,6 +197,10 @@ async fn populate_holding_lease(
             .await?;
         let mut plan = plan_population(&target, &me_files, &tags, existing);
         let applied = db.populations().apply_changes(&txn, &plan.changes).await?;
+        let bands_changed: Vec<i64> = plan.bands_changed.iter().map(|m| m.0).collect();
+        db.events()
+            .me_file_bands_changed(&txn, &bands_changed)
+            .await?;
         txn.commit().await.map_err(repo::RepoError::from)?;
         // Rows of gone me_files are deleted only if still gone: count what was.
         plan.deleted = applied.deleted;
@@ -227,13 +231,18 @@ async fn populate_holding_lease(
         }
     }
 
+    // `populated` and the platform's event in one transaction.
+    let txn = db.begin_write().await?;
     if !db
         .targets()
-        .set_status(target_id, PopulationStatus::Populated)
+        .set_status_on(&txn, target_id, PopulationStatus::Populated)
         .await?
     {
+        drop(txn);
         return Err(target_deleted(db, target_id, &band_ids).await);
     }
+    db.events().target_populated(&txn, target_id.0).await?;
+    txn.commit().await.map_err(repo::RepoError::from)?;
     summary.status = PopulationStatus::Populated.as_str().into();
     tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");
     Ok(summary)
@@ -303,18 +312,33 @@ pub async fn handle(
     .await
 }
 
-/// Pushes a `populate_target` job.
-pub async fn enqueue(db: &Db, target_id: TargetId) -> Result<(), JobError> {
+/// Pushes a `populate_target` job and marks the target `populating`, so the platform's offer
+/// creation waits for the populate as it did for its own; returns whether a job was added
+/// (`false`: one for the target was already waiting, and covers this request). On
+/// PostgreSQL both happen in one statement; on SQLite the mark comes first.
+pub async fn enqueue(db: &Db, target_id: TargetId) -> Result<bool, JobError> {
     crate::error::check_target_exists(db, target_id).await?;
-    crate::queue::push(
-        db,
-        QUEUE,
-        PopulateTarget {
-            target_id: target_id.0,
-        },
-        crate::queue::DEFAULT_MAX_ATTEMPTS,
-    )
-    .await
+    match db.backend() {
+        repo::Backend::Postgres => Ok(db
+            .queue_jobs()
+            .push_populate_marking_target(target_id.0, crate::queue::DEFAULT_MAX_ATTEMPTS as i32)
+            .await?),
+        repo::Backend::Sqlite => {
+            db.targets()
+                .set_status(target_id, PopulationStatus::Populating)
+                .await?;
+            crate::queue::push(
+                db,
+                QUEUE,
+                PopulateTarget {
+                    target_id: target_id.0,
+                },
+                crate::queue::DEFAULT_MAX_ATTEMPTS,
+            )
+            .await?;
+            Ok(true)
+        }
+    }
 }
 
 /// Consumes the `populate_target` queue until `shutdown` completes.

@@ -23,13 +23,18 @@ use std::time::{Duration, Instant};
 
 pub const QUEUE: &str = "sync_me_file";
 
-const PAYLOAD_SHAPE: &str = r#"{"me_file_id": <integer>}"#;
+const PAYLOAD_SHAPE: &str =
+    r#"{"me_file_id": <integer>} (optionally with "deleted_trait_ids": [<integer>, ...])"#;
 
 /// The job payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncMeFile {
     pub me_file_id: i64,
+    /// What the platform's own sync job carries: the traits whose tags it just deleted.
+    /// Accepted and logged; a sync reads the current tags, so it needs no hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_trait_ids: Option<Vec<i64>>,
 }
 
 /// Band metadata of targets, shared by a syncer's jobs.
@@ -249,8 +254,10 @@ pub async fn sync_me_file(
         me_file_exists: exists,
         ..SyncSummary::default()
     };
+    let mut bands_changed = false;
     for (target, rows) in targets.iter().zip(existing) {
         let plan = plan_population(target, me_files, &tags, rows);
+        bands_changed |= !plan.bands_changed.is_empty();
         summary.inserted += plan.inserted;
         summary.moved += plan.moved;
         summary.deleted += plan.deleted;
@@ -265,6 +272,11 @@ pub async fn sync_me_file(
             .apply_changes(&txn, &changes)
             .await?
             .deleted;
+    }
+    if bands_changed {
+        db.events()
+            .me_file_bands_changed(&txn, &[me_file.0])
+            .await?;
     }
     txn.commit().await.map_err(repo::RepoError::from)?;
     crate::metrics::populations_written(
@@ -300,6 +312,9 @@ pub async fn handle(
     crate::worker::run_job(QUEUE, &attempt, async {
         let job = job.into_valid(PAYLOAD_SHAPE)?;
         let span = tracing::info_span!("sync_me_file", me_file_id = job.me_file_id);
+        if let Some(deleted) = &job.deleted_trait_ids {
+            tracing::debug!(parent: &span, ?deleted, "the platform's deleted_trait_ids (not needed: current tags are read)");
+        }
         let summary = sync_me_file(&ctx.db, &ctx.cache, MeFileId(job.me_file_id))
             .instrument(span)
             .await?;
@@ -322,6 +337,7 @@ pub async fn enqueue(db: &Db, me_file: MeFileId) -> Result<bool, JobError> {
         QUEUE,
         SyncMeFile {
             me_file_id: me_file.0,
+            deleted_trait_ids: None,
         },
         crate::queue::DEFAULT_MAX_ATTEMPTS,
     )

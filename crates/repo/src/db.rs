@@ -57,6 +57,8 @@ pub struct Db {
     backend: Backend,
     /// The largest id of each table's `id` column, read once (see [`SchemaRepo::id_max`]).
     pub(crate) id_limits: Arc<OnceLock<HashMap<String, i64>>>,
+    /// What writers tell the platform ([`crate::EventRepo`]); off by default.
+    events: Arc<crate::EventOptions>,
 }
 
 impl Db {
@@ -101,6 +103,7 @@ impl Db {
                 conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
                 backend: Backend::Postgres,
                 id_limits: Arc::default(),
+                events: Arc::default(),
             })
         } else {
             let connect = SqliteConnectOptions::from_str(url)
@@ -119,6 +122,7 @@ impl Db {
                 conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                 backend: Backend::Sqlite,
                 id_limits: Arc::default(),
+                events: Arc::default(),
             })
         }
     }
@@ -213,6 +217,24 @@ impl Db {
 
     pub fn backfill(&self) -> BackfillRepo<'_> {
         BackfillRepo { db: self }
+    }
+
+    pub fn capture(&self) -> crate::CaptureRepo<'_> {
+        crate::CaptureRepo { db: self }
+    }
+
+    /// This handle, its writers emitting `events`.
+    pub fn with_events(mut self, events: crate::EventOptions) -> Self {
+        self.events = Arc::new(events);
+        self
+    }
+
+    pub(crate) fn event_options(&self) -> &crate::EventOptions {
+        &self.events
+    }
+
+    pub fn events(&self) -> crate::EventRepo<'_> {
+        crate::EventRepo { db: self }
     }
 
     pub fn guard(&self) -> GuardRepo<'_> {

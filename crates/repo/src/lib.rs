@@ -10,8 +10,10 @@
 mod backfill;
 mod bands;
 mod bulk;
+mod capture;
 mod db;
 mod error;
+mod events;
 mod guard;
 mod id_columns;
 mod leases;
@@ -27,15 +29,20 @@ mod targets;
 pub use backfill::{BackfillRepo, CopyTable, NullPopulation};
 pub use bands::BandRepo;
 pub use bulk::{BulkLoader, Cell, TableRows};
+pub use capture::{CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger};
 pub use db::{Backend, Db, DbOptions};
 pub use error::RepoError;
+pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
 pub use guard::{GuardRepo, GuardState};
 pub use leases::{LeaseHolder, LeaseRepo};
 pub use populations::{
     AppliedChanges, ME_FILE_LOCK_RANGE, PopulationChanges, PopulationPage, PopulationRepo,
     PopulationRow, me_file_lock_range,
 };
-pub use queue_jobs::{JobRun, PLAIN_SQL_PUSH, QueueDepth, QueueJob, QueueJobRepo, QueueLatency};
+pub use queue_jobs::{
+    JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo,
+    QueueLatency,
+};
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use schema::SchemaRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};

@@ -312,7 +312,38 @@ SELECT apalis.generate_ulid(), $1, convert_to($2, 'UTF8'), 'Pending', 0, $3, now
 WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' AND job = convert_to($2, 'UTF8') \
 AND run_at <= now() + interval '60 seconds')";
 
+/// The statement another service runs to request a populate with plain SQL (PostgreSQL): it
+/// marks the target `populating` (so the platform's offer creation waits, as it did with the
+/// platform's own populate) and pushes `populate_target`, in one statement, unless one for
+/// the target is waiting and due within a minute. `$1` is the target id, `$2` the attempts
+/// allowed.
+pub const PLAIN_SQL_PUSH_POPULATE: &str = "WITH marked AS (\
+UPDATE targets SET population_status = 'populating' WHERE id = $1::bigint) \
+INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+SELECT apalis.generate_ulid(), 'populate_target', p.payload, 'Pending', 0, $2, now(), 0 \
+FROM (SELECT convert_to('{\"target_id\":' || $1::bigint || '}', 'UTF8') AS payload) AS p \
+WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = 'populate_target' AND status = 'Pending' \
+AND job = p.payload AND run_at <= now() + interval '60 seconds')";
+
 impl QueueJobRepo<'_> {
+    /// Marks `target` `populating` and pushes its populate with [`PLAIN_SQL_PUSH_POPULATE`]
+    /// (PostgreSQL only); returns whether a job was added (`false`: one was waiting).
+    pub async fn push_populate_marking_target(
+        &self,
+        target: i64,
+        max_attempts: i32,
+    ) -> Result<bool, RepoError> {
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                PLAIN_SQL_PUSH_POPULATE,
+                vec![Value::from(target), Value::from(max_attempts)],
+            ))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Pushes with [`PLAIN_SQL_PUSH`], as other services do (PostgreSQL only); returns
     /// whether a job was added.
     pub async fn push_plain_sql(

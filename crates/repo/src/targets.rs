@@ -70,6 +70,16 @@ impl TargetRepo<'_> {
         target_id: TargetId,
         status: PopulationStatus,
     ) -> Result<bool, RepoError> {
+        self.set_status_on(self.db.conn(), target_id, status).await
+    }
+
+    /// [`Self::set_status`] on `conn` (a transaction that also reports it).
+    pub async fn set_status_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        target_id: TargetId,
+        status: PopulationStatus,
+    ) -> Result<bool, RepoError> {
         let mut update = targets::Entity::update_many()
             .col_expr(
                 targets::Column::PopulationStatus,
@@ -82,7 +92,7 @@ impl TargetRepo<'_> {
                 Expr::cust(self.db.timestamp_now_sql()),
             );
         }
-        let result = update.exec(self.db.conn()).await?;
+        let result = update.exec(conn).await?;
         Ok(result.rows_affected == 1)
     }
 }

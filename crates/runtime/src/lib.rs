@@ -99,7 +99,8 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
         idle_in_transaction_timeout: (settings.database.idle_in_transaction_timeout_secs > 0)
             .then(|| Duration::from_secs(settings.database.idle_in_transaction_timeout_secs)),
     })
-    .await?;
+    .await?
+    .with_events(event_options(settings));
     if settings.database.migrate_on_start {
         db.migrate()
             .await
@@ -107,6 +108,16 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
     }
     check_lock_table(&db).await;
     Ok(db)
+}
+
+/// The `[events]` settings as the writers take them ("" is no statement).
+pub fn event_options(settings: &Settings) -> repo::EventOptions {
+    let statement = |sql: &str| (!sql.trim().is_empty()).then(|| sql.to_owned());
+    repo::EventOptions {
+        notify: settings.events.notify,
+        me_file_bands_changed_sql: statement(&settings.events.me_file_bands_changed_sql),
+        target_populated_sql: statement(&settings.events.target_populated_sql),
+    }
 }
 
 /// PostgreSQL's default `max_locks_per_transaction`, which snapline needs at least: its

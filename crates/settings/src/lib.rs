@@ -39,6 +39,7 @@ pub struct Settings {
     pub backfiller: BackfillerSettings,
     pub queues: QueuesSettings,
     pub serve: ServeSettings,
+    pub events: EventsSettings,
     /// The profile these settings were loaded for (not read from files).
     #[serde(skip)]
     pub profile: String,
@@ -119,6 +120,20 @@ pub struct PopulatorSettings {
     /// Milliseconds a run pauses after each batch, to cap the load one populate puts on a
     /// busy primary (0: no pause).
     pub batch_pause_ms: u64,
+}
+
+/// What snapline tells the platform when a me_file's band changes or a populate finishes,
+/// in the transaction of the change (PostgreSQL; all off by default).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// `NOTIFY snapline_events` with a JSON payload per event.
+    pub notify: bool,
+    /// A statement run when me_files' bands changed, `$1` the `bigint[]` of their ids; ""
+    /// for none.
+    pub me_file_bands_changed_sql: String,
+    /// A statement run when a populate finished, `$1` the target id; "" for none.
+    pub target_populated_sql: String,
 }
 
 /// Tuning of `sync_me_file` jobs.

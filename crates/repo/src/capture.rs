@@ -1,0 +1,313 @@
+//! Change capture (PostgreSQL, opt-in): statement-level triggers on the platform's tables that
+//! push snapline's jobs inside the writer's own transaction, so a job exists exactly when the
+//! change commits and the platform changes no code.
+//!
+//! - `me_file_tags` insert, delete, and update of `me_file_id`, `trait_id` or `tag_value`;
+//!   `me_files` insert and delete: one `sync_me_file` per affected me_file, unless one for it
+//!   is already waiting (the same rule as the plain-SQL push), so a bulk update of 100,000
+//!   rows pushes at most one job per me_file and a delete-then-insert in one transaction one.
+//! - `target_bands`, `target_band_trait_groups`, `trait_group_traits` (any change) and a
+//!   trait's `trait_name`, `parent_trait_id` or `display_order`: one `populate_target` per
+//!   affected target that is `populated` or `populating`, unless one is waiting; the target is
+//!   marked `populating` in the same transaction, as any populate push does.
+//!
+//! Every object is named `snapline_capture_v<N>_...`: `enable` replaces any version's objects
+//! with this one's, `disable` (and `migration down`) drops every version's. An installed
+//! version keeps working after snapline is upgraded, until `enable` replaces it.
+
+use crate::{Backend, Db, RepoError};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+
+/// The version of the trigger functions this build installs.
+pub const CAPTURE_VERSION: u32 = 1;
+
+/// The prefix of every capture object of any version.
+const PREFIX: &str = "snapline_capture_v";
+
+/// One installed capture trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureTrigger {
+    pub table: String,
+    pub name: String,
+    /// The version in its name (`snapline_capture_v1_...` is 1).
+    pub version: u32,
+}
+
+/// What `enable` installs, in order: the push functions, then one function and trigger per
+/// captured event. `{v}` is the version.
+fn install_sql() -> String {
+    let v = CAPTURE_VERSION;
+    let mut sql = format!(
+        r#"
+CREATE OR REPLACE FUNCTION snapline_capture_v{v}_push_syncs(me_file_ids bigint[]) RETURNS void
+LANGUAGE sql AS $f$
+  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+  SELECT apalis.generate_ulid(), 'sync_me_file', p.payload, 'Pending', 0, 5, now(), 0
+  FROM (SELECT DISTINCT convert_to('{{"me_file_id":' || m || '}}', 'UTF8') AS payload
+        FROM unnest(me_file_ids) AS m WHERE m IS NOT NULL) AS p
+  WHERE NOT EXISTS (
+    SELECT 1 FROM apalis.jobs j
+    WHERE j.job_type = 'sync_me_file' AND j.status = 'Pending' AND j.job = p.payload
+      AND j.run_at <= now() + interval '60 seconds')
+$f$;
+
+CREATE OR REPLACE FUNCTION snapline_capture_v{v}_push_populates(target_ids bigint[]) RETURNS void
+LANGUAGE sql AS $f$
+  WITH affected AS (
+    SELECT id FROM targets
+    WHERE id = ANY(target_ids) AND population_status IN ('populated', 'populating')
+  ), marked AS (
+    UPDATE targets SET population_status = 'populating'
+    WHERE id IN (SELECT id FROM affected) AND population_status <> 'populating'
+  )
+  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+  SELECT apalis.generate_ulid(), 'populate_target', p.payload, 'Pending', 0, 5, now(), 0
+  FROM (SELECT convert_to('{{"target_id":' || id || '}}', 'UTF8') AS payload FROM affected) AS p
+  WHERE NOT EXISTS (
+    SELECT 1 FROM apalis.jobs j
+    WHERE j.job_type = 'populate_target' AND j.status = 'Pending' AND j.job = p.payload
+      AND j.run_at <= now() + interval '60 seconds')
+$f$;
+
+CREATE OR REPLACE FUNCTION snapline_capture_v{v}_targets_of_groups(group_ids bigint[]) RETURNS bigint[]
+LANGUAGE sql STABLE AS $f$
+  SELECT ARRAY(SELECT DISTINCT b.target_id::bigint FROM target_band_trait_groups l
+               JOIN target_bands b ON b.id = l.target_band_id
+               WHERE l.trait_group_id = ANY(group_ids) AND b.target_id IS NOT NULL)
+$f$;
+"#
+    );
+    for capture in captures(v) {
+        let name = format!("snapline_capture_v{v}_{}", capture.name);
+        let transition = match capture.event {
+            "INSERT" => "REFERENCING NEW TABLE AS new_rows",
+            "DELETE" => "REFERENCING OLD TABLE AS old_rows",
+            _ => "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        };
+        sql.push_str(&format!(
+            r#"
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  {body};
+  RETURN NULL;
+END
+$f$;
+DROP TRIGGER IF EXISTS {name} ON {table};
+CREATE TRIGGER {name} AFTER {event} ON {table} {transition}
+  FOR EACH STATEMENT EXECUTE FUNCTION {name}();
+"#,
+            body = capture.body,
+            table = capture.table,
+            event = capture.event,
+        ));
+    }
+    sql
+}
+
+/// One captured (table, event) and what its trigger pushes.
+struct Capture {
+    name: String,
+    table: &'static str,
+    event: &'static str,
+    /// A PL/pgSQL statement over the transition tables `new_rows` and/or `old_rows`.
+    body: String,
+}
+
+/// The rows a statement changed, as a FROM item: an update's old and new rows together.
+fn changed_rows(event: &str) -> &'static str {
+    match event {
+        "INSERT" => "new_rows",
+        "DELETE" => "old_rows",
+        _ => "(SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows) AS both_rows",
+    }
+}
+
+/// Every captured (table, event). A trigger with transition tables takes one event and no
+/// column list, so an update's trigger compares old and new rows itself.
+fn captures(v: u32) -> Vec<Capture> {
+    let capture = |short: &str, table: &'static str, event: &'static str, body: String| Capture {
+        name: format!("{short}_{}", &event[..3].to_lowercase()),
+        table,
+        event,
+        body,
+    };
+    let syncs = |ids: String| format!("PERFORM snapline_capture_v{v}_push_syncs(ARRAY({ids}))");
+    let populates =
+        |ids: String| format!("PERFORM snapline_capture_v{v}_push_populates(ARRAY({ids}))");
+    let of_groups = |groups: String| {
+        format!(
+            "PERFORM snapline_capture_v{v}_push_populates(snapline_capture_v{v}_targets_of_groups(ARRAY({groups})))"
+        )
+    };
+    let mut all = Vec::new();
+    for event in ["INSERT", "DELETE"] {
+        let rows = changed_rows(event);
+        all.push(capture(
+            "tags",
+            "me_file_tags",
+            event,
+            syncs(format!("SELECT me_file_id::bigint FROM {rows}")),
+        ));
+        all.push(capture(
+            "me_files",
+            "me_files",
+            event,
+            syncs(format!("SELECT id::bigint FROM {rows}")),
+        ));
+    }
+    // Only rows whose me_file, trait or value changed; both the old and the new me_file.
+    all.push(capture(
+        "tags",
+        "me_file_tags",
+        "UPDATE",
+        syncs(
+            "SELECT unnest(ARRAY[o.me_file_id::bigint, n.me_file_id::bigint]) \
+             FROM old_rows o JOIN new_rows n ON n.id = o.id \
+             WHERE o.me_file_id IS DISTINCT FROM n.me_file_id \
+                OR o.trait_id IS DISTINCT FROM n.trait_id \
+                OR o.tag_value IS DISTINCT FROM n.tag_value"
+                .into(),
+        ),
+    ));
+    for event in ["INSERT", "DELETE", "UPDATE"] {
+        let rows = changed_rows(event);
+        all.push(capture(
+            "bands",
+            "target_bands",
+            event,
+            populates(format!("SELECT target_id::bigint FROM {rows}")),
+        ));
+        all.push(capture(
+            "band_groups",
+            "target_band_trait_groups",
+            event,
+            populates(format!(
+                "SELECT b.target_id::bigint FROM target_bands b \
+                 WHERE b.id IN (SELECT target_band_id FROM {rows})"
+            )),
+        ));
+        all.push(capture(
+            "group_traits",
+            "trait_group_traits",
+            event,
+            of_groups(format!("SELECT trait_group_id::bigint FROM {rows}")),
+        ));
+    }
+    // A renamed or reordered trait shows in the snapshots of every band listing it or one of
+    // its children; a new parent moves it under another parent.
+    all.push(capture(
+        "traits",
+        "traits",
+        "UPDATE",
+        of_groups(
+            "SELECT g.trait_group_id::bigint FROM trait_group_traits g \
+             JOIN traits c ON c.id = g.trait_id \
+             WHERE c.id IN (SELECT o.id FROM old_rows o JOIN new_rows n ON n.id = o.id \
+                            WHERE o.trait_name IS DISTINCT FROM n.trait_name \
+                               OR o.parent_trait_id IS DISTINCT FROM n.parent_trait_id \
+                               OR o.display_order IS DISTINCT FROM n.display_order) \
+                OR c.parent_trait_id IN (SELECT o.id FROM old_rows o JOIN new_rows n ON n.id = o.id \
+                            WHERE o.trait_name IS DISTINCT FROM n.trait_name \
+                               OR o.display_order IS DISTINCT FROM n.display_order)"
+                .into(),
+        ),
+    ));
+    all
+}
+
+/// The tables capture puts triggers on.
+pub const CAPTURED_TABLES: [&str; 6] = [
+    "me_file_tags",
+    "me_files",
+    "target_bands",
+    "target_band_trait_groups",
+    "trait_group_traits",
+    "traits",
+];
+
+/// Installs, lists and removes change capture.
+pub struct CaptureRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl CaptureRepo<'_> {
+    /// Installs this version's triggers and functions in place of any version's, in one
+    /// transaction.
+    pub async fn enable(&self) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        let txn = self.db.conn().begin().await?;
+        txn.execute_unprepared(migration::DROP_CAPTURE).await?;
+        txn.execute_unprepared(&install_sql()).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Removes every capture trigger and function, of any version (what `migration down`
+    /// does too).
+    pub async fn disable(&self) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        self.db
+            .conn()
+            .execute_unprepared(migration::DROP_CAPTURE)
+            .await?;
+        Ok(())
+    }
+
+    /// The capture triggers installed, by table and name.
+    pub async fn installed(&self) -> Result<Vec<CaptureTrigger>, RepoError> {
+        self.require_postgres()?;
+        self.installed_on(self.db.conn()).await
+    }
+
+    /// How many triggers this version installs.
+    pub fn expected_triggers() -> usize {
+        captures(CAPTURE_VERSION).len()
+    }
+
+    async fn installed_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+    ) -> Result<Vec<CaptureTrigger>, RepoError> {
+        let rows = conn
+            .query_all_raw(self.db.statement(
+                "SELECT c.relname::text, t.tgname::text FROM pg_trigger t \
+                 JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT t.tgisinternal AND n.nspname = current_schema() \
+                   AND t.tgname LIKE $1 ORDER BY 1, 2",
+                vec![Value::from(format!("{PREFIX}%"))],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let table: String = row.try_get_by_index(0)?;
+                let name: String = row.try_get_by_index(1)?;
+                Ok(CaptureTrigger {
+                    version: version_of(&name),
+                    table,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    fn require_postgres(&self) -> Result<(), RepoError> {
+        match self.db.backend() {
+            Backend::Postgres => Ok(()),
+            Backend::Sqlite => Err(RepoError::Data {
+                what: "change capture",
+                detail: "needs PostgreSQL (triggers with transition tables); on SQLite push \
+                         sync_me_file jobs from the writer"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// The version in a capture object's name (0 when it has none).
+fn version_of(name: &str) -> u32 {
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

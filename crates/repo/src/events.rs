@@ -1,0 +1,106 @@
+//! What snapline tells the platform, inside the transaction of the change it reports (so a
+//! rolled-back change says nothing): `NOTIFY snapline_events` with a small JSON payload, and
+//! an optional statement per event from configuration, run with the ids as bound parameters.
+//! PostgreSQL only; off unless configured.
+
+use crate::{Backend, Db, RepoError};
+use sea_orm::{ConnectionTrait, Value};
+
+/// The channel of snapline's notifications.
+pub const EVENTS_CHANNEL: &str = "snapline_events";
+
+/// What to emit (see the module documentation). The default emits nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventOptions {
+    /// `NOTIFY snapline_events` for each event:
+    /// `{"event":"me_file_bands_changed","me_file_id":42}` and
+    /// `{"event":"target_populated","target_id":7}`.
+    pub notify: bool,
+    /// Run when me_files' bands changed, with `$1` the array (`bigint[]`) of their ids: one
+    /// statement per transaction, whatever the number of me_files.
+    pub me_file_bands_changed_sql: Option<String>,
+    /// Run when a populate finished, with `$1` the target id (`bigint`).
+    pub target_populated_sql: Option<String>,
+}
+
+impl EventOptions {
+    pub fn is_off(&self) -> bool {
+        !self.notify
+            && self.me_file_bands_changed_sql.is_none()
+            && self.target_populated_sql.is_none()
+    }
+}
+
+/// Emits events on a connection or transaction of [`Db`].
+pub struct EventRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl EventRepo<'_> {
+    /// Reports that the bands of `me_files` changed, in `txn` (the transaction that changed
+    /// them). Nothing when `me_files` is empty or events are off.
+    pub async fn me_file_bands_changed<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        me_files: &[i64],
+    ) -> Result<(), RepoError> {
+        let options = self.db.event_options();
+        if me_files.is_empty() || options.is_off() || self.db.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let ids = Value::from(me_files.to_vec());
+        if options.notify {
+            txn.execute_raw(self.db.statement(
+                format!(
+                    "SELECT pg_notify('{EVENTS_CHANNEL}', \
+                     '{{\"event\":\"me_file_bands_changed\",\"me_file_id\":' || m || '}}') \
+                     FROM unnest($1::bigint[]) AS m"
+                ),
+                vec![ids.clone()],
+            ))
+            .await?;
+        }
+        if let Some(sql) = &options.me_file_bands_changed_sql {
+            txn.execute_raw(self.db.statement(sql.clone(), vec![ids]))
+                .await
+                .map_err(|err| configured_statement_failed("me_file_bands_changed_sql", err))?;
+        }
+        Ok(())
+    }
+
+    /// Reports that a populate of `target` finished, in `txn` (the one setting `populated`).
+    pub async fn target_populated<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        target: i64,
+    ) -> Result<(), RepoError> {
+        let options = self.db.event_options();
+        if options.is_off() || self.db.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        if options.notify {
+            txn.execute_raw(self.db.statement(
+                format!(
+                    "SELECT pg_notify('{EVENTS_CHANNEL}', \
+                     '{{\"event\":\"target_populated\",\"target_id\":' || $1::bigint || '}}')"
+                ),
+                vec![Value::from(target)],
+            ))
+            .await?;
+        }
+        if let Some(sql) = &options.target_populated_sql {
+            txn.execute_raw(self.db.statement(sql.clone(), vec![Value::from(target)]))
+                .await
+                .map_err(|err| configured_statement_failed("target_populated_sql", err))?;
+        }
+        Ok(())
+    }
+}
+
+/// A configured statement's failure, naming the setting (the change it reports rolls back
+/// with it, and the job is retried).
+fn configured_statement_failed(setting: &'static str, err: sea_orm::DbErr) -> RepoError {
+    let err = RepoError::from(err);
+    tracing::warn!(setting = %format!("events.{setting}"), error = %err, "the configured event statement failed; the change rolls back");
+    err
+}
