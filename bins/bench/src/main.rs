@@ -78,6 +78,27 @@ enum Bench {
         #[arg(long, value_enum, default_value_t = TagEdit::One)]
         edit: TagEdit,
     },
+    /// The cost of change capture to the platform's writers: single-row tag writes from
+    /// several connections and one bulk update, with capture off and on; then, with capture
+    /// on and `syncer serve` running, tag writes at a steady rate and the lag from each
+    /// write's commit to its synced row. Example: bench capture --me-files 200000
+    Capture {
+        #[arg(long, default_value_t = 200_000)]
+        me_files: u64,
+        /// Connections writing at once, and single-row writes in all.
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        #[arg(long, default_value_t = 20_000)]
+        writes: u64,
+        /// Rows of the bulk update.
+        #[arg(long, default_value_t = 100_000)]
+        bulk: u64,
+        /// Paced writes for the lag, and their rate per second.
+        #[arg(long, default_value_t = 2_000)]
+        paced: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -122,6 +143,27 @@ fn main() -> ExitCode {
                         edit,
                     },
                     reuse,
+                )
+                .await
+            }
+            Bench::Capture {
+                me_files,
+                writers,
+                writes,
+                bulk,
+                paced,
+                rate,
+            } => {
+                bench_capture(
+                    &cli.server,
+                    me_files,
+                    CaptureLoad {
+                        writers,
+                        writes,
+                        bulk,
+                        paced,
+                        rate,
+                    },
                 )
                 .await
             }
@@ -373,16 +415,7 @@ async fn bench_sync(
     let concurrency =
         std::env::var("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY").unwrap_or_else(|_| "4".into());
     let started = Instant::now();
-    // As deployed (deploy/kubernetes/syncer.yaml) unless the caller says otherwise.
-    let synchronous_commit =
-        std::env::var("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT").unwrap_or_else(|_| "off".into());
-    let mut syncer = sibling("syncer")?
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT", &synchronous_commit)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
+    let (mut syncer, synchronous_commit) = spawn_syncer(&url)?;
     wait_until_drained(&db, queue, burst.len()).await?;
     // From the first job taken to the last one done: the syncer's start-up is not counted.
     let burst_time = Duration::from_secs_f64(db.queue_jobs().latency(queue).await?.span_secs);
@@ -429,6 +462,22 @@ async fn bench_sync(
     );
     db.close().await;
     Ok(())
+}
+
+/// `syncer serve` on `url`, with `synchronous_commit` as deployed
+/// (deploy/kubernetes/syncer.yaml: `off`) unless the caller's environment says otherwise;
+/// returns the child and that setting.
+fn spawn_syncer(url: &str) -> anyhow::Result<(std::process::Child, String)> {
+    let synchronous_commit =
+        std::env::var("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT").unwrap_or_else(|_| "off".into());
+    let syncer = sibling("syncer")?
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT", &synchronous_commit)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    Ok((syncer, synchronous_commit))
 }
 
 async fn seed_and_populate(db: &Db, me_files: u64, targets: usize) -> anyhow::Result<()> {
@@ -548,6 +597,115 @@ async fn bench_backfill(
         sql_rows as f64 / sql_time.as_secs_f64(),
         backfiller_time.as_secs_f64() / sql_time.as_secs_f64(),
         rss_kib as f64 / 1024.0
+    );
+    db.close().await;
+    Ok(())
+}
+
+/// The writes of a capture benchmark.
+struct CaptureLoad {
+    writers: usize,
+    writes: u64,
+    bulk: u64,
+    paced: usize,
+    rate: u64,
+}
+
+/// Single-row tag writes from `writers` connections; returns writes per second.
+async fn single_row_writes(db: &Db, tags: &[i64], writers: usize, value: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in tags.chunks(tags.len().div_ceil(writers.max(1)).max(1)) {
+        let (db, chunk, value) = (db.clone(), chunk.to_vec(), value.to_owned());
+        tasks.spawn(async move {
+            for id in chunk {
+                db.reference().set_tag_value(id, &value).await?;
+            }
+            Ok::<_, repo::RepoError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(tags.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn bench_capture(server: &str, me_files: u64, load: CaptureLoad) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::index::sample;
+    let CaptureLoad {
+        writers,
+        writes,
+        bulk,
+        paced,
+        rate,
+    } = load;
+    let name = format!("snapline_bench_capture_{me_files}");
+    let url = fresh_database(server, &name).await?;
+    let db = Db::connect(&DbOptions {
+        max_connections: writers as u32 + 2,
+        ..DbOptions::new(url.clone())
+    })
+    .await?;
+    seed_and_populate(&db, me_files, 10).await?;
+    let queue = jobs::sync_me_file::QUEUE;
+    println!(
+        "| me_files | capture | single-row writes ({writers} connections) | bulk update of {bulk} rows | sync jobs pushed |"
+    );
+    println!("|---:|---|---:|---:|---:|");
+    for (capture, value) in [(false, "bench off"), (true, "bench on")] {
+        if capture {
+            db.capture().enable().await?;
+        }
+        let tags = db.reference().random_tag_ids(writes).await?;
+        db.bulk().checkpoint().await?;
+        let per_sec = single_row_writes(&db, &tags, writers, value).await?;
+        let started = Instant::now();
+        let rows = db
+            .reference()
+            .set_tag_values_in_bulk(bulk, &format!("{value} bulk"))
+            .await?;
+        let bulk_time = started.elapsed();
+        let pushed = db.queue_jobs().count_by_status(queue).await?;
+        let pushed: i64 = pushed.iter().map(|(_, n)| n).sum();
+        println!(
+            "| {me_files} | {} | {per_sec:.0} writes/s | {rows} rows in {:.2} s |  {pushed} |",
+            if capture { "on" } else { "off" },
+            bulk_time.as_secs_f64()
+        );
+        db.queue_jobs().delete_all(queue).await?;
+    }
+
+    // Lag at a steady rate, capture on, the syncer serving.
+    let (mut syncer, synchronous_commit) = spawn_syncer(&url)?;
+    let members = db.reference().member_me_files().await?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let chosen: Vec<i64> = sample(&mut rng, members.len(), paced.min(members.len()))
+        .into_iter()
+        .map(|i| members[i])
+        .collect();
+    let round = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let started = Instant::now();
+    for (i, me_file) in chosen.iter().enumerate() {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        // One tag shown in the me_file's snapshots: capture pushes its sync.
+        db.reference().touch_one_tag(&[*me_file], round).await?;
+    }
+    wait_until_drained(&db, queue, chosen.len()).await?;
+    let lag = db.reference().sync_commit_latency().await?;
+    let _ = syncer.kill();
+    let _ = syncer.wait();
+    println!();
+    println!(
+        "| me_files | tag writes | rate | synchronous_commit | write commit to synced row p50 / p99 / max | to taken p50 / p99 |"
+    );
+    println!("|---:|---:|---:|---|---:|---:|");
+    println!(
+        "| {me_files} | {} | {rate}/s | {synchronous_commit} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+        lag.committed, lag.p50_ms, lag.p99_ms, lag.max_ms, lag.pickup_p50_ms, lag.pickup_p99_ms
     );
     db.close().await;
     Ok(())

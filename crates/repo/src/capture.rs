@@ -11,6 +11,10 @@
 //!   affected target that is `populated` or `populating`, unless one is waiting; the target is
 //!   marked `populating` in the same transaction, as any populate push does.
 //!
+//! The two functions that push run as their owner (`SECURITY DEFINER`, the role that ran
+//! `capture enable`, with that session's `search_path`), so the platform's own role needs no
+//! right on snapline's queue tables.
+//!
 //! Every object is named `snapline_capture_v<N>_...`: `enable` replaces any version's objects
 //! with this one's, `disable` (and `migration down`) drops every version's. An installed
 //! version keeps working after snapline is upgraded, until `enable` replaces it.
@@ -39,20 +43,41 @@ fn install_sql() -> String {
     let v = CAPTURE_VERSION;
     let mut sql = format!(
         r#"
+-- Whether a job with this payload is waiting and due within a minute (the plain-SQL push's
+-- rule). A function probing one payload, not a NOT EXISTS in the pushing statement: the
+-- planner cannot see how many me_files a statement carries, and over a bulk update an anti
+-- join it thought small rescanned every waiting job per me_file. Its query names no column
+-- but the payload (and the status of the partial index), so the hash index on waiting
+-- payloads is the only index that can serve it; planned at each call, so a plan made while
+-- the queue was empty is not kept once it is long (measured: a cached plan turned a 100,000
+-- row update into minutes).
+CREATE OR REPLACE FUNCTION snapline_capture_v{v}_waiting(queue text, payload bytea) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+SET plan_cache_mode = force_custom_plan AS $f$
+DECLARE
+  waiting record;
+BEGIN
+  FOR waiting IN SELECT j.job_type, j.run_at FROM apalis.jobs j
+                 WHERE j.status = 'Pending' AND j.job = payload LOOP
+    IF waiting.job_type = queue AND waiting.run_at <= now() + interval '60 seconds' THEN
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
+END
+$f$;
+
 CREATE OR REPLACE FUNCTION snapline_capture_v{v}_push_syncs(me_file_ids bigint[]) RETURNS void
-LANGUAGE sql AS $f$
+LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
   SELECT apalis.generate_ulid(), 'sync_me_file', p.payload, 'Pending', 0, 5, now(), 0
   FROM (SELECT DISTINCT convert_to('{{"me_file_id":' || m || '}}', 'UTF8') AS payload
         FROM unnest(me_file_ids) AS m WHERE m IS NOT NULL) AS p
-  WHERE NOT EXISTS (
-    SELECT 1 FROM apalis.jobs j
-    WHERE j.job_type = 'sync_me_file' AND j.status = 'Pending' AND j.job = p.payload
-      AND j.run_at <= now() + interval '60 seconds')
+  WHERE NOT snapline_capture_v{v}_waiting('sync_me_file', p.payload)
 $f$;
 
 CREATE OR REPLACE FUNCTION snapline_capture_v{v}_push_populates(target_ids bigint[]) RETURNS void
-LANGUAGE sql AS $f$
+LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
   WITH affected AS (
     SELECT id FROM targets
     WHERE id = ANY(target_ids) AND population_status IN ('populated', 'populating')
@@ -63,10 +88,7 @@ LANGUAGE sql AS $f$
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
   SELECT apalis.generate_ulid(), 'populate_target', p.payload, 'Pending', 0, 5, now(), 0
   FROM (SELECT convert_to('{{"target_id":' || id || '}}', 'UTF8') AS payload FROM affected) AS p
-  WHERE NOT EXISTS (
-    SELECT 1 FROM apalis.jobs j
-    WHERE j.job_type = 'populate_target' AND j.status = 'Pending' AND j.job = p.payload
-      AND j.run_at <= now() + interval '60 seconds')
+  WHERE NOT snapline_capture_v{v}_waiting('populate_target', p.payload)
 $f$;
 
 CREATE OR REPLACE FUNCTION snapline_capture_v{v}_targets_of_groups(group_ids bigint[]) RETURNS bigint[]
@@ -84,11 +106,15 @@ $f$;
             "DELETE" => "REFERENCING OLD TABLE AS old_rows",
             _ => "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
         };
+        // EXECUTE: planned at each statement, for the size of its transition tables. A
+        // plan kept from single-row writes (a nested loop over them) took minutes over a
+        // 100,000-row update; a query without parameters keeps its first plan whatever
+        // `plan_cache_mode` says.
         sql.push_str(&format!(
             r#"
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
-  {body};
+  EXECUTE $q${body}$q$;
   RETURN NULL;
 END
 $f$;
@@ -109,7 +135,7 @@ struct Capture {
     name: String,
     table: &'static str,
     event: &'static str,
-    /// A PL/pgSQL statement over the transition tables `new_rows` and/or `old_rows`.
+    /// A query over the transition tables `new_rows` and/or `old_rows`, run by EXECUTE.
     body: String,
 }
 
@@ -131,12 +157,12 @@ fn captures(v: u32) -> Vec<Capture> {
         event,
         body,
     };
-    let syncs = |ids: String| format!("PERFORM snapline_capture_v{v}_push_syncs(ARRAY({ids}))");
+    let syncs = |ids: String| format!("SELECT snapline_capture_v{v}_push_syncs(ARRAY({ids}))");
     let populates =
-        |ids: String| format!("PERFORM snapline_capture_v{v}_push_populates(ARRAY({ids}))");
+        |ids: String| format!("SELECT snapline_capture_v{v}_push_populates(ARRAY({ids}))");
     let of_groups = |groups: String| {
         format!(
-            "PERFORM snapline_capture_v{v}_push_populates(snapline_capture_v{v}_targets_of_groups(ARRAY({groups})))"
+            "SELECT snapline_capture_v{v}_push_populates(snapline_capture_v{v}_targets_of_groups(ARRAY({groups})))"
         )
     };
     let mut all = Vec::new();

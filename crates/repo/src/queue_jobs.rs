@@ -426,6 +426,20 @@ impl QueueJobRepo<'_> {
         })
     }
 
+    /// Deletes every job of `queue`, whatever its state (benchmarks between phases).
+    pub async fn delete_all(&self, queue: &str) -> Result<u64, RepoError> {
+        let table = self.table();
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                format!("DELETE FROM {table} WHERE job_type = $1"),
+                vec![Value::from(queue)],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Deletes the queue's finished jobs (`Done`, `Killed`, and `Failed` with no attempt
     /// left); returns how many.
     pub async fn delete_finished(&self, queue: &str) -> Result<u64, RepoError> {

@@ -216,6 +216,46 @@ impl ReferenceRepo<'_> {
         rows.into_iter().map(|row| Ok(row.id_at(0)?)).collect()
     }
 
+    /// `n` tag ids at random (a benchmark's single-row writes).
+    pub async fn random_tag_ids(&self, n: u64) -> Result<Vec<i64>, RepoError> {
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.statement(
+                "SELECT id FROM me_file_tags ORDER BY random() LIMIT $1",
+                vec![Value::from(n as i64)],
+            ))
+            .await?;
+        rows.into_iter().map(|row| Ok(row.id_at(0)?)).collect()
+    }
+
+    /// One platform-style write: the value of tag `id`, in its own transaction.
+    pub async fn set_tag_value(&self, id: i64, value: &str) -> Result<(), RepoError> {
+        self.db
+            .conn()
+            .execute_raw(self.db.statement(
+                "UPDATE me_file_tags SET tag_value = $1 WHERE id = $2",
+                vec![Value::from(value), Value::from(id)],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// One bulk write of `rows` tags (the lowest ids), as the platform's daily age rollover;
+    /// returns the rows written.
+    pub async fn set_tag_values_in_bulk(&self, rows: u64, value: &str) -> Result<u64, RepoError> {
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                "UPDATE me_file_tags SET tag_value = $1 \
+                 WHERE id IN (SELECT id FROM me_file_tags ORDER BY id LIMIT $2)",
+                vec![Value::from(value), Value::from(rows as i64)],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     /// For each finished `sync_me_file` job, the time from its push (`run_at`) to the commit
     /// of its rows (the latest `updated_at` it wrote), and the part of it spent waiting to be
     /// taken (`lock_at`): where a slow sync lost its time.
