@@ -612,7 +612,12 @@ struct CaptureLoad {
 }
 
 /// Single-row tag writes from `writers` connections; returns writes per second.
-async fn single_row_writes(db: &Db, tags: &[i64], writers: usize, value: &str) -> anyhow::Result<f64> {
+async fn single_row_writes(
+    db: &Db,
+    tags: &[i64],
+    writers: usize,
+    value: &str,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in tags.chunks(tags.len().div_ceil(writers.max(1)).max(1)) {

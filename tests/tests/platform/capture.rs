@@ -64,11 +64,39 @@ async fn capture_pushes_one_job_per_me_file_and_per_target() {
     let db = &test.db;
     let installed = db.capture().installed().await.unwrap();
     assert_eq!(installed.len(), repo::CaptureRepo::expected_triggers());
+    assert!(installed.iter().all(|t| t.version == repo::CAPTURE_VERSION));
     db.capture()
         .enable()
         .await
         .expect("enabling twice is harmless");
     assert_eq!(db.capture().installed().await.unwrap(), installed);
+    // An older version's objects (left by an earlier snapline) are listed as such, and
+    // `enable` replaces them with this version's.
+    execute(
+        db,
+        "CREATE FUNCTION snapline_capture_v0_tags_ins() RETURNS trigger LANGUAGE plpgsql \
+         AS $f$ BEGIN RETURN NULL; END $f$; \
+         CREATE TRIGGER snapline_capture_v0_tags_ins AFTER INSERT ON me_file_tags \
+         FOR EACH STATEMENT EXECUTE FUNCTION snapline_capture_v0_tags_ins()",
+    )
+    .await;
+    let with_old = db.capture().installed().await.unwrap();
+    assert!(
+        with_old
+            .iter()
+            .any(|t| t.version == 0 && t.table == "me_file_tags")
+    );
+    db.capture().enable().await.expect("upgrade");
+    assert_eq!(db.capture().installed().await.unwrap(), installed);
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM pg_proc WHERE proname = 'snapline_capture_v0_tags_ins'"
+        )
+        .await,
+        0,
+        "the old version's functions are gone"
+    );
     let syncs = |db: &Db| {
         let db = db.clone();
         async move { waiting(&db, sync_me_file::QUEUE).await }
