@@ -113,3 +113,17 @@ fn demo_with_no_me_files_is_refused_before_any_work() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--me-files"));
     assert!(!db.exists(), "nothing migrated or seeded");
 }
+
+#[test]
+fn capture_and_guard_on_sqlite_exit_2_saying_they_need_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, what) in [
+        (["capture", "enable"], "change capture needs PostgreSQL"),
+        (["guard", "status"], "the NOT NULL guard needs PostgreSQL"),
+    ] {
+        let out = snapctl(dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(what), "{args:?}: {stderr}");
+    }
+}

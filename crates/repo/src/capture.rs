@@ -19,7 +19,7 @@
 //! with this one's, `disable` (and `migration down`) drops every version's. An installed
 //! version keeps working after snapline is upgraded, until `enable` replaces it.
 
-use crate::{Backend, Db, RepoError};
+use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 /// The version of the trigger functions this build installs.
@@ -318,15 +318,10 @@ impl CaptureRepo<'_> {
     }
 
     fn require_postgres(&self) -> Result<(), RepoError> {
-        match self.db.backend() {
-            Backend::Postgres => Ok(()),
-            Backend::Sqlite => Err(RepoError::Data {
-                what: "change capture",
-                detail: "needs PostgreSQL (triggers with transition tables); on SQLite push \
-                         sync_me_file jobs from the writer"
-                    .into(),
-            }),
-        }
+        self.db.require_postgres(
+            "change capture",
+            "it uses triggers with transition tables; on SQLite, push sync_me_file jobs from the writer",
+        )
     }
 }
 

@@ -223,6 +223,18 @@ impl Db {
         crate::CaptureRepo { db: self }
     }
 
+    /// Refuses `what` on SQLite, saying `why` it needs PostgreSQL.
+    pub(crate) fn require_postgres(
+        &self,
+        what: &'static str,
+        why: &'static str,
+    ) -> Result<(), RepoError> {
+        match self.backend {
+            Backend::Postgres => Ok(()),
+            Backend::Sqlite => Err(RepoError::NeedsPostgres { what, why }),
+        }
+    }
+
     /// This handle, its writers emitting `events`.
     pub fn with_events(mut self, events: crate::EventOptions) -> Self {
         self.events = Arc::new(events);

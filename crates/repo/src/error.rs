@@ -15,6 +15,11 @@ pub enum RepoError {
     Connect { url: String, cause: sqlx::Error },
     #[error("unexpected data in {what}: {detail}")]
     Data { what: &'static str, detail: String },
+    #[error("{what} needs PostgreSQL: {why}")]
+    NeedsPostgres {
+        what: &'static str,
+        why: &'static str,
+    },
 }
 
 impl RepoError {
@@ -25,7 +30,7 @@ impl RepoError {
             RepoError::Db(err) => db_err_is_transient(err),
             RepoError::Sqlx(err) => sqlx_is_transient(err),
             RepoError::Connect { cause, .. } => sqlx_is_transient(cause),
-            RepoError::Data { .. } => false,
+            RepoError::Data { .. } | RepoError::NeedsPostgres { .. } => false,
         }
     }
 }

@@ -1,4 +1,4 @@
-use crate::{Backend, Db, RepoError};
+use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, Value};
 
 const TABLES: [&str; 3] = ["target_populations", "offers", "ad_events"];
@@ -98,13 +98,9 @@ impl GuardRepo<'_> {
     }
 
     fn require_postgres(&self) -> Result<(), RepoError> {
-        if self.db.backend() == Backend::Postgres {
-            Ok(())
-        } else {
-            Err(RepoError::Data {
-                what: "guard",
-                detail: "the NOT NULL guard needs PostgreSQL (SQLite cannot add a CHECK constraint to an existing table)".into(),
-            })
-        }
+        self.db.require_postgres(
+            "the NOT NULL guard",
+            "SQLite cannot add a CHECK constraint to an existing table",
+        )
     }
 }

@@ -3,7 +3,7 @@
 //! row; nothing in production calls them.
 
 use crate::id_columns::IdColumns;
-use crate::{Backend, Db, RepoError};
+use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, Value};
 
 pub struct ReferenceRepo<'a> {
@@ -146,14 +146,10 @@ impl ReferenceRepo<'_> {
     }
 
     fn require_postgres(&self) -> Result<(), RepoError> {
-        if self.db.backend() == Backend::Postgres {
-            Ok(())
-        } else {
-            Err(RepoError::Data {
-                what: "reference computation",
-                detail: "needs PostgreSQL".into(),
-            })
-        }
+        self.db.require_postgres(
+            "the reference computation",
+            "it is written in PostgreSQL SQL",
+        )
     }
 }
 
