@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 /// while it ran a job pile up; with one waiting the stream is always ready, never registers
 /// the worker for the next, and the worker sleeps until its heartbeat (a second) with jobs
 /// waiting. After a burst that held every job pushed at 200 a second for 250 ms on average
-/// (`tests/tests/sync.rs::pushes_after_a_burst_are_taken_at_once`).
+/// (`tests/tests/it/sync.rs::pushes_after_a_burst_are_taken_at_once`).
 pub struct CoalescedWakeups<S> {
     notifications: S,
 }

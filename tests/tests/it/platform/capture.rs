@@ -353,12 +353,12 @@ async fn events_are_told_in_the_transaction_of_the_change() {
     test.db.migrate().await.expect("migrate");
     let pool = test.db.pg_pool().unwrap().clone();
     sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
-        "../../fixtures/oban_jobs.sql"
+        "../../../fixtures/oban_jobs.sql"
     )))
     .execute(&pool)
     .await
     .expect("an Oban job table");
-    let recipe = include_str!("../../../deploy/events/oban_reconcile_offers.sql");
+    let recipe = include_str!("../../../../deploy/events/oban_reconcile_offers.sql");
     let db = test.db.clone().with_events(repo::EventOptions {
         notify: true,
         me_file_bands_changed_sql: Some(recipe.to_owned()),

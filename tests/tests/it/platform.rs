@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-#[path = "platform/capture.rs"]
 mod capture;
 
 /// The platform's tables in the fixture: the twelve snapline reads, and two it never touches.
