@@ -2,7 +2,7 @@
 //! populations right after it registers or a tag of it is added, updated or deleted.
 //!
 //! When it runs: pushed by the platform after every such change (in its own transaction,
-//! see the README), or by hand (`syncer enqueue --me-file ID`, `syncer run --me-file ID`).
+//! see docs/jobs.md, "Enqueueing from another service"), or by hand (`syncer enqueue --me-file ID`, `syncer run --me-file ID`).
 //!
 //! What it changes: for every target that is `populated` or `populating`, and no other, the
 //! me_file's row in that target: inserted, moved to another band, deleted, or its snapshot

@@ -58,7 +58,7 @@ pub struct DatabaseSettings {
     #[serde(default)]
     pub migrate_on_start: bool,
     /// PostgreSQL's `synchronous_commit` for snapline's sessions: `on`, `off`, `local`,
-    /// `remote_write` or `remote_apply`; unset keeps the server's setting. See the README.
+    /// `remote_write` or `remote_apply`; unset keeps the server's setting. See docs/configuration.md.
     #[serde(default)]
     pub synchronous_commit: Option<SynchronousCommitLevel>,
     /// PostgreSQL ends a session of snapline's that stays this long inside a transaction
