@@ -638,6 +638,16 @@ pub async fn unfinished_jobs(db: &Db) -> (Vec<String>, Vec<String>) {
     (open, killed)
 }
 
+/// The population status of `target`, which must exist (`None`: an unknown status text).
+pub async fn target_status(db: &Db, target: TargetId) -> Option<domain::PopulationStatus> {
+    db.targets()
+        .find(target)
+        .await
+        .expect("target")
+        .expect("the target exists")
+        .status
+}
+
 /// Waits until `target` is `populating`: a populate is under way.
 pub async fn wait_until_populating(db: &Db, target: TargetId) {
     // `populating` alone is set by the push too: a run under way also holds the lease.

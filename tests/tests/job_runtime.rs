@@ -30,15 +30,21 @@ fn count(metrics: &impl Fn() -> String, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
-    let _turn = ONE_METRICS_TEST_AT_A_TIME.lock().await;
-    let recorder = ops::prometheus().expect("recorder");
-    let metrics = || recorder.render();
-    let retried_before = count(&metrics, RETRIED);
+/// Holds target 1's lease (another populate "runs"), pushes its populate and serves it with
+/// `worker` and `lock_wait` for `hold`: the job must neither finish nor be given up while the
+/// lease is held. Then frees the lease, waits for the job to succeed and checks the rows;
+/// returns the finished job.
+async fn populate_behind_a_held_lease(
+    backend: Backend,
+    me_files: u64,
+    lock_wait: Duration,
+    worker: WorkerOptions,
+    hold: Duration,
+) -> repo::QueueJob {
     let test = TestDb::seeded(
         backend,
         &SeedOptions {
-            me_files: 1_000,
+            me_files,
             targets: 6,
             legacy_share: 0.0,
             ..SeedOptions::default()
@@ -46,7 +52,6 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
     )
     .await;
     let db = test.db.clone();
-    // Another populate of target 1 holds its lease: ours waits, gives up (transient), retries.
     let lease = "populate_target:1";
     assert!(
         db.leases()
@@ -55,25 +60,18 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
             .unwrap()
     );
     populate_target::enqueue(&db, TargetId(1)).await.unwrap();
-
     let ctx = PopulatorContext {
         db: db.clone(),
         options: PopulateOptions {
-            lock_wait: Duration::from_millis(200),
+            lock_wait,
             ..PopulateOptions::default()
         },
     };
-    let options = WorkerOptions {
-        max_attempts: 25,
-        backoff_min: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(200),
-        ..WorkerOptions::new("retry-test-worker")
-    };
-    let worker = InProcessWorker::start(move |stopped| async move {
-        populate_target::serve(ctx, &options, stopped).await
+    let serving = InProcessWorker::start(move |stopped| async move {
+        populate_target::serve(ctx, &worker, stopped).await
     });
 
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(hold).await;
     let waiting = job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
         .await
         .expect("job");
@@ -83,11 +81,11 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
     );
     assert_ne!(
         waiting.status, "Killed",
-        "a held lease is not permanent: {waiting:?}"
+        "a held lease (or a timeout waiting for it) is retried, not permanent: {waiting:?}"
     );
     db.leases().release(lease, "another-run").await.unwrap();
 
-    wait_for("the retried job to succeed", || {
+    wait_for("the job to succeed once the lease is free", || {
         let db = db.clone();
         async move {
             job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
@@ -96,14 +94,35 @@ async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
         }
     })
     .await;
-    worker.stop().await;
+    serving.stop().await;
 
     let row = db.targets().find(TargetId(1)).await.unwrap().unwrap();
     assert_eq!(row.status, Some(PopulationStatus::Populated));
     assert_population_exact(&db, TargetId(1)).await;
-    let job = job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
+    job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
         .await
-        .expect("job");
+        .expect("job")
+}
+
+/// A held lease makes the populate wait, give up (transient) and be retried with backoff.
+async fn a_transient_failure_is_retried_then_succeeds(backend: Backend) {
+    let _turn = ONE_METRICS_TEST_AT_A_TIME.lock().await;
+    let recorder = ops::prometheus().expect("recorder");
+    let metrics = || recorder.render();
+    let retried_before = count(&metrics, RETRIED);
+    let job = populate_behind_a_held_lease(
+        backend,
+        1_000,
+        Duration::from_millis(200),
+        WorkerOptions {
+            max_attempts: 25,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+            ..WorkerOptions::new("retry-test-worker")
+        },
+        Duration::from_millis(1_500),
+    )
+    .await;
     assert!(job.attempts >= 3, "retried at least twice: {job:?}");
     assert_eq!(
         count(&metrics, RETRIED) - retried_before,
@@ -120,78 +139,28 @@ async fn an_attempt_past_its_timeout_is_cut_off_and_retried(backend: Backend) {
     let recorder = ops::prometheus().expect("recorder");
     let metrics = || recorder.render();
     let interrupted_before = count(&metrics, INTERRUPTED);
-    let test = TestDb::seeded(
+    let job = populate_behind_a_held_lease(
         backend,
-        &SeedOptions {
-            me_files: 300,
-            targets: 6,
-            ..SeedOptions::default()
+        300,
+        // Longer than the timeout: only the timeout can end an attempt.
+        Duration::from_secs(60),
+        WorkerOptions {
+            timeout: Duration::from_secs(1),
+            max_attempts: 25,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(100),
+            ..WorkerOptions::new("timeout-test-worker")
         },
+        // Room for several one-second attempts, each cut off while it waits for the lease.
+        Duration::from_millis(3_500),
     )
     .await;
-    let db = test.db.clone();
-    assert!(
-        db.leases()
-            .try_acquire("populate_target:1", "another-run", Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
-    populate_target::enqueue(&db, TargetId(1)).await.unwrap();
-    let ctx = PopulatorContext {
-        db: db.clone(),
-        options: PopulateOptions {
-            // Longer than the timeout: only the timeout can end an attempt.
-            lock_wait: Duration::from_secs(60),
-            ..PopulateOptions::default()
-        },
-    };
-    let options = WorkerOptions {
-        timeout: Duration::from_secs(1),
-        max_attempts: 25,
-        backoff_min: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(100),
-        ..WorkerOptions::new("timeout-test-worker")
-    };
-    let worker = InProcessWorker::start(move |stopped| async move {
-        populate_target::serve(ctx, &options, stopped).await
-    });
-    // Room for several one-second attempts, each cut off while it waits for the lease.
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
-    let waiting = job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
-        .await
-        .expect("job");
-    assert_ne!(
-        waiting.status, "Done",
-        "cannot finish while the lease is held"
-    );
-    assert_ne!(
-        waiting.status, "Killed",
-        "a timeout is retried: {waiting:?}"
-    );
-    db.leases()
-        .release("populate_target:1", "another-run")
-        .await
-        .unwrap();
-    wait_for("the job to succeed once the lease is free", || {
-        let db = db.clone();
-        async move {
-            job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
-                .await
-                .is_some_and(|job| job.status == "Done")
-        }
-    })
-    .await;
-    worker.stop().await;
-    let job = job_status(&db, populate_target::QUEUE, r#""target_id":1"#)
-        .await
-        .expect("job");
     assert!(job.attempts >= 3, "cut off at least twice: {job:?}");
     assert_eq!(
         count(&metrics, INTERRUPTED) - interrupted_before,
         (job.attempts - 1) as f64,
         "each cut-off attempt counted as interrupted: {job:?}"
     );
-    assert_population_exact(&db, TargetId(1)).await;
 }
 
 /// Sets the status, attempts and finish time (`days_ago`) of the job of target `target`.

@@ -259,14 +259,7 @@ async fn populate_sync_and_backfill_are_exact_on_the_platform_schema() {
     let statuses: Vec<Option<PopulationStatus>> = {
         let mut s = Vec::new();
         for target in TARGETS {
-            s.push(
-                db.targets()
-                    .find(TargetId(target))
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .status,
-            );
+            s.push(snapline_tests::target_status(db, TargetId(target)).await);
         }
         s
     };

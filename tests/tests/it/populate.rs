@@ -26,16 +26,6 @@ fn small_batches() -> PopulateOptions {
     }
 }
 
-async fn status(test: &TestDb, target: i64) -> Option<PopulationStatus> {
-    test.db
-        .targets()
-        .find(TargetId(target))
-        .await
-        .unwrap()
-        .unwrap()
-        .status
-}
-
 async fn populate_from_empty_then_rerun_is_a_no_op(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.0)).await;
     for target in 1..=5 {
@@ -46,7 +36,7 @@ async fn populate_from_empty_then_rerun_is_a_no_op(backend: Backend) {
         assert_eq!(summary.moved + summary.deleted + summary.refreshed, 0);
         assert_population_exact(&test.db, TargetId(target)).await;
         assert_eq!(
-            status(&test, target).await,
+            snapline_tests::target_status(&test.db, TargetId(target)).await,
             Some(PopulationStatus::Populated)
         );
     }
@@ -122,7 +112,10 @@ async fn target_without_bands_ends_not_populated(backend: Backend) {
         .unwrap();
     assert_eq!(summary.status, "not_populated");
     assert_eq!(summary.changes(), 0);
-    assert_eq!(status(&test, 6).await, Some(PopulationStatus::NotPopulated));
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(6)).await,
+        Some(PopulationStatus::NotPopulated)
+    );
 }
 
 async fn empty_trait_group_and_non_nested_targets(backend: Backend) {
@@ -186,13 +179,7 @@ async fn populated_readers_never_see_null_snapshots(backend: Backend) {
         tokio::spawn(async move {
             let mut populated_reads = 0;
             loop {
-                let status = db
-                    .targets()
-                    .find(TargetId(1))
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .status;
+                let status = snapline_tests::target_status(&db, TargetId(1)).await;
                 if status == Some(PopulationStatus::Populated) {
                     assert_eq!(
                         scalar(&db, nulls_in_target).await,
@@ -304,7 +291,10 @@ async fn a_run_killed_midway_is_finished_by_the_retry(backend: Backend) {
     }
     first.abort();
     let _ = first.await;
-    assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populating));
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(1)).await,
+        Some(PopulationStatus::Populating)
+    );
 
     let summary = populate_target(&db, TargetId(1), &options)
         .await
@@ -314,7 +304,10 @@ async fn a_run_killed_midway_is_finished_by_the_retry(backend: Backend) {
         "the retry keeps what the first run wrote: {summary}"
     );
     assert_population_exact(&db, TargetId(1)).await;
-    assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populated));
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(1)).await,
+        Some(PopulationStatus::Populated)
+    );
 }
 
 /// Two populates of one target never run at once: the second, started while the first runs,
@@ -608,7 +601,10 @@ async fn ctrl_c_on_run_releases_the_lease_for_the_next_run() {
         0,
         "the lease is released"
     );
-    assert_eq!(status(&test, 1).await, Some(PopulationStatus::Populating));
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(1)).await,
+        Some(PopulationStatus::Populating)
+    );
 
     let started = std::time::Instant::now();
     let out = run().wait_with_output().unwrap();

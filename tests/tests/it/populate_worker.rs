@@ -24,12 +24,7 @@ async fn jobs_run_through_a_worker(backend: Backend) {
     populate_target::enqueue(&db, TargetId(2)).await.unwrap();
     // The push marks the target populating, so the platform's offer creation waits.
     assert_eq!(
-        db.targets()
-            .find(TargetId(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        snapline_tests::target_status(&db, TargetId(1)).await,
         Some(PopulationStatus::Populating)
     );
     // A job pushed for a target that the platform deletes before it runs.

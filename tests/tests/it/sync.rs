@@ -380,13 +380,7 @@ async fn concurrent_syncs_and_a_populate(backend: Backend) {
             for me_file in (1..=1_500i64).filter(|m| m % 3 == worker % 3) {
                 let mut attempt = 0;
                 loop {
-                    let populating = db
-                        .targets()
-                        .find(TargetId(1))
-                        .await
-                        .unwrap()
-                        .unwrap()
-                        .status
+                    let populating = snapline_tests::target_status(&db, TargetId(1)).await
                         == Some(PopulationStatus::Populating);
                     match sync_me_file(&db, &cache, MeFileId(me_file)).await {
                         Ok(summary) => {
@@ -416,12 +410,7 @@ async fn concurrent_syncs_and_a_populate(backend: Backend) {
         assert_population_exact(&db, target).await;
     }
     assert_eq!(
-        db.targets()
-            .find(TargetId(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        snapline_tests::target_status(&db, TargetId(1)).await,
         Some(PopulationStatus::Populated)
     );
 }

@@ -25,15 +25,6 @@ async fn seeded(me_files: u64) -> TestDb {
     .await
 }
 
-async fn status_of(test: &TestDb, target: i64) -> Option<PopulationStatus> {
-    test.db
-        .targets()
-        .find(TargetId(target))
-        .await
-        .expect("target")
-        .and_then(|t| t.status)
-}
-
 async fn wait_for_job(test: &TestDb, needle: &str, status: &'static str) {
     let db = test.db.clone();
     wait_for(&format!("job {needle} {status}"), || {
@@ -209,7 +200,10 @@ async fn sigterm_mid_job_lets_it_finish_and_loses_nothing() {
         .await
         .expect("the job");
     assert_eq!(job.status, "Done", "the running job finished: {job:?}");
-    assert_eq!(status_of(&test, 1).await, Some(PopulationStatus::Populated));
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(1)).await,
+        Some(PopulationStatus::Populated)
+    );
     assert_population_exact(&test.db, TargetId(1)).await;
     for target in 2..=4 {
         let waiting = job_status(
@@ -261,6 +255,9 @@ async fn a_killed_replicas_job_is_finished_by_another() {
 
     let _second = Served::start(POPULATOR, &test.url, &env);
     wait_for_job(&test, r#""target_id":1"#, "Done").await;
-    assert_eq!(status_of(&test, 1).await, Some(PopulationStatus::Populated));
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(1)).await,
+        Some(PopulationStatus::Populated)
+    );
     assert_population_exact(&test.db, TargetId(1)).await;
 }

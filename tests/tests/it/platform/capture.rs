@@ -172,12 +172,7 @@ async fn capture_pushes_one_job_per_me_file_and_per_target() {
         [r#"{"target_id":1}"#]
     );
     assert_eq!(
-        db.targets()
-            .find(TargetId(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        snapline_tests::target_status(db, TargetId(1)).await,
         Some(PopulationStatus::Populating)
     );
     clear_queues(db).await;
@@ -447,13 +442,7 @@ async fn events_are_told_in_the_transaction_of_the_change() {
         "{events:?}"
     );
     assert_ne!(
-        failing
-            .targets()
-            .find(TargetId(2))
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        snapline_tests::target_status(&failing, TargetId(2)).await,
         Some(PopulationStatus::Populated)
     );
 }
@@ -484,12 +473,7 @@ async fn the_plain_sql_populate_push_marks_the_target() {
         [r#"{"target_id":2}"#]
     );
     assert_eq!(
-        db.targets()
-            .find(TargetId(2))
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        snapline_tests::target_status(db, TargetId(2)).await,
         Some(PopulationStatus::Populating)
     );
 }
