@@ -1,3 +1,4 @@
+use crate::batch::RowBatch;
 use crate::id_columns::IdColumns;
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId};
@@ -143,34 +144,15 @@ impl BackfillRepo<'_> {
         }
         let db = self.db;
         let now = db.timestamp_now_sql();
-        let (sql, values) = match db.backend() {
-            Backend::Postgres => (
-                format!(
-                    "UPDATE target_populations AS p SET matching_tags_snapshot = u.snapshot::jsonb, updated_at = {now} \
-                     FROM unnest($1::bigint[], $2::text[]) AS u(id, snapshot) \
-                     WHERE p.id = u.id AND p.matching_tags_snapshot IS NULL"
-                ),
-                vec![
-                    Value::from(snapshots.iter().map(|s| s.0).collect::<Vec<i64>>()),
-                    Value::from(
-                        snapshots
-                            .iter()
-                            .map(|s| s.1.clone())
-                            .collect::<Vec<String>>(),
-                    ),
-                ],
-            ),
-            Backend::Sqlite => (
-                format!(
-                    "UPDATE target_populations SET matching_tags_snapshot = u.snapshot, updated_at = {now} \
-                     FROM (SELECT value ->> 0 AS id, value ->> 1 AS snapshot FROM json_each($1)) AS u \
-                     WHERE target_populations.id = u.id AND target_populations.matching_tags_snapshot IS NULL"
-                ),
-                vec![Value::from(json_pairs(
-                    snapshots.iter().map(|(id, s)| (*id, s.as_str())),
-                ))],
-            ),
-        };
+        let (rows, values) = RowBatch::new()
+            .ids("id", snapshots.iter().map(|s| s.0))
+            .json("snapshot", snapshots.iter().map(|s| s.1.as_str()))
+            .source(db, 1);
+        let sql = format!(
+            "UPDATE target_populations AS p SET matching_tags_snapshot = u.snapshot, \
+             updated_at = {now} FROM {rows} AS u \
+             WHERE p.id = u.id AND p.matching_tags_snapshot IS NULL"
+        );
         Ok(conn
             .execute_raw(db.statement(sql, values))
             .await?
@@ -249,38 +231,16 @@ impl BackfillRepo<'_> {
         let db = self.db;
         let now = db.timestamp_now_sql();
         let name = table.name();
-        let (sql, values) = match db.backend() {
-            Backend::Postgres => (
-                format!(
-                    "UPDATE {name} AS c SET matching_tags_snapshot = u.snapshot::jsonb, updated_at = {now} \
-                     FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(me_file_id, band_id, snapshot) \
-                     WHERE c.me_file_id = u.me_file_id AND c.target_band_id = u.band_id \
-                     AND c.matching_tags_snapshot IS NULL"
-                ),
-                vec![
-                    Value::from(snapshots.iter().map(|s| s.0.0).collect::<Vec<i64>>()),
-                    Value::from(snapshots.iter().map(|s| s.1.0).collect::<Vec<i64>>()),
-                    Value::from(
-                        snapshots
-                            .iter()
-                            .map(|s| s.2.clone())
-                            .collect::<Vec<String>>(),
-                    ),
-                ],
-            ),
-            Backend::Sqlite => (
-                format!(
-                    "UPDATE {name} SET matching_tags_snapshot = u.snapshot, updated_at = {now} \
-                     FROM (SELECT value ->> 0 AS me_file_id, value ->> 1 AS band_id, value ->> 2 AS snapshot \
-                           FROM json_each($1)) AS u \
-                     WHERE {name}.me_file_id = u.me_file_id AND {name}.target_band_id = u.band_id \
-                     AND {name}.matching_tags_snapshot IS NULL"
-                ),
-                vec![Value::from(crate::populations::json_rows(
-                    snapshots.iter().map(|s| (s.0.0, s.1.0, s.2.as_str())),
-                ))],
-            ),
-        };
+        let (rows, values) = RowBatch::new()
+            .ids("me_file_id", snapshots.iter().map(|s| s.0.0))
+            .ids("band_id", snapshots.iter().map(|s| s.1.0))
+            .json("snapshot", snapshots.iter().map(|s| s.2.as_str()))
+            .source(db, 1);
+        let sql = format!(
+            "UPDATE {name} AS c SET matching_tags_snapshot = u.snapshot, updated_at = {now} \
+             FROM {rows} AS u WHERE c.me_file_id = u.me_file_id AND c.target_band_id = u.band_id \
+             AND c.matching_tags_snapshot IS NULL"
+        );
         Ok(conn
             .execute_raw(db.statement(sql, values))
             .await?
@@ -433,11 +393,4 @@ fn null_pairs_sql(table: CopyTable, filter: &str) -> String {
          ORDER BY me_file_id, target_band_id LIMIT $3",
         table.name()
     )
-}
-
-fn json_pairs<'s>(rows: impl Iterator<Item = (i64, &'s str)>) -> String {
-    let items: Vec<String> = rows
-        .map(|(id, text)| format!("[{id},{}]", serde_json::Value::from(text)))
-        .collect();
-    format!("[{}]", items.join(","))
 }

@@ -1,3 +1,4 @@
+use crate::batch::push_json_string;
 use crate::{Backend, Db, RepoError};
 use sea_orm::{ConnectionTrait, Value};
 use sqlx::postgres::PgPoolCopyExt;
@@ -116,9 +117,7 @@ impl BulkLoader<'_> {
                         let _ = write!(json, "{v}");
                     }
                     Cell::Bool(v) => json.push_str(if *v { "1" } else { "0" }),
-                    Cell::Text(text) | Cell::Json(text) => {
-                        json.push_str(&serde_json::Value::from(text.as_str()).to_string())
-                    }
+                    Cell::Text(text) | Cell::Json(text) => push_json_string(&mut json, text),
                 }
             }
             json.push(']');

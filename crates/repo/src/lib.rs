@@ -4,11 +4,12 @@
 //!
 //! Bulk statements send a whole batch as a few parameters (PostgreSQL arrays, or one JSON
 //! array that SQLite unpacks with `json_each`), so a batch costs a constant number of
-//! statements. This crate knows SQL and nothing of jobs or queues; the rules of membership
+//! statements; each is written once over `batch::RowBatch`'s row source. This crate knows SQL and nothing of jobs or queues; the rules of membership
 //! and snapshots belong to `domain`, never here.
 
 mod backfill;
 mod bands;
+mod batch;
 mod bulk;
 mod capture;
 mod db;

@@ -1,3 +1,4 @@
+use crate::batch::RowBatch;
 use crate::id_columns::IdColumns;
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId, TargetId};
@@ -220,82 +221,35 @@ impl PopulationRepo<'_> {
                 .rows_affected();
         }
         if !changes.updates.is_empty() {
-            let (sql, values) = match db.backend() {
-                Backend::Postgres => (
-                    format!(
-                        "UPDATE target_populations AS p SET target_band_id = u.band_id, \
-                         matching_tags_snapshot = u.snapshot::jsonb, updated_at = {now} \
-                         FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, band_id, snapshot) \
-                         WHERE p.id = u.id"
-                    ),
-                    vec![
-                        Value::from(changes.updates.iter().map(|u| u.0).collect::<Vec<i64>>()),
-                        Value::from(changes.updates.iter().map(|u| u.1.0).collect::<Vec<i64>>()),
-                        Value::from(
-                            changes
-                                .updates
-                                .iter()
-                                .map(|u| u.2.clone())
-                                .collect::<Vec<String>>(),
-                        ),
-                    ],
-                ),
-                Backend::Sqlite => (
-                    format!(
-                        "UPDATE target_populations SET target_band_id = u.band_id, \
-                         matching_tags_snapshot = u.snapshot, updated_at = {now} \
-                         FROM (SELECT value ->> 0 AS id, value ->> 1 AS band_id, value ->> 2 AS snapshot \
-                               FROM json_each($1)) AS u \
-                         WHERE target_populations.id = u.id"
-                    ),
-                    vec![Value::from(json_rows(
-                        changes.updates.iter().map(|u| (u.0, u.1.0, u.2.as_str())),
-                    ))],
-                ),
-            };
+            let (rows, values) = RowBatch::new()
+                .ids("id", changes.updates.iter().map(|u| u.0))
+                .ids("band_id", changes.updates.iter().map(|u| u.1.0))
+                .json("snapshot", changes.updates.iter().map(|u| u.2.as_str()))
+                .source(db, 1);
+            let sql = format!(
+                "UPDATE target_populations AS p SET target_band_id = u.band_id, \
+                 matching_tags_snapshot = u.snapshot, updated_at = {now} \
+                 FROM {rows} AS u WHERE p.id = u.id"
+            );
             applied.updated = txn
                 .execute_raw(db.statement(sql, values))
                 .await?
                 .rows_affected();
         }
         if !changes.inserts.is_empty() {
-            let conflict = format!(
-                "ON CONFLICT (target_band_id, me_file_id) DO UPDATE SET \
+            let (rows, values) = RowBatch::new()
+                .ids("band_id", changes.inserts.iter().map(|i| i.0.0))
+                .ids("me_file_id", changes.inserts.iter().map(|i| i.1.0))
+                .json("snapshot", changes.inserts.iter().map(|i| i.2.as_str()))
+                .source(db, 1);
+            // `WHERE true` lets SQLite tell the upsert clause from a join constraint.
+            let sql = format!(
+                "INSERT INTO target_populations \
+                 (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
+                 SELECT u.band_id, u.me_file_id, u.snapshot, {now}, {now} FROM {rows} AS u \
+                 WHERE true ON CONFLICT (target_band_id, me_file_id) DO UPDATE SET \
                  matching_tags_snapshot = excluded.matching_tags_snapshot, updated_at = {now}"
             );
-            let (sql, values) = match db.backend() {
-                Backend::Postgres => (
-                    format!(
-                        "INSERT INTO target_populations \
-                         (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
-                         SELECT u.band_id, u.me_file_id, u.snapshot::jsonb, {now}, {now} \
-                         FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(band_id, me_file_id, snapshot) \
-                         {conflict}"
-                    ),
-                    vec![
-                        Value::from(changes.inserts.iter().map(|i| i.0.0).collect::<Vec<i64>>()),
-                        Value::from(changes.inserts.iter().map(|i| i.1.0).collect::<Vec<i64>>()),
-                        Value::from(
-                            changes
-                                .inserts
-                                .iter()
-                                .map(|i| i.2.clone())
-                                .collect::<Vec<String>>(),
-                        ),
-                    ],
-                ),
-                Backend::Sqlite => (
-                    format!(
-                        "INSERT INTO target_populations \
-                         (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at) \
-                         SELECT value ->> 0, value ->> 1, value ->> 2, {now}, {now} \
-                         FROM json_each($1) WHERE true {conflict}"
-                    ),
-                    vec![Value::from(json_rows(
-                        changes.inserts.iter().map(|i| (i.0.0, i.1.0, i.2.as_str())),
-                    ))],
-                ),
-            };
             applied.inserted = txn
                 .execute_raw(db.statement(sql, values))
                 .await?
@@ -369,19 +323,6 @@ pub(crate) fn me_file_lock_sql(expr: &str) -> String {
     range_lock_sql(&format!(
         "floor(({expr})::numeric / {ME_FILE_LOCK_RANGE})::bigint"
     ))
-}
-
-/// `[[a, b, "text"], ...]` for SQLite's `json_each`.
-pub(crate) fn json_rows<'s>(rows: impl Iterator<Item = (i64, i64, &'s str)>) -> String {
-    let mut json = String::from("[");
-    for (i, (a, b, text)) in rows.enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push_str(&format!("[{a},{b},{}]", serde_json::Value::from(text)));
-    }
-    json.push(']');
-    json
 }
 
 impl PopulationRepo<'_> {
