@@ -5,6 +5,8 @@
 //! PostgreSQL is reached through `SNAPLINE_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role allowed to create databases.
 
+pub mod cli;
+
 use repo::{Db, DbOptions};
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,23 +1,14 @@
 //! `backfiller` as a user runs it.
 
-use std::process::{Command, Output};
+use snapline_tests::cli;
+use std::process::Output;
 
 fn backfiller(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_backfiller"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("SNAPLINE_PROFILE")
-        .env("RUST_LOG", "warn");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("backfiller runs")
+    cli::run(env!("CARGO_BIN_EXE_backfiller"), dir, args, env)
 }
 
 fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cli::text(&out.stdout)
 }
 
 #[test]

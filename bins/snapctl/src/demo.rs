@@ -3,9 +3,10 @@
 
 use crate::seed;
 use anyhow::Context;
+use jobs::BandCache;
 use jobs::backfill::{self, BackfillScope};
 use jobs::populate_target;
-use jobs::sync_me_file::{self, BandCache, SyncerContext};
+use jobs::sync_me_file::{self, SyncerContext};
 use repo::Db;
 use settings::Settings;
 use std::sync::Arc;

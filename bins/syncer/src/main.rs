@@ -3,7 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use domain::MeFileId;
-use jobs::sync_me_file::{self, BandCache, SyncerContext};
+use jobs::BandCache;
+use jobs::sync_me_file::{self, SyncerContext};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;

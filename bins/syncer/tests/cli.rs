@@ -1,16 +1,10 @@
 //! `syncer` as a user runs it.
 
-use std::process::{Command, Output};
+use snapline_tests::cli;
+use std::process::Output;
 
 fn syncer(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_syncer"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("SNAPLINE_PROFILE")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("syncer runs")
+    cli::run(env!("CARGO_BIN_EXE_syncer"), dir, args, &[])
 }
 
 #[test]

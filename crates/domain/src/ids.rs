@@ -39,4 +39,6 @@ id_type! {
     MeFileTagId;
     /// `campaigns.id`.
     CampaignId;
+    /// `target_populations.id`: one member of one band.
+    PopulationId;
 }

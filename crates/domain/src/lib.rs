@@ -10,7 +10,9 @@ mod ids;
 mod snapshot;
 mod target;
 
-pub use ids::{BandId, CampaignId, MeFileId, MeFileTagId, TargetId, TraitGroupId, TraitId};
+pub use ids::{
+    BandId, CampaignId, MeFileId, MeFileTagId, PopulationId, TargetId, TraitGroupId, TraitId,
+};
 pub use snapshot::{Snapshot, SnapshotChild, SnapshotParent};
 pub use target::{Band, BandTrait, Tag, TargetBands, TraitGroup, TraitInfo};
 

@@ -2,6 +2,9 @@ use domain::{BandId, TargetId};
 use repo::RepoError;
 use std::time::Duration;
 
+/// The underlying error of a queue or configuration failure, kept as the `source`.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a job failed, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -37,7 +40,13 @@ pub enum JobError {
     )]
     Interrupted(String),
     #[error("queue error: {0}")]
-    Queue(String),
+    Queue(#[source] Cause),
+    #[error("invalid {what}: {source}")]
+    Config {
+        what: String,
+        #[source]
+        source: Cause,
+    },
     #[error("gave up after {attempts} attempt(s); the last failed with: {last}")]
     Exhausted { attempts: usize, last: String },
     #[error(transparent)]
@@ -58,12 +67,13 @@ impl JobError {
             | JobError::TargetDeleted { .. }
             | JobError::IdOutOfRange { .. }
             | JobError::Malformed(_)
+            | JobError::Config { .. }
             | JobError::Exhausted { .. } => false,
         }
     }
 
-    /// An id that does not (or no longer) exist, or a payload that cannot be read: the
-    /// caller's to fix (exit code 2), never retried.
+    /// An id that does not (or no longer) exist, a payload that cannot be read, or a
+    /// setting that cannot be used: the caller's to fix (exit code 2), never retried.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
@@ -72,6 +82,7 @@ impl JobError {
                 | JobError::TargetDeleted { .. }
                 | JobError::IdOutOfRange { .. }
                 | JobError::Malformed(_)
+                | JobError::Config { .. }
         )
     }
 }

@@ -62,13 +62,9 @@ impl HeldLease {
         }
     }
 
-    /// Renews the lease inside `conn` (the caller's batch transaction).
-    pub async fn renew<C: repo::ConnectionTrait>(&self, db: &Db, conn: &C) -> Result<(), JobError> {
-        if db
-            .leases()
-            .renew(conn, &self.name, &self.owner, self.ttl)
-            .await?
-        {
+    /// Renews the lease inside `tx` (the caller's batch transaction).
+    pub async fn renew(&self, tx: &repo::Tx<'_>) -> Result<(), JobError> {
+        if tx.leases().renew(&self.name, &self.owner, self.ttl).await? {
             Ok(())
         } else {
             Err(JobError::LeaseLost(self.name.clone()))

@@ -7,6 +7,7 @@
 //! write through `repo`, report. This crate never writes SQL of its own.
 
 pub mod backfill;
+mod band_cache;
 mod error;
 mod lease;
 pub mod metrics;
@@ -19,6 +20,7 @@ pub mod sync_me_file;
 pub mod wakeups;
 pub mod worker;
 
+pub use band_cache::BandCache;
 pub use error::JobError;
 pub use plan::{PopulationPlan, plan_population};
 pub use stop::StopRequest;

@@ -170,15 +170,15 @@ async fn populate_holding_lease(
         options
             .stop
             .check(&format!("populate of target {target_id}"))?;
-        let txn = db.begin_write().await?;
-        lease.renew(db, &txn).await?;
-        if !db.targets().exists_on(&txn, target_id).await? {
-            drop(txn);
+        let tx = db.begin_write().await?;
+        lease.renew(&tx).await?;
+        if !tx.targets().exists(target_id).await? {
+            drop(tx);
             return Err(target_deleted(db, target_id, &band_ids).await);
         }
-        let mut me_files = db
+        let mut me_files = tx
             .tags()
-            .me_file_ids_after(&txn, cursor, options.batch_size)
+            .me_file_ids_after(cursor, options.batch_size)
             .await?;
         // At most a few lock ranges per batch, however sparse the ids (see lock_me_files).
         me_files.truncate(within_lock_ranges(&me_files, MAX_LOCK_RANGES_PER_BATCH));
@@ -186,22 +186,17 @@ async fn populate_holding_lease(
         // of me_files that no longer exist.
         let last = me_files.is_empty();
         let up_to = me_files.last().copied().unwrap_or(MeFileId(i64::MAX));
-        db.populations().lock_me_files(&txn, &me_files).await?;
-        let tags = db
-            .tags()
-            .in_me_file_range(&txn, cursor, up_to, &traits)
-            .await?;
-        let existing = db
+        tx.populations().lock_me_files(&me_files).await?;
+        let tags = tx.tags().in_me_file_range(cursor, up_to, &traits).await?;
+        let existing = tx
             .populations()
-            .in_me_file_range(&txn, &band_ids, cursor, up_to)
+            .in_me_file_range(&band_ids, cursor, up_to)
             .await?;
         let mut plan = plan_population(&target, &me_files, &tags, existing);
-        let applied = db.populations().apply_changes(&txn, &plan.changes).await?;
+        let applied = tx.populations().apply_changes(&plan.changes).await?;
         let bands_changed: Vec<i64> = plan.bands_changed.iter().map(|m| m.0).collect();
-        db.events()
-            .me_file_bands_changed(&txn, &bands_changed)
-            .await?;
-        txn.commit().await.map_err(repo::RepoError::from)?;
+        tx.events().me_file_bands_changed(&bands_changed).await?;
+        tx.commit().await?;
         // Rows of gone me_files are deleted only if still gone: count what was.
         plan.deleted = applied.deleted;
         crate::metrics::populations_written(
@@ -232,17 +227,17 @@ async fn populate_holding_lease(
     }
 
     // `populated` and the platform's event in one transaction.
-    let txn = db.begin_write().await?;
-    if !db
+    let tx = db.begin_write().await?;
+    if !tx
         .targets()
-        .set_status_on(&txn, target_id, PopulationStatus::Populated)
+        .set_status(target_id, PopulationStatus::Populated)
         .await?
     {
-        drop(txn);
+        drop(tx);
         return Err(target_deleted(db, target_id, &band_ids).await);
     }
-    db.events().target_populated(&txn, target_id.0).await?;
-    txn.commit().await.map_err(repo::RepoError::from)?;
+    tx.events().target_populated(target_id.0).await?;
+    tx.commit().await?;
     summary.status = PopulationStatus::Populated.as_str().into();
     tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");
     Ok(summary)

@@ -18,12 +18,12 @@ pub async fn setup(db: &Db) -> Result<(), JobError> {
         Backend::Postgres => {
             apalis_postgres::PostgresStorage::setup(db.pg_pool().expect("pg pool"))
                 .await
-                .map_err(|e| JobError::Queue(e.to_string()))
+                .map_err(|e| JobError::Queue(e.into()))
         }
         Backend::Sqlite => {
             apalis_sqlite::SqliteStorage::setup(db.sqlite_pool().expect("sqlite pool"))
                 .await
-                .map_err(|e| JobError::Queue(e.to_string()))
+                .map_err(|e| JobError::Queue(e.into()))
         }
     }
 }
@@ -122,11 +122,11 @@ where
         Backend::Postgres => postgres_storage::<T>(db, queue)
             .push_task(task)
             .await
-            .map_err(|e| JobError::Queue(e.to_string())),
+            .map_err(|e| JobError::Queue(e.into())),
         Backend::Sqlite => sqlite_storage::<T>(db, queue)
             .push_task(task)
             .await
-            .map_err(|e| JobError::Queue(e.to_string())),
+            .map_err(|e| JobError::Queue(e.into())),
     }
 }
 

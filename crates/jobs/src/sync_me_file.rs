@@ -12,14 +12,14 @@
 //! longer exists loses its rows in those targets. While a sync of a me_file is waiting,
 //! another push for it adds nothing.
 
+use crate::BandCache;
 use crate::queue::Payload;
 use crate::{JobError, plan_population};
-use domain::{BandId, MeFileId, Tag, TargetBands, TargetId};
-use repo::{Db, PopulationChanges, PopulationRow, ScopedTarget};
+use domain::{BandId, MeFileId, Tag};
+use repo::{Db, PopulationChanges, PopulationRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 pub const QUEUE: &str = "sync_me_file";
 
@@ -35,140 +35,6 @@ pub struct SyncMeFile {
     /// Accepted and logged; a sync reads the current tags, so it needs no hint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_trait_ids: Option<Vec<i64>>,
-}
-
-/// Band metadata of targets, shared by a syncer's jobs.
-///
-/// Invalidation rules: a sync never uses an entry older than the TTL (default 5 s), so an
-/// edit of a target's bands reaches syncs within that time; and never one read before the
-/// target's version it saw in its first statement (status and `last_populated_at`, which
-/// change when a populate starts and when it finishes): the repopulate that follows a band
-/// edit invalidates the entry at once, so no sync undoes it with the old bands. Which
-/// targets are in scope is read fresh in every sync.
-///
-/// Entries past three quarters of the TTL are reloaded in the background (one reload at a
-/// time) while syncs go on using them; only an entry missing or past the TTL is loaded by
-/// the sync that needs it. (When every entry expired at once, each running sync reloaded the
-/// bands of every target at the same moment: a stall of all workers every TTL.)
-#[derive(Debug)]
-pub struct BandCache {
-    ttl: Duration,
-    entries: Arc<Mutex<BandEntries>>,
-    refreshing: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Per target: when its bands were read, the version observed before reading them, the bands.
-type BandEntries = HashMap<TargetId, (Instant, String, Arc<TargetBands>)>;
-
-impl BandCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Arc::new(Mutex::new(HashMap::new())),
-            refreshing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        }
-    }
-
-    /// The bands of `targets` (no versions: for a job that is its own cache's only user),
-    /// loading the missing and expired ones in one round on `conn`.
-    pub async fn get<C: repo::ConnectionTrait>(
-        &self,
-        db: &Db,
-        conn: &C,
-        targets: &[TargetId],
-    ) -> Result<Vec<Arc<TargetBands>>, JobError> {
-        let scope: Vec<ScopedTarget> = targets
-            .iter()
-            .map(|&id| ScopedTarget {
-                id,
-                version: String::new(),
-            })
-            .collect();
-        self.get_scoped(db, conn, &scope).await
-    }
-
-    /// The bands of `scope`'s targets, loading in one round on `conn` those missing, expired,
-    /// or read before the version the sync saw.
-    pub async fn get_scoped<C: repo::ConnectionTrait>(
-        &self,
-        db: &Db,
-        conn: &C,
-        scope: &[ScopedTarget],
-    ) -> Result<Vec<Arc<TargetBands>>, JobError> {
-        let now = Instant::now();
-        // Missing, past the TTL or of another version: loaded now, by this sync. Past 3/4 of
-        // the TTL: still used, reloaded in the background.
-        let (mut stale, mut aging) = (Vec::new(), Vec::new());
-        {
-            let entries = self.entries.lock().expect("band cache lock");
-            for target in scope {
-                match entries.get(&target.id) {
-                    Some((loaded, version, _)) if *version == target.version => {
-                        let age = now.saturating_duration_since(*loaded);
-                        if age >= self.ttl {
-                            stale.push(target.clone());
-                        } else if age >= self.ttl * 3 / 4 {
-                            aging.push(target.clone());
-                        }
-                    }
-                    _ => stale.push(target.clone()),
-                }
-            }
-        }
-        if !stale.is_empty() {
-            let ids: Vec<TargetId> = stale.iter().map(|t| t.id).collect();
-            let loaded = db.bands().of_targets_on(conn, &ids).await?;
-            store(&self.entries, now, stale, loaded);
-        }
-        if !aging.is_empty() {
-            self.refresh_in_background(db, aging);
-        }
-        let entries = self.entries.lock().expect("band cache lock");
-        Ok(scope
-            .iter()
-            .filter_map(|t| entries.get(&t.id).map(|(_, _, bands)| bands.clone()))
-            .collect())
-    }
-
-    /// Reloads `targets` on a pooled connection unless a reload is already under way. A
-    /// failure is logged and left to the syncs: the entries expire and are loaded inline.
-    fn refresh_in_background(&self, db: &Db, targets: Vec<ScopedTarget>) {
-        use std::sync::atomic::Ordering;
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (db, entries, refreshing) = (db.clone(), self.entries.clone(), self.refreshing.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let ids: Vec<TargetId> = targets.iter().map(|t| t.id).collect();
-            match db.bands().of_targets_on(db.conn(), &ids).await {
-                Ok(loaded) => store(&entries, started, targets, loaded),
-                Err(err) => tracing::warn!(
-                    error = %err,
-                    targets = targets.len(),
-                    "band cache: background reload failed; syncs will load the bands themselves"
-                ),
-            }
-            refreshing.store(false, Ordering::Release);
-        });
-    }
-}
-
-/// Records `loaded` (bands by target, read at `read_at`, after each target's version was
-/// observed) for `targets`; a target without bands is stored as such.
-fn store(
-    entries: &Mutex<BandEntries>,
-    read_at: Instant,
-    targets: Vec<ScopedTarget>,
-    mut loaded: HashMap<TargetId, TargetBands>,
-) {
-    let mut entries = entries.lock().expect("band cache lock");
-    for target in targets {
-        let bands = loaded
-            .remove(&target.id)
-            .unwrap_or_else(|| TargetBands::new(target.id, [], []));
-        entries.insert(target.id, (read_at, target.version, Arc::new(bands)));
-    }
 }
 
 /// What one sync changed.
@@ -222,20 +88,20 @@ pub async fn sync_me_file(
     me_file: MeFileId,
 ) -> Result<SyncSummary, JobError> {
     crate::error::check_id_range(db, "me_file", "me_files", me_file.0).await?;
-    let txn = db.begin_write().await?;
+    let tx = db.begin_write().await?;
     // Scope is read under the lock, in the same statement: a populate that starts later
     // reads tags already changed (the change committed before this job was pushed), so
     // nothing is lost.
-    let scope = db.sync().lock_and_scope(&txn, me_file).await?;
+    let scope = tx.sync().lock_and_scope(me_file).await?;
     // On the transaction's own connection, so a sync never waits for a second one.
-    let targets = cache.get_scoped(db, &txn, &scope).await?;
+    let targets = cache.get_scoped(&tx, &scope).await?;
     let band_to_target: HashMap<BandId, usize> = targets
         .iter()
         .enumerate()
         .flat_map(|(i, t)| t.bands().iter().map(move |b| (b.id, i)))
         .collect();
     let band_ids: Vec<BandId> = band_to_target.keys().copied().collect();
-    let state = db.sync().me_file_state(&txn, me_file, &band_ids).await?;
+    let state = tx.sync().me_file_state(me_file, &band_ids).await?;
     let exists = state.tags.is_some();
     let tags: HashMap<MeFileId, Vec<Tag>> = state
         .tags
@@ -267,18 +133,12 @@ pub async fn sync_me_file(
     }
     if !changes.is_empty() {
         // Rows of a gone me_file are deleted only if it is still gone: count what was.
-        summary.deleted = db
-            .populations()
-            .apply_changes(&txn, &changes)
-            .await?
-            .deleted;
+        summary.deleted = tx.populations().apply_changes(&changes).await?.deleted;
     }
     if bands_changed {
-        db.events()
-            .me_file_bands_changed(&txn, &[me_file.0])
-            .await?;
+        tx.events().me_file_bands_changed(&[me_file.0]).await?;
     }
-    txn.commit().await.map_err(repo::RepoError::from)?;
+    tx.commit().await?;
     crate::metrics::populations_written(
         summary.inserted,
         summary.moved,

@@ -346,7 +346,7 @@ macro_rules! run_worker {
         }
         match first_error {
             None => Ok(()),
-            Some(err) => Err($crate::JobError::Queue(err)),
+            Some(err) => Err($crate::JobError::Queue(err.into())),
         }
     }};
 }

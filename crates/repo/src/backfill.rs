@@ -1,8 +1,9 @@
 use crate::batch::RowBatch;
-use crate::id_columns::IdColumns;
+use crate::rows::{Count, MeFileBand, Present};
 use crate::{Backend, Db, RepoError};
-use domain::{BandId, MeFileId};
-use sea_orm::{ConnectionTrait, Value};
+use domain::{BandId, MeFileId, PopulationId};
+use entity::Id;
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
 use std::collections::HashMap;
 
 /// The tables whose snapshot is a copy of a population's: never overwritten once set.
@@ -26,19 +27,51 @@ impl CopyTable {
 /// A population with a NULL snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NullPopulation {
-    pub id: i64,
+    pub id: PopulationId,
     pub band_id: BandId,
     pub me_file_id: MeFileId,
+}
+
+#[derive(FromQueryResult)]
+struct NullPopulationRecord {
+    id: Id,
+    band_id: Id,
+    me_file_id: Id,
+}
+
+/// `SELECT me_file_id, band_id, snapshot`: a population's snapshot by its pair.
+#[derive(FromQueryResult)]
+struct PairSnapshot {
+    me_file_id: Id,
+    band_id: Id,
+    snapshot: Option<String>,
+}
+
+/// `SELECT id, me_file_id, band_id` of a copy table's row.
+#[derive(FromQueryResult)]
+struct CopyRow {
+    id: Id,
+    me_file_id: Id,
+    band_id: Id,
+}
+
+/// One line of `EXPLAIN`'s output.
+#[derive(FromQueryResult)]
+struct PlanLine {
+    #[sea_orm(from_alias = "QUERY PLAN")]
+    line: String,
 }
 
 /// The backfiller's reads and writes of NULL snapshots. Every read of NULL rows goes through
 /// the partial `*_null_snapshot_idx` indexes; every write re-checks `IS NULL`, so a snapshot
 /// written meanwhile by the populator or the syncer is never overwritten.
-pub struct BackfillRepo<'a> {
+pub struct BackfillRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
-impl BackfillRepo<'_> {
+impl<C: ConnectionTrait> BackfillRepo<'_, C> {
     /// Whether each table has a NULL snapshot (within `bands` when given): three index probes.
     pub async fn nulls_present(&self, bands: Option<&[BandId]>) -> Result<[bool; 3], RepoError> {
         let mut present = [false; 3];
@@ -47,15 +80,16 @@ impl BackfillRepo<'_> {
             .enumerate()
         {
             let (filter, values) = self.band_filter(bands, 1);
-            let row = self
+            let row: Option<Present> = self
                 .db
-                .conn()
-                .query_one_raw(self.db.statement(
+                .fetch_optional(
+                    self.conn,
                     format!(
-                        "SELECT 1 FROM {table} WHERE matching_tags_snapshot IS NULL{filter} LIMIT 1"
+                        "SELECT 1 AS present FROM {table} \
+                         WHERE matching_tags_snapshot IS NULL{filter} LIMIT 1"
                     ),
                     values,
-                ))
+                )
                 .await?;
             present[i] = row.is_some();
         }
@@ -90,18 +124,19 @@ impl BackfillRepo<'_> {
             .enumerate()
         {
             let (filter, values) = self.band_filter(bands, 1);
-            let row = self
+            let row: Count = self
                 .db
-                .conn()
-                .query_one_raw(self.db.statement(
+                .fetch_one(
+                    self.conn,
+                    "NULL snapshot count",
                     format!(
-                        "SELECT COUNT(*) FROM {table} \
+                        "SELECT COUNT(*) AS count FROM {table} \
                          WHERE matching_tags_snapshot IS NULL{filter}{condition}"
                     ),
                     values,
-                ))
+                )
                 .await?;
-            counts[i] = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+            counts[i] = row.count;
         }
         Ok(counts)
     }
@@ -110,42 +145,40 @@ impl BackfillRepo<'_> {
     /// whose band or me_file is NULL are skipped (see [`Self::null_rows_without_references`]).
     pub async fn null_populations_after(
         &self,
-        after: i64,
+        after: PopulationId,
         limit: u64,
         bands: Option<&[BandId]>,
     ) -> Result<Vec<NullPopulation>, RepoError> {
         let (filter, mut values) = self.band_filter(bands, 3);
-        values.insert(0, Value::from(after));
+        values.insert(0, Value::from(after.0));
         values.insert(1, Value::from(limit as i64));
-        let rows = self
+        let rows: Vec<NullPopulationRecord> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(null_populations_sql(&filter), values))
+            .fetch_all(self.conn, null_populations_sql(&filter), values)
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(NullPopulation {
-                    id: row.id_at(0)?,
-                    band_id: BandId(row.id_at(1)?),
-                    me_file_id: MeFileId(row.id_at(2)?),
-                })
+        Ok(rows
+            .into_iter()
+            .map(|row| NullPopulation {
+                id: PopulationId(row.id.0),
+                band_id: BandId(row.band_id.0),
+                me_file_id: MeFileId(row.me_file_id.0),
             })
-            .collect()
+            .collect())
     }
 
     /// Writes snapshots of populations that are still NULL; returns rows written.
-    pub async fn fill_populations<C: ConnectionTrait>(
+    pub async fn fill_populations(
         &self,
-        conn: &C,
-        snapshots: &[(i64, String)],
+        snapshots: &[(PopulationId, String)],
     ) -> Result<u64, RepoError> {
+        let conn = self.conn;
         if snapshots.is_empty() {
             return Ok(0);
         }
         let db = self.db;
         let now = db.timestamp_now_sql();
         let (rows, values) = RowBatch::new()
-            .ids("id", snapshots.iter().map(|s| s.0))
+            .ids("id", snapshots.iter().map(|s| s.0.0))
             .json("snapshot", snapshots.iter().map(|s| s.1.as_str()))
             .source(db, 1);
         let sql = format!(
@@ -171,14 +204,14 @@ impl BackfillRepo<'_> {
         values.insert(0, Value::from(after.0.0));
         values.insert(1, Value::from(after.1.0));
         values.insert(2, Value::from(limit as i64));
-        let rows = self
+        let rows: Vec<MeFileBand> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(null_pairs_sql(table, &filter), values))
+            .fetch_all(self.conn, null_pairs_sql(table, &filter), values)
             .await?;
-        rows.into_iter()
-            .map(|row| Ok((MeFileId(row.id_at(0)?), BandId(row.id_at(1)?))))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| (MeFileId(row.me_file_id.0), BandId(row.band_id.0)))
+            .collect())
     }
 
     /// The snapshots (JSON text) of the populations of `pairs` that exist, `None` where the
@@ -193,25 +226,25 @@ impl BackfillRepo<'_> {
         let db = self.db;
         let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
         let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
-        let rows = db
-            .conn()
-            .query_all_raw(db.statement(
+        let rows: Vec<PairSnapshot> = db
+            .fetch_all(
+                self.conn,
                 format!(
-                    "SELECT me_file_id, target_band_id, {} FROM target_populations \
-                     WHERE {} AND {}",
+                    "SELECT me_file_id, target_band_id AS band_id, {} AS snapshot \
+                     FROM target_populations WHERE {} AND {}",
                     db.snapshot_text("matching_tags_snapshot"),
                     db.in_id_list("me_file_id", 1),
                     db.in_id_list("target_band_id", 2)
                 ),
                 vec![db.id_list(&me_files), db.id_list(&bands)],
-            ))
+            )
             .await?;
         let wanted: std::collections::HashSet<(MeFileId, BandId)> = pairs.iter().copied().collect();
         let mut found = HashMap::new();
         for row in rows {
-            let key = (MeFileId(row.id_at(0)?), BandId(row.id_at(1)?));
+            let key = (MeFileId(row.me_file_id.0), BandId(row.band_id.0));
             if wanted.contains(&key) {
-                found.insert(key, row.try_get_by_index(2)?);
+                found.insert(key, row.snapshot);
             }
         }
         Ok(found)
@@ -219,12 +252,12 @@ impl BackfillRepo<'_> {
 
     /// Writes the snapshot of every row of `table` on each (me_file, band) that is still
     /// NULL; returns rows written.
-    pub async fn fill_copies<C: ConnectionTrait>(
+    pub async fn fill_copies(
         &self,
-        conn: &C,
         table: CopyTable,
         snapshots: &[(MeFileId, BandId, String)],
     ) -> Result<u64, RepoError> {
+        let conn = self.conn;
         if snapshots.is_empty() {
             return Ok(0);
         }
@@ -250,11 +283,11 @@ impl BackfillRepo<'_> {
     /// Replaces populations' malformed snapshots: each of `rows` is (me_file, band, the
     /// text read, the new snapshot); a population whose snapshot changed since it was read
     /// is left alone. Returns rows written.
-    pub async fn replace_malformed_population_snapshots<C: ConnectionTrait>(
+    pub async fn replace_malformed_population_snapshots(
         &self,
-        conn: &C,
         rows: &[(MeFileId, BandId, String, String)],
     ) -> Result<u64, RepoError> {
+        let conn = self.conn;
         let db = self.db;
         let now = db.timestamp_now_sql();
         let (new, old) = match db.backend() {
@@ -294,28 +327,26 @@ impl BackfillRepo<'_> {
         let db = self.db;
         let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
         let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
-        let rows = db
-            .conn()
-            .query_all_raw(db.statement(
+        let rows: Vec<CopyRow> = db
+            .fetch_all(
+                self.conn,
                 format!(
-                    "SELECT id, me_file_id, target_band_id FROM {} WHERE matching_tags_snapshot IS NULL AND {} AND {} ORDER BY id",
+                    "SELECT id, me_file_id, target_band_id AS band_id FROM {} \
+                     WHERE matching_tags_snapshot IS NULL AND {} AND {} ORDER BY id",
                     table.name(),
                     db.in_id_list("me_file_id", 1),
                     db.in_id_list("target_band_id", 2)
                 ),
                 vec![db.id_list(&me_files), db.id_list(&bands)],
-            ))
+            )
             .await?;
         let wanted: std::collections::HashSet<(i64, i64)> =
             pairs.iter().map(|p| (p.0.0, p.1.0)).collect();
-        let mut ids = Vec::new();
-        for row in rows {
-            let key: (i64, i64) = (row.id_at(1)?, row.id_at(2)?);
-            if wanted.contains(&key) {
-                ids.push(row.id_at(0)?);
-            }
-        }
-        Ok(ids)
+        Ok(rows
+            .into_iter()
+            .filter(|row| wanted.contains(&(row.me_file_id.0, row.band_id.0)))
+            .map(|row| row.id.0)
+            .collect())
     }
 
     /// `EXPLAIN` of the three NULL-finding queries of a whole-database run, as PostgreSQL
@@ -348,15 +379,11 @@ impl BackfillRepo<'_> {
             ),
         ];
         for (sql, values) in queries {
-            let rows = self
+            let rows: Vec<PlanLine> = self
                 .db
-                .conn()
-                .query_all_raw(self.db.statement(format!("EXPLAIN {sql}"), values))
+                .fetch_all(self.conn, format!("EXPLAIN {sql}"), values)
                 .await?;
-            let plan: Vec<String> = rows
-                .into_iter()
-                .map(|r| r.try_get_by_index::<String>(0))
-                .collect::<Result<_, _>>()?;
+            let plan: Vec<String> = rows.into_iter().map(|r| r.line).collect();
             plans.push((sql, plan.join("\n")));
         }
         Ok(plans)
@@ -379,7 +406,7 @@ impl BackfillRepo<'_> {
 
 fn null_populations_sql(filter: &str) -> String {
     format!(
-        "SELECT id, target_band_id, me_file_id FROM target_populations \
+        "SELECT id, target_band_id AS band_id, me_file_id FROM target_populations \
          WHERE matching_tags_snapshot IS NULL AND id > $1{filter} \
          AND target_band_id IS NOT NULL AND me_file_id IS NOT NULL ORDER BY id LIMIT $2"
     )
@@ -387,7 +414,7 @@ fn null_populations_sql(filter: &str) -> String {
 
 fn null_pairs_sql(table: CopyTable, filter: &str) -> String {
     format!(
-        "SELECT DISTINCT me_file_id, target_band_id FROM {} \
+        "SELECT DISTINCT me_file_id, target_band_id AS band_id FROM {} \
          WHERE matching_tags_snapshot IS NULL AND (me_file_id, target_band_id) > ($1, $2){filter} \
          AND me_file_id IS NOT NULL AND target_band_id IS NOT NULL \
          ORDER BY me_file_id, target_band_id LIMIT $3",

@@ -1,19 +1,43 @@
-use crate::id_columns::IdColumns;
+use crate::rows::Present;
 use crate::{Db, RepoError};
 use domain::{
     Band, BandId, BandTrait, TargetBands, TargetId, TraitGroup, TraitGroupId, TraitId, TraitInfo,
 };
 use entity::{Id, target_bands};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+};
 use std::collections::{BTreeMap, HashMap};
+
+/// A band with one of its groups and one trait of that group (NULL where it has none).
+#[derive(FromQueryResult)]
+struct BandStructureRow {
+    target_id: Id,
+    band_id: Id,
+    trait_group_id: Option<Id>,
+    trait_id: Option<Id>,
+}
+
+/// A trait named by a band, with its parent (NULL when it has none).
+#[derive(FromQueryResult)]
+struct TraitMetadataRow {
+    id: Id,
+    trait_name: String,
+    display_order: Option<i32>,
+    parent_id: Option<Id>,
+    parent_name: Option<String>,
+    parent_display_order: Option<i32>,
+}
 
 /// Band metadata: which bands a target has, their trait groups, and the traits (with
 /// parents) those groups name. Two statements however many targets are asked for.
-pub struct BandRepo<'a> {
+pub struct BandRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
-impl BandRepo<'_> {
+impl<C: ConnectionTrait> BandRepo<'_, C> {
     /// The bands of one target (an empty list when it has none or does not exist).
     pub async fn of_target(&self, target_id: TargetId) -> Result<TargetBands, RepoError> {
         let mut all = self.of_targets(&[target_id]).await?;
@@ -27,26 +51,18 @@ impl BandRepo<'_> {
         &self,
         target_ids: &[TargetId],
     ) -> Result<HashMap<TargetId, TargetBands>, RepoError> {
-        self.of_targets_on(self.db.conn(), target_ids).await
-    }
-
-    /// [`Self::of_targets`] on `conn`, e.g. inside a transaction that must not wait for a
-    /// second pooled connection.
-    pub async fn of_targets_on<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        target_ids: &[TargetId],
-    ) -> Result<HashMap<TargetId, TargetBands>, RepoError> {
+        let conn = self.conn;
         if target_ids.is_empty() {
             return Ok(HashMap::new());
         }
         let ids: Vec<i64> = target_ids.iter().map(|t| t.0).collect();
         let db = self.db;
 
-        let structure = conn
-            .query_all_raw(db.statement(
+        let structure: Vec<BandStructureRow> = db
+            .fetch_all(
+                conn,
                 format!(
-                    "SELECT b.target_id, b.id, l.trait_group_id, gt.trait_id \
+                    "SELECT b.target_id, b.id AS band_id, l.trait_group_id, gt.trait_id \
                      FROM target_bands b \
                      LEFT JOIN target_band_trait_groups l ON l.target_band_id = b.id \
                      LEFT JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id \
@@ -54,28 +70,30 @@ impl BandRepo<'_> {
                     db.in_id_list("b.target_id", 1)
                 ),
                 vec![db.id_list(&ids)],
-            ))
+            )
             .await?;
 
         // target -> band -> group -> traits
         type Groups = BTreeMap<TraitGroupId, Vec<TraitId>>;
         let mut targets: BTreeMap<TargetId, BTreeMap<BandId, Groups>> = BTreeMap::new();
         for row in structure {
-            let target = TargetId(row.id_at(0)?);
-            let band = BandId(row.id_at(1)?);
-            let group: Option<i64> = row.opt_id_at(2)?;
-            let trait_id: Option<i64> = row.opt_id_at(3)?;
-            let groups = targets.entry(target).or_default().entry(band).or_default();
-            if let Some(group) = group {
-                let traits = groups.entry(TraitGroupId(group)).or_default();
-                traits.extend(trait_id.map(TraitId));
+            let groups = targets
+                .entry(TargetId(row.target_id.0))
+                .or_default()
+                .entry(BandId(row.band_id.0))
+                .or_default();
+            if let Some(group) = row.trait_group_id {
+                let traits = groups.entry(TraitGroupId(group.0)).or_default();
+                traits.extend(row.trait_id.map(|t| TraitId(t.0)));
             }
         }
 
-        let metadata = conn
-            .query_all_raw(db.statement(
+        let metadata: Vec<TraitMetadataRow> = db
+            .fetch_all(
+                conn,
                 format!(
-                    "SELECT c.id, c.trait_name, c.display_order, p.id, p.trait_name, p.display_order \
+                    "SELECT c.id, c.trait_name, c.display_order, p.id AS parent_id, \
+                     p.trait_name AS parent_name, p.display_order AS parent_display_order \
                      FROM traits c LEFT JOIN traits p ON p.id = c.parent_trait_id \
                      WHERE c.id IN ( \
                        SELECT gt.trait_id FROM target_bands b \
@@ -85,21 +103,23 @@ impl BandRepo<'_> {
                     db.in_id_list("b.target_id", 1)
                 ),
                 vec![db.id_list(&ids)],
-            ))
+            )
             .await?;
         let mut traits: HashMap<TraitId, BandTrait> = HashMap::with_capacity(metadata.len());
         for row in metadata {
             let child = TraitInfo {
-                id: TraitId(row.id_at(0)?),
-                name: row.try_get_by_index(1)?,
-                display_order: row.try_get_by_index(2)?,
+                id: TraitId(row.id.0),
+                name: row.trait_name,
+                display_order: row.display_order,
             };
-            let parent_id: Option<i64> = row.opt_id_at(3)?;
-            let parent = match parent_id {
+            let parent = match row.parent_id {
                 Some(id) => Some(TraitInfo {
-                    id: TraitId(id),
-                    name: row.try_get_by_index(4)?,
-                    display_order: row.try_get_by_index(5)?,
+                    id: TraitId(id.0),
+                    name: row.parent_name.ok_or_else(|| RepoError::Data {
+                        what: "trait metadata",
+                        detail: format!("parent trait {id} of trait {} has no name", child.id),
+                    })?,
+                    display_order: row.parent_display_order,
                 }),
                 None => None,
             };
@@ -134,13 +154,13 @@ impl BandRepo<'_> {
     /// band whose rows a backfill reports as unfixable).
     pub async fn is_known(&self, band: BandId) -> Result<bool, RepoError> {
         let db = self.db;
-        let row = db
-            .conn()
-            .query_one_raw(db.statement(
-                "SELECT 1 WHERE EXISTS (SELECT 1 FROM target_bands WHERE id = $1) \
+        let row: Option<Present> = db
+            .fetch_optional(
+                self.conn,
+                "SELECT 1 AS present WHERE EXISTS (SELECT 1 FROM target_bands WHERE id = $1) \
                  OR EXISTS (SELECT 1 FROM target_populations WHERE target_band_id = $1)",
                 vec![band.0.into()],
-            ))
+            )
             .await?;
         Ok(row.is_some())
     }
@@ -159,7 +179,7 @@ impl BandRepo<'_> {
         for chunk in band_ids.chunks(10_000) {
             let bands = target_bands::Entity::find()
                 .filter(target_bands::Column::Id.is_in(chunk.iter().map(|b| Id(b.0))))
-                .all(self.db.conn())
+                .all(self.conn)
                 .await?;
             found.extend(bands.into_iter().filter_map(|band| {
                 band.target_id

@@ -293,27 +293,26 @@ impl CaptureRepo<'_> {
         &self,
         conn: &C,
     ) -> Result<Vec<CaptureTrigger>, RepoError> {
-        let rows = conn
-            .query_all_raw(self.db.statement(
-                "SELECT c.relname::text, t.tgname::text FROM pg_trigger t \
+        let rows: Vec<TriggerRow> = self
+            .db
+            .fetch_all(
+                conn,
+                "SELECT c.relname::text AS table_name, t.tgname::text AS name FROM pg_trigger t \
                  JOIN pg_class c ON c.oid = t.tgrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE NOT t.tgisinternal AND n.nspname = current_schema() \
                    AND t.tgname LIKE $1 ORDER BY 1, 2",
                 vec![Value::from(format!("{PREFIX}%"))],
-            ))
+            )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let table: String = row.try_get_by_index(0)?;
-                let name: String = row.try_get_by_index(1)?;
-                Ok(CaptureTrigger {
-                    version: version_of(&name),
-                    table,
-                    name,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|row| CaptureTrigger {
+                version: version_of(&row.name),
+                table: row.table_name,
+                name: row.name,
             })
-            .collect()
+            .collect())
     }
 
     fn require_postgres(&self) -> Result<(), RepoError> {
@@ -322,6 +321,12 @@ impl CaptureRepo<'_> {
             "it uses triggers with transition tables; on SQLite, push sync_me_file jobs from the writer",
         )
     }
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct TriggerRow {
+    table_name: String,
+    name: String,
 }
 
 /// The version in a capture object's name (0 when it has none).

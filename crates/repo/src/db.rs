@@ -1,11 +1,13 @@
+#[cfg(feature = "reference")]
+use crate::ReferenceRepo;
 use crate::error::RepoError;
 use crate::{
     BackfillRepo, BandRepo, BulkLoader, GuardRepo, LeaseRepo, PopulationRepo, QueueJobRepo,
-    ReferenceRepo, SchemaRepo, StatsRepo, SyncRepo, TagRepo, TargetRepo,
+    SchemaRepo, StatsRepo, SyncRepo, TagRepo, TargetRepo, Tx,
 };
 use migration::MigratorTrait;
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
+    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, SqliteTransactionMode,
     SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait,
     Value,
 };
@@ -180,23 +182,38 @@ impl Db {
     }
 
     pub fn targets(&self) -> TargetRepo<'_> {
-        TargetRepo { db: self }
+        TargetRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn bands(&self) -> BandRepo<'_> {
-        BandRepo { db: self }
+        BandRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn tags(&self) -> TagRepo<'_> {
-        TagRepo { db: self }
+        TagRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn populations(&self) -> PopulationRepo<'_> {
-        PopulationRepo { db: self }
+        PopulationRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn sync(&self) -> SyncRepo<'_> {
-        SyncRepo { db: self }
+        SyncRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn stats(&self) -> StatsRepo<'_> {
@@ -211,12 +228,16 @@ impl Db {
         QueueJobRepo { db: self }
     }
 
+    #[cfg(feature = "reference")]
     pub fn reference(&self) -> ReferenceRepo<'_> {
         ReferenceRepo { db: self }
     }
 
     pub fn backfill(&self) -> BackfillRepo<'_> {
-        BackfillRepo { db: self }
+        BackfillRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn capture(&self) -> crate::CaptureRepo<'_> {
@@ -246,7 +267,10 @@ impl Db {
     }
 
     pub fn events(&self) -> crate::EventRepo<'_> {
-        crate::EventRepo { db: self }
+        crate::EventRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     pub fn guard(&self) -> GuardRepo<'_> {
@@ -258,18 +282,27 @@ impl Db {
     }
 
     pub fn leases(&self) -> LeaseRepo<'_> {
-        LeaseRepo { db: self }
+        LeaseRepo {
+            db: self,
+            conn: &self.conn,
+        }
     }
 
     /// Begins a transaction that writes: on SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a transaction that reads before writing cannot fail to upgrade.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, RepoError> {
+    ///
+    /// The repositories of the returned [`Tx`] run in it; nothing is written unless it is
+    /// committed.
+    pub async fn begin_write(&self) -> Result<Tx<'_>, RepoError> {
         let options = TransactionOptions {
             sqlite_transaction_mode: (self.backend == Backend::Sqlite)
                 .then_some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.conn.begin_with_options(options).await?)
+        Ok(Tx {
+            db: self,
+            txn: self.conn.begin_with_options(options).await?,
+        })
     }
 
     /// The database clock as seconds since the Unix epoch.
@@ -295,6 +328,46 @@ impl Db {
             Backend::Sqlite => DbBackend::Sqlite,
         };
         Statement::from_sql_and_values(backend, sql, values)
+    }
+
+    /// The rows of a query, each decoded by column name into `T`.
+    pub(crate) async fn fetch_all<T: FromQueryResult, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        sql: impl Into<String>,
+        values: Vec<Value>,
+    ) -> Result<Vec<T>, RepoError> {
+        Ok(T::find_by_statement(self.statement(sql, values))
+            .all(conn)
+            .await?)
+    }
+
+    /// The first row of a query (if any), decoded by column name into `T`.
+    pub(crate) async fn fetch_optional<T: FromQueryResult, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        sql: impl Into<String>,
+        values: Vec<Value>,
+    ) -> Result<Option<T>, RepoError> {
+        Ok(T::find_by_statement(self.statement(sql, values))
+            .one(conn)
+            .await?)
+    }
+
+    /// The one row a query always returns (an aggregate), decoded into `T`.
+    pub(crate) async fn fetch_one<T: FromQueryResult, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        what: &'static str,
+        sql: impl Into<String>,
+        values: Vec<Value>,
+    ) -> Result<T, RepoError> {
+        self.fetch_optional(conn, sql, values)
+            .await?
+            .ok_or_else(|| RepoError::Data {
+                what,
+                detail: "the query returned no row".to_owned(),
+            })
     }
 
     /// `column` is one of the ids bound at `$param` (see [`Db::id_list`]).

@@ -4,7 +4,7 @@
 //! PostgreSQL only; off unless configured.
 
 use crate::{Backend, Db, RepoError};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 
 /// The channel of snapline's notifications.
 pub const EVENTS_CHANNEL: &str = "snapline_events";
@@ -32,18 +32,17 @@ impl EventOptions {
 }
 
 /// Emits events on a connection or transaction of [`Db`].
-pub struct EventRepo<'a> {
+pub struct EventRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
-impl EventRepo<'_> {
+impl<C: ConnectionTrait> EventRepo<'_, C> {
     /// Reports that the bands of `me_files` changed, in `txn` (the transaction that changed
     /// them). Nothing when `me_files` is empty or events are off.
-    pub async fn me_file_bands_changed<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        me_files: &[i64],
-    ) -> Result<(), RepoError> {
+    pub async fn me_file_bands_changed(&self, me_files: &[i64]) -> Result<(), RepoError> {
+        let txn = self.conn;
         let options = self.db.event_options();
         if me_files.is_empty() || options.is_off() || self.db.backend() != Backend::Postgres {
             return Ok(());
@@ -69,11 +68,8 @@ impl EventRepo<'_> {
     }
 
     /// Reports that a populate of `target` finished, in `txn` (the one setting `populated`).
-    pub async fn target_populated<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        target: i64,
-    ) -> Result<(), RepoError> {
+    pub async fn target_populated(&self, target: i64) -> Result<(), RepoError> {
+        let txn = self.conn;
         let options = self.db.event_options();
         if options.is_off() || self.db.backend() != Backend::Postgres {
             return Ok(());

@@ -18,6 +18,11 @@ pub struct GuardState {
     pub validated: bool,
 }
 
+#[derive(sea_orm::FromQueryResult)]
+struct ConstraintRow {
+    convalidated: bool,
+}
+
 fn constraint(table: &str) -> String {
     format!("{table}_snapshot_not_null")
 }
@@ -27,15 +32,15 @@ impl GuardRepo<'_> {
         self.require_postgres()?;
         let mut states = Vec::new();
         for table in TABLES {
-            let row = self
+            let row: Option<ConstraintRow> = self
                 .db
-                .conn()
-                .query_one_raw(self.db.statement(
+                .fetch_optional(
+                    self.db.conn(),
                     "SELECT convalidated FROM pg_constraint WHERE conname = $1",
                     vec![Value::from(constraint(table))],
-                ))
+                )
                 .await?;
-            let validated: Option<bool> = row.map(|r| r.try_get_by_index(0)).transpose()?;
+            let validated = row.map(|r| r.convalidated);
             states.push(GuardState {
                 table,
                 present: validated.is_some(),

@@ -1,13 +1,17 @@
 use crate::{Db, RepoError};
 use entity::snapline_leases::{Column, Entity};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Value,
+};
 use std::time::Duration;
 
 /// Named, expiring locks in `snapline_leases`: one holder at a time, taken over once the
 /// holder stops renewing (it crashed), on both backends and across processes.
-pub struct LeaseRepo<'a> {
+pub struct LeaseRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
 /// Who holds a lease and for how much longer.
@@ -17,7 +21,7 @@ pub struct LeaseHolder {
     pub expires_in_secs: i64,
 }
 
-impl LeaseRepo<'_> {
+impl<C: ConnectionTrait> LeaseRepo<'_, C> {
     /// Takes `name` for `owner` when it is free, expired or already `owner`'s; returns whether
     /// `owner` now holds it.
     pub async fn try_acquire(
@@ -42,13 +46,8 @@ impl LeaseRepo<'_> {
 
     /// Extends `owner`'s hold, on `conn` (a batch's own transaction, so renewing costs no
     /// extra commit); `false` when the lease was lost (expired and taken over).
-    pub async fn renew<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, RepoError> {
+    pub async fn renew(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, RepoError> {
+        let conn = self.conn;
         let result = Entity::update_many()
             .col_expr(Column::ExpiresAt, self.expiry(ttl))
             .filter(Column::Name.eq(name))
@@ -62,7 +61,7 @@ impl LeaseRepo<'_> {
         Entity::delete_many()
             .filter(Column::Name.eq(name))
             .filter(Column::Owner.eq(owner))
-            .exec(self.db.conn())
+            .exec(self.conn)
             .await?;
         Ok(())
     }
@@ -77,7 +76,7 @@ impl LeaseRepo<'_> {
             )
             .filter(Column::Name.eq(name))
             .into_tuple()
-            .one(self.db.conn())
+            .one(self.conn)
             .await?;
         Ok(holder.map(|(owner, expires_in_secs)| LeaseHolder {
             owner,

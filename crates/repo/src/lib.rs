@@ -16,16 +16,18 @@ mod db;
 mod error;
 mod events;
 mod guard;
-mod id_columns;
 mod leases;
 mod populations;
 mod queue_jobs;
+#[cfg(feature = "reference")]
 mod reference;
+mod rows;
 mod schema;
 mod stats;
 mod sync;
 mod tags;
 mod targets;
+mod tx;
 
 pub use backfill::{BackfillRepo, CopyTable, NullPopulation};
 pub use bands::BandRepo;
@@ -44,13 +46,11 @@ pub use queue_jobs::{
     JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo,
     QueueLatency,
 };
+#[cfg(feature = "reference")]
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use schema::SchemaRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
 pub use sync::{MeFileState, ScopedTarget, SyncRepo};
 pub use tags::TagRepo;
 pub use targets::{TargetRepo, TargetRow};
-
-/// Re-exported so callers can run their own transactions through a [`Db`] without naming
-/// sea-orm's types.
-pub use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+pub use tx::Tx;

@@ -1,13 +1,14 @@
 use crate::batch::RowBatch;
-use crate::id_columns::IdColumns;
+use crate::rows::Count;
 use crate::{Backend, Db, RepoError};
-use domain::{BandId, MeFileId, TargetId};
-use sea_orm::{ConnectionTrait, Value};
+use domain::{BandId, MeFileId, PopulationId, TargetId};
+use entity::Id;
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
 
 /// One `target_populations` row, its snapshot as JSON text (`None` when NULL).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PopulationRow {
-    pub id: i64,
+    pub id: PopulationId,
     pub band_id: BandId,
     pub me_file_id: MeFileId,
     pub snapshot: Option<String>,
@@ -18,31 +19,53 @@ pub struct PopulationRow {
 pub struct PopulationPage {
     pub rows: Vec<PopulationRow>,
     /// Pass back as `after` for the next page; `None` when this was the last page.
-    pub next: Option<(MeFileId, i64)>,
+    pub next: Option<(MeFileId, PopulationId)>,
+}
+
+/// How [`PopulationRow`] is read: `SELECT id, band_id, me_file_id, snapshot`.
+#[derive(FromQueryResult)]
+struct PopulationRecord {
+    id: Id,
+    band_id: Id,
+    me_file_id: Id,
+    snapshot: Option<String>,
+}
+
+impl From<PopulationRecord> for PopulationRow {
+    fn from(row: PopulationRecord) -> Self {
+        PopulationRow {
+            id: PopulationId(row.id.0),
+            band_id: BandId(row.band_id.0),
+            me_file_id: MeFileId(row.me_file_id.0),
+            snapshot: row.snapshot,
+        }
+    }
 }
 
 /// Reads and writes of `target_populations`.
-pub struct PopulationRepo<'a> {
+pub struct PopulationRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
-impl PopulationRepo<'_> {
+impl<C: ConnectionTrait> PopulationRepo<'_, C> {
     /// The populations of a target's bands after `after` (exclusive), at most `limit`.
     pub async fn page_of_target(
         &self,
         target_id: TargetId,
-        after: Option<(MeFileId, i64)>,
+        after: Option<(MeFileId, PopulationId)>,
         limit: u64,
     ) -> Result<PopulationPage, RepoError> {
         let db = self.db;
         let (after_me_file, after_id) = after
-            .map(|(m, id)| (m.0, id))
+            .map(|(m, id)| (m.0, id.0))
             .unwrap_or((i64::MIN, i64::MIN));
-        let rows = db
-            .conn()
-            .query_all_raw(db.statement(
+        let rows: Vec<PopulationRecord> = db
+            .fetch_all(
+                self.conn,
                 format!(
-                    "SELECT p.id, p.target_band_id, p.me_file_id, {} \
+                    "SELECT p.id, p.target_band_id AS band_id, p.me_file_id, {} AS snapshot \
                      FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
                      WHERE b.target_id = $1 AND (p.me_file_id, p.id) > ($2, $3) \
                      ORDER BY p.me_file_id, p.id LIMIT $4",
@@ -54,19 +77,9 @@ impl PopulationRepo<'_> {
                     Value::from(after_id),
                     Value::from(limit as i64),
                 ],
-            ))
+            )
             .await?;
-        let rows: Vec<PopulationRow> = rows
-            .into_iter()
-            .map(|row| {
-                Ok(PopulationRow {
-                    id: row.id_at(0)?,
-                    band_id: BandId(row.id_at(1)?),
-                    me_file_id: MeFileId(row.id_at(2)?),
-                    snapshot: row.try_get_by_index(3)?,
-                })
-            })
-            .collect::<Result<_, RepoError>>()?;
+        let rows: Vec<PopulationRow> = rows.into_iter().map(PopulationRow::from).collect();
         let next = (rows.len() as u64 == limit)
             .then(|| rows.last().map(|r| (r.me_file_id, r.id)))
             .flatten();
@@ -79,14 +92,14 @@ impl PopulationRepo<'_> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PopulationChanges {
     /// Population ids to delete.
-    pub deletes: Vec<i64>,
+    pub deletes: Vec<PopulationId>,
     /// Population ids to delete if their me_file no longer exists, checked by the deleting
     /// statement itself: a writer never locked a me_file it did not read, and one registered
     /// (and synced) since the page was read must keep its row.
-    pub deletes_if_me_file_gone: Vec<i64>,
+    pub deletes_if_me_file_gone: Vec<PopulationId>,
     /// Rows to rewrite in place: (population id, band, snapshot JSON). A move changes the
     /// band; a refresh keeps it and changes the snapshot.
-    pub updates: Vec<(i64, BandId, String)>,
+    pub updates: Vec<(PopulationId, BandId, String)>,
     /// New rows: (band, me_file, snapshot JSON).
     pub inserts: Vec<(BandId, MeFileId, String)>,
 }
@@ -117,7 +130,7 @@ pub struct AppliedChanges {
     pub inserted: u64,
 }
 
-impl PopulationRepo<'_> {
+impl<C: ConnectionTrait> PopulationRepo<'_, C> {
     /// Takes the write locks of snapline's writers on `me_file_ids` for the rest of `txn`:
     /// one PostgreSQL advisory lock per range of [`ME_FILE_LOCK_RANGE`] me_file ids
     /// ([`me_file_lock_range`]), in ascending order (so two writers never wait on each other
@@ -126,11 +139,8 @@ impl PopulationRepo<'_> {
     /// per me_file, keeps PostgreSQL's shared lock table (64 x `max_connections` slots on a
     /// stock server) far from full: a populate batch limits itself to a few ranges. On SQLite
     /// the write transaction itself serializes writers, so there is nothing to take.
-    pub async fn lock_me_files<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        me_file_ids: &[MeFileId],
-    ) -> Result<(), RepoError> {
+    pub async fn lock_me_files(&self, me_file_ids: &[MeFileId]) -> Result<(), RepoError> {
+        let txn = self.conn;
         if self.db.backend() != Backend::Postgres || me_file_ids.is_empty() {
             return Ok(());
         }
@@ -149,22 +159,24 @@ impl PopulationRepo<'_> {
     }
 
     /// The populations of `band_ids` whose me_file id is in `(after, up_to]`.
-    pub async fn in_me_file_range<C: ConnectionTrait>(
+    pub async fn in_me_file_range(
         &self,
-        conn: &C,
         band_ids: &[BandId],
         after: MeFileId,
         up_to: MeFileId,
     ) -> Result<Vec<PopulationRow>, RepoError> {
+        let conn = self.conn;
         if band_ids.is_empty() {
             return Ok(Vec::new());
         }
         let db = self.db;
         let bands: Vec<i64> = band_ids.iter().map(|b| b.0).collect();
-        let rows = conn
-            .query_all_raw(db.statement(
+        let rows: Vec<PopulationRecord> = db
+            .fetch_all(
+                conn,
                 format!(
-                    "SELECT id, target_band_id, me_file_id, {} FROM target_populations \
+                    "SELECT id, target_band_id AS band_id, me_file_id, {} AS snapshot \
+                     FROM target_populations \
                      WHERE me_file_id > $1 AND me_file_id <= $2 AND {} ORDER BY me_file_id, id",
                     db.snapshot_text("matching_tags_snapshot"),
                     db.in_id_list("target_band_id", 3)
@@ -174,28 +186,19 @@ impl PopulationRepo<'_> {
                     Value::from(up_to.0),
                     db.id_list(&bands),
                 ],
-            ))
+            )
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(PopulationRow {
-                    id: row.id_at(0)?,
-                    band_id: BandId(row.id_at(1)?),
-                    me_file_id: MeFileId(row.id_at(2)?),
-                    snapshot: row.try_get_by_index(3)?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(PopulationRow::from).collect())
     }
 
     /// Applies one batch: deletes (those of gone me_files re-checked), then in-place rewrites,
     /// then inserts (an insert that
     /// meets an existing (band, me_file) row rewrites its snapshot instead).
-    pub async fn apply_changes<C: ConnectionTrait>(
+    pub async fn apply_changes(
         &self,
-        txn: &C,
         changes: &PopulationChanges,
     ) -> Result<AppliedChanges, RepoError> {
+        let txn = self.conn;
         let db = self.db;
         let now = db.timestamp_now_sql();
         let mut applied = AppliedChanges::default();
@@ -205,7 +208,7 @@ impl PopulationRepo<'_> {
                 db.in_id_list("id", 1)
             );
             applied.deleted = txn
-                .execute_raw(db.statement(sql, vec![db.id_list(&changes.deletes)]))
+                .execute_raw(db.statement(sql, vec![population_id_list(db, &changes.deletes)]))
                 .await?
                 .rows_affected();
         }
@@ -216,13 +219,16 @@ impl PopulationRepo<'_> {
                 db.in_id_list("id", 1)
             );
             applied.deleted += txn
-                .execute_raw(db.statement(sql, vec![db.id_list(&changes.deletes_if_me_file_gone)]))
+                .execute_raw(db.statement(
+                    sql,
+                    vec![population_id_list(db, &changes.deletes_if_me_file_gone)],
+                ))
                 .await?
                 .rows_affected();
         }
         if !changes.updates.is_empty() {
             let (rows, values) = RowBatch::new()
-                .ids("id", changes.updates.iter().map(|u| u.0))
+                .ids("id", changes.updates.iter().map(|u| u.0.0))
                 .ids("band_id", changes.updates.iter().map(|u| u.1.0))
                 .json("snapshot", changes.updates.iter().map(|u| u.2.as_str()))
                 .source(db, 1);
@@ -288,17 +294,22 @@ impl PopulationRepo<'_> {
     /// band or me_file reference is NULL (the platform's columns allow it). No job reads or
     /// changes them.
     pub async fn count_orphans(&self) -> Result<i64, RepoError> {
-        let row = self
-            .db
-            .conn()
-            .query_one_raw(self.db.statement(
-                "SELECT COUNT(*) FROM target_populations p WHERE p.me_file_id IS NULL \
+        let db = self.db;
+        let orphans: Count = db
+            .fetch_one(
+                self.conn,
+                "orphan populations",
+                "SELECT COUNT(*) AS count FROM target_populations p WHERE p.me_file_id IS NULL \
                  OR NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)",
                 vec![],
-            ))
+            )
             .await?;
-        Ok(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0))
+        Ok(orphans.count)
     }
+}
+
+fn population_id_list(db: &Db, ids: &[PopulationId]) -> Value {
+    db.id_list(&ids.iter().map(|id| id.0).collect::<Vec<i64>>())
 }
 
 /// The advisory-lock key space of snapline's per-me_file locks ("SNAP").
@@ -325,7 +336,7 @@ pub(crate) fn me_file_lock_sql(expr: &str) -> String {
     ))
 }
 
-impl PopulationRepo<'_> {
+impl<C: ConnectionTrait> PopulationRepo<'_, C> {
     /// Sets the snapshot of every `every`-th population (by id) to NULL, as a writer from
     /// before snapshots did; returns how many. For the demo and tests of the backfill: no job
     /// calls it.

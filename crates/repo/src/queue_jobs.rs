@@ -1,5 +1,6 @@
+use crate::rows::{Present, StatusCount};
 use crate::{Backend, Db, RepoError};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 /// One job as apalis stores it (`apalis.jobs` on PostgreSQL, `Jobs` on SQLite).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +15,56 @@ pub struct QueueJob {
     pub payload: String,
     /// The handler's last result or error, as apalis recorded it.
     pub last_result: Option<String>,
+}
+
+/// How [`QueueJob`] is read.
+#[derive(FromQueryResult)]
+struct QueueJobRecord {
+    id: String,
+    job_type: String,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    job: Vec<u8>,
+    last_result: Option<String>,
+}
+
+/// A job a failed fetch held or would take next, with its raw payload.
+#[derive(FromQueryResult)]
+struct FetchedJob {
+    id: String,
+    job: Vec<u8>,
+    held: bool,
+}
+
+#[derive(FromQueryResult)]
+struct LatencyRow {
+    jobs: i64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    span_secs: f64,
+}
+
+#[derive(FromQueryResult)]
+struct DepthRow {
+    waiting: i64,
+    running: i64,
+    done: i64,
+    failed: i64,
+    killed: i64,
+    oldest_waiting_secs: Option<f64>,
+}
+
+#[derive(FromQueryResult)]
+struct RunRow {
+    id: String,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    duration_secs: Option<f64>,
+    finished_at: Option<String>,
+    last_result: Option<String>,
 }
 
 impl QueueJob {
@@ -47,35 +98,33 @@ impl QueueJobRepo<'_> {
     pub async fn of_queue(&self, queue: &str) -> Result<Vec<QueueJob>, RepoError> {
         let sql = match self.db.backend() {
             Backend::Postgres => {
-                "SELECT id, job_type, status, attempts::bigint, max_attempts::bigint, \
-                 job, last_result::text \
+                "SELECT id, job_type, status, attempts::bigint AS attempts, \
+                 max_attempts::bigint AS max_attempts, job, last_result::text AS last_result \
                  FROM apalis.jobs WHERE job_type = $1 ORDER BY run_at, id"
             }
             Backend::Sqlite => {
-                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS BLOB), last_result \
+                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS BLOB) AS job, \
+                 last_result \
                  FROM Jobs WHERE job_type = $1 ORDER BY run_at, id"
             }
         };
-        let rows = self
+        let rows: Vec<QueueJobRecord> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(sql, vec![Value::from(queue)]))
+            .fetch_all(self.db.conn(), sql, vec![Value::from(queue)])
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(QueueJob {
-                    id: row.try_get_by_index(0)?,
-                    queue: row.try_get_by_index(1)?,
-                    status: row.try_get_by_index(2)?,
-                    attempts: row.try_get_by_index(3)?,
-                    max_attempts: row.try_get_by_index(4)?,
-                    // Another service may have written bytes that are not text.
-                    payload: String::from_utf8_lossy(&row.try_get_by_index::<Vec<u8>>(5)?)
-                        .into_owned(),
-                    last_result: row.try_get_by_index(6)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|row| QueueJob {
+                id: row.id,
+                queue: row.job_type,
+                status: row.status,
+                attempts: row.attempts,
+                max_attempts: row.max_attempts,
+                // Another service may have written bytes that are not text.
+                payload: String::from_utf8_lossy(&row.job).into_owned(),
+                last_result: row.last_result,
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -86,23 +135,23 @@ impl QueueJobRepo<'_> {
     pub async fn has_waiting(&self, queue: &str, payload_json: &str) -> Result<bool, RepoError> {
         let sql = match self.db.backend() {
             Backend::Postgres => {
-                "SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' \
+                "SELECT 1 AS present FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' \
                  AND job = convert_to($2, 'UTF8') AND run_at <= now() + interval '60 seconds' LIMIT 1"
             }
             // Pinned: with few rows SQLite's planner sometimes took apalis's
             // (job_type, status, run_at) index and read every waiting job of the queue.
             Backend::Sqlite => {
-                "SELECT 1 FROM Jobs INDEXED BY Jobs_waiting_payload_idx WHERE job_type = $1 \
+                "SELECT 1 AS present FROM Jobs INDEXED BY Jobs_waiting_payload_idx WHERE job_type = $1 \
                  AND status = 'Pending' AND CAST(job AS TEXT) = $2 \
                  AND run_at <= CAST(strftime('%s', 'now') AS INTEGER) + 60 LIMIT 1"
             }
         };
-        let row = self
+        let row: Option<Present> = self
             .db
-            .conn()
-            .query_one_raw(
-                self.db
-                    .statement(sql, vec![Value::from(queue), Value::from(payload_json)]),
+            .fetch_optional(
+                self.db.conn(),
+                sql,
+                vec![Value::from(queue), Value::from(payload_json)],
             )
             .await?;
         Ok(row.is_some())
@@ -128,15 +177,15 @@ impl QueueJobRepo<'_> {
         };
         // The held ones, then the fetch's own choice (apalis's get_jobs): waiting or failed
         // with attempts left, due, by priority then age.
-        let rows = self
+        let rows: Vec<FetchedJob> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
+            .fetch_all(
+                self.db.conn(),
                 format!(
-                    "SELECT id, {job}, lock_by = $2 AS held FROM {table} \
+                    "SELECT id, {job} AS job, lock_by = $2 AS held FROM {table} \
                      WHERE job_type = $1 AND lock_by = $2 AND status IN ('Queued', 'Running') \
                      UNION ALL \
-                     SELECT * FROM (SELECT id, {job}, false AS held FROM {table} \
+                     SELECT * FROM (SELECT id, {job} AS job, false AS held FROM {table} \
                        WHERE job_type = $1 AND run_at <= {now} \
                        AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
                        ORDER BY priority DESC, run_at ASC LIMIT $3) AS due"
@@ -146,7 +195,7 @@ impl QueueJobRepo<'_> {
                     Value::from(worker),
                     Value::from(due as i64),
                 ],
-            ))
+            )
             .await?;
         let kill = format!(
             "UPDATE {table} SET status = 'Killed', attempts = attempts + 1, \
@@ -161,10 +210,12 @@ impl QueueJobRepo<'_> {
              WHERE id = $1 AND status IN ('Queued', 'Running')"
         );
         let mut killed = Vec::new();
-        for row in rows {
-            let id: String = row.try_get_by_index(0)?;
-            let bytes: Vec<u8> = row.try_get_by_index(1)?;
-            let held: bool = row.try_get_by_index(2)?;
+        for FetchedJob {
+            id,
+            job: bytes,
+            held,
+        } in rows
+        {
             let statement = match undecodable(&id, &bytes) {
                 None if !held => continue,
                 None => self.db.statement(release.clone(), vec![Value::from(id)]),
@@ -370,13 +421,15 @@ impl QueueJobRepo<'_> {
     /// Whether `queue` holds a job (in any state) with the idempotency key `key`.
     pub async fn has_key(&self, queue: &str, key: &str) -> Result<bool, RepoError> {
         let table = self.table();
-        let row = self
+        let row: Option<Present> = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(
-                format!("SELECT 1 FROM {table} WHERE job_type = $1 AND idempotency_key = $2"),
+            .fetch_optional(
+                self.db.conn(),
+                format!(
+                    "SELECT 1 AS present FROM {table} WHERE job_type = $1 AND idempotency_key = $2"
+                ),
                 vec![Value::from(queue), Value::from(key)],
-            ))
+            )
             .await?;
         Ok(row.is_some())
     }
@@ -384,45 +437,49 @@ impl QueueJobRepo<'_> {
     /// Jobs of `queue` per status.
     pub async fn count_by_status(&self, queue: &str) -> Result<Vec<(String, i64)>, RepoError> {
         let table = self.table();
-        let rows = self
+        let rows: Vec<StatusCount> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
-                format!("SELECT status, COUNT(*) FROM {table} WHERE job_type = $1 GROUP BY status ORDER BY status"),
+            .fetch_all(
+                self.db.conn(),
+                format!(
+                    "SELECT status, COUNT(*) AS count FROM {table} WHERE job_type = $1 \
+                     GROUP BY status ORDER BY status"
+                ),
                 vec![Value::from(queue)],
-            ))
+            )
             .await?;
-        rows.into_iter()
-            .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.status, row.count))
+            .collect())
     }
 
     /// Latency from push (`run_at`) to finish (`done_at`) of the queue's `Done` jobs
     /// (PostgreSQL only).
     pub async fn latency(&self, queue: &str) -> Result<QueueLatency, RepoError> {
-        let row = self
+        let row: Option<LatencyRow> = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(
-                "SELECT COUNT(*), \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0), \
-                 COALESCE(MAX(ms), 0), \
-                 COALESCE(EXTRACT(EPOCH FROM MAX(done_at) - MIN(lock_at))::float8, 0) \
+            .fetch_optional(
+                self.db.conn(),
+                "SELECT COUNT(*) AS jobs, \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
+                 COALESCE(MAX(ms), 0) AS max_ms, \
+                 COALESCE(EXTRACT(EPOCH FROM MAX(done_at) - MIN(lock_at))::float8, 0) AS span_secs \
                  FROM (SELECT EXTRACT(EPOCH FROM done_at - run_at)::float8 * 1000 AS ms, done_at, lock_at \
                        FROM apalis.jobs WHERE job_type = $1 AND status = 'Done') AS d",
                 vec![Value::from(queue)],
-            ))
+            )
             .await?;
         let Some(row) = row else {
             return Ok(QueueLatency::default());
         };
         Ok(QueueLatency {
-            jobs: row.try_get_by_index(0)?,
-            p50_ms: row.try_get_by_index(1)?,
-            p99_ms: row.try_get_by_index(2)?,
-            max_ms: row.try_get_by_index(3)?,
-            span_secs: row.try_get_by_index(4)?,
+            jobs: row.jobs,
+            p50_ms: row.p50_ms,
+            p99_ms: row.p99_ms,
+            max_ms: row.max_ms,
+            span_secs: row.span_secs,
         })
     }
 
@@ -471,31 +528,26 @@ impl QueueJobRepo<'_> {
         ));
         let sql = format!(
             "SELECT \
-             COALESCE(SUM(CASE WHEN status = 'Pending' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN status IN ('Queued', 'Running') THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN status = 'Done' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN status = 'Failed' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN status = 'Killed' THEN 1 ELSE 0 END), 0), \
-             {age} \
+             COALESCE(SUM(CASE WHEN status = 'Pending' THEN 1 ELSE 0 END), 0) AS waiting, \
+             COALESCE(SUM(CASE WHEN status IN ('Queued', 'Running') THEN 1 ELSE 0 END), 0) AS running, \
+             COALESCE(SUM(CASE WHEN status = 'Done' THEN 1 ELSE 0 END), 0) AS done, \
+             COALESCE(SUM(CASE WHEN status = 'Failed' THEN 1 ELSE 0 END), 0) AS failed, \
+             COALESCE(SUM(CASE WHEN status = 'Killed' THEN 1 ELSE 0 END), 0) AS killed, \
+             {age} AS oldest_waiting_secs \
              FROM {table} WHERE job_type = $1"
         );
-        let row = self
+        let row: DepthRow = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(sql, vec![Value::from(queue)]))
-            .await?
-            .ok_or(RepoError::Data {
-                what: "queue depth",
-                detail: format!("no row for queue {queue}"),
-            })?;
+            .fetch_one(self.db.conn(), "queue depth", sql, vec![Value::from(queue)])
+            .await?;
         Ok(QueueDepth {
             queue: queue.to_owned(),
-            waiting: row.try_get_by_index(0)?,
-            running: row.try_get_by_index(1)?,
-            done: row.try_get_by_index(2)?,
-            failed: row.try_get_by_index(3)?,
-            killed: row.try_get_by_index(4)?,
-            oldest_waiting_secs: row.try_get_by_index(5)?,
+            waiting: row.waiting,
+            running: row.running,
+            done: row.done,
+            failed: row.failed,
+            killed: row.killed,
+            oldest_waiting_secs: row.oldest_waiting_secs,
         })
     }
 
@@ -516,37 +568,35 @@ impl QueueJobRepo<'_> {
             ),
         };
         let sql = format!(
-            "SELECT id, status, CAST(attempts AS BIGINT), CAST(max_attempts AS BIGINT), \
-             {duration}, {finished_at}, {last_result} \
+            "SELECT id, status, CAST(attempts AS BIGINT) AS attempts, \
+             CAST(max_attempts AS BIGINT) AS max_attempts, {duration} AS duration_secs, \
+             {finished_at} AS finished_at, {last_result} AS last_result \
              FROM {table} WHERE job_type = $1 AND status <> 'Pending' \
              ORDER BY COALESCE(done_at, lock_at, run_at) DESC, id DESC LIMIT $2"
         );
-        let rows = self
+        let rows: Vec<RunRow> = self
             .db
-            .conn()
-            .query_all_raw(
-                self.db
-                    .statement(sql, vec![Value::from(queue), Value::from(limit as i64)]),
+            .fetch_all(
+                self.db.conn(),
+                sql,
+                vec![Value::from(queue), Value::from(limit as i64)],
             )
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let status: String = row.try_get_by_index(1)?;
-                let last_result: Option<String> = row.try_get_by_index(6)?;
-                Ok(JobRun {
-                    id: row.try_get_by_index(0)?,
-                    queue: queue.to_owned(),
-                    attempts: row.try_get_by_index(2)?,
-                    max_attempts: row.try_get_by_index(3)?,
-                    duration_secs: row.try_get_by_index(4)?,
-                    finished_at: row.try_get_by_index(5)?,
-                    error: (status != "Done")
-                        .then(|| last_result.as_deref().and_then(error_of_result))
-                        .flatten(),
-                    status,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|row| JobRun {
+                id: row.id,
+                queue: queue.to_owned(),
+                attempts: row.attempts,
+                max_attempts: row.max_attempts,
+                duration_secs: row.duration_secs,
+                finished_at: row.finished_at,
+                error: (row.status != "Done")
+                    .then(|| row.last_result.as_deref().and_then(error_of_result))
+                    .flatten(),
+                status: row.status,
             })
-            .collect()
+            .collect())
     }
 
     /// Deletes finished jobs (`Done`, `Killed`, and `Failed` with no attempt left) of every

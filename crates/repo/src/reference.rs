@@ -2,9 +2,10 @@
 //! by one statement. Benchmarks time them as the physical limit and compare results row for
 //! row; nothing in production calls them.
 
-use crate::id_columns::IdColumns;
+use crate::rows::{Count, IdOnly};
 use crate::{Db, RepoError};
-use sea_orm::{ConnectionTrait, Value};
+use entity::Id;
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 pub struct ReferenceRepo<'a> {
     pub(crate) db: &'a Db,
@@ -128,21 +129,19 @@ impl ReferenceRepo<'_> {
         let theirs = format!(
             "SELECT r.target_band_id, r.me_file_id, r.matching_tags_snapshot FROM {table} r"
         );
-        let row = self
+        let differences: Count = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(
+            .fetch_one(
+                self.db.conn(),
+                "population differences",
                 format!(
-                    "SELECT COUNT(*) FROM (({ours} EXCEPT ALL {theirs}) \
+                    "SELECT COUNT(*) AS count FROM (({ours} EXCEPT ALL {theirs}) \
                      UNION ALL ({theirs} EXCEPT ALL {ours})) AS d"
                 ),
                 vec![Value::from(target_id)],
-            ))
+            )
             .await?;
-        Ok(row
-            .map(|r| r.try_get_by_index(0))
-            .transpose()?
-            .unwrap_or(-1))
+        Ok(differences.count)
     }
 
     fn require_postgres(&self) -> Result<(), RepoError> {
@@ -201,28 +200,28 @@ impl ReferenceRepo<'_> {
     /// Me_files with at least one population row, ascending (benchmarks pick syncs whose
     /// commit is visible in `updated_at`).
     pub async fn member_me_files(&self) -> Result<Vec<i64>, RepoError> {
-        let rows = self
+        let rows: Vec<IdOnly> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
-                "SELECT DISTINCT me_file_id FROM target_populations ORDER BY me_file_id",
+            .fetch_all(
+                self.db.conn(),
+                "SELECT DISTINCT me_file_id AS id FROM target_populations ORDER BY me_file_id",
                 vec![],
-            ))
+            )
             .await?;
-        rows.into_iter().map(|row| Ok(row.id_at(0)?)).collect()
+        Ok(rows.into_iter().map(|row| row.id.0).collect())
     }
 
     /// `n` tag ids at random (a benchmark's single-row writes).
     pub async fn random_tag_ids(&self, n: u64) -> Result<Vec<i64>, RepoError> {
-        let rows = self
+        let rows: Vec<IdOnly> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
+            .fetch_all(
+                self.db.conn(),
                 "SELECT id FROM me_file_tags ORDER BY random() LIMIT $1",
                 vec![Value::from(n as i64)],
-            ))
+            )
             .await?;
-        rows.into_iter().map(|row| Ok(row.id_at(0)?)).collect()
+        Ok(rows.into_iter().map(|row| row.id.0).collect())
     }
 
     /// One platform-style write: the value of tag `id`, in its own transaction.
@@ -257,16 +256,17 @@ impl ReferenceRepo<'_> {
     /// taken (`lock_at`): where a slow sync lost its time.
     pub async fn sync_commit_latency(&self) -> Result<SyncCommitLatency, RepoError> {
         self.require_postgres()?;
-        let row = self
+        let row: SyncCommitLatencyRow = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(
-                "SELECT COUNT(*), \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0), \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0), \
-                 COALESCE(MAX(ms), 0), \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup_ms), 0), \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY pickup_ms), 0) FROM ( \
+            .fetch_one(
+                self.db.conn(),
+                "sync commit latency",
+                "SELECT COUNT(*) AS committed, \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
+                 COALESCE(MAX(ms), 0) AS max_ms, \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup_ms), 0) AS pickup_p50_ms, \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY pickup_ms), 0) AS pickup_p99_ms FROM ( \
                    SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - (j.run_at AT TIME ZONE 'utc'))::float8 * 1000 AS ms, \
                           EXTRACT(EPOCH FROM j.lock_at - j.run_at)::float8 * 1000 AS pickup_ms \
                    FROM apalis.jobs j \
@@ -275,21 +275,44 @@ impl ReferenceRepo<'_> {
                    WHERE j.job_type = 'sync_me_file' AND j.status = 'Done' AND p.updated_at >= (j.run_at AT TIME ZONE 'utc') \
                    GROUP BY j.id, j.run_at, j.lock_at) AS d",
                 vec![],
-            ))
-            .await?
-            .ok_or(RepoError::Data {
-                what: "latency",
-                detail: "no row".into(),
-            })?;
+            )
+            .await?;
         Ok(SyncCommitLatency {
-            committed: row.try_get_by_index(0)?,
-            p50_ms: row.try_get_by_index(1)?,
-            p99_ms: row.try_get_by_index(2)?,
-            max_ms: row.try_get_by_index(3)?,
-            pickup_p50_ms: row.try_get_by_index(4)?,
-            pickup_p99_ms: row.try_get_by_index(5)?,
+            committed: row.committed,
+            p50_ms: row.p50_ms,
+            p99_ms: row.p99_ms,
+            max_ms: row.max_ms,
+            pickup_p50_ms: row.pickup_p50_ms,
+            pickup_p99_ms: row.pickup_p99_ms,
         })
     }
+}
+
+#[derive(FromQueryResult)]
+struct SyncCommitLatencyRow {
+    committed: i64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    pickup_p50_ms: f64,
+    pickup_p99_ms: f64,
+}
+
+/// A row where stored and computed populations differ, and on which side.
+#[derive(FromQueryResult)]
+struct PopulationDifference {
+    side: String,
+    band_id: Id,
+    me_file_id: Id,
+    snapshot: Option<String>,
+}
+
+/// A row whose stored snapshot is not the one owed.
+#[derive(FromQueryResult)]
+struct SnapshotDifference {
+    id: Id,
+    stored: Option<String>,
+    owed: Option<String>,
 }
 
 /// Push-to-commit latency of finished syncs, in milliseconds; `pickup` is push to taken.
@@ -421,21 +444,19 @@ impl ReferenceRepo<'_> {
     /// Rows of `table` whose (id, snapshot) differ from `copy`'s.
     pub async fn snapshot_differences(&self, table: &str, copy: &str) -> Result<i64, RepoError> {
         self.require_postgres()?;
-        let row = self
+        let differences: Count = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(
+            .fetch_one(
+                self.db.conn(),
+                "snapshot differences",
                 format!(
-                    "SELECT COUNT(*) FROM {table} t JOIN {copy} c ON c.id = t.id \
+                    "SELECT COUNT(*) AS count FROM {table} t JOIN {copy} c ON c.id = t.id \
                      WHERE t.matching_tags_snapshot IS DISTINCT FROM c.matching_tags_snapshot"
                 ),
                 vec![],
-            ))
+            )
             .await?;
-        Ok(row
-            .map(|r| r.try_get_by_index(0))
-            .transpose()?
-            .unwrap_or(-1))
+        Ok(differences.count)
     }
 }
 
@@ -459,32 +480,32 @@ impl ReferenceRepo<'_> {
             "SELECT band_id::bigint, me_file_id::bigint, snapshot FROM ({}) AS r",
             target_population_sql()
         );
-        let rows = self
+        let rows: Vec<PopulationDifference> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
+            .fetch_all(
+                self.db.conn(),
                 format!(
-                    "SELECT side, band_id, me_file_id, snapshot::text FROM ( \
+                    "SELECT side, band_id, me_file_id, snapshot::text AS snapshot FROM ( \
                        SELECT 'stored, not computed' AS side, * FROM ({stored} EXCEPT ALL {computed}) a \
                        UNION ALL \
                        SELECT 'computed, not stored' AS side, * FROM ({computed} EXCEPT ALL {stored}) b \
                      ) d ORDER BY me_file_id, side LIMIT $2"
                 ),
                 vec![Value::from(target_id), Value::from(limit as i64)],
-            ))
+            )
             .await?;
-        rows.iter()
+        Ok(rows
+            .into_iter()
             .map(|row| {
-                let side: String = row.try_get_by_index(0)?;
-                let band: i64 = row.id_at(1)?;
-                let me_file: i64 = row.id_at(2)?;
-                let snapshot: Option<String> = row.try_get_by_index(3)?;
-                Ok(format!(
-                    "{side}: band {band}, me_file {me_file}, {}",
-                    snapshot.as_deref().unwrap_or("NULL")
-                ))
+                format!(
+                    "{}: band {}, me_file {}, {}",
+                    row.side,
+                    row.band_id,
+                    row.me_file_id,
+                    row.snapshot.as_deref().unwrap_or("NULL")
+                )
             })
-            .collect()
+            .collect())
     }
 
     /// Rows of `table` among `ids` whose snapshot is not what a backfill owes them, up to
@@ -510,10 +531,10 @@ impl ReferenceRepo<'_> {
                 "COALESCE(p.matching_tags_snapshot::jsonb, s.snapshot)",
             )
         };
-        let rows = self
+        let rows: Vec<SnapshotDifference> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
+            .fetch_all(
+                self.db.conn(),
                 format!(
                     "{snapshots}, expected AS ( \
                        SELECT c.id, c.matching_tags_snapshot::jsonb AS stored, {owed} AS owed \
@@ -521,23 +542,23 @@ impl ReferenceRepo<'_> {
                        LEFT JOIN snapshots s \
                          ON s.me_file_id = c.me_file_id AND s.band_id = c.target_band_id \
                        WHERE c.id = ANY($1)) \
-                     SELECT id::bigint, stored::text, owed::text FROM expected \
+                     SELECT id::bigint AS id, stored::text AS stored, owed::text AS owed \
+                     FROM expected \
                      WHERE stored IS DISTINCT FROM owed ORDER BY id LIMIT $2"
                 ),
                 vec![Value::from(ids.to_vec()), Value::from(limit as i64)],
-            ))
+            )
             .await?;
-        rows.iter()
+        Ok(rows
+            .into_iter()
             .map(|row| {
-                let id: i64 = row.try_get_by_index(0)?;
-                let stored: Option<String> = row.try_get_by_index(1)?;
-                let owed: Option<String> = row.try_get_by_index(2)?;
-                Ok(format!(
-                    "{table} {id}: stored {}, owed {}",
-                    stored.as_deref().unwrap_or("NULL"),
-                    owed.as_deref().unwrap_or("NULL")
-                ))
+                format!(
+                    "{table} {}: stored {}, owed {}",
+                    row.id,
+                    row.stored.as_deref().unwrap_or("NULL"),
+                    row.owed.as_deref().unwrap_or("NULL")
+                )
             })
-            .collect()
+            .collect())
     }
 }

@@ -1,7 +1,6 @@
 //! What the jobs need to know of the database's own schema.
 
 use crate::{Backend, Db, RepoError};
-use sea_orm::ConnectionTrait;
 use std::collections::HashMap;
 
 /// Reads of the catalog.
@@ -19,18 +18,20 @@ impl SchemaRepo<'_> {
         }
         let mut limits = HashMap::new();
         if self.db.backend() == Backend::Postgres {
-            let rows = self
+            let rows: Vec<IdColumnType> = self
                 .db
-                .conn()
-                .query_all_raw(self.db.statement(
+                .fetch_all(
+                    self.db.conn(),
                     "SELECT table_name::text, data_type::text FROM information_schema.columns \
                      WHERE table_schema = current_schema() AND column_name = 'id'",
                     vec![],
-                ))
+                )
                 .await?;
-            for row in rows {
-                let table: String = row.try_get_by_index(0)?;
-                let data_type: String = row.try_get_by_index(1)?;
+            for IdColumnType {
+                table_name: table,
+                data_type,
+            } in rows
+            {
                 let max = match data_type.as_str() {
                     "integer" => i64::from(i32::MAX),
                     "smallint" => i64::from(i16::MAX),
@@ -55,24 +56,21 @@ impl SchemaRepo<'_> {
         if self.db.backend() != Backend::Postgres {
             return Ok(Vec::new());
         }
-        let rows = self
+        let rows: Vec<ColumnName> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
+            .fetch_all(
+                self.db.conn(),
                 "SELECT column_name::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1 \
                  AND is_nullable = 'NO' AND column_default IS NULL ORDER BY ordinal_position",
                 vec![table.into()],
-            ))
+            )
             .await?;
-        let mut missing = Vec::new();
-        for row in rows {
-            let column: String = row.try_get_by_index(0)?;
-            if !columns.contains(&column.as_str()) {
-                missing.push(column);
-            }
-        }
-        Ok(missing)
+        Ok(rows
+            .into_iter()
+            .map(|row| row.column_name)
+            .filter(|column| !columns.contains(&column.as_str()))
+            .collect())
     }
 
     /// PostgreSQL's `max_locks_per_transaction` and `max_connections` (the shared lock table
@@ -81,16 +79,33 @@ impl SchemaRepo<'_> {
         if self.db.backend() != Backend::Postgres {
             return Ok(None);
         }
-        let row = self
+        let row: LockTableSettings = self
             .db
-            .conn()
-            .query_one_raw(self.db.statement(
-                "SELECT current_setting('max_locks_per_transaction')::bigint, \
-                 current_setting('max_connections')::bigint",
+            .fetch_one(
+                self.db.conn(),
+                "lock table settings",
+                "SELECT current_setting('max_locks_per_transaction')::bigint AS locks, \
+                 current_setting('max_connections')::bigint AS connections",
                 vec![],
-            ))
+            )
             .await?;
-        row.map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-            .transpose()
+        Ok(Some((row.locks, row.connections)))
     }
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct IdColumnType {
+    table_name: String,
+    data_type: String,
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct ColumnName {
+    column_name: String,
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct LockTableSettings {
+    locks: i64,
+    connections: i64,
 }

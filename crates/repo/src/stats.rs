@@ -3,9 +3,7 @@ use entity::{
     ad_events, campaigns, me_file_tags, me_files, offers, target_bands, target_populations,
     targets, trait_groups, traits,
 };
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, Select,
-};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, Select};
 
 /// NULL snapshots per table; each count is answered from its partial index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -82,18 +80,19 @@ impl StatsRepo<'_> {
 
     /// Targets per `population_status`, in status order.
     pub async fn targets_by_status(&self) -> Result<Vec<(String, i64)>, RepoError> {
-        let rows = self
+        let rows: Vec<crate::rows::StatusCount> = self
             .db
-            .conn()
-            .query_all_raw(self.db.statement(
-                "SELECT COALESCE(population_status, '(none)'), COUNT(*) FROM targets \
-                 GROUP BY 1 ORDER BY 1",
+            .fetch_all(
+                self.db.conn(),
+                "SELECT COALESCE(population_status, '(none)') AS status, COUNT(*) AS count \
+                 FROM targets GROUP BY 1 ORDER BY 1",
                 vec![],
-            ))
+            )
             .await?;
-        rows.into_iter()
-            .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.status, row.count))
+            .collect())
     }
 }
 

@@ -1,11 +1,11 @@
 //! The statements of one me_file's sync, each read shaped to cost one round trip: a sync
 //! is a handful of tiny statements, so round trips, not rows, are most of its cost.
 
-use crate::id_columns::IdColumns;
 use crate::populations::me_file_lock_sql;
 use crate::{Backend, Db, PopulationRow, RepoError};
-use domain::{BandId, MeFileId, MeFileTagId, Tag, TargetId, TraitId};
-use sea_orm::{ConnectionTrait, Value};
+use domain::{BandId, MeFileId, MeFileTagId, PopulationId, Tag, TargetId, TraitId};
+use entity::Id;
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
 use std::collections::HashSet;
 
 /// [`ScopedTarget::version`] of a `targets` row `t`, on both backends.
@@ -13,9 +13,34 @@ const VERSION_SQL: &str = "t.population_status || '@' || COALESCE(CAST(t.last_po
      || '#' || CAST(COALESCE((SELECT r.started FROM snapline_populate_runs r \
      WHERE r.target_id = t.id), 0) AS TEXT)";
 
+/// The scope as PostgreSQL returns it with the lock: two arrays in target order.
+#[derive(FromQueryResult)]
+struct ScopeArrays {
+    ids: Option<Vec<i64>>,
+    versions: Option<Vec<String>>,
+}
+
+#[derive(FromQueryResult)]
+struct ScopeRow {
+    id: Id,
+    version: String,
+}
+
+/// One row of [`SyncRepo::me_file_state`]'s union: kind 0 a tag (`id` NULL when the
+/// me_file has none), kind 1 a population (`reference` its band).
+#[derive(FromQueryResult)]
+struct StateRow {
+    kind: i32,
+    id: Option<Id>,
+    reference: Option<Id>,
+    text: Option<String>,
+}
+
 /// Reads of `sync_me_file`.
-pub struct SyncRepo<'a> {
+pub struct SyncRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
 /// A target in a sync's scope, with what its band metadata must be at least as new as.
@@ -37,16 +62,13 @@ pub struct MeFileState {
     pub rows: Vec<PopulationRow>,
 }
 
-impl SyncRepo<'_> {
+impl<C: ConnectionTrait> SyncRepo<'_, C> {
     /// Takes the me_file's write lock for the rest of `txn` (the lock every snapline writer
     /// takes, see [`crate::PopulationRepo::lock_me_files`]) and reads the targets in sync
     /// scope (`populated` or `populating`), ascending, in one statement. SQLite's write
     /// transaction already serializes writers: there it only reads the scope.
-    pub async fn lock_and_scope<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        me_file: MeFileId,
-    ) -> Result<Vec<ScopedTarget>, RepoError> {
+    pub async fn lock_and_scope(&self, me_file: MeFileId) -> Result<Vec<ScopedTarget>, RepoError> {
+        let txn = self.conn;
         let db = self.db;
         let statuses = [
             Value::from(domain::PopulationStatus::Populated.as_str()),
@@ -54,29 +76,26 @@ impl SyncRepo<'_> {
         ];
         match db.backend() {
             Backend::Postgres => {
-                let row = txn
-                    .query_one_raw(db.statement(
+                let scope: ScopeArrays = db
+                    .fetch_one(
+                        txn,
+                        "sync scope",
                         format!(
-                            "SELECT COUNT({}), \
+                            "SELECT COUNT({}) AS locked, \
                              (SELECT array_agg(CAST(id AS BIGINT) ORDER BY id) FROM targets \
-                              WHERE population_status IN ($2, $3)), \
+                              WHERE population_status IN ($2, $3)) AS ids, \
                              (SELECT array_agg({VERSION_SQL} ORDER BY t.id) FROM targets t \
-                              WHERE t.population_status IN ($2, $3))",
+                              WHERE t.population_status IN ($2, $3)) AS versions",
                             me_file_lock_sql("$1::bigint")
                         ),
                         [vec![Value::from(me_file.0)], statuses.to_vec()].concat(),
-                    ))
-                    .await?
-                    .ok_or(RepoError::Data {
-                        what: "sync scope",
-                        detail: "the lock statement returned no row".into(),
-                    })?;
-                let ids: Option<Vec<i64>> = row.try_get_by_index(1)?;
-                let versions: Option<Vec<String>> = row.try_get_by_index(2)?;
-                Ok(ids
+                    )
+                    .await?;
+                Ok(scope
+                    .ids
                     .unwrap_or_default()
                     .into_iter()
-                    .zip(versions.unwrap_or_default())
+                    .zip(scope.versions.unwrap_or_default())
                     .map(|(id, version)| ScopedTarget {
                         id: TargetId(id),
                         version,
@@ -84,23 +103,23 @@ impl SyncRepo<'_> {
                     .collect())
             }
             Backend::Sqlite => {
-                let rows = txn
-                    .query_all_raw(db.statement(
+                let rows: Vec<ScopeRow> = db
+                    .fetch_all(
+                        txn,
                         format!(
-                            "SELECT t.id, {VERSION_SQL} FROM targets t \
+                            "SELECT t.id, {VERSION_SQL} AS version FROM targets t \
                              WHERE t.population_status IN ($1, $2) ORDER BY t.id"
                         ),
                         statuses.to_vec(),
-                    ))
+                    )
                     .await?;
-                rows.into_iter()
-                    .map(|row| {
-                        Ok(ScopedTarget {
-                            id: TargetId(row.id_at(0)?),
-                            version: row.try_get_by_index(1)?,
-                        })
+                Ok(rows
+                    .into_iter()
+                    .map(|row| ScopedTarget {
+                        id: TargetId(row.id.0),
+                        version: row.version,
                     })
-                    .collect()
+                    .collect())
             }
         }
     }
@@ -111,54 +130,57 @@ impl SyncRepo<'_> {
     /// dozen rows) and those of `band_ids` kept here: with the bands in the statement,
     /// PostgreSQL probes `(target_band_id, me_file_id)` once per band instead, which with
     /// hundreds of bands in scope costs a thousand buffer reads per sync.
-    pub async fn me_file_state<C: ConnectionTrait>(
+    pub async fn me_file_state(
         &self,
-        txn: &C,
         me_file: MeFileId,
         band_ids: &[BandId],
     ) -> Result<MeFileState, RepoError> {
+        let txn = self.conn;
         let db = self.db;
         // Kind 0: the me_file (none when it does not exist) and its tags, a NULL tag id
         // when it has none; kind 1: its population rows.
-        let rows = txn
-            .query_all_raw(db.statement(
+        let rows: Vec<StateRow> = db
+            .fetch_all(
+                txn,
                 format!(
-                    "SELECT 0, t.id, t.trait_id, t.tag_value FROM me_files m \
-                     LEFT JOIN me_file_tags t ON t.me_file_id = m.id WHERE m.id = $1 \
+                    "SELECT 0 AS kind, t.id, t.trait_id AS reference, t.tag_value AS text \
+                     FROM me_files m LEFT JOIN me_file_tags t ON t.me_file_id = m.id WHERE m.id = $1 \
                      UNION ALL \
                      SELECT 1, p.id, p.target_band_id, {} FROM target_populations p \
                      WHERE p.me_file_id = $1",
                     db.snapshot_text("p.matching_tags_snapshot"),
                 ),
                 vec![Value::from(me_file.0)],
-            ))
+            )
             .await?;
         let wanted: HashSet<BandId> = band_ids.iter().copied().collect();
         let mut state = MeFileState::default();
         for row in rows {
-            let kind: i32 = row.try_get_by_index(0)?;
-            let id: Option<i64> = row.opt_id_at(1)?;
-            if kind == 0 {
+            if row.kind == 0 {
                 let tags = state.tags.get_or_insert_with(Vec::new);
-                if let Some(id) = id {
+                if let Some(id) = row.id {
+                    let trait_id = row.reference.ok_or_else(|| RepoError::Data {
+                        what: "me_file tag",
+                        detail: format!("tag {id} of me_file {me_file} has no trait"),
+                    })?;
                     tags.push(Tag {
-                        id: MeFileTagId(id),
-                        trait_id: TraitId(row.id_at(2)?),
-                        tag_value: row.try_get_by_index(3)?,
+                        id: MeFileTagId(id.0),
+                        trait_id: TraitId(trait_id.0),
+                        tag_value: row.text,
                     });
                 }
                 continue;
             }
             // A row without a band (NULLable on the platform) is an orphan no target owns.
-            let Some(band_id) = row.opt_id_at::<BandId>(2)? else {
+            let Some(band_id) = row.reference.map(|b| BandId(b.0)) else {
                 continue;
             };
-            if let (Some(id), true) = (id, wanted.contains(&band_id)) {
+            if let (Some(id), true) = (row.id, wanted.contains(&band_id)) {
                 state.rows.push(PopulationRow {
-                    id,
+                    id: PopulationId(id.0),
                     band_id,
                     me_file_id: me_file,
-                    snapshot: row.try_get_by_index(3)?,
+                    snapshot: row.text,
                 });
             }
         }

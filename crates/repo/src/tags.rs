@@ -1,16 +1,18 @@
-use crate::id_columns::IdColumns;
+use crate::rows::{IdOnly, TagRecord};
 use crate::{Db, RepoError};
-use domain::{MeFileId, MeFileTagId, Tag, TraitId};
-use sea_orm::ConnectionTrait;
+use domain::{MeFileId, Tag, TraitId};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::collections::HashMap;
 
 /// Reads of `me_file_tags`, and the platform's own writes to it (which snapline never makes:
 /// the demo and tests use them to play the platform).
-pub struct TagRepo<'a> {
+pub struct TagRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
-impl TagRepo<'_> {
+impl<C: ConnectionTrait> TagRepo<'_, C> {
     /// The tags of each of `me_file_ids` (one statement), optionally only those on
     /// `only_traits` (the traits a target's bands name). Me_files without tags are absent.
     pub async fn of_me_files(
@@ -33,36 +35,28 @@ impl TagRepo<'_> {
             sql.push_str(&format!(" AND {}", db.in_id_list("trait_id", 2)));
             values.push(db.id_list(&traits));
         }
-        let rows = db.conn().query_all_raw(db.statement(sql, values)).await?;
-        let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
-        for row in rows {
-            let me_file = MeFileId(row.id_at(0)?);
-            by_me_file.entry(me_file).or_default().push(Tag {
-                id: MeFileTagId(row.id_at(1)?),
-                trait_id: TraitId(row.id_at(2)?),
-                tag_value: row.try_get_by_index(3)?,
-            });
-        }
-        Ok(by_me_file)
+        let rows: Vec<TagRecord> = db.fetch_all(self.conn, sql, values).await?;
+        Ok(tags_by_me_file(rows))
     }
 }
 
-impl TagRepo<'_> {
+impl<C: ConnectionTrait> TagRepo<'_, C> {
     /// The tags on `traits` of the me_files with id in `(after, up_to]`, by me_file.
-    pub async fn in_me_file_range<C: ConnectionTrait>(
+    pub async fn in_me_file_range(
         &self,
-        conn: &C,
         after: MeFileId,
         up_to: MeFileId,
         traits: &[TraitId],
     ) -> Result<HashMap<MeFileId, Vec<Tag>>, RepoError> {
+        let conn = self.conn;
         if traits.is_empty() {
             return Ok(HashMap::new());
         }
         let db = self.db;
         let traits: Vec<i64> = traits.iter().map(|t| t.0).collect();
-        let rows = conn
-            .query_all_raw(db.statement(
+        let rows: Vec<TagRecord> = db
+            .fetch_all(
+                conn,
                 format!(
                     "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
                      WHERE me_file_id > $1 AND me_file_id <= $2 AND {}",
@@ -73,47 +67,47 @@ impl TagRepo<'_> {
                     sea_orm::Value::from(up_to.0),
                     db.id_list(&traits),
                 ],
-            ))
+            )
             .await?;
-        let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
-        for row in rows {
-            by_me_file
-                .entry(MeFileId(row.id_at(0)?))
-                .or_default()
-                .push(Tag {
-                    id: MeFileTagId(row.id_at(1)?),
-                    trait_id: TraitId(row.id_at(2)?),
-                    tag_value: row.try_get_by_index(3)?,
-                });
-        }
-        Ok(by_me_file)
+        Ok(tags_by_me_file(rows))
     }
 
     /// The next `limit` me_file ids after `after`, ascending (keyset paging over `me_files`).
-    pub async fn me_file_ids_after<C: ConnectionTrait>(
+    pub async fn me_file_ids_after(
         &self,
-        conn: &C,
         after: MeFileId,
         limit: u64,
     ) -> Result<Vec<MeFileId>, RepoError> {
-        let rows = conn
-            .query_all_raw(self.db.statement(
+        let conn = self.conn;
+        let rows: Vec<IdOnly> = self
+            .db
+            .fetch_all(
+                conn,
                 "SELECT id FROM me_files WHERE id > $1 ORDER BY id LIMIT $2",
                 vec![
                     sea_orm::Value::from(after.0),
                     sea_orm::Value::from(limit as i64),
                 ],
-            ))
+            )
             .await?;
-        rows.into_iter()
-            .map(|row| Ok(MeFileId(row.id_at(0)?)))
-            .collect()
+        Ok(rows.into_iter().map(|row| MeFileId(row.id.0)).collect())
     }
+}
+
+fn tags_by_me_file(rows: Vec<TagRecord>) -> HashMap<MeFileId, Vec<Tag>> {
+    let mut by_me_file: HashMap<MeFileId, Vec<Tag>> = HashMap::new();
+    for row in rows {
+        by_me_file
+            .entry(row.me_file())
+            .or_default()
+            .push(row.into_tag());
+    }
+    by_me_file
 }
 
 /// The platform's writes to `me_file_tags`: snapline itself never changes tags; the demo and
 /// tests use these to play the platform.
-impl TagRepo<'_> {
+impl<C: ConnectionTrait> TagRepo<'_, C> {
     /// Adds a tag (a `None` value is stored as NULL).
     pub async fn platform_add(
         &self,
@@ -122,7 +116,7 @@ impl TagRepo<'_> {
         tag_value: Option<&str>,
     ) -> Result<(), RepoError> {
         let db = self.db;
-        db.conn()
+        self.conn
             .execute_raw(db.statement(
                 "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) VALUES ($1, $2, $3)",
                 vec![

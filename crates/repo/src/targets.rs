@@ -3,7 +3,10 @@ use domain::{PopulationStatus, TargetId};
 use entity::Id;
 use entity::targets;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 /// A target as the jobs see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,24 +18,23 @@ pub struct TargetRow {
 }
 
 /// Reads and status changes of `targets`.
-pub struct TargetRepo<'a> {
+pub struct TargetRepo<'a, C = DatabaseConnection> {
     pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
 }
 
-impl TargetRepo<'_> {
+impl<C: ConnectionTrait> TargetRepo<'_, C> {
     pub async fn find(&self, target_id: TargetId) -> Result<Option<TargetRow>, RepoError> {
         let model = targets::Entity::find_by_id(Id(target_id.0))
-            .one(self.db.conn())
+            .one(self.conn)
             .await?;
         Ok(model.map(to_row))
     }
 
-    /// Whether `target_id` exists, read on `conn` (a populate's batch transaction).
-    pub async fn exists_on<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        target_id: TargetId,
-    ) -> Result<bool, RepoError> {
+    /// Whether `target_id` exists (read in a populate's batch transaction).
+    pub async fn exists(&self, target_id: TargetId) -> Result<bool, RepoError> {
+        let conn = self.conn;
         let found = targets::Entity::find_by_id(Id(target_id.0))
             .select_only()
             .column(targets::Column::Id)
@@ -45,7 +47,7 @@ impl TargetRepo<'_> {
     pub async fn all(&self) -> Result<Vec<TargetRow>, RepoError> {
         let models = targets::Entity::find()
             .order_by_asc(targets::Column::Id)
-            .all(self.db.conn())
+            .all(self.conn)
             .await?;
         Ok(models.into_iter().map(to_row).collect())
     }
@@ -62,7 +64,7 @@ fn to_row(model: targets::Model) -> TargetRow {
     }
 }
 
-impl TargetRepo<'_> {
+impl<C: ConnectionTrait> TargetRepo<'_, C> {
     /// Sets `population_status`; `populated` also stamps `last_populated_at` (the only two
     /// columns of `targets` snapline writes). Returns whether the target exists.
     pub async fn set_status(
@@ -70,16 +72,7 @@ impl TargetRepo<'_> {
         target_id: TargetId,
         status: PopulationStatus,
     ) -> Result<bool, RepoError> {
-        self.set_status_on(self.db.conn(), target_id, status).await
-    }
-
-    /// [`Self::set_status`] on `conn` (a transaction that also reports it).
-    pub async fn set_status_on<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        target_id: TargetId,
-        status: PopulationStatus,
-    ) -> Result<bool, RepoError> {
+        let conn = self.conn;
         let mut update = targets::Entity::update_many()
             .col_expr(
                 targets::Column::PopulationStatus,
@@ -97,12 +90,12 @@ impl TargetRepo<'_> {
     }
 }
 
-impl TargetRepo<'_> {
+impl<C: ConnectionTrait> TargetRepo<'_, C> {
     /// Counts a populate of `target_id` as started (before it sets `populating`): what a sync
     /// compares its cached band metadata with.
     pub async fn count_populate_started(&self, target_id: TargetId) -> Result<(), RepoError> {
         let db = self.db;
-        db.conn()
+        self.conn
             .execute_raw(db.statement(
                 "INSERT INTO snapline_populate_runs (target_id, started) VALUES ($1, 1) \
                  ON CONFLICT (target_id) DO UPDATE SET started = snapline_populate_runs.started + 1",

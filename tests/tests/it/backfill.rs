@@ -158,17 +158,17 @@ async fn existing_snapshots_are_never_overwritten(backend: Backend) {
     // a history snapshot on an offer whose population is NULL, and one written "concurrently"
     execute(db, r#"UPDATE offers SET matching_tags_snapshot = '{"tags":[[1,"history",1,[]]]}' WHERE id = (SELECT MIN(id) FROM offers WHERE target_band_id < 1000)"#).await;
     let stale = vec![(
-        scalar(db, "SELECT MIN(id) FROM target_populations").await,
+        domain::PopulationId(scalar(db, "SELECT MIN(id) FROM target_populations").await),
         r#"{"tags":[]}"#.to_owned(),
     )];
     execute(db, r#"UPDATE target_populations SET matching_tags_snapshot = '{"tags":[[9,"concurrent",1,[]]]}' WHERE id = (SELECT MIN(id) FROM target_populations)"#).await;
-    let txn = db.begin_write().await.unwrap();
+    let tx = db.begin_write().await.unwrap();
     assert_eq!(
-        db.backfill().fill_populations(&txn, &stale).await.unwrap(),
+        tx.backfill().fill_populations(&stale).await.unwrap(),
         0,
         "re-checks IS NULL"
     );
-    txn.commit().await.unwrap();
+    tx.commit().await.unwrap();
 
     backfill(db, &BackfillScope::All, &options(), &|_| {})
         .await
@@ -552,7 +552,7 @@ async fn rows_without_band_or_me_file_are_left_alone(backend: Backend) {
         .await
         .expect("populate");
     snapline_tests::assert_population_exact(db, TargetId(1)).await;
-    let cache = jobs::sync_me_file::BandCache::new(std::time::Duration::ZERO);
+    let cache = jobs::BandCache::new(std::time::Duration::ZERO);
     jobs::sync_me_file::sync_me_file(db, &cache, domain::MeFileId(5))
         .await
         .expect("sync");
@@ -594,11 +594,11 @@ both_backends! {
 /// tick waits for it, then lands once the dead one's transaction is rolled back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_is_not_lost_when_a_replica_dies_mid_push() {
-    use sea_orm::ConnectionTrait;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
     let test = TestDb::migrated(Backend::Postgres).await;
     let db = test.db.clone();
     let tick = 1_700_007_200u64;
-    let dying = db.begin_write().await.unwrap();
+    let dying = db.conn().begin().await.unwrap();
     dying
         .execute_unprepared(&format!(
             "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \

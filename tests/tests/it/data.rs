@@ -178,7 +178,7 @@ async fn population_pages_cover_every_row_once(backend: Backend) {
     let mut seen = Vec::new();
     loop {
         let page = repo.page_of_target(TargetId(1), after, 7).await.unwrap();
-        seen.extend(page.rows.iter().map(|r| r.id));
+        seen.extend(page.rows.iter().map(|r| r.id.0));
         match page.next {
             Some(next) => after = Some(next),
             None => break,

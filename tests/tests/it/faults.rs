@@ -3,10 +3,12 @@
 //! as a transient error that is retried, never as a lost job, a crash or a wrong row.
 
 use domain::{MeFileId, TargetId};
+use jobs::BandCache;
 use jobs::populate_target;
-use jobs::sync_me_file::{self, BandCache, SyncerContext};
+use jobs::sync_me_file::{self, SyncerContext};
 use jobs::worker::WorkerOptions;
-use repo::{ConnectionTrait, Db, DbOptions};
+use repo::{Db, DbOptions};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use snapline_tests::{Backend, InProcessWorker, TestDb, assert_population_exact, execute, quote};
 use sqlx::Connection;
 use std::sync::Arc;
@@ -298,7 +300,7 @@ async fn synchronous_commit_applies_to_every_pooled_session() {
 }
 
 async fn show(db: &Db) -> String {
-    let txn = db.begin_write().await.unwrap();
+    let txn = db.conn().begin().await.unwrap();
     let row = txn
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -331,7 +333,7 @@ async fn a_transaction_left_open_is_ended_by_the_server() {
         "300ms"
     );
     // A transaction that holds a row lock and is never finished, as a dropped job's can be.
-    let txn = db.begin_write().await.unwrap();
+    let txn = db.conn().begin().await.unwrap();
     txn.execute_unprepared(
         "INSERT INTO snapline_leases (name, owner, expires_at) VALUES ('held', 'gone', 0)",
     )

@@ -4,9 +4,10 @@
 //! the stored snapshots (every statement binds its parameters; none splices values in).
 
 use domain::{MeFileId, Snapshot, TargetId, TraitId};
+use jobs::BandCache;
 use jobs::backfill::{self, BackfillScope};
 use jobs::populate_target;
-use jobs::sync_me_file::{BandCache, sync_me_file};
+use jobs::sync_me_file::sync_me_file;
 use repo::Db;
 use snapline_tests::{
     Backend, TestDb, assert_backfill_owed, assert_population_exact, both_backends, execute,

@@ -3,9 +3,10 @@
 //! clear outcome (a permanent failure naming what was wrong, kept as `Killed` after one
 //! attempt, or a harmless success) while the data stays exactly as it was.
 
+use jobs::BandCache;
 use jobs::backfill::{self, BackfillerContext};
 use jobs::populate_target::{self, PopulatorContext};
-use jobs::sync_me_file::{self, BandCache, SyncerContext};
+use jobs::sync_me_file::{self, SyncerContext};
 use jobs::worker::WorkerOptions;
 use repo::Db;
 use snapline_tests::{Backend, TestDb, raw_rows, scalar};

@@ -6,9 +6,10 @@
 //! platform as it found it.
 
 use domain::{BandId, MeFileId, PopulationStatus, Snapshot, TargetId};
+use jobs::BandCache;
 use jobs::backfill::{BackfillOptions, BackfillScope, backfill};
 use jobs::populate_target::populate_target;
-use jobs::sync_me_file::{BandCache, sync_me_file};
+use jobs::sync_me_file::sync_me_file;
 use migration::{Migrator, MigratorTrait};
 use repo::Db;
 use sea_orm::ConnectionTrait;

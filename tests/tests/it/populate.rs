@@ -449,7 +449,6 @@ async fn populator_agrees_with_the_set_based_sql_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
     use domain::MeFileId;
-    use repo::TransactionTrait;
     let test = TestDb::populated(Backend::Postgres, &data(0.0)).await;
     let db = &test.db;
     let target_id = TargetId(1);
@@ -467,8 +466,8 @@ async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
     .await;
 
     // The last pass: the page after the last me_file is empty.
-    let txn = db.conn().begin().await.unwrap();
-    let page = db.tags().me_file_ids_after(&txn, last, 100).await.unwrap();
+    let tx = db.begin_write().await.unwrap();
+    let page = tx.tags().me_file_ids_after(last, 100).await.unwrap();
     assert!(page.is_empty());
 
     // Meanwhile the platform registers a me_file that belongs to the target, and it is synced.
@@ -482,7 +481,7 @@ async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
         ),
     )
     .await;
-    let cache = jobs::sync_me_file::BandCache::new(std::time::Duration::ZERO);
+    let cache = jobs::BandCache::new(std::time::Duration::ZERO);
     let synced = jobs::sync_me_file::sync_me_file(db, &cache, MeFileId(new))
         .await
         .unwrap();
@@ -490,23 +489,20 @@ async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
 
     // The pass goes on: its read of the range sees the new row.
     let up_to = MeFileId(i64::MAX);
-    let tags = db
+    let tags = tx
         .tags()
-        .in_me_file_range(&txn, last, up_to, &traits)
+        .in_me_file_range(last, up_to, &traits)
         .await
         .unwrap();
-    let existing = db
+    let existing = tx
         .populations()
-        .in_me_file_range(&txn, &band_ids, last, up_to)
+        .in_me_file_range(&band_ids, last, up_to)
         .await
         .unwrap();
     assert!(existing.iter().any(|r| r.me_file_id.0 == new));
     let plan = jobs::plan_population(&target, &page, &tags, existing);
-    db.populations()
-        .apply_changes(&txn, &plan.changes)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    tx.populations().apply_changes(&plan.changes).await.unwrap();
+    tx.commit().await.unwrap();
 
     assert_eq!(
         scalar(

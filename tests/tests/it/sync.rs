@@ -1,8 +1,9 @@
 //! The syncer, end to end on PostgreSQL and SQLite, and its equivalence with the populator.
 
 use domain::{MeFileId, PopulationStatus, TargetId};
+use jobs::BandCache;
 use jobs::populate_target::{PopulateOptions, populate_target};
-use jobs::sync_me_file::{BandCache, sync_me_file};
+use jobs::sync_me_file::sync_me_file;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snapline_tests::{
@@ -425,16 +426,16 @@ async fn band_cache_reloads_ahead_of_expiry(backend: Backend) {
     let cache = BandCache::new(ttl);
     let targets = all_targets();
     let started = std::time::Instant::now();
-    let first = cache.get(db, db.conn(), &targets).await.unwrap();
+    let first = cache.get(db, &targets).await.unwrap();
     assert_eq!(first.len(), targets.len());
     tokio::time::sleep(ttl * 4 / 5).await;
-    let aging = cache.get(db, db.conn(), &targets).await.unwrap();
+    let aging = cache.get(db, &targets).await.unwrap();
     assert!(
         first.iter().zip(&aging).all(|(a, b)| Arc::ptr_eq(a, b)),
         "entries still valid are used as they are"
     );
     loop {
-        let now = cache.get(db, db.conn(), &targets).await.unwrap();
+        let now = cache.get(db, &targets).await.unwrap();
         if now.iter().zip(&first).all(|(a, b)| !Arc::ptr_eq(a, b)) {
             assert_eq!(
                 now.iter().map(|b| b.target_id()).collect::<Vec<_>>(),

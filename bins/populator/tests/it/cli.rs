@@ -1,16 +1,10 @@
 //! `populator` as a user runs it: help, exit codes, messages.
 
-use std::process::{Command, Output};
+use snapline_tests::cli;
+use std::process::Output;
 
 fn populator(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_populator"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("SNAPLINE_PROFILE")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("populator runs")
+    cli::run(env!("CARGO_BIN_EXE_populator"), dir, args, &[])
 }
 
 #[test]

@@ -2,18 +2,17 @@
 //! `populator run` must fail with a clear error and leave the data untouched, and succeed
 //! once the file is usable again.
 
-use snapline_tests::{Backend, TestDb, scalar};
-use std::process::{Command, Output};
+use snapline_tests::{Backend, TestDb, cli, scalar};
+use std::process::Output;
 use synth::SeedOptions;
 
 fn populator(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_populator"))
-        .args(args)
-        .env("SNAPLINE_PROFILE", "test")
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("populator runs")
+    cli::run(
+        env!("CARGO_BIN_EXE_populator"),
+        &std::env::temp_dir(),
+        args,
+        &[("SNAPLINE_PROFILE", "test"), ("DATABASE_URL", url)],
+    )
 }
 
 async fn seeded_file() -> TestDb {

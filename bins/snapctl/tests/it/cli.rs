@@ -1,23 +1,10 @@
 //! `snapctl` as a user runs it: exit codes and messages.
 
-use std::process::{Command, Output};
+use snapline_tests::cli::{self, text};
+use std::process::Output;
 
 fn snapctl(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_snapctl"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("SNAPLINE_PROFILE")
-        .env("RUST_LOG", "warn");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("snapctl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    cli::run(env!("CARGO_BIN_EXE_snapctl"), dir, args, env)
 }
 
 #[test]

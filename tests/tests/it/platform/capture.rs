@@ -3,8 +3,9 @@
 
 use super::{TARGETS, assert_every_target_exact};
 use domain::{PopulationStatus, TargetId};
+use jobs::BandCache;
 use jobs::populate_target::{self, PopulateOptions, PopulatorContext, populate_target};
-use jobs::sync_me_file::{self, BandCache, SyncerContext, sync_me_file};
+use jobs::sync_me_file::{self, SyncerContext, sync_me_file};
 use jobs::worker::WorkerOptions;
 use migration::{Migrator, MigratorTrait};
 use repo::Db;

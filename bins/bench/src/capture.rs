@@ -1,0 +1,123 @@
+//! `bench capture`: the cost of change capture on the platform's writes, and its lag.
+
+use crate::harness::*;
+use repo::{Db, DbOptions};
+use std::time::{Duration, Instant};
+
+/// The writes of a capture benchmark.
+pub(crate) struct CaptureLoad {
+    pub(crate) writers: usize,
+    pub(crate) writes: u64,
+    pub(crate) bulk: u64,
+    pub(crate) paced: usize,
+    pub(crate) rate: u64,
+}
+
+/// Single-row tag writes from `writers` connections; returns writes per second.
+pub(crate) async fn single_row_writes(
+    db: &Db,
+    tags: &[i64],
+    writers: usize,
+    value: &str,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in tags.chunks(tags.len().div_ceil(writers.max(1)).max(1)) {
+        let (db, chunk, value) = (db.clone(), chunk.to_vec(), value.to_owned());
+        tasks.spawn(async move {
+            for id in chunk {
+                db.reference().set_tag_value(id, &value).await?;
+            }
+            Ok::<_, repo::RepoError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(tags.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+pub(crate) async fn bench_capture(
+    server: &str,
+    me_files: u64,
+    load: CaptureLoad,
+) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::index::sample;
+    let CaptureLoad {
+        writers,
+        writes,
+        bulk,
+        paced,
+        rate,
+    } = load;
+    let name = format!("snapline_bench_capture_{me_files}");
+    let url = fresh_database(server, &name).await?;
+    let db = Db::connect(&DbOptions {
+        max_connections: writers as u32 + 2,
+        ..DbOptions::new(url.clone())
+    })
+    .await?;
+    seed_and_populate(&db, me_files, 10).await?;
+    let queue = jobs::sync_me_file::QUEUE;
+    println!(
+        "| me_files | capture | single-row writes ({writers} connections) | bulk update of {bulk} rows | sync jobs pushed |"
+    );
+    println!("|---:|---|---:|---:|---:|");
+    for (capture, value) in [(false, "bench off"), (true, "bench on")] {
+        if capture {
+            db.capture().enable().await?;
+        }
+        let tags = db.reference().random_tag_ids(writes).await?;
+        db.bulk().checkpoint().await?;
+        let per_sec = single_row_writes(&db, &tags, writers, value).await?;
+        let started = Instant::now();
+        let rows = db
+            .reference()
+            .set_tag_values_in_bulk(bulk, &format!("{value} bulk"))
+            .await?;
+        let bulk_time = started.elapsed();
+        let pushed = db.queue_jobs().count_by_status(queue).await?;
+        let pushed: i64 = pushed.iter().map(|(_, n)| n).sum();
+        println!(
+            "| {me_files} | {} | {per_sec:.0} writes/s | {rows} rows in {:.2} s |  {pushed} |",
+            if capture { "on" } else { "off" },
+            bulk_time.as_secs_f64()
+        );
+        db.queue_jobs().delete_all(queue).await?;
+    }
+
+    // Lag at a steady rate, capture on, the syncer serving.
+    let (mut syncer, synchronous_commit) = spawn_syncer(&url)?;
+    let members = db.reference().member_me_files().await?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let chosen: Vec<i64> = sample(&mut rng, members.len(), paced.min(members.len()))
+        .into_iter()
+        .map(|i| members[i])
+        .collect();
+    let round = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let started = Instant::now();
+    for (i, me_file) in chosen.iter().enumerate() {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        // One tag shown in the me_file's snapshots: capture pushes its sync.
+        db.reference().touch_one_tag(&[*me_file], round).await?;
+    }
+    wait_until_drained(&db, queue, chosen.len()).await?;
+    let lag = db.reference().sync_commit_latency().await?;
+    let _ = syncer.kill();
+    let _ = syncer.wait();
+    println!();
+    println!(
+        "| me_files | tag writes | rate | synchronous_commit | write commit to synced row p50 / p99 / max | to taken p50 / p99 |"
+    );
+    println!("|---:|---:|---:|---|---:|---:|");
+    println!(
+        "| {me_files} | {} | {rate}/s | {synchronous_commit} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+        lag.committed, lag.p50_ms, lag.p99_ms, lag.max_ms, lag.pickup_p50_ms, lag.pickup_p99_ms
+    );
+    db.close().await;
+    Ok(())
+}

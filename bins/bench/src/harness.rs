@@ -1,0 +1,178 @@
+//! What every benchmark shares: fresh databases, seeding, child processes, queue waits.
+
+use anyhow::{Context, bail};
+use repo::Db;
+use sqlx::Connection;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use synth::SeedOptions;
+
+pub(crate) async fn fresh_database(server: &str, name: &str) -> anyhow::Result<String> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(format!("{server}/{name}"))
+}
+
+/// The release binary `name` beside this one.
+/// A command running the release binary `name` beside this one, without the bench's own
+/// `SNAPLINE_BENCH_PG` (a `SNAPLINE_*` variable the binary's settings would refuse).
+pub(crate) fn sibling(name: &str) -> anyhow::Result<Command> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p {name})",
+            path.display()
+        );
+    }
+    let mut command = Command::new(path);
+    command.env_remove("SNAPLINE_BENCH_PG");
+    Ok(command)
+}
+
+/// Runs a child to completion; returns (stdout, wall time, peak RSS in KiB). The peak is
+/// the child's own `VmHWM`, sampled until it exits (rusage would also count the memory the
+/// child shared with this process between fork and exec).
+pub(crate) fn run_child(mut command: Command) -> anyhow::Result<(String, Duration, u64)> {
+    let started = Instant::now();
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+            {
+                peak = peak.max(kib);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    let output = child.wait_with_output()?;
+    let elapsed = started.elapsed();
+    let peak = sampler.join().unwrap_or(0);
+    if !output.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            command,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        elapsed,
+        peak,
+    ))
+}
+
+pub(crate) async fn wait_until_drained(
+    db: &Db,
+    queue: &str,
+    expected: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let counts = db.queue_jobs().count_by_status(queue).await?;
+        let done: i64 = counts
+            .iter()
+            .filter(|(s, _)| s == "Done")
+            .map(|(_, n)| n)
+            .sum();
+        let stuck: Vec<_> = counts
+            .iter()
+            .filter(|(s, _)| s == "Killed" || s == "Failed")
+            .collect();
+        if !stuck.is_empty() {
+            bail!("syncs failed: {stuck:?}");
+        }
+        if done as usize >= expected {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("syncs did not finish: {counts:?}");
+        }
+        // Counting by status reads the whole queue table: polling it often would take CPU
+        // from the syncer being measured. The figures come from the jobs' own timestamps.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Migrates `db` and seeds it: the one seeding step of every benchmark.
+pub(crate) async fn seed(db: &Db, options: SeedOptions) -> anyhow::Result<synth::SeedReport> {
+    db.migrate().await?;
+    let seeded = synth::seed(db, &options, |_, _| {}).await?;
+    eprintln!(
+        "seeded {} me_files ({} tags), {} targets in {:.1}s",
+        options.me_files,
+        seeded.me_file_tags,
+        options.targets,
+        seeded.elapsed.as_secs_f64()
+    );
+    Ok(seeded)
+}
+
+pub(crate) async fn seed_and_populate(
+    db: &Db,
+    me_files: u64,
+    targets: usize,
+) -> anyhow::Result<()> {
+    seed(
+        db,
+        SeedOptions {
+            me_files,
+            targets,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    let mut members = 0;
+    for target in db.targets().all().await? {
+        let summary = jobs::populate_target::populate_target(
+            db,
+            target.id,
+            &jobs::populate_target::PopulateOptions::default(),
+        )
+        .await?;
+        members += summary.inserted;
+    }
+    eprintln!(
+        "populated {targets} targets ({members} rows) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    // Fresh statistics, as autovacuum would have them in production after such a load.
+    db.bulk().analyze().await?;
+    Ok(())
+}
+
+/// `syncer serve` on `url`, with `synchronous_commit` as deployed
+/// (deploy/kubernetes/syncer.yaml: `off`) unless the caller's environment says otherwise;
+/// returns the child and that setting.
+pub(crate) fn spawn_syncer(url: &str) -> anyhow::Result<(std::process::Child, String)> {
+    let synchronous_commit =
+        std::env::var("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT").unwrap_or_else(|_| "off".into());
+    let syncer = sibling("syncer")?
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT", &synchronous_commit)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    Ok((syncer, synchronous_commit))
+}

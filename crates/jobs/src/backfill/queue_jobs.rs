@@ -1,0 +1,96 @@
+//! The backfill queue: its handler, pushes, and what `--target`/`--all` expand to.
+
+use super::*;
+use crate::JobError;
+use crate::queue::Payload;
+use domain::{BandId, PopulationId, TargetId};
+use repo::Db;
+
+/// The bands a `--target` backfill covers (all of the target's bands).
+pub async fn bands_of_target(db: &Db, target: TargetId) -> Result<Vec<BandId>, JobError> {
+    crate::error::check_target_exists(db, target).await?;
+    Ok(db
+        .bands()
+        .of_target(target)
+        .await?
+        .bands()
+        .iter()
+        .map(|b| b.id)
+        .collect())
+}
+
+/// What a backfiller worker needs for every job.
+#[derive(Clone, Debug)]
+pub struct BackfillerContext {
+    pub db: Db,
+    pub options: BackfillOptions,
+}
+
+/// The apalis handler of queue `backfill`.
+pub async fn handle(
+    job: Payload<BackfillJob>,
+    ctx: apalis::prelude::Data<BackfillerContext>,
+    attempt: crate::worker::JobAttempt,
+) -> Result<BackfillReport, apalis::prelude::BoxDynError> {
+    use tracing::Instrument;
+    crate::worker::run_job(QUEUE, &attempt, async {
+        let progress = ProgressLog::new(ctx.options.progress_every);
+        let log_progress = |p| {
+            progress.update(p);
+        };
+        match job.into_valid(PAYLOAD_SHAPE)? {
+            BackfillJob::All(_) => {
+                backfill(&ctx.db, &BackfillScope::All, &ctx.options, &log_progress)
+                    .instrument(tracing::info_span!("backfill_missing_snapshots"))
+                    .await
+            }
+            BackfillJob::Band(job) => {
+                backfill(
+                    &ctx.db,
+                    &BackfillScope::Bands(vec![BandId(job.band_id)]),
+                    &ctx.options,
+                    &log_progress,
+                )
+                .instrument(tracing::info_span!(
+                    "snapshot_band_populations",
+                    band_id = job.band_id
+                ))
+                .await
+            }
+        }
+    })
+    .await
+}
+
+/// Pushes one backfill job.
+pub async fn enqueue(db: &Db, job: BackfillJob) -> Result<(), JobError> {
+    if let BackfillJob::Band(band) = &job {
+        crate::error::check_band_known(db, BandId(band.band_id)).await?;
+    }
+    crate::queue::push(db, QUEUE, job, crate::queue::DEFAULT_MAX_ATTEMPTS).await
+}
+
+/// Bands that hold populations with a NULL snapshot (for `enqueue --all`: one job each).
+pub async fn bands_with_null_populations(db: &Db) -> Result<Vec<BandId>, JobError> {
+    let mut bands = std::collections::BTreeSet::new();
+    let mut after = PopulationId(0);
+    loop {
+        let rows = db
+            .backfill()
+            .null_populations_after(after, 10_000, None)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        bands.extend(rows.iter().map(|r| r.band_id));
+    }
+    Ok(bands.into_iter().collect())
+}
+
+/// Consumes queue `backfill` until `shutdown` completes.
+pub async fn serve(
+    ctx: BackfillerContext,
+    options: &crate::worker::WorkerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    crate::worker::serve_queue!(BackfillJob, QUEUE, ctx, options, handle, shutdown)
+}

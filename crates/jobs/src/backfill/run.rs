@@ -1,0 +1,342 @@
+//! One backfill run: populations first, then offers and ad_events, in batches.
+
+use super::*;
+use crate::BandCache;
+use crate::JobError;
+use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId};
+use repo::{CopyTable, Db};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A population's stored snapshot as phase 2 sees it.
+enum PopulationSnapshot {
+    /// `{"tags": [...]}`: copied as it is.
+    Valid(String),
+    /// Still NULL.
+    Null,
+    /// Anything else (`"legacy"`, `{}`, JSON `null`): never copied into history.
+    Malformed(String),
+}
+
+impl PopulationSnapshot {
+    fn of(text: Option<String>) -> Self {
+        match text {
+            None => PopulationSnapshot::Null,
+            Some(text) if domain::Snapshot::from_json(&text).is_ok() => {
+                PopulationSnapshot::Valid(text)
+            }
+            Some(text) => PopulationSnapshot::Malformed(text),
+        }
+    }
+}
+
+/// Where the bands of a run's rows come from: each band's target's metadata, loaded once.
+struct Bands<'a> {
+    db: &'a Db,
+    cache: BandCache,
+    targets_of: HashMap<BandId, Option<TargetId>>,
+}
+
+impl<'a> Bands<'a> {
+    fn new(db: &'a Db) -> Self {
+        Self {
+            db,
+            cache: BandCache::new(Duration::from_secs(3600)),
+            targets_of: HashMap::new(),
+        }
+    }
+
+    /// The metadata of each band's target; `None` for a band that no longer exists.
+    async fn resolve(
+        &mut self,
+        bands: impl IntoIterator<Item = BandId>,
+    ) -> Result<HashMap<BandId, Option<Arc<TargetBands>>>, JobError> {
+        let bands: Vec<BandId> = bands.into_iter().collect();
+        let unknown: Vec<BandId> = bands
+            .iter()
+            .copied()
+            .filter(|b| !self.targets_of.contains_key(b))
+            .collect();
+        if !unknown.is_empty() {
+            let found = self.db.bands().targets_of_bands(&unknown).await?;
+            for band in unknown {
+                self.targets_of.insert(band, found.get(&band).copied());
+            }
+        }
+        let mut targets: Vec<TargetId> = bands.iter().filter_map(|b| self.targets_of[b]).collect();
+        targets.sort();
+        targets.dedup();
+        let loaded: HashMap<TargetId, Arc<TargetBands>> = self
+            .cache
+            .get(self.db, &targets)
+            .await?
+            .into_iter()
+            .map(|t| (t.target_id(), t))
+            .collect();
+        Ok(bands
+            .into_iter()
+            .map(|b| {
+                let target = self.targets_of[&b].and_then(|t| loaded.get(&t).cloned());
+                // a band whose target lost it meanwhile counts as gone
+                let target = target.filter(|t| t.band(b).is_some());
+                (b, target)
+            })
+            .collect())
+    }
+}
+
+/// Runs a backfill of `scope`; `on_progress` is called after each batch.
+pub async fn backfill(
+    db: &Db,
+    scope: &BackfillScope,
+    options: &BackfillOptions,
+    on_progress: &(dyn Fn(BackfillProgress) + Send + Sync),
+) -> Result<BackfillReport, JobError> {
+    let started = Instant::now();
+    let mut report = BackfillReport {
+        dry_run: options.dry_run,
+        ..BackfillReport::default()
+    };
+    let bands_filter = scope.bands();
+    for band in bands_filter.unwrap_or_default() {
+        crate::error::check_band_known(db, *band).await?;
+    }
+    if db.backfill().nulls_present(bands_filter).await? == [false; 3] {
+        tracing::info!("No missing snapshots found");
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    let lease = crate::lease::HeldLease::acquire(
+        db,
+        scope.lease_name(),
+        options.lease_ttl,
+        options.lock_wait,
+    )
+    .await?;
+    let result = backfill_holding_lease(db, scope, options, on_progress, &lease, &mut report).await;
+    lease.release(db).await;
+    result?;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        dry_run = report.dry_run,
+        populations_fixed = report.populations_fixed,
+        offers_fixed = report.offers_fixed,
+        ad_events_fixed = report.ad_events_fixed,
+        orphans = report.orphans,
+        unfixable = report.unfixable,
+        without_references = report.without_references,
+        batches = report.batches,
+        elapsed_ms = report.elapsed_ms,
+        rows_per_sec = report.rate_per_sec() as u64,
+        "backfill finished"
+    );
+    Ok(report)
+}
+
+async fn backfill_holding_lease(
+    db: &Db,
+    scope: &BackfillScope,
+    options: &BackfillOptions,
+    on_progress: &(dyn Fn(BackfillProgress) + Send + Sync),
+    lease: &crate::lease::HeldLease,
+    report: &mut BackfillReport,
+) -> Result<(), JobError> {
+    let bands_filter = scope.bands();
+    report.found = db.backfill().null_counts(bands_filter).await?;
+    let total: i64 = report.found.iter().sum();
+    tracing::info!(
+        target_populations = report.found[0],
+        offers = report.found[1],
+        ad_events = report.found[2],
+        "found missing snapshots"
+    );
+    report.above_threshold = tables_above_threshold(report.found, options.warn_threshold);
+    for (table, found) in TABLES.iter().zip(report.found) {
+        if report.above_threshold.iter().any(|t| t == table) {
+            tracing::warn!(
+                table,
+                found,
+                threshold = options.warn_threshold,
+                "more missing snapshots than expected in {table}: a writer may be leaving NULLs"
+            );
+        }
+    }
+    let without_references = db
+        .backfill()
+        .null_rows_without_references(bands_filter)
+        .await?;
+    report.without_references = without_references.iter().sum::<i64>().max(0) as u64;
+    if report.without_references > 0 {
+        tracing::warn!(
+            target_populations = without_references[0],
+            offers = without_references[1],
+            ad_events = without_references[2],
+            "rows with a NULL snapshot and a NULL band or me_file: orphans, left as they are"
+        );
+    }
+    let total = total.max(0) as u64;
+    let mut done = 0u64;
+    let mut bands = Bands::new(db);
+
+    // 1. Populations, by id.
+    let mut after = PopulationId(0);
+    loop {
+        options.stop.check("backfill")?;
+        let rows = db
+            .backfill()
+            .null_populations_after(after, options.batch_size, bands_filter)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        let targets = bands.resolve(rows.iter().map(|r| r.band_id)).await?;
+        let me_files: Vec<MeFileId> = rows.iter().map(|r| r.me_file_id).collect();
+        let tags = db.tags().of_me_files(&me_files, None).await?;
+        let mut snapshots = Vec::with_capacity(rows.len());
+        let mut unfixable = Vec::new();
+        for row in &rows {
+            match &targets[&row.band_id] {
+                Some(target) => {
+                    let band = target.band(row.band_id).expect("resolved band");
+                    let me_file_tags = tags.get(&row.me_file_id).map(Vec::as_slice).unwrap_or(&[]);
+                    snapshots.push((row.id, target.snapshot_of(band, me_file_tags).to_json()));
+                }
+                None => unfixable.push(row.id),
+            }
+        }
+        report.note_unfixable("target_populations", &unfixable, options);
+        report.populations_fixed += if options.dry_run {
+            snapshots.len() as u64
+        } else {
+            let tx = db.begin_write().await?;
+            lease.renew(&tx).await?;
+            let written = tx.backfill().fill_populations(&snapshots).await?;
+            tx.commit().await?;
+            crate::metrics::snapshots_filled("target_populations", written);
+            written
+        };
+        report.batches += 1;
+        done += rows.len() as u64;
+        on_progress(BackfillProgress { done, total });
+    }
+
+    // 2. Offers, then ad_events, by (me_file, band).
+    for table in CopyTable::ALL {
+        let mut after = (MeFileId(i64::MIN), BandId(i64::MIN));
+        loop {
+            options.stop.check("backfill")?;
+            let pairs = db
+                .backfill()
+                .null_pairs_after(table, after, options.batch_size, bands_filter)
+                .await?;
+            let Some(last) = pairs.last() else { break };
+            after = *last;
+            // A population's snapshot is copied only when it is one: `{"tags": [...]}`. A
+            // malformed one (`"legacy"`, `{}`, JSON `null`) counts as missing, so history
+            // never receives it, and the population gets the computed one too.
+            let from_populations: HashMap<(MeFileId, BandId), PopulationSnapshot> = db
+                .backfill()
+                .population_snapshots(&pairs)
+                .await?
+                .into_iter()
+                .map(|(pair, text)| (pair, PopulationSnapshot::of(text)))
+                .collect();
+            let missing: Vec<(MeFileId, BandId)> = pairs
+                .iter()
+                .copied()
+                .filter(|p| !matches!(from_populations.get(p), Some(PopulationSnapshot::Valid(_))))
+                .collect();
+            let targets = bands.resolve(missing.iter().map(|p| p.1)).await?;
+            let orphan_me_files: Vec<MeFileId> = missing.iter().map(|p| p.0).collect();
+            let tags = db.tags().of_me_files(&orphan_me_files, None).await?;
+            let mut snapshots = Vec::with_capacity(pairs.len());
+            // Dry run: pairs whose population is still NULL only because phase 1 wrote
+            // nothing; the real run fills the population first and copies it here.
+            let mut filled_in_phase_one = Vec::new();
+            let mut unfixable = Vec::new();
+            let mut orphans = 0u64;
+            // (me_file, band, the population's malformed text, the computed snapshot)
+            let mut malformed = Vec::new();
+            for pair in &pairs {
+                let population = from_populations.get(pair);
+                match population {
+                    Some(PopulationSnapshot::Valid(text)) => {
+                        snapshots.push((pair.0, pair.1, text.clone()));
+                        continue;
+                    }
+                    Some(PopulationSnapshot::Null)
+                        if options.dry_run && targets[&pair.1].is_some() =>
+                    {
+                        filled_in_phase_one.push(*pair);
+                        continue;
+                    }
+                    _ => {}
+                }
+                match &targets[&pair.1] {
+                    Some(target) => {
+                        let band = target.band(pair.1).expect("resolved band");
+                        let me_file_tags = tags.get(&pair.0).map(Vec::as_slice).unwrap_or(&[]);
+                        let computed = target.snapshot_of(band, me_file_tags).to_json();
+                        match population {
+                            Some(PopulationSnapshot::Malformed(text)) => {
+                                malformed.push((pair.0, pair.1, text.clone(), computed.clone()))
+                            }
+                            _ => orphans += 1,
+                        }
+                        snapshots.push((pair.0, pair.1, computed));
+                    }
+                    None => unfixable.push(*pair),
+                }
+            }
+            if !malformed.is_empty() {
+                tracing::warn!(
+                    table = table.name(),
+                    populations = malformed.len(),
+                    "populations with a malformed snapshot: computed from current tags, not copied"
+                );
+                report.malformed_populations += malformed.len() as u64;
+            }
+            if orphans > 0 {
+                tracing::info!(
+                    table = table.name(),
+                    orphans,
+                    "(me_file, band) pairs without a population: snapshots computed from current tags"
+                );
+                report.orphans += orphans;
+            }
+            if !unfixable.is_empty() {
+                let ids = db.backfill().null_copy_ids(table, &unfixable).await?;
+                report.note_unfixable(table.name(), &ids, options);
+            }
+            let fixed = if options.dry_run {
+                let fixable: Vec<(MeFileId, BandId)> = snapshots
+                    .iter()
+                    .map(|s| (s.0, s.1))
+                    .chain(filled_in_phase_one.iter().copied())
+                    .collect();
+                db.backfill().null_copy_ids(table, &fixable).await?.len() as u64
+            } else {
+                let tx = db.begin_write().await?;
+                lease.renew(&tx).await?;
+                let written = tx.backfill().fill_copies(table, &snapshots).await?;
+                tx.backfill()
+                    .replace_malformed_population_snapshots(&malformed)
+                    .await?;
+                tx.commit().await?;
+                crate::metrics::snapshots_filled(table.name(), written);
+                written
+            };
+            match table {
+                CopyTable::Offers => report.offers_fixed += fixed,
+                CopyTable::AdEvents => report.ad_events_fixed += fixed,
+            }
+            report.batches += 1;
+            done += fixed + unfixable.len() as u64;
+            on_progress(BackfillProgress {
+                done: done.min(total),
+                total,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! The hourly schedule: each tick pushes one `backfill_missing_snapshots`, once across
+//! replicas.
+
+use super::*;
+use crate::JobError;
+use repo::Db;
+
+/// Pushes the cron tick at `timestamp` (seconds)'s `backfill_missing_snapshots`, once however
+/// many replicas call it: the job carries the idempotency key `backfill_tick:<timestamp>`, which
+/// the queue table keeps unique. Every replica pushes, so the tick runs as long as one replica
+/// is alive, even if another crashes in the middle of its push. Returns whether this call
+/// added the job (`false`: another replica's push came first).
+pub async fn on_cron_tick(db: &Db, timestamp: u64, replica: &str) -> Result<bool, JobError> {
+    let pushed = crate::queue::push_once(
+        db,
+        QUEUE,
+        BackfillJob::All(BackfillMissingSnapshots {}),
+        crate::queue::DEFAULT_MAX_ATTEMPTS,
+        &format!("backfill_tick:{timestamp}"),
+    )
+    .await?;
+    if pushed {
+        tracing::info!(
+            tick = timestamp,
+            replica,
+            "cron tick: backfill_missing_snapshots enqueued"
+        );
+    } else {
+        tracing::debug!(
+            tick = timestamp,
+            replica,
+            "cron tick already enqueued by another replica"
+        );
+    }
+    Ok(pushed)
+}
+
+/// Parses a cron schedule: standard five fields (`0 * * * *`, minute first) or the six or
+/// seven of the `cron` crate (seconds first).
+pub fn parse_schedule(expression: &str) -> Result<::cron::Schedule, JobError> {
+    use std::str::FromStr;
+    let fields = expression.split_whitespace().count();
+    let full = if fields == 5 {
+        format!("0 {expression}")
+    } else {
+        expression.to_owned()
+    };
+    ::cron::Schedule::from_str(&full).map_err(|e| JobError::Config {
+        what: format!("cron schedule `{expression}`"),
+        source: e.into(),
+    })
+}
+
+#[derive(Clone, Debug)]
+struct CronContext {
+    db: Db,
+    replica: String,
+}
+
+async fn handle_tick(
+    tick: apalis_cron::Tick,
+    ctx: apalis::prelude::Data<CronContext>,
+) -> Result<bool, apalis::prelude::BoxDynError> {
+    let result = on_cron_tick(&ctx.db, tick.get_timestamp(), &ctx.replica).await;
+    crate::worker::into_apalis("backfill cron", result)
+}
+
+/// Runs the cron schedule until `shutdown` completes: each tick is claimed by exactly one
+/// replica, which pushes `backfill_missing_snapshots` onto the queue.
+pub async fn serve_cron(
+    db: Db,
+    schedule: ::cron::Schedule,
+    replica: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    use apalis::prelude::WorkerBuilder;
+    WorkerBuilder::new(format!("backfill-cron@{replica}"))
+        .backend(apalis_cron::CronScheduler::new(schedule))
+        .data(CronContext { db, replica })
+        .build(handle_tick)
+        .run_until(async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(|e| JobError::Queue(e.into()))
+}
