@@ -85,3 +85,24 @@ pub async fn serve_cron(
         .await
         .map_err(|e| JobError::Queue(e.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_schedule;
+    use crate::JobError;
+    use std::error::Error;
+
+    #[test]
+    fn a_bad_schedule_is_a_configuration_error_keeping_its_cause() {
+        let err = parse_schedule("every hour").unwrap_err();
+        assert!(matches!(err, JobError::Config { .. }), "{err:?}");
+        assert!(err.is_bad_input() && !err.is_transient());
+        assert!(err.to_string().contains("`every hour`"), "{err}");
+        assert!(err.source().is_some(), "the parser's error is kept as the source");
+        assert_eq!(
+            parse_schedule("0 * * * *").unwrap().to_string(),
+            "0 0 * * * *",
+            "five fields read minute first"
+        );
+    }
+}
