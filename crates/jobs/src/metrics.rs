@@ -2,7 +2,7 @@
 //! the Prometheus recorder (crate `ops`) and exposes them on `/metrics`; elsewhere (`run`,
 //! tests) recording is a no-op.
 //!
-//! Names and labels are part of the operations guide (`deploy/README.md`): change them there
+//! Names and labels are part of the operations guide (`docs/operations.md`, "Metrics"): change them there
 //! too.
 
 use std::time::Duration;

@@ -134,7 +134,7 @@ async fn check_lock_table(db: &Db) {
                 max_connections = connections,
                 needed = MIN_LOCKS_PER_TRANSACTION,
                 "PostgreSQL's lock table is smaller than a stock server's: raise max_locks_per_transaction \
-                 to at least 64 (deploy/README.md, PostgreSQL settings)"
+                 to at least 64 (docs/operations.md, PostgreSQL settings)"
             );
         }
         Ok(Some((per_transaction, connections))) => tracing::debug!(
