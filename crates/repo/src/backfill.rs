@@ -224,19 +224,16 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
             return Ok(HashMap::new());
         }
         let db = self.db;
-        let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
-        let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
+        let (of_pairs, values) = self.pair_columns_filter(pairs);
         let rows: Vec<PairSnapshot> = db
             .fetch_all(
                 self.conn,
                 format!(
                     "SELECT me_file_id, target_band_id AS band_id, {} AS snapshot \
-                     FROM target_populations WHERE {} AND {}",
+                     FROM target_populations WHERE {of_pairs}",
                     db.snapshot_text("matching_tags_snapshot"),
-                    db.in_id_list("me_file_id", 1),
-                    db.in_id_list("target_band_id", 2)
                 ),
-                vec![db.id_list(&me_files), db.id_list(&bands)],
+                values,
             )
             .await?;
         let wanted: std::collections::HashSet<(MeFileId, BandId)> = pairs.iter().copied().collect();
@@ -324,20 +321,17 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let db = self.db;
-        let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
-        let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
-        let rows: Vec<CopyRow> = db
+        let (of_pairs, values) = self.pair_columns_filter(pairs);
+        let rows: Vec<CopyRow> = self
+            .db
             .fetch_all(
                 self.conn,
                 format!(
                     "SELECT id, me_file_id, target_band_id AS band_id FROM {} \
-                     WHERE matching_tags_snapshot IS NULL AND {} AND {} ORDER BY id",
+                     WHERE matching_tags_snapshot IS NULL AND {of_pairs} ORDER BY id",
                     table.name(),
-                    db.in_id_list("me_file_id", 1),
-                    db.in_id_list("target_band_id", 2)
                 ),
-                vec![db.id_list(&me_files), db.id_list(&bands)],
+                values,
             )
             .await?;
         let wanted: std::collections::HashSet<(i64, i64)> =
@@ -387,6 +381,21 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
             plans.push((sql, plan.join("\n")));
         }
         Ok(plans)
+    }
+
+    /// Rows whose me_file is one of `pairs`' and whose band is one of `pairs`' (bound at `$1`
+    /// and `$2`): a superset of the pairs, which the caller narrows to them.
+    fn pair_columns_filter(&self, pairs: &[(MeFileId, BandId)]) -> (String, Vec<Value>) {
+        let me_files: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
+        let bands: Vec<i64> = pairs.iter().map(|p| p.1.0).collect();
+        (
+            format!(
+                "{} AND {}",
+                self.db.in_id_list("me_file_id", 1),
+                self.db.in_id_list("target_band_id", 2)
+            ),
+            vec![self.db.id_list(&me_files), self.db.id_list(&bands)],
+        )
     }
 
     /// ` AND target_band_id IN (...)` bound at `$param`, or nothing.

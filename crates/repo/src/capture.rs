@@ -23,7 +23,7 @@ use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 /// The version of the trigger functions this build installs.
-pub const CAPTURE_VERSION: u32 = 1;
+pub const CAPTURE_VERSION: u32 = 2;
 
 /// The prefix of every capture object of any version.
 const PREFIX: &str = "snapline_capture_v";
@@ -50,14 +50,19 @@ fn install_sql() -> String {
 -- query names no column but the payload and the status, so the hash index on waiting
 -- payloads is the only index that can serve it; it is planned at each call, so a plan made
 -- while the queue was nearly empty is not kept once the queue is long.
+-- The waiting job it finds stays locked until the writer commits: a worker's fetch skips a
+-- locked row, so the job that absorbed this push cannot start, and read the tags from
+-- before this change, while the change is uncommitted. One a fetch holds is skipped (it
+-- may already be reading): then a job is pushed.
 CREATE OR REPLACE FUNCTION snapline_capture_v{v}_waiting(queue text, payload bytea) RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
 SET plan_cache_mode = force_custom_plan AS $f$
 DECLARE
   waiting record;
 BEGIN
   FOR waiting IN SELECT j.job_type, j.run_at FROM apalis.jobs j
-                 WHERE j.status = 'Pending' AND j.job = payload LOOP
+                 WHERE j.status = 'Pending' AND j.job = payload
+                 FOR UPDATE SKIP LOCKED LOOP
     IF waiting.job_type = queue AND waiting.run_at <= now() + interval '60 seconds' THEN
       RETURN true;
     END IF;

@@ -358,23 +358,30 @@ pub struct QueueLatency {
 /// minute. `$1` is the
 /// queue, `$2` the JSON payload exactly as snapline writes it (`{"me_file_id":42}`, no
 /// spaces), `$3` the attempts allowed.
-pub const PLAIN_SQL_PUSH: &str = "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+///
+/// The waiting job that absorbs the push stays locked (`FOR UPDATE`) until the writer
+/// commits, so no worker takes it, and reads the data from before the change, in between;
+/// one a worker's fetch holds is skipped (`SKIP LOCKED`), and a job is pushed instead.
+pub const PLAIN_SQL_PUSH: &str = "WITH waiting AS (\
+SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' AND job = convert_to($2, 'UTF8') \
+AND run_at <= now() + interval '60 seconds' LIMIT 1 FOR UPDATE SKIP LOCKED) \
+INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
 SELECT apalis.generate_ulid(), $1, convert_to($2, 'UTF8'), 'Pending', 0, $3, now(), 0 \
-WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending' AND job = convert_to($2, 'UTF8') \
-AND run_at <= now() + interval '60 seconds')";
+WHERE NOT EXISTS (SELECT 1 FROM waiting)";
 
 /// The statement another service runs to request a populate with plain SQL (PostgreSQL): it
 /// marks the target `populating` (so the platform's offer creation waits, as it did with the
 /// platform's own populate) and pushes `populate_target`, in one statement, unless one for
-/// the target is waiting and due within a minute. `$1` is the target id, `$2` the attempts
-/// allowed.
+/// the target is waiting and due within a minute (that job locked until the writer commits,
+/// as in [`PLAIN_SQL_PUSH`]). `$1` is the target id, `$2` the attempts allowed.
 pub const PLAIN_SQL_PUSH_POPULATE: &str = "WITH marked AS (\
-UPDATE targets SET population_status = 'populating' WHERE id = $1::bigint) \
+UPDATE targets SET population_status = 'populating' WHERE id = $1::bigint), \
+waiting AS (SELECT 1 FROM apalis.jobs WHERE job_type = 'populate_target' AND status = 'Pending' \
+AND job = convert_to('{\"target_id\":' || $1::bigint || '}', 'UTF8') \
+AND run_at <= now() + interval '60 seconds' LIMIT 1 FOR UPDATE SKIP LOCKED) \
 INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
-SELECT apalis.generate_ulid(), 'populate_target', p.payload, 'Pending', 0, $2, now(), 0 \
-FROM (SELECT convert_to('{\"target_id\":' || $1::bigint || '}', 'UTF8') AS payload) AS p \
-WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = 'populate_target' AND status = 'Pending' \
-AND job = p.payload AND run_at <= now() + interval '60 seconds')";
+SELECT apalis.generate_ulid(), 'populate_target', convert_to('{\"target_id\":' || $1::bigint || '}', 'UTF8'), \
+'Pending', 0, $2, now(), 0 WHERE NOT EXISTS (SELECT 1 FROM waiting)";
 
 impl QueueJobRepo<'_> {
     /// Marks `target` `populating` and pushes its populate with [`PLAIN_SQL_PUSH_POPULATE`]

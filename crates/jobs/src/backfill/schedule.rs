@@ -98,7 +98,10 @@ mod tests {
         assert!(matches!(err, JobError::Config { .. }), "{err:?}");
         assert!(err.is_bad_input() && !err.is_transient());
         assert!(err.to_string().contains("`every hour`"), "{err}");
-        assert!(err.source().is_some(), "the parser's error is kept as the source");
+        assert!(
+            err.source().is_some(),
+            "the parser's error is kept as the source"
+        );
         assert_eq!(
             parse_schedule("0 * * * *").unwrap().to_string(),
             "0 0 * * * *",

@@ -478,3 +478,87 @@ async fn the_plain_sql_populate_push_marks_the_target() {
         Some(PopulationStatus::Populating)
     );
 }
+
+/// What a worker's fetch takes now (apalis's own `get_jobs`, as a poll runs it), committed.
+async fn fetch_now(db: &Db, queue: &str) -> Vec<String> {
+    let rows = db
+        .conn()
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT convert_from(job, 'UTF8') FROM apalis.get_jobs('probe-worker', $1, 10)",
+            [queue.into()],
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect()
+}
+
+/// A push absorbed by a waiting job keeps that job from being taken until the writer
+/// commits: taken in between, the job would read the tags from before the change, and the
+/// change would never be synced (seen as a stale snapshot in
+/// `captured_writes_keep_every_population_exact`, now and then). For change capture and the
+/// plain-SQL pushes alike; a job a fetch already holds is not counted as waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_absorbed_a_push_is_not_taken_before_the_writer_commits() {
+    let test = captured_platform().await;
+    let db = &test.db;
+    clear_queues(db).await;
+    execute(
+        db,
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) VALUES \
+         ('probe-worker', 'sync_me_file', 'test', '', now()), \
+         ('slow-worker', 'sync_me_file', 'test', '', now())",
+    )
+    .await;
+    let sync_60 = r#"{"me_file_id":60}"#;
+    let push = |payload: &'static str| {
+        sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            repo::PLAIN_SQL_PUSH,
+            ["sync_me_file".into(), payload.into(), 5i32.into()],
+        )
+    };
+
+    // Capture: a waiting sync of me_file 60 absorbs the push of a tag edit of it.
+    db.conn().execute_raw(push(sync_60)).await.unwrap();
+    let writer = db.conn().begin().await.unwrap();
+    writer
+        .execute_unprepared("UPDATE me_file_tags SET tag_value = 'edited' WHERE me_file_id = 60")
+        .await
+        .unwrap();
+    assert_eq!(waiting(db, "sync_me_file").await, [sync_60], "absorbed");
+    assert!(
+        fetch_now(db, "sync_me_file").await.is_empty(),
+        "the absorbing job is not taken while the edit is uncommitted"
+    );
+    writer.commit().await.unwrap();
+    assert_eq!(fetch_now(db, "sync_me_file").await, [sync_60]);
+
+    // The plain-SQL push, the same way.
+    clear_queues(db).await;
+    db.conn().execute_raw(push(sync_60)).await.unwrap();
+    let writer = db.conn().begin().await.unwrap();
+    let added = writer.execute_raw(push(sync_60)).await.unwrap();
+    assert_eq!(added.rows_affected(), 0, "absorbed");
+    assert!(fetch_now(db, "sync_me_file").await.is_empty());
+    writer.commit().await.unwrap();
+    assert_eq!(fetch_now(db, "sync_me_file").await, [sync_60]);
+
+    // A waiting job a fetch holds (its transaction still open) is not waiting any more: the
+    // push adds a job instead of waiting for the fetch.
+    clear_queues(db).await;
+    db.conn().execute_raw(push(sync_60)).await.unwrap();
+    let fetcher = db.conn().begin().await.unwrap();
+    fetcher
+        .execute_unprepared("SELECT * FROM apalis.get_jobs('slow-worker', 'sync_me_file', 10)")
+        .await
+        .unwrap();
+    let added = tokio::time::timeout(Duration::from_secs(5), db.conn().execute_raw(push(sync_60)))
+        .await
+        .expect("the push does not wait for the fetch")
+        .unwrap();
+    assert_eq!(added.rows_affected(), 1);
+    fetcher.rollback().await.unwrap();
+}
