@@ -142,7 +142,7 @@ pub async fn push_unless_waiting<T>(
 where
     T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
 {
-    let json = serde_json::to_string(&payload).map_err(|e| JobError::Malformed(e.to_string()))?;
+    let json = serde_json::to_string(&payload).map_err(|e| JobError::Queue(e.into()))?;
     if db.queue_jobs().has_waiting(queue, &json).await? {
         return Ok(false);
     }

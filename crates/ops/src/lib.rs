@@ -23,7 +23,7 @@ const NULL_COUNTS_MAX_AGE: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error("installing the Prometheus recorder: {0}")]
-    Recorder(String),
+    Recorder(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot listen on {addr} (set {setting}, or \"\" to turn the listener off): {source}")]
     Bind {
         addr: String,
@@ -47,9 +47,9 @@ pub fn prometheus() -> Result<PrometheusHandle, OpsError> {
             Matcher::Full(jobs::metrics::JOB_DURATION.into()),
             jobs::metrics::DURATION_BUCKETS,
         )
-        .map_err(|e| OpsError::Recorder(e.to_string()))?
+        .map_err(|e| OpsError::Recorder(e.into()))?
         .install_recorder()
-        .map_err(|e| OpsError::Recorder(e.to_string()))?;
+        .map_err(|e| OpsError::Recorder(e.into()))?;
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

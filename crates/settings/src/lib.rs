@@ -252,7 +252,8 @@ pub enum SettingsError {
     BadLogFilter {
         key: &'static str,
         value: String,
-        cause: String,
+        #[source]
+        cause: tracing_subscriber::filter::ParseError,
     },
 }
 
@@ -405,7 +406,7 @@ impl Settings {
                 return Err(SettingsError::BadLogFilter {
                     key,
                     value,
-                    cause: err.to_string(),
+                    cause: err,
                 });
             }
         }

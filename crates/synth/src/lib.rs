@@ -70,7 +70,7 @@ pub enum SeedError {
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("the data generator stopped unexpectedly: {0}")]
-    Generator(String),
+    Generator(#[source] tokio::task::JoinError),
 }
 
 /// What a seed wrote.
@@ -162,9 +162,7 @@ pub async fn seed(
         )?;
         on_progress(report.me_files, options.me_files);
     }
-    generator
-        .await
-        .map_err(|e| SeedError::Generator(e.to_string()))?;
+    generator.await.map_err(SeedError::Generator)?;
     if let Some(structure) = structure.take() {
         write_structure(db, structure, &[]).await?; // no me_files asked for
     }
