@@ -19,7 +19,7 @@ test:
 
 # The suite that restarts the local PostgreSQL server under the three services (run alone)
 chaos:
-    cargo test --workspace --test it -- --ignored
+    cargo test --workspace -- --ignored
 
 # Format check and clippy, as CI runs them
 lint:

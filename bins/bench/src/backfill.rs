@@ -10,16 +10,18 @@ pub(crate) async fn bench_backfill(
     server: &str,
     me_files: u64,
     batch_size: Option<u64>,
+    legacy_share: f64,
 ) -> anyhow::Result<()> {
     let url = fresh_database(server, &format!("snapline_bench_backfill_{me_files}")).await?;
     let db = Db::connect(&DbOptions::new(url.clone())).await?;
-    // Every member of the broad target is a legacy row: NULL population, offer, ad_event.
+    // `legacy_share` of the broad target's members are legacy rows: NULL population, offer
+    // and ad_event.
     let seeded = seed(
         &db,
         SeedOptions {
             me_files,
             targets: 1,
-            legacy_share: 1.0,
+            legacy_share,
             ..SeedOptions::default()
         },
     )
@@ -70,11 +72,11 @@ pub(crate) async fn bench_backfill(
     }
     let rows = seeded.legacy_populations + seeded.offers + seeded.ad_events;
     println!(
-        "| me_files | NULL rows | backfiller | rows/s | SQL UPDATEs | rows/s | ratio | backfiller peak RSS |"
+        "| me_files | legacy share | NULL rows | backfiller | rows/s | SQL UPDATEs | rows/s | ratio | backfiller peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {me_files} | {rows} | {:.2} s | {:.0} | {:.2} s | {:.0} | {:.2} | {:.0} MB |",
+        "| {me_files} | {legacy_share} | {rows} | {:.2} s | {:.0} | {:.2} s | {:.0} | {:.2} | {:.0} MB |",
         backfiller_time.as_secs_f64(),
         rows as f64 / backfiller_time.as_secs_f64(),
         sql_time.as_secs_f64(),

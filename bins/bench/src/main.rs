@@ -57,6 +57,11 @@ enum Bench {
         /// Rows per backfiller batch (default: backfiller.batch_size).
         #[arg(long)]
         batch_size: Option<u64>,
+        /// Share of the broad target's members written as legacy rows (NULL population,
+        /// offer and ad_event): 1 is every member, 0.02 the few-NULL shape of a healthy
+        /// database.
+        #[arg(long, default_value_t = 1.0)]
+        legacy_share: f64,
     },
     /// `syncer serve` (a child process, configured concurrency) on populated targets: a burst
     /// of syncs pushed at once (throughput), then syncs pushed one by one at a steady rate with
@@ -128,7 +133,8 @@ fn main() -> ExitCode {
             Bench::Backfill {
                 me_files,
                 batch_size,
-            } => bench_backfill(&cli.server, me_files, batch_size).await,
+                legacy_share,
+            } => bench_backfill(&cli.server, me_files, batch_size, legacy_share).await,
             Bench::Sync {
                 me_files,
                 targets,

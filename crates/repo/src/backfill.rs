@@ -47,6 +47,14 @@ struct PairSnapshot {
     snapshot: Option<String>,
 }
 
+/// `SELECT me_file_id, band_id, count`: rows written per pair.
+#[derive(FromQueryResult)]
+struct PairCount {
+    me_file_id: Id,
+    band_id: Id,
+    count: i64,
+}
+
 /// `SELECT id, me_file_id, band_id` of a copy table's row.
 #[derive(FromQueryResult)]
 struct CopyRow {
@@ -247,6 +255,57 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
         Ok(found)
     }
 
+    /// Copies, inside the database, each pair's population snapshot into the rows of `table`
+    /// on that pair that are still NULL, where the population's snapshot is well-formed
+    /// ([`well_formed_snapshot_sql`]); returns the rows written per pair copied. Nothing
+    /// travels but the pairs. PostgreSQL only: on SQLite nothing is copied (every pair is
+    /// left to [`Self::fill_copies`]).
+    pub async fn copy_population_snapshots(
+        &self,
+        table: CopyTable,
+        pairs: &[(MeFileId, BandId)],
+    ) -> Result<HashMap<(MeFileId, BandId), u64>, RepoError> {
+        if pairs.is_empty() || self.db.backend() != Backend::Postgres {
+            return Ok(HashMap::new());
+        }
+        let db = self.db;
+        let now = db.timestamp_now_sql();
+        let name = table.name();
+        let (keys, values) = RowBatch::new()
+            .ids("me_file_id", pairs.iter().map(|p| p.0.0))
+            .ids("band_id", pairs.iter().map(|p| p.1.0))
+            .source(db, 1);
+        let rows: Vec<PairCount> = db
+            .fetch_all(
+                self.conn,
+                format!(
+                    "WITH copied AS ( \
+                       UPDATE {name} AS c SET matching_tags_snapshot = p.matching_tags_snapshot, \
+                       updated_at = {now} \
+                       FROM {keys} AS k, target_populations AS p \
+                       WHERE p.me_file_id = k.me_file_id AND p.target_band_id = k.band_id \
+                       AND c.me_file_id = k.me_file_id AND c.target_band_id = k.band_id \
+                       AND c.matching_tags_snapshot IS NULL \
+                       AND {} \
+                       RETURNING c.me_file_id, c.target_band_id) \
+                     SELECT me_file_id, target_band_id AS band_id, COUNT(*) AS count \
+                     FROM copied GROUP BY me_file_id, target_band_id",
+                    well_formed_snapshot_sql("p.matching_tags_snapshot::jsonb")
+                ),
+                values,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    (MeFileId(row.me_file_id.0), BandId(row.band_id.0)),
+                    row.count as u64,
+                )
+            })
+            .collect())
+    }
+
     /// Writes the snapshot of every row of `table` on each (me_file, band) that is still
     /// NULL; returns rows written.
     pub async fn fill_copies(
@@ -428,5 +487,46 @@ fn null_pairs_sql(table: CopyTable, filter: &str) -> String {
          AND me_file_id IS NOT NULL AND target_band_id IS NOT NULL \
          ORDER BY me_file_id, target_band_id LIMIT $3",
         table.name()
+    )
+}
+
+/// Whether the jsonb `snapshot` has the shape of a snapshot (PostgreSQL): `{"tags": [[id,
+/// name, order, [[id, value, order], ...]], ...]}`, ids of at most 18 digits, orders NULL or
+/// of at most 9. Stricter than `domain::Snapshot::from_json` (which also takes larger
+/// numbers), never looser: what passes here parses there, so copying it inside the database
+/// copies nothing the backfill would refuse; what fails here goes through the process,
+/// where the domain decides. CASE orders the checks, so no array function meets a scalar.
+pub(crate) fn well_formed_snapshot_sql(snapshot: &str) -> String {
+    let int64 = |x: &str| {
+        format!("(jsonb_typeof({x}) = 'number' AND ({x} #>> '{{}}') ~ '^-?[0-9]{{1,18}}$')")
+    };
+    let opt_int32 = |x: &str| {
+        format!(
+            "(jsonb_typeof({x}) = 'null' OR (jsonb_typeof({x}) = 'number' \
+             AND ({x} #>> '{{}}') ~ '^-?[0-9]{{1,9}}$'))"
+        )
+    };
+    let child = format!(
+        "CASE WHEN jsonb_typeof(c.v) <> 'array' THEN false \
+         WHEN jsonb_array_length(c.v) <> 3 THEN false \
+         ELSE {} AND jsonb_typeof(c.v -> 1) = 'string' AND {} END",
+        int64("c.v -> 0"),
+        opt_int32("c.v -> 2")
+    );
+    let parent = format!(
+        "CASE WHEN jsonb_typeof(e.v) <> 'array' THEN false \
+         WHEN jsonb_array_length(e.v) <> 4 THEN false \
+         ELSE {} AND jsonb_typeof(e.v -> 1) = 'string' AND {} \
+         AND CASE WHEN jsonb_typeof(e.v -> 3) <> 'array' THEN false \
+         ELSE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(e.v -> 3) AS c(v) WHERE NOT ({child})) \
+         END END",
+        int64("e.v -> 0"),
+        opt_int32("e.v -> 2")
+    );
+    format!(
+        "(CASE WHEN jsonb_typeof({snapshot}) IS DISTINCT FROM 'object' THEN false \
+         WHEN jsonb_typeof({snapshot} -> 'tags') IS DISTINCT FROM 'array' THEN false \
+         ELSE NOT EXISTS (SELECT 1 FROM jsonb_array_elements({snapshot} -> 'tags') AS e(v) \
+         WHERE NOT ({parent})) END)"
     )
 }

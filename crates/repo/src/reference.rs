@@ -562,3 +562,29 @@ impl ReferenceRepo<'_> {
             .collect())
     }
 }
+
+impl ReferenceRepo<'_> {
+    /// Whether the backfill's in-database copy takes `snapshot` (JSON text) as well-formed
+    /// (PostgreSQL), for tests that hold it to the domain's parse.
+    pub async fn snapshot_is_well_formed(&self, snapshot: &str) -> Result<bool, RepoError> {
+        self.require_postgres()?;
+        let row: WellFormed = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "snapshot check",
+                format!(
+                    "SELECT {} AS well_formed FROM (SELECT $1::jsonb AS s) AS t",
+                    crate::backfill::well_formed_snapshot_sql("t.s")
+                ),
+                vec![Value::from(snapshot)],
+            )
+            .await?;
+        Ok(row.well_formed)
+    }
+}
+
+#[derive(FromQueryResult)]
+struct WellFormed {
+    well_formed: bool,
+}

@@ -736,3 +736,73 @@ async fn a_served_backfill_logs_its_progress() {
         "each line carries the job's span: {progress:?}"
     );
 }
+
+/// The in-database copy of offers' and ad_events' snapshots takes a population's snapshot
+/// only when its check says it is well-formed: that check must never take one the domain
+/// refuses (it would copy a malformed snapshot into history), and must take every snapshot
+/// the jobs write (or nothing is copied inside the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_databases_snapshot_check_is_never_looser_than_the_domain() {
+    let test = TestDb::populated(Backend::Postgres, &data(0.0)).await;
+    let db = &test.db;
+    let reference = db.reference();
+    let written = population_snapshots(&test).await;
+    assert!(written.len() > 100);
+    for snapshot in written.values() {
+        assert!(
+            reference
+                .snapshot_is_well_formed(&snapshot.to_json())
+                .await
+                .unwrap(),
+            "{snapshot:?}"
+        );
+    }
+    // (stored JSON, what the check says)
+    let cases = [
+        (r#"{"tags": []}"#, true),
+        (r#"{"tags": [], "other": 1}"#, true),
+        (r#"{"tags": [[1, "Gender", null, []]]}"#, true),
+        (
+            r#"{"tags": [[1, "Gender", 1, [[11, "", null], [12, "<b>", -3]]]]}"#,
+            true,
+        ),
+        (r#"{"tags": [[-0, "G", 1e2, []]]}"#, true),
+        (r#""legacy""#, false),
+        ("{}", false),
+        ("null", false),
+        ("[]", false),
+        (r#"{"tags": {}}"#, false),
+        (r#"{"tags": null}"#, false),
+        (r#"{"tags": [1]}"#, false),
+        (r#"{"tags": [[1, "G", 1]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [], 5]]}"#, false),
+        (r#"{"tags": [["1", "G", 1, []]]}"#, false),
+        (r#"{"tags": [[1.5, "G", 1, []]]}"#, false),
+        (r#"{"tags": [[1, 2, 1, []]]}"#, false),
+        (r#"{"tags": [[1, "G", "1", []]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, {}]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [[2, "v"]]]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [[2, "v", 1, 4]]]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [[2, null, 1]]]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [[2, "v", 3000000000]]]]}"#, false),
+        (r#"{"tags": [[99999999999999999999, "G", 1, []]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [[2, "v", true]]]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, []]], "tags": 5}"#, false),
+    ];
+    for (json, expected) in cases {
+        let checked = reference.snapshot_is_well_formed(json).await.unwrap();
+        assert_eq!(checked, expected, "{json}");
+        // What the backfill would read of it: PostgreSQL's own text of the jsonb.
+        let stored: String = sqlx::query_scalar("SELECT $1::jsonb::text")
+            .bind(json)
+            .fetch_one(db.pg_pool().unwrap())
+            .await
+            .unwrap();
+        if checked {
+            assert!(
+                Snapshot::from_json(&stored).is_ok(),
+                "looser than the domain: {json}"
+            );
+        }
+    }
+}

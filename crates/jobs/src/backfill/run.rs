@@ -231,6 +231,27 @@ async fn backfill_holding_lease(
                 .await?;
             let Some(last) = pairs.last() else { break };
             after = *last;
+            // Most pairs have a population with a well-formed snapshot: copied inside the
+            // database, only the pairs travel. The others (no population, a NULL or
+            // malformed snapshot, one the database's check leaves to the domain) go on below.
+            let copied_in_database: HashMap<(MeFileId, BandId), u64> = if options.dry_run {
+                HashMap::new()
+            } else {
+                let tx = db.begin_write().await?;
+                lease.renew(&tx).await?;
+                let copied = tx
+                    .backfill()
+                    .copy_population_snapshots(table, &pairs)
+                    .await?;
+                tx.commit().await?;
+                copied
+            };
+            let copied_rows: u64 = copied_in_database.values().sum();
+            crate::metrics::snapshots_filled(table.name(), copied_rows);
+            let pairs: Vec<(MeFileId, BandId)> = pairs
+                .into_iter()
+                .filter(|p| !copied_in_database.contains_key(p))
+                .collect();
             // A population's snapshot is copied only when it is one: `{"tags": [...]}`. A
             // malformed one (`"legacy"`, `{}`, JSON `null`) counts as missing, so history
             // never receives it, and the population gets the computed one too.
@@ -326,6 +347,7 @@ async fn backfill_holding_lease(
                 crate::metrics::snapshots_filled(table.name(), written);
                 written
             };
+            let fixed = fixed + copied_rows;
             match table {
                 CopyTable::Offers => report.offers_fixed += fixed,
                 CopyTable::AdEvents => report.ad_events_fixed += fixed,
