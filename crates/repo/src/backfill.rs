@@ -491,42 +491,46 @@ fn null_pairs_sql(table: CopyTable, filter: &str) -> String {
 }
 
 /// Whether the jsonb `snapshot` has the shape of a snapshot (PostgreSQL): `{"tags": [[id,
-/// name, order, [[id, value, order], ...]], ...]}`, ids of at most 18 digits, orders NULL or
-/// of at most 9. Stricter than `domain::Snapshot::from_json` (which also takes larger
-/// numbers), never looser: what passes here parses there, so copying it inside the database
-/// copies nothing the backfill would refuse; what fails here goes through the process,
-/// where the domain decides. CASE orders the checks, so no array function meets a scalar.
+/// name, order, [[id, value, order], ...]], ...]}`, ids integers of at most 18 digits, orders
+/// NULL or integers of at most 9. Stricter than `domain::Snapshot::from_json` (which also
+/// takes larger numbers), never looser: what passes here parses there, so copying it inside
+/// the database copies nothing the backfill would refuse; what fails here goes through the
+/// process, where the domain decides.
+///
+/// A jsonpath over the structure (evaluated in C: a fifth of the cost of the same checks in
+/// SQL); it errors (NULL, so refused) where `tags` is missing or not an array. jsonpath cannot
+/// tell `1.0` from `1` (serde refuses the first as an id), so a snapshot whose text holds a
+/// decimal number is refused as well (a tag value such as `" 2.5,"` is too: it then takes
+/// the slower way).
 pub(crate) fn well_formed_snapshot_sql(snapshot: &str) -> String {
     let int64 = |x: &str| {
-        format!("(jsonb_typeof({x}) = 'number' AND ({x} #>> '{{}}') ~ '^-?[0-9]{{1,18}}$')")
+        format!(
+            "{x}.type() == \"number\" && {x}.floor() == {x} \
+             && {x} >= -999999999999999999 && {x} <= 999999999999999999"
+        )
     };
     let opt_int32 = |x: &str| {
         format!(
-            "(jsonb_typeof({x}) = 'null' OR (jsonb_typeof({x}) = 'number' \
-             AND ({x} #>> '{{}}') ~ '^-?[0-9]{{1,9}}$'))"
+            "({x}.type() == \"null\" || ({x}.type() == \"number\" && {x}.floor() == {x} \
+             && {x} >= -999999999 && {x} <= 999999999))"
         )
     };
     let child = format!(
-        "CASE WHEN jsonb_typeof(c.v) <> 'array' THEN false \
-         WHEN jsonb_array_length(c.v) <> 3 THEN false \
-         ELSE {} AND jsonb_typeof(c.v -> 1) = 'string' AND {} END",
-        int64("c.v -> 0"),
-        opt_int32("c.v -> 2")
+        "@.type() == \"array\" && @.size() == 3 && {} && @[1].type() == \"string\" && {}",
+        int64("@[0]"),
+        opt_int32("@[2]")
     );
     let parent = format!(
-        "CASE WHEN jsonb_typeof(e.v) <> 'array' THEN false \
-         WHEN jsonb_array_length(e.v) <> 4 THEN false \
-         ELSE {} AND jsonb_typeof(e.v -> 1) = 'string' AND {} \
-         AND CASE WHEN jsonb_typeof(e.v -> 3) <> 'array' THEN false \
-         ELSE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(e.v -> 3) AS c(v) WHERE NOT ({child})) \
-         END END",
-        int64("e.v -> 0"),
-        opt_int32("e.v -> 2")
+        "@.type() == \"array\" && @.size() == 4 && {} && @[1].type() == \"string\" && {} \
+         && @[3].type() == \"array\"",
+        int64("@[0]"),
+        opt_int32("@[2]")
     );
+    // The parents that are not well-formed, or hold a child that is not.
+    let malformed_parents =
+        format!("strict $.tags[*] ? (!({parent} && !(exists(@[3][*] ? (!({child}))))))");
     format!(
-        "(CASE WHEN jsonb_typeof({snapshot}) IS DISTINCT FROM 'object' THEN false \
-         WHEN jsonb_typeof({snapshot} -> 'tags') IS DISTINCT FROM 'array' THEN false \
-         ELSE NOT EXISTS (SELECT 1 FROM jsonb_array_elements({snapshot} -> 'tags') AS e(v) \
-         WHERE NOT ({parent})) END)"
+        "(COALESCE(NOT ({snapshot} @? '{malformed_parents}'), false) \
+         AND {snapshot}::text !~ '[\\[ ]-?[0-9]+\\.[0-9]+[],]')"
     )
 }

@@ -778,6 +778,13 @@ async fn the_databases_snapshot_check_is_never_looser_than_the_domain() {
         (r#"{"tags": [[1, "G", 1, [], 5]]}"#, false),
         (r#"{"tags": [["1", "G", 1, []]]}"#, false),
         (r#"{"tags": [[1.5, "G", 1, []]]}"#, false),
+        (r#"{"tags": [[1.0, "G", 1, []]]}"#, false),
+        (r#"{"tags": [[1, "G", 2.0, []]]}"#, false),
+        (r#"{"tags": [[1, "G", 1, [[2, "v", 1.0]]]]}"#, false),
+        (
+            r#"{"tags": [[1, "G", 1, [[2, "B.A. 2.5, hons", 1]]]]}"#,
+            false,
+        ),
         (r#"{"tags": [[1, 2, 1, []]]}"#, false),
         (r#"{"tags": [[1, "G", "1", []]]}"#, false),
         (r#"{"tags": [[1, "G", 1, {}]]}"#, false),

@@ -179,44 +179,38 @@ async fn backfill_holding_lease(
     let mut done = 0u64;
     let mut bands = Bands::new(db);
 
-    // 1. Populations, by id.
+    // 1. Populations, by id. The next batch is read and computed while the previous one is
+    // written (two connections): at most one write in flight.
     let mut after = PopulationId(0);
+    let mut writing: Option<Vec<(PopulationId, String)>> = None;
     loop {
-        options.stop.check("backfill")?;
-        let rows = db
-            .backfill()
-            .null_populations_after(after, options.batch_size, bands_filter)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.id;
-        let targets = bands.resolve(rows.iter().map(|r| r.band_id)).await?;
-        let me_files: Vec<MeFileId> = rows.iter().map(|r| r.me_file_id).collect();
-        let tags = db.tags().of_me_files(&me_files, None).await?;
-        let mut snapshots = Vec::with_capacity(rows.len());
-        let mut unfixable = Vec::new();
-        for row in &rows {
-            match &targets[&row.band_id] {
-                Some(target) => {
-                    let band = target.band(row.band_id).expect("resolved band");
-                    let me_file_tags = tags.get(&row.me_file_id).map(Vec::as_slice).unwrap_or(&[]);
-                    snapshots.push((row.id, target.snapshot_of(band, me_file_tags).to_json()));
-                }
-                None => unfixable.push(row.id),
+        if let Err(stop) = options.stop.check("backfill") {
+            if let Some(snapshots) = writing.take() {
+                report.populations_fixed +=
+                    write_population_snapshots(db, lease, &snapshots).await?;
             }
+            return Err(stop);
         }
-        report.note_unfixable("target_populations", &unfixable, options);
-        report.populations_fixed += if options.dry_run {
-            snapshots.len() as u64
-        } else {
-            let tx = db.begin_write().await?;
-            lease.renew(&tx).await?;
-            let written = tx.backfill().fill_populations(&snapshots).await?;
-            tx.commit().await?;
-            crate::metrics::snapshots_filled("target_populations", written);
-            written
+        let read = next_population_batch(db, &mut bands, after, options.batch_size, bands_filter);
+        let batch = match writing.take() {
+            Some(snapshots) => {
+                let (batch, written) =
+                    tokio::join!(read, write_population_snapshots(db, lease, &snapshots));
+                report.populations_fixed += written?;
+                batch?
+            }
+            None => read.await?,
         };
+        let Some(batch) = batch else { break };
+        after = batch.last;
+        report.note_unfixable("target_populations", &batch.unfixable, options);
+        if options.dry_run {
+            report.populations_fixed += batch.snapshots.len() as u64;
+        } else {
+            writing = Some(batch.snapshots);
+        }
         report.batches += 1;
-        done += rows.len() as u64;
+        done += batch.rows as u64;
         on_progress(BackfillProgress { done, total });
     }
 
@@ -361,4 +355,68 @@ async fn backfill_holding_lease(
         }
     }
     Ok(())
+}
+
+/// One batch of NULL populations, read and computed.
+struct PopulationBatch {
+    /// The last population id read: where the next batch starts.
+    last: PopulationId,
+    rows: usize,
+    snapshots: Vec<(PopulationId, String)>,
+    /// Populations whose band no longer exists.
+    unfixable: Vec<PopulationId>,
+}
+
+/// The next NULL populations after `after` with their snapshots built from current tags;
+/// `None` when none is left.
+async fn next_population_batch(
+    db: &Db,
+    bands: &mut Bands<'_>,
+    after: PopulationId,
+    batch_size: u64,
+    bands_filter: Option<&[BandId]>,
+) -> Result<Option<PopulationBatch>, JobError> {
+    let rows = db
+        .backfill()
+        .null_populations_after(after, batch_size, bands_filter)
+        .await?;
+    let Some(last) = rows.last().map(|r| r.id) else {
+        return Ok(None);
+    };
+    let targets = bands.resolve(rows.iter().map(|r| r.band_id)).await?;
+    let me_files: Vec<MeFileId> = rows.iter().map(|r| r.me_file_id).collect();
+    let tags = db.tags().of_me_files(&me_files, None).await?;
+    let mut snapshots = Vec::with_capacity(rows.len());
+    let mut unfixable = Vec::new();
+    for row in &rows {
+        match &targets[&row.band_id] {
+            Some(target) => {
+                let band = target.band(row.band_id).expect("resolved band");
+                let me_file_tags = tags.get(&row.me_file_id).map(Vec::as_slice).unwrap_or(&[]);
+                snapshots.push((row.id, target.snapshot_of(band, me_file_tags).to_json()));
+            }
+            None => unfixable.push(row.id),
+        }
+    }
+    Ok(Some(PopulationBatch {
+        last,
+        rows: rows.len(),
+        snapshots,
+        unfixable,
+    }))
+}
+
+/// Writes one batch's population snapshots (those still NULL) in its own transaction,
+/// renewing the run's lease in it; returns rows written.
+async fn write_population_snapshots(
+    db: &Db,
+    lease: &crate::lease::HeldLease,
+    snapshots: &[(PopulationId, String)],
+) -> Result<u64, JobError> {
+    let tx = db.begin_write().await?;
+    lease.renew(&tx).await?;
+    let written = tx.backfill().fill_populations(snapshots).await?;
+    tx.commit().await?;
+    crate::metrics::snapshots_filled("target_populations", written);
+    Ok(written)
 }
