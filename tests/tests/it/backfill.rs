@@ -767,6 +767,11 @@ async fn the_databases_snapshot_check_is_never_looser_than_the_domain() {
             true,
         ),
         (r#"{"tags": [[-0, "G", 1e2, []]]}"#, true),
+        (
+            r#"{"tags": [[123456789, "G", -123456789, [[987654321, "v", null]]]]}"#,
+            true,
+        ),
+        (r#"{"tags": [[1234567890, "G", 1, []]]}"#, false),
         (r#""legacy""#, false),
         ("{}", false),
         ("null", false),

@@ -3,7 +3,7 @@
 use super::*;
 use crate::BandCache;
 use crate::JobError;
-use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId};
+use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId, TraitId};
 use repo::{CopyTable, Db};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -221,7 +221,12 @@ async fn backfill_holding_lease(
             options.stop.check("backfill")?;
             let pairs = db
                 .backfill()
-                .null_pairs_after(table, after, options.batch_size, bands_filter)
+                .null_pairs_after(
+                    table,
+                    after,
+                    options.batch_size * COPY_BATCH_FACTOR,
+                    bands_filter,
+                )
                 .await?;
             let Some(last) = pairs.last() else { break };
             after = *last;
@@ -357,6 +362,12 @@ async fn backfill_holding_lease(
     Ok(())
 }
 
+/// Pairs per copy batch, in units of `batch_size`: a copy batch moves only keys (the
+/// snapshots are copied inside the database), so it can be larger than a batch whose
+/// snapshots are computed in the process; pairs left to the process (orphans, malformed
+/// populations) are at most this many.
+const COPY_BATCH_FACTOR: u64 = 4;
+
 /// One batch of NULL populations, read and computed.
 struct PopulationBatch {
     /// The last population id read: where the next batch starts.
@@ -385,7 +396,15 @@ async fn next_population_batch(
     };
     let targets = bands.resolve(rows.iter().map(|r| r.band_id)).await?;
     let me_files: Vec<MeFileId> = rows.iter().map(|r| r.me_file_id).collect();
-    let tags = db.tags().of_me_files(&me_files, None).await?;
+    // Only the tags a snapshot can hold: those on the traits of the batch's targets.
+    let traits: Vec<TraitId> = targets
+        .values()
+        .flatten()
+        .flat_map(|target| target.trait_ids())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let tags = db.tags().of_me_files(&me_files, Some(&traits)).await?;
     let mut snapshots = Vec::with_capacity(rows.len());
     let mut unfixable = Vec::new();
     for row in &rows {
