@@ -414,7 +414,8 @@ impl ReferenceRepo<'_> {
     }
 
     /// The backfill as set-based SQL on copies of the three tables: populations from tags,
-    /// then offers and ad_events from their populations. Returns rows written.
+    /// then offers and ad_events from their populations, and those without one (orphans)
+    /// from tags. Returns rows written.
     pub async fn backfill_in_sql(
         &self,
         populations: &str,
@@ -434,6 +435,23 @@ impl ReferenceRepo<'_> {
                      updated_at = now() AT TIME ZONE 'utc' FROM {populations} p \
                      WHERE p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id \
                      AND c.matching_tags_snapshot IS NULL AND p.matching_tags_snapshot IS NOT NULL"
+                ))
+                .await?
+                .rows_affected();
+            // Orphans: rows on a (me_file, band) without a population get the snapshot
+            // computed from tags, as the backfiller gives them.
+            written += conn
+                .execute_unprepared(&format!(
+                    "{}
+UPDATE {copy} AS c SET matching_tags_snapshot = s.snapshot, updated_at = now() AT TIME ZONE 'utc'
+FROM snapshots s
+WHERE c.me_file_id = s.me_file_id AND c.target_band_id = s.band_id AND c.matching_tags_snapshot IS NULL",
+                    snapshots_of_pairs(&format!(
+                        "SELECT DISTINCT c.me_file_id, c.target_band_id AS band_id FROM {copy} c \
+                         WHERE c.matching_tags_snapshot IS NULL AND c.me_file_id IS NOT NULL \
+                         AND c.target_band_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {populations} p \
+                         WHERE p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id)"
+                    ))
                 ))
                 .await?
                 .rows_affected();
