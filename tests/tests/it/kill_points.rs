@@ -170,8 +170,8 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
         .await
     };
     let null_ids = snapline_tests::null_snapshot_ids(&test.db).await;
-    // The first kill lands in the copy into offers: every population already filled, some
-    // offers still NULL, no ad_event touched yet.
+    // The first kill lands in the copies: every population already filled, some offers
+    // still NULL.
     let null_in = |table: &'static str| {
         let db = test.db.clone();
         async move {
@@ -183,7 +183,6 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
         }
     };
     let offers_at_start = null_in("offers").await;
-    let ad_events_at_start = null_in("ad_events").await;
     assert!(offers_at_start > 1_000, "{offers_at_start} NULL offers");
     let slow = env
         .iter()
@@ -207,11 +206,7 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
         offers_left > 3 && offers_left < offers_at_start,
         "killed in the offers phase: {offers_left} of {offers_at_start} left"
     );
-    assert_eq!(
-        null_in("ad_events").await,
-        ad_events_at_start,
-        "ad_events not started"
-    );
+    // ad_events are copied beside offers (two connections): part-way too, or done.
 
     let mut before = nulls().await;
     for delay in KILL_AFTER_MS {

@@ -141,6 +141,23 @@ pub struct BackfillReport {
 }
 
 impl BackfillReport {
+    /// Adds what a part of the run (one table's copies) did to this report; the unfixable
+    /// ids kept stay the first ones, in the order of the parts.
+    pub(super) fn absorb(&mut self, part: BackfillReport, options: &BackfillOptions) {
+        self.populations_fixed += part.populations_fixed;
+        self.offers_fixed += part.offers_fixed;
+        self.ad_events_fixed += part.ad_events_fixed;
+        self.orphans += part.orphans;
+        self.malformed_populations += part.malformed_populations;
+        self.unfixable += part.unfixable;
+        let room = options
+            .unfixable_ids_kept
+            .saturating_sub(self.unfixable_ids.len());
+        self.unfixable_ids
+            .extend(part.unfixable_ids.into_iter().take(room));
+        self.batches += part.batches;
+    }
+
     pub fn fixed(&self) -> u64 {
         self.populations_fixed + self.offers_fixed + self.ad_events_fixed
     }

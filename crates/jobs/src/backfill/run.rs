@@ -7,6 +7,7 @@ use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId, TraitId};
 use repo::{CopyTable, Db};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A population's stored snapshot as phase 2 sees it.
@@ -214,151 +215,24 @@ async fn backfill_holding_lease(
         on_progress(BackfillProgress { done, total });
     }
 
-    // 2. Offers, then ad_events, by (me_file, band).
-    for table in CopyTable::ALL {
-        let mut after = (MeFileId(i64::MIN), BandId(i64::MIN));
-        loop {
-            options.stop.check("backfill")?;
-            let pairs = db
-                .backfill()
-                .null_pairs_after(
-                    table,
-                    after,
-                    options.batch_size * COPY_BATCH_FACTOR,
-                    bands_filter,
-                )
-                .await?;
-            let Some(last) = pairs.last() else { break };
-            after = *last;
-            // Most pairs have a population with a well-formed snapshot: copied inside the
-            // database, only the pairs travel. The others (no population, a NULL or
-            // malformed snapshot, one the database's check leaves to the domain) go on below.
-            let copied_in_database: HashMap<(MeFileId, BandId), u64> = if options.dry_run {
-                HashMap::new()
-            } else {
-                let tx = db.begin_write().await?;
-                lease.renew(&tx).await?;
-                let copied = tx
-                    .backfill()
-                    .copy_population_snapshots(table, &pairs)
-                    .await?;
-                tx.commit().await?;
-                copied
-            };
-            let copied_rows: u64 = copied_in_database.values().sum();
-            crate::metrics::snapshots_filled(table.name(), copied_rows);
-            let pairs: Vec<(MeFileId, BandId)> = pairs
-                .into_iter()
-                .filter(|p| !copied_in_database.contains_key(p))
-                .collect();
-            // A population's snapshot is copied only when it is one: `{"tags": [...]}`. A
-            // malformed one (`"legacy"`, `{}`, JSON `null`) counts as missing, so history
-            // never receives it, and the population gets the computed one too.
-            let from_populations: HashMap<(MeFileId, BandId), PopulationSnapshot> = db
-                .backfill()
-                .population_snapshots(&pairs)
-                .await?
-                .into_iter()
-                .map(|(pair, text)| (pair, PopulationSnapshot::of(text)))
-                .collect();
-            let missing: Vec<(MeFileId, BandId)> = pairs
-                .iter()
-                .copied()
-                .filter(|p| !matches!(from_populations.get(p), Some(PopulationSnapshot::Valid(_))))
-                .collect();
-            let targets = bands.resolve(missing.iter().map(|p| p.1)).await?;
-            let orphan_me_files: Vec<MeFileId> = missing.iter().map(|p| p.0).collect();
-            let tags = db.tags().of_me_files(&orphan_me_files, None).await?;
-            let mut snapshots = Vec::with_capacity(pairs.len());
-            // Dry run: pairs whose population is still NULL only because phase 1 wrote
-            // nothing; the real run fills the population first and copies it here.
-            let mut filled_in_phase_one = Vec::new();
-            let mut unfixable = Vec::new();
-            let mut orphans = 0u64;
-            // (me_file, band, the population's malformed text, the computed snapshot)
-            let mut malformed = Vec::new();
-            for pair in &pairs {
-                let population = from_populations.get(pair);
-                match population {
-                    Some(PopulationSnapshot::Valid(text)) => {
-                        snapshots.push((pair.0, pair.1, text.clone()));
-                        continue;
-                    }
-                    Some(PopulationSnapshot::Null)
-                        if options.dry_run && targets[&pair.1].is_some() =>
-                    {
-                        filled_in_phase_one.push(*pair);
-                        continue;
-                    }
-                    _ => {}
-                }
-                match &targets[&pair.1] {
-                    Some(target) => {
-                        let band = target.band(pair.1).expect("resolved band");
-                        let me_file_tags = tags.get(&pair.0).map(Vec::as_slice).unwrap_or(&[]);
-                        let computed = target.snapshot_of(band, me_file_tags).to_json();
-                        match population {
-                            Some(PopulationSnapshot::Malformed(text)) => {
-                                malformed.push((pair.0, pair.1, text.clone(), computed.clone()))
-                            }
-                            _ => orphans += 1,
-                        }
-                        snapshots.push((pair.0, pair.1, computed));
-                    }
-                    None => unfixable.push(*pair),
-                }
-            }
-            if !malformed.is_empty() {
-                tracing::warn!(
-                    table = table.name(),
-                    populations = malformed.len(),
-                    "populations with a malformed snapshot: computed from current tags, not copied"
-                );
-                report.malformed_populations += malformed.len() as u64;
-            }
-            if orphans > 0 {
-                tracing::info!(
-                    table = table.name(),
-                    orphans,
-                    "(me_file, band) pairs without a population: snapshots computed from current tags"
-                );
-                report.orphans += orphans;
-            }
-            if !unfixable.is_empty() {
-                let ids = db.backfill().null_copy_ids(table, &unfixable).await?;
-                report.note_unfixable(table.name(), &ids, options);
-            }
-            let fixed = if options.dry_run {
-                let fixable: Vec<(MeFileId, BandId)> = snapshots
-                    .iter()
-                    .map(|s| (s.0, s.1))
-                    .chain(filled_in_phase_one.iter().copied())
-                    .collect();
-                db.backfill().null_copy_ids(table, &fixable).await?.len() as u64
-            } else {
-                let tx = db.begin_write().await?;
-                lease.renew(&tx).await?;
-                let written = tx.backfill().fill_copies(table, &snapshots).await?;
-                tx.backfill()
-                    .replace_malformed_population_snapshots(&malformed)
-                    .await?;
-                tx.commit().await?;
-                crate::metrics::snapshots_filled(table.name(), written);
-                written
-            };
-            let fixed = fixed + copied_rows;
-            match table {
-                CopyTable::Offers => report.offers_fixed += fixed,
-                CopyTable::AdEvents => report.ad_events_fixed += fixed,
-            }
-            report.batches += 1;
-            done += fixed + unfixable.len() as u64;
-            on_progress(BackfillProgress {
-                done: done.min(total),
-                total,
-            });
-        }
-    }
+    // 2. Offers and ad_events, each by (me_file, band), at the same time on two connections:
+    // independent tables, so neither waits for the other.
+    let done = AtomicU64::new(done);
+    let copy = |table| {
+        backfill_copies(
+            db,
+            lease,
+            table,
+            options,
+            bands_filter,
+            total,
+            &done,
+            on_progress,
+        )
+    };
+    let (offers, ad_events) = tokio::try_join!(copy(CopyTable::Offers), copy(CopyTable::AdEvents))?;
+    report.absorb(offers, options);
+    report.absorb(ad_events, options);
     Ok(())
 }
 
@@ -438,4 +312,168 @@ async fn write_population_snapshots(
     tx.commit().await?;
     crate::metrics::snapshots_filled("target_populations", written);
     Ok(written)
+}
+
+/// Fills the NULL snapshots of `table` from populations (or tags, for orphans); returns what
+/// it did as a report of its own, for [`BackfillReport::absorb`].
+#[allow(clippy::too_many_arguments)]
+async fn backfill_copies(
+    db: &Db,
+    lease: &crate::lease::HeldLease,
+    table: CopyTable,
+    options: &BackfillOptions,
+    bands_filter: Option<&[BandId]>,
+    total: u64,
+    done: &AtomicU64,
+    on_progress: &(dyn Fn(BackfillProgress) + Send + Sync),
+) -> Result<BackfillReport, JobError> {
+    let mut part = BackfillReport::default();
+    let mut bands = Bands::new(db);
+    let mut after = (MeFileId(i64::MIN), BandId(i64::MIN));
+    loop {
+        options.stop.check("backfill")?;
+        let pairs = db
+            .backfill()
+            .null_pairs_after(
+                table,
+                after,
+                options.batch_size * COPY_BATCH_FACTOR,
+                bands_filter,
+            )
+            .await?;
+        let Some(last) = pairs.last() else { break };
+        after = *last;
+        // Most pairs have a population with a well-formed snapshot: copied inside the
+        // database, only the pairs travel. The others (no population, a NULL or
+        // malformed snapshot, one the database's check leaves to the domain) go on below.
+        let copied_in_database: HashMap<(MeFileId, BandId), u64> = if options.dry_run {
+            HashMap::new()
+        } else {
+            let tx = db.begin_write().await?;
+            lease.renew(&tx).await?;
+            let copied = tx
+                .backfill()
+                .copy_population_snapshots(table, &pairs)
+                .await?;
+            tx.commit().await?;
+            copied
+        };
+        let copied_rows: u64 = copied_in_database.values().sum();
+        crate::metrics::snapshots_filled(table.name(), copied_rows);
+        let pairs: Vec<(MeFileId, BandId)> = pairs
+            .into_iter()
+            .filter(|p| !copied_in_database.contains_key(p))
+            .collect();
+        // A population's snapshot is copied only when it is one: `{"tags": [...]}`. A
+        // malformed one (`"legacy"`, `{}`, JSON `null`) counts as missing, so history
+        // never receives it, and the population gets the computed one too.
+        let from_populations: HashMap<(MeFileId, BandId), PopulationSnapshot> = db
+            .backfill()
+            .population_snapshots(&pairs)
+            .await?
+            .into_iter()
+            .map(|(pair, text)| (pair, PopulationSnapshot::of(text)))
+            .collect();
+        let missing: Vec<(MeFileId, BandId)> = pairs
+            .iter()
+            .copied()
+            .filter(|p| !matches!(from_populations.get(p), Some(PopulationSnapshot::Valid(_))))
+            .collect();
+        let targets = bands.resolve(missing.iter().map(|p| p.1)).await?;
+        let orphan_me_files: Vec<MeFileId> = missing.iter().map(|p| p.0).collect();
+        let tags = db.tags().of_me_files(&orphan_me_files, None).await?;
+        let mut snapshots = Vec::with_capacity(pairs.len());
+        // Dry run: pairs whose population is still NULL only because phase 1 wrote
+        // nothing; the real run fills the population first and copies it here.
+        let mut filled_in_phase_one = Vec::new();
+        let mut unfixable = Vec::new();
+        let mut orphans = 0u64;
+        // (me_file, band, the population's malformed text, the computed snapshot)
+        let mut malformed = Vec::new();
+        for pair in &pairs {
+            let population = from_populations.get(pair);
+            match population {
+                Some(PopulationSnapshot::Valid(text)) => {
+                    snapshots.push((pair.0, pair.1, text.clone()));
+                    continue;
+                }
+                Some(PopulationSnapshot::Null) if options.dry_run && targets[&pair.1].is_some() => {
+                    filled_in_phase_one.push(*pair);
+                    continue;
+                }
+                _ => {}
+            }
+            match &targets[&pair.1] {
+                Some(target) => {
+                    let band = target.band(pair.1).expect("resolved band");
+                    let me_file_tags = tags.get(&pair.0).map(Vec::as_slice).unwrap_or(&[]);
+                    let computed = target.snapshot_of(band, me_file_tags).to_json();
+                    match population {
+                        Some(PopulationSnapshot::Malformed(text)) => {
+                            malformed.push((pair.0, pair.1, text.clone(), computed.clone()))
+                        }
+                        _ => orphans += 1,
+                    }
+                    snapshots.push((pair.0, pair.1, computed));
+                }
+                None => unfixable.push(*pair),
+            }
+        }
+        if !malformed.is_empty() {
+            tracing::warn!(
+                table = table.name(),
+                populations = malformed.len(),
+                "populations with a malformed snapshot: computed from current tags, not copied"
+            );
+            if options.dry_run {
+                part.malformed_populations += malformed.len() as u64;
+            }
+        }
+        if orphans > 0 {
+            tracing::info!(
+                table = table.name(),
+                orphans,
+                "(me_file, band) pairs without a population: snapshots computed from current tags"
+            );
+            part.orphans += orphans;
+        }
+        if !unfixable.is_empty() {
+            let ids = db.backfill().null_copy_ids(table, &unfixable).await?;
+            part.note_unfixable(table.name(), &ids, options);
+        }
+        let fixed = if options.dry_run {
+            let fixable: Vec<(MeFileId, BandId)> = snapshots
+                .iter()
+                .map(|s| (s.0, s.1))
+                .chain(filled_in_phase_one.iter().copied())
+                .collect();
+            db.backfill().null_copy_ids(table, &fixable).await?.len() as u64
+        } else {
+            let tx = db.begin_write().await?;
+            lease.renew(&tx).await?;
+            let written = tx.backfill().fill_copies(table, &snapshots).await?;
+            // Counted where replaced: the other table's copy, running beside this one, may
+            // have seen the same malformed population, and only one of them replaces it.
+            part.malformed_populations += tx
+                .backfill()
+                .replace_malformed_population_snapshots(&malformed)
+                .await?;
+            tx.commit().await?;
+            crate::metrics::snapshots_filled(table.name(), written);
+            written
+        };
+        let fixed = fixed + copied_rows;
+        match table {
+            CopyTable::Offers => part.offers_fixed += fixed,
+            CopyTable::AdEvents => part.ad_events_fixed += fixed,
+        }
+        part.batches += 1;
+        let handled = fixed + unfixable.len() as u64;
+        let done = done.fetch_add(handled, Ordering::Relaxed) + handled;
+        on_progress(BackfillProgress {
+            done: done.min(total),
+            total,
+        });
+    }
+    Ok(part)
 }
