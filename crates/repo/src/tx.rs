@@ -25,11 +25,6 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    pub async fn rollback(self) -> Result<(), RepoError> {
-        self.txn.rollback().await?;
-        Ok(())
-    }
-
     pub fn targets(&self) -> TargetRepo<'_, DatabaseTransaction> {
         TargetRepo {
             db: self.db,

@@ -128,13 +128,13 @@ pub struct BackfillReport {
     pub orphans: u64,
     /// Rows left NULL because their band no longer exists.
     pub unfixable: u64,
-    /// The first of them (`table:id`), at most [`BackfillOptions::unfixable_ids_kept`].
     /// Rows with a NULL snapshot whose band or me_file reference is itself NULL (the
     /// platform's schema allows it): orphans no snapshot can be built for, left as they are.
     pub without_references: u64,
     /// Populations whose snapshot was not `{"tags": [...]}` (copied nowhere; replaced by the
-    /// computed one).
+    /// computed one): those replaced, or in a dry run those seen.
     pub malformed_populations: u64,
+    /// The first unfixable rows (`table:id`), at most [`BackfillOptions::unfixable_ids_kept`].
     pub unfixable_ids: Vec<String>,
     pub batches: u64,
     pub elapsed_ms: u64,
