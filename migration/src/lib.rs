@@ -15,6 +15,7 @@ mod m20261125_000005_queue_indexes;
 mod m20261126_000006_population_write_tuning;
 mod m20261126_000007_populate_runs;
 mod m20261126_000008_capture_teardown;
+mod m20261126_000009_populate_chunks;
 
 pub use m20261126_000008_capture_teardown::DROP_CAPTURE;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_population_write_tuning::Migration),
             Box::new(m20261126_000007_populate_runs::Migration),
             Box::new(m20261126_000008_capture_teardown::Migration),
+            Box::new(m20261126_000009_populate_chunks::Migration),
         ]
     }
 }

@@ -62,6 +62,31 @@ impl HeldLease {
         }
     }
 
+    /// Holds `name` as `owner`, a run that another process started (a populate's chunks
+    /// carry their run's owner): renewed if `owner` still holds it, taken again if it is
+    /// free or expired; [`JobError::Busy`] when another owner holds it.
+    pub async fn resume(
+        db: &Db,
+        name: String,
+        owner: String,
+        ttl: Duration,
+    ) -> Result<HeldLease, JobError> {
+        if db.leases().try_acquire(&name, &owner, ttl).await? {
+            return Ok(HeldLease { name, owner, ttl });
+        }
+        let holder = db
+            .leases()
+            .holder(&name)
+            .await?
+            .map(|h| h.owner)
+            .unwrap_or_else(|| "another run".into());
+        Err(JobError::Busy {
+            what: name,
+            owner: holder,
+            waited: Duration::ZERO,
+        })
+    }
+
     /// Renews the lease inside `tx` (the caller's batch transaction).
     pub async fn renew(&self, tx: &repo::Tx<'_>) -> Result<(), JobError> {
         if tx.leases().renew(&self.name, &self.owner, self.ttl).await? {

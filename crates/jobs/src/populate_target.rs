@@ -1,29 +1,40 @@
 //! `populate_target {"target_id": i64}` on queue `populate_target`: (re)computes a whole
-//! target's populations with their snapshots.
+//! target's populations with their snapshots, split into me_file-range chunks that any
+//! populator replica takes from queue `populate_chunk`.
 //!
 //! When it runs: when a marketer creates or edits a target, or by hand
 //! (`populator enqueue --target ID`, or inline with `populator run --target ID`).
 //!
-//! What it changes: sets the target `populating`, then walks every me_file in keyset-paged
-//! batches; per batch, in one transaction, it inserts new members with their snapshot,
-//! moves me_files whose band changed, rewrites stale snapshots and deletes rows that no longer
-//! match. Only when every batch is written does it set `populated` and `last_populated_at`,
-//! so a reader that waits for `populated` never sees a missing or stale snapshot. A target
-//! with no bands ends `not_populated`. A second populate of the same target waits for the
-//! first (a lease in `snapline_leases`); a rerun changes nothing.
+//! What it changes: takes the target's lease (a second populate of the same target waits
+//! for the first), counts the run (`snapline_populate_runs`), sets the target `populating`
+//! and records the run's chunks (`snapline_populate_chunks`), each `chunk_me_files`
+//! me_files. A target of one chunk is populated by this job itself; otherwise one
+//! `populate_chunk` job per chunk is pushed and the run's lease passes to them. A chunk
+//! walks its me_files in keyset-paged batches; per batch, in one transaction, it inserts new
+//! members with their snapshot, moves me_files whose band changed, rewrites stale snapshots
+//! and deletes rows that no longer match. The chunk that commits last, finding every other
+//! chunk of its run done, sets `populated` and `last_populated_at` and releases the lease,
+//! so a reader that waits for `populated` never sees a missing or stale snapshot. A chunk
+//! of an older run never finishes a newer one: it stops when its run is no longer the
+//! target's latest. A target with no bands ends `not_populated`. A rerun changes nothing.
 
 use crate::lease::HeldLease;
 use crate::queue::Payload;
 use crate::{JobError, plan_population};
-use domain::{MeFileId, PopulationStatus, TargetId, TraitId};
-use repo::Db;
+use domain::{MeFileId, PopulationStatus, TargetBands, TargetId, TraitId};
+use repo::{ChunkFinished, ChunkRange, Db};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 pub const QUEUE: &str = "populate_target";
 
+/// The queue of a run's chunks, served by every populator beside [`QUEUE`].
+pub const CHUNK_QUEUE: &str = "populate_chunk";
+
 const PAYLOAD_SHAPE: &str = r#"{"target_id": <integer>}"#;
+
+const CHUNK_PAYLOAD_SHAPE: &str = r#"{"target_id": <integer>, "run": <integer>, "after": <integer>, "up_to": <integer>, "lease_owner": <string>}"#;
 
 /// The job payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,11 +43,35 @@ pub struct PopulateTarget {
     pub target_id: i64,
 }
 
+/// The payload of one chunk of a run: me_files with `after < id <= up_to` of run `run` of
+/// the target, whose lease the run holds as `lease_owner`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopulateChunk {
+    pub target_id: i64,
+    pub run: i64,
+    pub after: i64,
+    pub up_to: i64,
+    pub lease_owner: String,
+}
+
+impl PopulateChunk {
+    fn range(&self) -> ChunkRange {
+        ChunkRange {
+            after: MeFileId(self.after),
+            up_to: MeFileId(self.up_to),
+        }
+    }
+}
+
 /// Tuning of a populate run.
 #[derive(Clone, Debug)]
 pub struct PopulateOptions {
     /// Me_files per batch (one transaction each).
     pub batch_size: u64,
+    /// Me_files per chunk: a run over more me_files is split into chunks that any populator
+    /// replica takes from [`CHUNK_QUEUE`].
+    pub chunk_me_files: u64,
     /// How long the run's lease lives without renewal (renewed every batch).
     pub lease_ttl: Duration,
     /// How long to wait for another populate of the same target before failing (retried).
@@ -51,6 +86,7 @@ impl Default for PopulateOptions {
     fn default() -> Self {
         Self {
             batch_size: 5_000,
+            chunk_me_files: 250_000,
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
             batch_pause: Duration::ZERO,
@@ -59,12 +95,18 @@ impl Default for PopulateOptions {
     }
 }
 
-/// What a run changed.
+/// What a run, or one chunk of it, changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PopulateSummary {
     pub target_id: i64,
-    /// `populated`, or `not_populated` for a target without bands.
+    /// `populated`, or `not_populated` for a target without bands; `populating` when chunks
+    /// of the run are still to commit (a run handed to the queue, or a chunk not the last);
+    /// `superseded` for a chunk of a run that a newer run replaced.
     pub status: String,
+    /// The run's number (`snapline_populate_runs.started`).
+    pub run: i64,
+    /// Chunks the run was split into.
+    pub chunks: u64,
     pub inserted: u64,
     pub moved: u64,
     pub deleted: u64,
@@ -82,13 +124,24 @@ impl PopulateSummary {
     pub fn changes(&self) -> u64 {
         self.inserted + self.moved + self.deleted + self.refreshed
     }
+
+    /// Adds the counts of a chunk of the same run.
+    fn absorb(&mut self, chunk: &PopulateSummary) {
+        self.inserted += chunk.inserted;
+        self.moved += chunk.moved;
+        self.deleted += chunk.deleted;
+        self.refreshed += chunk.refreshed;
+        self.unchanged += chunk.unchanged;
+        self.batches += chunk.batches;
+        self.me_files_scanned += chunk.me_files_scanned;
+    }
 }
 
 impl std::fmt::Display for PopulateSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "target {}: {} inserted, {} moved, {} deleted, {} refreshed, {} unchanged, {} orphans left alone; {} me_files in {} batches, {:.2}s, status {}",
+            "target {}: {} inserted, {} moved, {} deleted, {} refreshed, {} unchanged, {} orphans left alone; {} me_files in {} batches, {} chunk(s), {:.2}s, status {}",
             self.target_id,
             self.inserted,
             self.moved,
@@ -98,28 +151,62 @@ impl std::fmt::Display for PopulateSummary {
             self.orphans,
             self.me_files_scanned,
             self.batches,
+            self.chunks,
             self.elapsed_ms as f64 / 1000.0,
             self.status
         )
     }
 }
 
-/// Populates `target_id`. Errors say whether a retry can help ([`JobError::is_transient`]).
+/// Where a run's chunks are populated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunksRun {
+    /// All of them by the caller, one after the other.
+    Here,
+    /// By whichever populator replicas take them from [`CHUNK_QUEUE`] (one chunk: here).
+    OnTheQueue,
+}
+
+/// Populates `target_id` in this process, every chunk of the run here. Errors say whether a
+/// retry can help ([`JobError::is_transient`]).
 pub async fn populate_target(
     db: &Db,
     target_id: TargetId,
     options: &PopulateOptions,
 ) -> Result<PopulateSummary, JobError> {
+    start_populate(db, target_id, options, ChunksRun::Here).await
+}
+
+/// What a `populate_target` job does: starts a run of `target_id` and pushes one
+/// `populate_chunk` job per chunk, which hold the run's lease from then on (status
+/// `populating`); a run of one chunk is populated here (status `populated`).
+pub async fn populate_target_on_queue(
+    db: &Db,
+    target_id: TargetId,
+    options: &PopulateOptions,
+) -> Result<PopulateSummary, JobError> {
+    start_populate(db, target_id, options, ChunksRun::OnTheQueue).await
+}
+
+/// Takes the target's lease, starts a run and populates its chunks (`where_`); the lease is
+/// released here unless the run's chunks went to the queue, which release it when the last
+/// one commits.
+async fn start_populate(
+    db: &Db,
+    target_id: TargetId,
+    options: &PopulateOptions,
+    where_: ChunksRun,
+) -> Result<PopulateSummary, JobError> {
     let started = Instant::now();
     crate::error::check_target_exists(db, target_id).await?;
     let lease = HeldLease::acquire(
         db,
-        format!("populate_target:{target_id}"),
+        lease_name(target_id),
         options.lease_ttl,
         options.lock_wait,
     )
     .await?;
-    let result = populate_holding_lease(db, target_id, options, &lease).await;
+    let result = run_holding_lease(db, target_id, options, &lease, where_).await;
     if let Err(err) = &result
         && !err.is_transient()
     {
@@ -129,18 +216,27 @@ pub async fn populate_target(
             .set_status(target_id, PopulationStatus::Failed)
             .await;
     }
-    lease.release(db).await;
+    let handed_over = where_ == ChunksRun::OnTheQueue
+        && matches!(&result, Ok(summary) if summary.chunks > 1 && summary.status == PopulationStatus::Populating.as_str());
+    if !handed_over {
+        lease.release(db).await;
+    }
     result.map(|mut summary| {
         summary.elapsed_ms = started.elapsed().as_millis() as u64;
         summary
     })
 }
 
-async fn populate_holding_lease(
+fn lease_name(target_id: TargetId) -> String {
+    format!("populate_target:{target_id}")
+}
+
+async fn run_holding_lease(
     db: &Db,
     target_id: TargetId,
     options: &PopulateOptions,
     lease: &HeldLease,
+    where_: ChunksRun,
 ) -> Result<PopulateSummary, JobError> {
     let mut summary = PopulateSummary {
         target_id: target_id.0,
@@ -156,16 +252,92 @@ async fn populate_holding_lease(
         summary.status = PopulationStatus::NotPopulated.as_str().into();
         return Ok(summary);
     }
-    // Counted first: a sync that sees the count has moved drops bands it cached before.
-    db.targets().count_populate_started(target_id).await?;
-    db.targets()
+    let chunks = plan_chunks(db, options.chunk_me_files).await?;
+    // Counted first (in the same transaction): a sync that sees the count has moved drops
+    // bands it cached before.
+    let tx = db.begin_write().await?;
+    let run = tx.populate_runs().start(target_id).await?;
+    tx.targets()
         .set_status(target_id, PopulationStatus::Populating)
         .await?;
+    tx.populate_runs()
+        .record_chunks(target_id, run, &chunks)
+        .await?;
+    tx.commit().await?;
+    summary.run = run;
+    summary.chunks = chunks.len() as u64;
+    tracing::info!(target_id = %target_id, run, chunks = chunks.len(), bands = target.bands().len(), batch_size = options.batch_size, "populating target");
+
+    if where_ == ChunksRun::OnTheQueue && chunks.len() > 1 {
+        for chunk in &chunks {
+            let payload = PopulateChunk {
+                target_id: target_id.0,
+                run,
+                after: chunk.after.0,
+                up_to: chunk.up_to.0,
+                lease_owner: lease.owner.clone(),
+            };
+            let key = format!("populate_chunk:{target_id}:{run}:{}", chunk.after);
+            crate::queue::push_once(
+                db,
+                CHUNK_QUEUE,
+                payload,
+                crate::queue::DEFAULT_MAX_ATTEMPTS,
+                &key,
+            )
+            .await?;
+        }
+        summary.status = PopulationStatus::Populating.as_str().into();
+        tracing::info!(target_id = %target_id, run, chunks = chunks.len(), "run handed to populate_chunk jobs");
+        return Ok(summary);
+    }
+    for chunk in &chunks {
+        let done = populate_chunk_range(db, target_id, &target, *chunk, options, lease).await?;
+        summary.absorb(&done);
+        summary.status = finish_chunk(db, target_id, run, *chunk, &target).await?;
+    }
+    if summary.status == PopulationStatus::Populated.as_str() {
+        tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");
+    }
+    Ok(summary)
+}
+
+/// Cuts the me_files into ranges of `chunk_me_files` (the last one open-ended: it also
+/// removes rows of me_files beyond the last).
+async fn plan_chunks(db: &Db, chunk_me_files: u64) -> Result<Vec<ChunkRange>, JobError> {
+    let mut chunks = Vec::new();
+    let mut after = MeFileId(0);
+    while let Some(last) = db
+        .tags()
+        .me_file_id_at(after, chunk_me_files.max(1) - 1)
+        .await?
+    {
+        chunks.push(ChunkRange { after, up_to: last });
+        after = last;
+    }
+    chunks.push(ChunkRange {
+        after,
+        up_to: MeFileId(i64::MAX),
+    });
+    Ok(chunks)
+}
+
+/// Populates the me_files of one chunk, batch by batch, renewing the run's lease in each.
+async fn populate_chunk_range(
+    db: &Db,
+    target_id: TargetId,
+    target: &TargetBands,
+    chunk: ChunkRange,
+    options: &PopulateOptions,
+    lease: &HeldLease,
+) -> Result<PopulateSummary, JobError> {
+    let mut summary = PopulateSummary {
+        target_id: target_id.0,
+        ..PopulateSummary::default()
+    };
     let band_ids: Vec<_> = target.bands().iter().map(|b| b.id).collect();
     let traits: Vec<TraitId> = target.trait_ids().collect();
-    tracing::info!(target_id = %target_id, bands = band_ids.len(), traits = traits.len(), batch_size = options.batch_size, "populating target");
-
-    let mut cursor = MeFileId(0);
+    let mut cursor = chunk.after;
     loop {
         options
             .stop
@@ -178,21 +350,21 @@ async fn populate_holding_lease(
         }
         let mut me_files = tx
             .tags()
-            .me_file_ids_after(cursor, options.batch_size)
+            .me_file_ids_after(cursor, chunk.up_to, options.batch_size)
             .await?;
         // At most a few lock ranges per batch, however sparse the ids (see lock_me_files).
         me_files.truncate(within_lock_ranges(&me_files, MAX_LOCK_RANGES_PER_BATCH));
-        // After the last me_file, one more pass over the rest of the id space removes rows
-        // of me_files that no longer exist.
+        // After the chunk's last me_file, one more pass over the rest of its range removes
+        // rows of me_files that no longer exist.
         let last = me_files.is_empty();
-        let up_to = me_files.last().copied().unwrap_or(MeFileId(i64::MAX));
+        let up_to = me_files.last().copied().unwrap_or(chunk.up_to);
         tx.populations().lock_me_files(&me_files).await?;
         let tags = tx.tags().in_me_file_range(cursor, up_to, &traits).await?;
         let existing = tx
             .populations()
             .in_me_file_range(&band_ids, cursor, up_to)
             .await?;
-        let mut plan = plan_population(&target, &me_files, &tags, existing);
+        let mut plan = plan_population(target, &me_files, &tags, existing);
         let applied = tx.populations().apply_changes(&plan.changes).await?;
         let bands_changed: Vec<i64> = plan.bands_changed.iter().map(|m| m.0).collect();
         tx.events().me_file_bands_changed(&bands_changed).await?;
@@ -218,29 +390,126 @@ async fn populate_holding_lease(
             tracing::info!(target_id = %target_id, batch = summary.batches, me_files = summary.me_files_scanned, "populating");
         }
         if last {
-            break;
+            return Ok(summary);
         }
         cursor = up_to;
         if !options.batch_pause.is_zero() {
             tokio::time::sleep(options.batch_pause).await;
         }
     }
+}
 
-    // `populated` and the platform's event in one transaction.
+/// Records a committed chunk of run `run`; the chunk that finds every other chunk of the
+/// run done sets the target `populated` (with the platform's event, in one transaction).
+/// Returns the status the run is in: `populated`, `populating` (chunks left) or
+/// `superseded` (a newer run started; this one never finishes).
+async fn finish_chunk(
+    db: &Db,
+    target_id: TargetId,
+    run: i64,
+    chunk: ChunkRange,
+    target: &TargetBands,
+) -> Result<String, JobError> {
     let tx = db.begin_write().await?;
-    if !tx
-        .targets()
-        .set_status(target_id, PopulationStatus::Populated)
+    if tx.populate_runs().lock_current(target_id).await? != Some(run) {
+        return Ok(SUPERSEDED.into());
+    }
+    match tx
+        .populate_runs()
+        .finish_chunk(target_id, run, chunk.after)
         .await?
     {
-        drop(tx);
-        return Err(target_deleted(db, target_id, &band_ids).await);
+        ChunkFinished::NotRecorded => Ok(SUPERSEDED.into()),
+        // Done by an earlier try whose job was not acknowledged: nothing to record again.
+        ChunkFinished::Before { left: 0 } => Ok(PopulationStatus::Populated.as_str().into()),
+        ChunkFinished::Before { .. } => Ok(PopulationStatus::Populating.as_str().into()),
+        ChunkFinished::Now { left: 0 } => {
+            if !tx
+                .targets()
+                .set_status(target_id, PopulationStatus::Populated)
+                .await?
+            {
+                drop(tx);
+                let band_ids: Vec<_> = target.bands().iter().map(|b| b.id).collect();
+                return Err(target_deleted(db, target_id, &band_ids).await);
+            }
+            tx.events().target_populated(target_id.0).await?;
+            tx.commit().await?;
+            Ok(PopulationStatus::Populated.as_str().into())
+        }
+        ChunkFinished::Now { left } => {
+            tx.commit().await?;
+            tracing::debug!(target_id = %target_id, run, chunks_left = left, "chunk committed");
+            Ok(PopulationStatus::Populating.as_str().into())
+        }
     }
-    tx.events().target_populated(target_id.0).await?;
-    tx.commit().await?;
-    summary.status = PopulationStatus::Populated.as_str().into();
-    tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");
-    Ok(summary)
+}
+
+/// The status of a chunk whose run a newer run replaced.
+pub const SUPERSEDED: &str = "superseded";
+
+/// Populates one chunk taken from the queue: nothing when its run is no longer the target's
+/// latest; otherwise its me_files, then [`finish_chunk`], releasing the run's lease when it
+/// was the last. A chunk that fails for good (or on its last attempt) marks the target
+/// `failed` and releases the lease, so the next populate need not wait for it to expire.
+pub async fn populate_chunk(
+    db: &Db,
+    chunk: &PopulateChunk,
+    options: &PopulateOptions,
+    last_attempt: bool,
+) -> Result<PopulateSummary, JobError> {
+    let started = Instant::now();
+    let target_id = TargetId(chunk.target_id);
+    let mut summary = PopulateSummary {
+        target_id: chunk.target_id,
+        run: chunk.run,
+        ..PopulateSummary::default()
+    };
+    if db.populate_runs().lock_current(target_id).await? != Some(chunk.run) {
+        tracing::info!(target_id = %target_id, run = chunk.run, "a newer populate of the target started: chunk skipped");
+        summary.status = SUPERSEDED.into();
+        return Ok(summary);
+    }
+    let lease = HeldLease::resume(
+        db,
+        lease_name(target_id),
+        chunk.lease_owner.clone(),
+        options.lease_ttl,
+    )
+    .await?;
+    let result = async {
+        let target = db.bands().of_target(target_id).await?;
+        let done =
+            populate_chunk_range(db, target_id, &target, chunk.range(), options, &lease).await?;
+        let status = finish_chunk(db, target_id, chunk.run, chunk.range(), &target).await?;
+        Ok::<_, JobError>((done, status))
+    }
+    .await;
+    match result {
+        Ok((done, status)) => {
+            summary.absorb(&done);
+            if status == PopulationStatus::Populated.as_str() {
+                lease.release(db).await;
+                tracing::info!(target_id = %target_id, run = chunk.run, "target populated: the run's last chunk committed");
+            }
+            summary.status = status;
+            summary.elapsed_ms = started.elapsed().as_millis() as u64;
+            Ok(summary)
+        }
+        Err(err) => {
+            if !err.is_transient() || last_attempt {
+                let current = db.populate_runs().lock_current(target_id).await;
+                if matches!(current, Ok(Some(run)) if run == chunk.run) {
+                    let _ = db
+                        .targets()
+                        .set_status(target_id, PopulationStatus::Failed)
+                        .await;
+                    lease.release(db).await;
+                }
+            }
+            Err(err)
+        }
+    }
 }
 
 /// A target deleted under its populate: the rows this and earlier runs wrote for its bands
@@ -289,7 +558,8 @@ pub struct PopulatorContext {
     pub options: PopulateOptions,
 }
 
-/// The apalis handler of `populate_target` jobs.
+/// The apalis handler of `populate_target` jobs: starts the run and hands its chunks to
+/// [`CHUNK_QUEUE`] (one chunk: populates it here).
 pub async fn handle(
     job: Payload<PopulateTarget>,
     ctx: apalis::prelude::Data<PopulatorContext>,
@@ -298,10 +568,35 @@ pub async fn handle(
     crate::worker::run_job(QUEUE, &attempt, async {
         let job = job.into_valid(PAYLOAD_SHAPE)?;
         let span = tracing::info_span!("populate_target", target_id = job.target_id);
-        let summary = populate_target(&ctx.db, TargetId(job.target_id), &ctx.options)
+        let summary = populate_target_on_queue(&ctx.db, TargetId(job.target_id), &ctx.options)
             .instrument(span)
             .await?;
         tracing::info!(target_id = summary.target_id, %summary, "populate_target done");
+        Ok(summary)
+    })
+    .await
+}
+
+/// The apalis handler of `populate_chunk` jobs.
+pub async fn handle_chunk(
+    job: Payload<PopulateChunk>,
+    ctx: apalis::prelude::Data<PopulatorContext>,
+    attempt: crate::worker::JobAttempt,
+) -> Result<PopulateSummary, apalis::prelude::BoxDynError> {
+    crate::worker::run_job(CHUNK_QUEUE, &attempt, async {
+        let job = job.into_valid(CHUNK_PAYLOAD_SHAPE)?;
+        let span = tracing::info_span!(
+            "populate_chunk",
+            target_id = job.target_id,
+            run = job.run,
+            after = job.after,
+            up_to = job.up_to
+        );
+        let last_attempt = attempt.attempt >= attempt.max_attempts;
+        let summary = populate_chunk(&ctx.db, &job, &ctx.options, last_attempt)
+            .instrument(span)
+            .await?;
+        tracing::info!(target_id = summary.target_id, %summary, "populate_chunk done");
         Ok(summary)
     })
     .await
@@ -336,13 +631,40 @@ pub async fn enqueue(db: &Db, target_id: TargetId) -> Result<bool, JobError> {
     }
 }
 
-/// Consumes the `populate_target` queue until `shutdown` completes.
+/// Consumes the `populate_target` and `populate_chunk` queues until `shutdown` completes,
+/// each with `options.concurrency` workers.
 pub async fn serve(
     ctx: PopulatorContext,
     options: &crate::worker::WorkerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), JobError> {
-    crate::worker::serve_queue!(PopulateTarget, QUEUE, ctx, options, handle, shutdown)
+    use futures::FutureExt;
+    let shutdown = shutdown.boxed().shared();
+    let chunk_options = crate::worker::WorkerOptions {
+        name: format!("{}-chunks", options.name),
+        ..options.clone()
+    };
+    let targets = async {
+        crate::worker::serve_queue!(
+            PopulateTarget,
+            QUEUE,
+            ctx.clone(),
+            options,
+            handle,
+            shutdown.clone()
+        )
+    };
+    let chunks = async {
+        crate::worker::serve_queue!(
+            PopulateChunk,
+            CHUNK_QUEUE,
+            ctx.clone(),
+            &chunk_options,
+            handle_chunk,
+            shutdown.clone()
+        )
+    };
+    tokio::try_join!(targets, chunks).map(|_| ())
 }
 
 #[cfg(test)]

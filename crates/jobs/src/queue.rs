@@ -36,12 +36,23 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Jobs a worker takes from the queue per fetch.
 pub const FETCH_BATCH: usize = 50;
 
+/// Jobs a worker of `queue` takes per fetch: one for the populator's long jobs, so a run's
+/// chunks (and several targets' populates) spread over every replica instead of waiting in
+/// the first fetcher's hands; [`FETCH_BATCH`] for the short ones.
+pub fn fetch_batch(queue: &str) -> usize {
+    if queue == crate::populate_target::QUEUE || queue == crate::populate_target::CHUNK_QUEUE {
+        1
+    } else {
+        FETCH_BATCH
+    }
+}
+
 pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresStorage<T> {
     apalis_postgres::PostgresStorage::new(db.pg_pool().expect("pg pool")).with_config(
         apalis_postgres::Config::default()
             .queue(queue)
             .lock_tasks(false)
-            .batch_size(FETCH_BATCH)
+            .batch_size(fetch_batch(queue))
             .heartbeat_interval(HEARTBEAT),
     )
 }
@@ -68,7 +79,7 @@ pub fn sqlite_storage<T>(db: &Db, queue: &str) -> apalis_sqlite::SqliteStorage<T
     apalis_sqlite::SqliteStorage::new(db.sqlite_pool().expect("sqlite pool")).with_config(
         apalis_sqlite::Config::default()
             .queue(queue)
-            .batch_size(FETCH_BATCH)
+            .batch_size(fetch_batch(queue))
             .heartbeat_interval(HEARTBEAT),
     )
 }

@@ -7,8 +7,9 @@ use repo::{Db, JobRun, NullSnapshotCounts, QueueDepth};
 use serde::Serialize;
 
 /// Every queue snapline consumes.
-pub const QUEUES: [&str; 3] = [
+pub const QUEUES: [&str; 4] = [
     crate::populate_target::QUEUE,
+    crate::populate_target::CHUNK_QUEUE,
     crate::sync_me_file::QUEUE,
     crate::backfill::QUEUE,
 ];

@@ -281,6 +281,13 @@ impl Db {
         SchemaRepo { db: self }
     }
 
+    pub fn populate_runs(&self) -> crate::PopulateRunRepo<'_> {
+        crate::PopulateRunRepo {
+            db: self,
+            conn: &self.conn,
+        }
+    }
+
     pub fn leases(&self) -> LeaseRepo<'_> {
         LeaseRepo {
             db: self,

@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod guard;
 mod leases;
+mod populate_runs;
 mod populations;
 mod queue_jobs;
 #[cfg(feature = "reference")]
@@ -38,6 +39,7 @@ pub use error::RepoError;
 pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
 pub use guard::{GuardRepo, GuardState};
 pub use leases::{LeaseHolder, LeaseRepo};
+pub use populate_runs::{ChunkFinished, ChunkRange, PopulateRunRepo};
 pub use populations::{
     AppliedChanges, ME_FILE_LOCK_RANGE, PopulationChanges, PopulationPage, PopulationRepo,
     PopulationRow, me_file_lock_range,

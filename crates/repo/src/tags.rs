@@ -72,10 +72,12 @@ impl<C: ConnectionTrait> TagRepo<'_, C> {
         Ok(tags_by_me_file(rows))
     }
 
-    /// The next `limit` me_file ids after `after`, ascending (keyset paging over `me_files`).
+    /// The next `limit` me_file ids after `after` and at most `up_to`, ascending (keyset
+    /// paging over `me_files`).
     pub async fn me_file_ids_after(
         &self,
         after: MeFileId,
+        up_to: MeFileId,
         limit: u64,
     ) -> Result<Vec<MeFileId>, RepoError> {
         let conn = self.conn;
@@ -83,14 +85,39 @@ impl<C: ConnectionTrait> TagRepo<'_, C> {
             .db
             .fetch_all(
                 conn,
-                "SELECT id FROM me_files WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id FROM me_files WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
                 vec![
                     sea_orm::Value::from(after.0),
+                    sea_orm::Value::from(up_to.0),
                     sea_orm::Value::from(limit as i64),
                 ],
             )
             .await?;
         Ok(rows.into_iter().map(|row| MeFileId(row.id.0)).collect())
+    }
+}
+
+impl<C: ConnectionTrait> TagRepo<'_, C> {
+    /// The id of the me_file `offset` places after the first me_file beyond `after` (ids
+    /// ascending; `offset` 0 is the first); `None` when fewer me_files follow. How a populate
+    /// cuts the me_files into chunks of equal size, whatever the gaps between ids.
+    pub async fn me_file_id_at(
+        &self,
+        after: MeFileId,
+        offset: u64,
+    ) -> Result<Option<MeFileId>, RepoError> {
+        let row: Option<IdOnly> = self
+            .db
+            .fetch_optional(
+                self.conn,
+                "SELECT id FROM me_files WHERE id > $1 ORDER BY id LIMIT 1 OFFSET $2",
+                vec![
+                    sea_orm::Value::from(after.0),
+                    sea_orm::Value::from(offset as i64),
+                ],
+            )
+            .await?;
+        Ok(row.map(|row| MeFileId(row.id.0)))
     }
 }
 

@@ -89,19 +89,3 @@ impl<C: ConnectionTrait> TargetRepo<'_, C> {
         Ok(result.rows_affected == 1)
     }
 }
-
-impl<C: ConnectionTrait> TargetRepo<'_, C> {
-    /// Counts a populate of `target_id` as started (before it sets `populating`): what a sync
-    /// compares its cached band metadata with.
-    pub async fn count_populate_started(&self, target_id: TargetId) -> Result<(), RepoError> {
-        let db = self.db;
-        self.conn
-            .execute_raw(db.statement(
-                "INSERT INTO snapline_populate_runs (target_id, started) VALUES ($1, 1) \
-                 ON CONFLICT (target_id) DO UPDATE SET started = snapline_populate_runs.started + 1",
-                vec![target_id.0.into()],
-            ))
-            .await?;
-        Ok(())
-    }
-}

@@ -1,8 +1,8 @@
 //! A write transaction and the repositories that run in it.
 
 use crate::{
-    BackfillRepo, BandRepo, Db, EventRepo, LeaseRepo, PopulationRepo, RepoError, SyncRepo, TagRepo,
-    TargetRepo,
+    BackfillRepo, BandRepo, Db, EventRepo, LeaseRepo, PopulateRunRepo, PopulationRepo, RepoError,
+    SyncRepo, TagRepo, TargetRepo,
 };
 use sea_orm::DatabaseTransaction;
 
@@ -69,6 +69,13 @@ impl<'a> Tx<'a> {
 
     pub fn leases(&self) -> LeaseRepo<'_, DatabaseTransaction> {
         LeaseRepo {
+            db: self.db,
+            conn: &self.txn,
+        }
+    }
+
+    pub fn populate_runs(&self) -> PopulateRunRepo<'_, DatabaseTransaction> {
+        PopulateRunRepo {
             db: self.db,
             conn: &self.txn,
         }

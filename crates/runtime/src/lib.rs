@@ -150,6 +150,7 @@ async fn check_lock_table(db: &Db) {
 pub fn populate_options(settings: &Settings) -> PopulateOptions {
     PopulateOptions {
         batch_size: settings.populator.batch_size.max(1),
+        chunk_me_files: settings.populator.chunk_me_files.max(1),
         lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
         batch_pause: Duration::from_millis(settings.populator.batch_pause_ms),

@@ -112,6 +112,9 @@ fn default_acquire_timeout() -> u64 {
 pub struct PopulatorSettings {
     /// Me_files per batch; each batch is one transaction.
     pub batch_size: u64,
+    /// Me_files per chunk: a populate of more is split into `populate_chunk` jobs that
+    /// every populator replica takes.
+    pub chunk_me_files: u64,
     /// Seconds a run's lease on its target lives without renewal (renewed every batch).
     pub lease_ttl_secs: u64,
     /// Seconds a second populate of the same target waits for the first before failing
@@ -376,6 +379,7 @@ impl Settings {
                 "database.acquire_timeout_secs",
             ),
             (self.populator.batch_size, "populator.batch_size"),
+            (self.populator.chunk_me_files, "populator.chunk_me_files"),
             (self.populator.lease_ttl_secs, "populator.lease_ttl_secs"),
             (self.backfiller.batch_size, "backfiller.batch_size"),
             (self.backfiller.lease_ttl_secs, "backfiller.lease_ttl_secs"),

@@ -151,6 +151,7 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
         tables,
         [
             "snapline_leases",
+            "snapline_populate_chunks",
             "snapline_populate_runs",
             "snapline_schema_settings"
         ]

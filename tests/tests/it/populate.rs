@@ -1,11 +1,17 @@
 //! The populator's behaviour end to end, on PostgreSQL and SQLite.
 
+use domain::MeFileId;
 use domain::{PopulationStatus, TargetId};
 use jobs::JobError;
-use jobs::populate_target::{PopulateOptions, populate_target};
+use jobs::populate_target::{
+    CHUNK_QUEUE, PopulateChunk, PopulateOptions, populate_chunk, populate_target,
+    populate_target_on_queue,
+};
+use jobs::sync_me_file::sync_me_file;
 use snapline_tests::{
     Backend, TestDb, assert_population_exact, both_backends, execute, scalar, stored_rows, wait_for,
 };
+use std::time::Duration;
 use synth::SeedOptions;
 
 fn data(legacy_share: f64) -> SeedOptions {
@@ -22,6 +28,8 @@ fn data(legacy_share: f64) -> SeedOptions {
 fn small_batches() -> PopulateOptions {
     PopulateOptions {
         batch_size: 257,
+        // Runs of three chunks and more: every test crosses chunk boundaries.
+        chunk_me_files: 1_000,
         ..PopulateOptions::default()
     }
 }
@@ -398,7 +406,171 @@ async fn a_second_populate_of_the_same_target_waits(backend: Backend) {
     assert!(err.to_string().contains("someone else"), "{err}");
 }
 
+/// The `populate_chunk` jobs waiting on the queue, by run and me_file range.
+async fn waiting_chunks(db: &repo::Db) -> Vec<PopulateChunk> {
+    let mut chunks = db
+        .queue_jobs()
+        .of_queue(CHUNK_QUEUE)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|job| job.status == "Pending")
+        .map(|job| serde_json::from_str::<PopulateChunk>(&job.payload).expect("a chunk payload"))
+        .collect::<Vec<_>>();
+    chunks.sort_by_key(|c| (c.run, c.after));
+    chunks
+}
+
+/// A run split into chunks on the queue: the target is `populated` only once its last chunk
+/// commits; a chunk that fails is retried alone; syncs between chunks stay; a second
+/// populate waits for the run's lease; a chunk of an older run never finishes a newer one.
+async fn a_chunked_run_is_populated_by_its_last_chunk(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.1)).await;
+    let db = &test.db;
+    let target = TargetId(1);
+    let lease = "populate_target:1";
+    let options = PopulateOptions {
+        chunk_me_files: 700,
+        lease_ttl: Duration::from_secs(3),
+        lock_wait: Duration::from_secs(1),
+        ..small_batches()
+    };
+    let started = populate_target_on_queue(db, target, &options)
+        .await
+        .unwrap();
+    assert_eq!(started.status, "populating", "{started}");
+    let chunks = waiting_chunks(db).await;
+    assert_eq!(chunks.len() as u64, started.chunks);
+    assert!(
+        chunks.len() >= 4,
+        "3,000 me_files in chunks of 700: {chunks:?}"
+    );
+    assert!(chunks.iter().all(|c| c.run == started.run));
+    // The chunks tile the id space: each starts where the one before ended.
+    assert_eq!(chunks[0].after, 0);
+    assert!(chunks.windows(2).all(|w| w[0].up_to == w[1].after));
+    assert_eq!(chunks.last().unwrap().up_to, i64::MAX);
+    // The run's lease passed to its chunks: a second populate waits, then gives up (retried).
+    let busy = populate_target_on_queue(db, target, &options)
+        .await
+        .expect_err("the run holds the target's lease");
+    assert!(busy.is_transient(), "{busy}");
+
+    let done = populate_chunk(db, &chunks[0], &options, false)
+        .await
+        .unwrap();
+    assert_eq!(done.status, "populating");
+    assert!(done.inserted > 0, "{done}");
+    // A chunk stopped (SIGTERM) fails with a transient error and changes nothing else.
+    let stopping = PopulateOptions {
+        stop: jobs::StopRequest::default(),
+        ..options.clone()
+    };
+    stopping.stop.request();
+    let stopped = populate_chunk(db, &chunks[1], &stopping, false)
+        .await
+        .expect_err("stopped");
+    assert!(stopped.is_transient(), "{stopped}");
+    assert_eq!(
+        snapline_tests::target_status(db, target).await,
+        Some(PopulationStatus::Populating)
+    );
+    // A me_file of the finished first chunk loses its tags, one of the last chunk gains a
+    // member's tags; each is synced between chunks.
+    let cache = jobs::BandCache::new(Duration::ZERO);
+    let member = scalar(
+        db,
+        "SELECT MIN(p.me_file_id) FROM target_populations p JOIN target_bands b \
+         ON b.id = p.target_band_id WHERE b.target_id = 1",
+    )
+    .await;
+    execute(
+        db,
+        &format!("DELETE FROM me_file_tags WHERE me_file_id = {member}"),
+    )
+    .await;
+    execute(
+        db,
+        &format!(
+            "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) \
+             SELECT 2990, trait_id, tag_value FROM me_file_tags WHERE me_file_id = {}",
+            member + 1
+        ),
+    )
+    .await;
+    for me_file in [member, 2990] {
+        sync_me_file(db, &cache, MeFileId(me_file)).await.unwrap();
+    }
+    // The stopped chunk's retry and the others; only the last sets `populated`.
+    for chunk in &chunks[1..chunks.len() - 1] {
+        let done = populate_chunk(db, chunk, &options, false).await.unwrap();
+        assert_eq!(done.status, "populating", "{done}");
+    }
+    let last = populate_chunk(db, chunks.last().unwrap(), &options, false)
+        .await
+        .unwrap();
+    assert_eq!(last.status, "populated", "{last}");
+    assert_eq!(
+        snapline_tests::target_status(db, target).await,
+        Some(PopulationStatus::Populated)
+    );
+    assert_population_exact(db, target).await;
+    assert_eq!(db.leases().holder(lease).await.unwrap(), None, "released");
+    // A chunk run again (its job acknowledged late) changes and records nothing.
+    let again = populate_chunk(db, &chunks[0], &options, false)
+        .await
+        .unwrap();
+    assert_eq!((again.status.as_str(), again.changes()), ("populated", 0));
+    assert_eq!(db.leases().holder(lease).await.unwrap(), None);
+
+    // Run 2 starts and its chunks wait; nobody runs them, so its lease expires and run 3
+    // takes over. Run 1's and run 2's chunks are now stale: they skip, and finish nothing.
+    let second = populate_target_on_queue(db, target, &options)
+        .await
+        .unwrap();
+    assert_eq!(second.run, started.run + 1);
+    let second_chunks = waiting_chunks(db).await;
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let third = populate_target_on_queue(db, target, &options)
+        .await
+        .unwrap();
+    assert_eq!(third.run, started.run + 2);
+    for stale in [&chunks[2], &second_chunks[0], second_chunks.last().unwrap()] {
+        let skipped = populate_chunk(db, stale, &options, false).await.unwrap();
+        assert_eq!(
+            (skipped.status.as_str(), skipped.changes()),
+            ("superseded", 0)
+        );
+    }
+    assert_eq!(
+        snapline_tests::target_status(db, target).await,
+        Some(PopulationStatus::Populating)
+    );
+    let third_chunks: Vec<_> = waiting_chunks(db)
+        .await
+        .into_iter()
+        .filter(|c| c.run == third.run)
+        .collect();
+    let mut statuses = Vec::new();
+    for chunk in &third_chunks {
+        statuses.push(
+            populate_chunk(db, chunk, &options, false)
+                .await
+                .unwrap()
+                .status,
+        );
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("populated"));
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| s == "populating")
+    );
+    assert_population_exact(db, target).await;
+}
+
 both_backends! {
+    chunked_run => a_chunked_run_is_populated_by_its_last_chunk;
     killed_midway => a_run_killed_midway_is_finished_by_the_retry;
     same_target_waits => a_second_populate_of_the_same_target_waits;
 }
@@ -467,7 +639,11 @@ async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
 
     // The last pass: the page after the last me_file is empty.
     let tx = db.begin_write().await.unwrap();
-    let page = tx.tags().me_file_ids_after(last, 100).await.unwrap();
+    let page = tx
+        .tags()
+        .me_file_ids_after(last, MeFileId(i64::MAX), 100)
+        .await
+        .unwrap();
     assert!(page.is_empty());
 
     // Meanwhile the platform registers a me_file that belongs to the target, and it is synced.

@@ -1,0 +1,169 @@
+//! Populate runs and their chunks: `snapline_populate_runs` (how many populates of each
+//! target have started; the latest count is the current run) and `snapline_populate_chunks`
+//! (the me_file ranges a run was split into, and which have committed).
+
+use crate::rows::Count;
+use crate::{Db, RepoError};
+use domain::{MeFileId, TargetId};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
+
+/// Runs and chunks of populates.
+pub struct PopulateRunRepo<'a, C = DatabaseConnection> {
+    pub(crate) db: &'a Db,
+    /// The pool, or the transaction of a [`crate::Tx`].
+    pub(crate) conn: &'a C,
+}
+
+/// One me_file range of a run: me_files with `after < id <= up_to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub after: MeFileId,
+    pub up_to: MeFileId,
+}
+
+/// What marking a chunk done found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkFinished {
+    /// Marked done now; `left` chunks of the run are not done.
+    Now { left: i64 },
+    /// It was done already (a chunk run again); `left` chunks of the run are not done.
+    Before { left: i64 },
+    /// Not recorded: its run was forgotten (a newer run started).
+    NotRecorded,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Started {
+    started: i64,
+}
+
+impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
+    /// Counts a populate of `target_id` as started (before it sets `populating`) and returns
+    /// the count: the run's number. A sync compares its cached band metadata with it; a
+    /// chunk compares its own run with it.
+    pub async fn start(&self, target_id: TargetId) -> Result<i64, RepoError> {
+        let row: Started = self
+            .db
+            .fetch_one(
+                self.conn,
+                "populate run",
+                "INSERT INTO snapline_populate_runs (target_id, started) VALUES ($1, 1) \
+                 ON CONFLICT (target_id) DO UPDATE SET started = snapline_populate_runs.started + 1 \
+                 RETURNING started",
+                vec![target_id.0.into()],
+            )
+            .await?;
+        Ok(row.started)
+    }
+
+    /// The target's current run (`None`: never populated by snapline). Inside a transaction
+    /// on PostgreSQL the row stays locked until it ends, so chunks of one run finish one at a
+    /// time (SQLite runs one write transaction at a time anyway).
+    pub async fn lock_current(&self, target_id: TargetId) -> Result<Option<i64>, RepoError> {
+        let lock = match self.db.backend() {
+            crate::Backend::Postgres => " FOR UPDATE",
+            crate::Backend::Sqlite => "",
+        };
+        let row: Option<Started> = self
+            .db
+            .fetch_optional(
+                self.conn,
+                format!("SELECT started FROM snapline_populate_runs WHERE target_id = $1{lock}"),
+                vec![target_id.0.into()],
+            )
+            .await?;
+        Ok(row.map(|r| r.started))
+    }
+
+    /// Records the chunks of run `run` (not done) and forgets those of the target's other runs.
+    pub async fn record_chunks(
+        &self,
+        target_id: TargetId,
+        run: i64,
+        chunks: &[ChunkRange],
+    ) -> Result<(), RepoError> {
+        self.conn
+            .execute_raw(self.db.statement(
+                "DELETE FROM snapline_populate_chunks WHERE target_id = $1 AND run <> $2",
+                vec![target_id.0.into(), run.into()],
+            ))
+            .await?;
+        for part in chunks.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO snapline_populate_chunks (target_id, run, after_me_file, up_to_me_file) VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(part.len() * 4);
+            for (i, chunk) in part.iter().enumerate() {
+                let n = i * 4;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+                values.extend([
+                    target_id.0.into(),
+                    run.into(),
+                    chunk.after.0.into(),
+                    chunk.up_to.0.into(),
+                ]);
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            self.conn
+                .execute_raw(self.db.statement(sql, values))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the chunk of `run` starting after `after` done.
+    pub async fn finish_chunk(
+        &self,
+        target_id: TargetId,
+        run: i64,
+        after: MeFileId,
+    ) -> Result<ChunkFinished, RepoError> {
+        let key: Vec<Value> = vec![target_id.0.into(), run.into(), after.0.into()];
+        let marked = self
+            .conn
+            .execute_raw(self.db.statement(
+                "UPDATE snapline_populate_chunks SET done = TRUE \
+                 WHERE target_id = $1 AND run = $2 AND after_me_file = $3 AND NOT done",
+                key.clone(),
+            ))
+            .await?;
+        if marked.rows_affected() == 1 {
+            return Ok(ChunkFinished::Now {
+                left: self.chunks_left(target_id, run).await?,
+            });
+        }
+        let recorded: Option<crate::rows::Present> = self
+            .db
+            .fetch_optional(
+                self.conn,
+                "SELECT 1 AS present FROM snapline_populate_chunks \
+                 WHERE target_id = $1 AND run = $2 AND after_me_file = $3",
+                key,
+            )
+            .await?;
+        Ok(match recorded {
+            Some(_) => ChunkFinished::Before {
+                left: self.chunks_left(target_id, run).await?,
+            },
+            None => ChunkFinished::NotRecorded,
+        })
+    }
+
+    /// Chunks of `run` not yet done.
+    pub async fn chunks_left(&self, target_id: TargetId, run: i64) -> Result<i64, RepoError> {
+        let left: Count = self
+            .db
+            .fetch_one(
+                self.conn,
+                "chunks left",
+                "SELECT COUNT(*) AS count FROM snapline_populate_chunks \
+                 WHERE target_id = $1 AND run = $2 AND NOT done",
+                vec![target_id.0.into(), run.into()],
+            )
+            .await?;
+        Ok(left.count)
+    }
+}
