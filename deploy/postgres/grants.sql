@@ -30,7 +30,7 @@ GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role
 
 -- snapline's own tables: the leases that keep two runs of one job apart, and the count of
 -- populates started per target (what syncs compare their cached bands with).
-GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs TO :"service_role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs, snapline_populate_chunks TO :"service_role";
 
 -- The queues.
 GRANT USAGE ON SCHEMA apalis TO :"service_role";

@@ -47,22 +47,7 @@ pub(crate) fn run_child(mut command: Command) -> anyhow::Result<(String, Duratio
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let status_file = format!("/proc/{}/status", child.id());
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        while let Ok(status) = std::fs::read_to_string(&status_file) {
-            if let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-            {
-                peak = peak.max(kib);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        peak
-    });
+    let sampler = peak_rss_sampler(child.id());
     let output = child.wait_with_output()?;
     let elapsed = started.elapsed();
     let peak = sampler.join().unwrap_or(0);
@@ -78,6 +63,27 @@ pub(crate) fn run_child(mut command: Command) -> anyhow::Result<(String, Duratio
         elapsed,
         peak,
     ))
+}
+
+/// A thread sampling process `pid`'s peak RSS (`VmHWM`, KiB) until it exits; join it for
+/// the figure.
+pub(crate) fn peak_rss_sampler(pid: u32) -> std::thread::JoinHandle<u64> {
+    let status_file = format!("/proc/{pid}/status");
+    std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+            {
+                peak = peak.max(kib);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    })
 }
 
 pub(crate) async fn wait_until_drained(

@@ -16,7 +16,7 @@ mod sync;
 
 use backfill::bench_backfill;
 use capture::{CaptureLoad, bench_capture};
-use populate::bench_populate;
+use populate::{PopulateBench, bench_populate};
 use sync::{SyncLoad, TagEdit, bench_sync};
 
 #[derive(Parser)]
@@ -47,6 +47,13 @@ enum Bench {
         /// The target to populate (1 is the broad nested target).
         #[arg(long, default_value_t = 1)]
         target: i64,
+        /// Then populate it again from empty through the queue with this many `populator
+        /// serve` processes sharing its chunks (repeatable: --replicas 1 --replicas 2).
+        #[arg(long)]
+        replicas: Vec<usize>,
+        /// Me_files per chunk for those processes (default: populator.chunk_me_files).
+        #[arg(long)]
+        chunk_me_files: Option<u64>,
     },
     /// `backfiller run` (a child process) on legacy NULL snapshots in all three tables against
     /// the same backfill as set-based SQL on copies of the tables, plus `EXPLAIN` of the
@@ -120,13 +127,21 @@ fn main() -> ExitCode {
                 me_files,
                 batch_size,
                 target,
+                replicas,
+                chunk_me_files,
             } => {
+                let bench = PopulateBench {
+                    batch_size,
+                    target,
+                    replicas,
+                    chunk_me_files,
+                };
                 println!(
                     "| me_files | rows | populator | SQL INSERT ... SELECT | ratio | populator peak RSS |"
                 );
                 println!("|---:|---:|---:|---:|---:|---:|");
                 for n in me_files {
-                    bench_populate(&cli.server, n, batch_size, target).await?;
+                    bench_populate(&cli.server, n, &bench).await?;
                 }
                 Ok(())
             }

@@ -109,6 +109,21 @@ pub(crate) async fn bench_sync(
     let _ = syncer.kill();
     let _ = syncer.wait();
 
+    // The limit: the same syncs as one SQL function call per me_file, from as many
+    // connections as the syncer's workers, the same burst then the same pace, after the same
+    // edits made again (so that there are snapshots to rewrite).
+    let connections: usize = concurrency.parse().unwrap_or(4);
+    let limit = SqlSyncLimit::connect(&url, connections, &synchronous_commit).await?;
+    db.reference().create_sync_function().await?;
+    match edit {
+        TagEdit::One => db.reference().touch_one_tag(&chosen, round + 1).await?,
+        TagEdit::All => db.reference().touch_tags(&chosen, round + 1).await?,
+    };
+    db.bulk().checkpoint().await?;
+    let sql_burst = limit.burst(burst).await?;
+    let sql_paced = limit.paced(steady, interval).await?;
+    limit.db.close().await;
+
     println!(
         "| me_files | targets | edit | concurrency | synchronous_commit | burst (pushed in) | drained in | throughput | paced syncs | push to commit p50 / p99 / max | push to taken p50 / p99 | push to ack p50 / p99 |"
     );
@@ -128,6 +143,111 @@ pub(crate) async fn bench_sync(
         latency.p50_ms,
         latency.p99_ms,
     );
+    let sql_throughput = burst.len() as f64 / sql_burst.as_secs_f64();
+    let syncer_throughput = burst.len() as f64 / burst_time.as_secs_f64();
+    println!();
+    println!(
+        "| me_files | targets | edit | connections | SQL function burst | throughput | syncer / SQL throughput | paced calls | due to done p50 / p99 / max |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {me_files} | {targets} | {edit:?} | {connections} | {:.2} s | {sql_throughput:.0} syncs/s | {:.2} | {} at {rate}/s | {:.1} / {:.1} / {:.1} ms |",
+        sql_burst.as_secs_f64(),
+        syncer_throughput / sql_throughput,
+        steady.len(),
+        percentile(&sql_paced, 0.50),
+        percentile(&sql_paced, 0.99),
+        percentile(&sql_paced, 1.0),
+    );
     db.close().await;
     Ok(())
+}
+
+/// `snapline_reference_sync` driven from a pool of its own.
+struct SqlSyncLimit {
+    db: Db,
+    connections: usize,
+}
+
+impl SqlSyncLimit {
+    async fn connect(
+        url: &str,
+        connections: usize,
+        synchronous_commit: &str,
+    ) -> anyhow::Result<Self> {
+        let level: &'static str = match synchronous_commit {
+            "off" => "off",
+            "local" => "local",
+            "remote_write" => "remote_write",
+            "remote_apply" => "remote_apply",
+            _ => "on",
+        };
+        let db = Db::connect(&DbOptions {
+            max_connections: connections.max(1) as u32,
+            synchronous_commit: Some(level),
+            ..DbOptions::new(url)
+        })
+        .await?;
+        Ok(Self {
+            db,
+            connections: connections.max(1),
+        })
+    }
+
+    /// Syncs every one of `me_files`, each connection taking the next; the wall time.
+    async fn burst(&self, me_files: &[i64]) -> anyhow::Result<Duration> {
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let me_files: std::sync::Arc<[i64]> = me_files.into();
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..self.connections {
+            let (db, next, me_files) = (self.db.clone(), next.clone(), me_files.clone());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(me_file) = me_files.get(i) else {
+                        return Ok::<(), repo::RepoError>(());
+                    };
+                    db.reference().sync_in_sql(*me_file).await?;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Syncs `me_files` one every `interval`, at most one per connection at a time; the
+    /// milliseconds from each one's due time to its commit.
+    async fn paced(&self, me_files: &[i64], interval: Duration) -> anyhow::Result<Vec<f64>> {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(self.connections));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, me_file) in me_files.iter().copied().enumerate() {
+            let due = started + interval * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+            let (db, slots) = (self.db.clone(), slots.clone());
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("open semaphore");
+                db.reference().sync_in_sql(me_file).await?;
+                Ok::<f64, repo::RepoError>(due.elapsed().as_secs_f64() * 1000.0)
+            });
+        }
+        let mut latencies = Vec::with_capacity(me_files.len());
+        while let Some(done) = tasks.join_next().await {
+            latencies.push(done??);
+        }
+        latencies.sort_by(f64::total_cmp);
+        Ok(latencies)
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted `values`, nearest rank; 0 when empty.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }

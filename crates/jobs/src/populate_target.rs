@@ -342,8 +342,8 @@ async fn populate_chunk_range(
         options
             .stop
             .check(&format!("populate of target {target_id}"))?;
+        lease.renew_when_due(db).await?;
         let tx = db.begin_write().await?;
-        lease.renew(&tx).await?;
         if !tx.targets().exists(target_id).await? {
             drop(tx);
             return Err(target_deleted(db, target_id, &band_ids).await);

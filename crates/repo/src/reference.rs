@@ -11,14 +11,17 @@ pub struct ReferenceRepo<'a> {
     pub(crate) db: &'a Db,
 }
 
-/// Membership (DESIGN section 3) and snapshots (section 2) of one target as one CTE over the
-/// platform tables, yielding (band_id, me_file_id, snapshot jsonb).
+/// Membership (DESIGN section 3) and snapshots (section 2) as one CTE over the platform
+/// tables, yielding (band_id, me_file_id, snapshot jsonb): of the targets `{TARGETS}` picks
+/// (a condition on `b.target_id`) for the me_files `{ME_FILES}` picks (one on
+/// `t.me_file_id`).
 const TARGET_POPULATION_SQL: &str = "
 WITH bands AS (
-  SELECT b.id, COUNT(DISTINCT l.trait_group_id) AS groups,
-         row_number() OVER (ORDER BY COUNT(DISTINCT l.trait_group_id), b.id) AS pos
+  SELECT b.id, b.target_id, COUNT(DISTINCT l.trait_group_id) AS groups,
+         row_number() OVER (PARTITION BY b.target_id
+                            ORDER BY COUNT(DISTINCT l.trait_group_id), b.id) AS pos
   FROM target_bands b LEFT JOIN target_band_trait_groups l ON l.target_band_id = b.id
-  WHERE b.target_id = $1 GROUP BY b.id
+  WHERE {TARGETS} GROUP BY b.id, b.target_id
 ),
 band_traits AS (
   SELECT DISTINCT l.target_band_id AS band_id, l.trait_group_id, gt.trait_id
@@ -31,25 +34,26 @@ matches AS (
   FROM me_file_tags t
   JOIN band_traits bt ON bt.trait_id = t.trait_id
   JOIN me_files m ON m.id = t.me_file_id
+  WHERE {ME_FILES}
   GROUP BY t.me_file_id, bt.band_id
 ),
 chain AS (
-  SELECT m.me_file_id, b.id AS band_id, b.pos,
-         row_number() OVER (PARTITION BY m.me_file_id ORDER BY b.pos) AS rn
+  SELECT m.me_file_id, b.id AS band_id, b.target_id, b.pos,
+         row_number() OVER (PARTITION BY m.me_file_id, b.target_id ORDER BY b.pos) AS rn
   FROM matches m JOIN bands b ON b.id = m.band_id
   WHERE m.n = b.groups AND b.groups > 0
 ),
 members AS (
-  SELECT DISTINCT ON (me_file_id) me_file_id, band_id
-  FROM chain WHERE rn = pos ORDER BY me_file_id, pos DESC
+  SELECT DISTINCT ON (me_file_id, target_id) me_file_id, band_id
+  FROM chain WHERE rn = pos ORDER BY me_file_id, target_id, pos DESC
 ),
 child_tags AS (
-  SELECT DISTINCT ON (mb.me_file_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
+  SELECT DISTINCT ON (mb.me_file_id, mb.band_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
   FROM members mb
   JOIN me_file_tags t ON t.me_file_id = mb.me_file_id
   JOIN (SELECT DISTINCT band_id, trait_id FROM band_traits) bt
     ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
-  ORDER BY mb.me_file_id, t.trait_id, t.id
+  ORDER BY mb.me_file_id, mb.band_id, t.trait_id, t.id
 ),
 children AS (
   SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
@@ -74,12 +78,69 @@ FROM members mb
 LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
 GROUP BY mb.band_id, mb.me_file_id";
 
-/// [`TARGET_POPULATION_SQL`] with its blank test filled in.
+/// [`TARGET_POPULATION_SQL`] for every me_file of target `$1`.
 fn target_population_sql() -> String {
-    TARGET_POPULATION_SQL.replace("{BLANK}", BLANK_CHARACTERS_SQL)
+    population_sql("b.target_id = $1", "TRUE")
+}
+
+/// [`TARGET_POPULATION_SQL`] with its blank test and its choices of targets and me_files.
+fn population_sql(targets: &str, me_files: &str) -> String {
+    TARGET_POPULATION_SQL
+        .replace("{BLANK}", BLANK_CHARACTERS_SQL)
+        .replace("{TARGETS}", targets)
+        .replace("{ME_FILES}", me_files)
+}
+
+/// The targets a sync keeps right (the syncer's scope), as a condition on `b.target_id`.
+const SYNCED_TARGETS_SQL: &str = "b.target_id IN (SELECT id FROM targets \
+     WHERE population_status IN ('populated', 'populating'))";
+
+/// A sync of me_file `$1` as one SQL function (`snapline_reference_sync`): the rows of every
+/// target in the syncer's scope computed set-based, then one data-modifying statement that
+/// deletes the rows no longer matching, rewrites changed snapshots and inserts new members
+/// (a move is a delete and an insert here). The work of a `sync_me_file` job, without its
+/// queue, locks or round trips: what the sync benchmark compares the syncer with.
+fn reference_sync_function_sql() -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION snapline_reference_sync(bigint) RETURNS void LANGUAGE sql AS $fn$
+WITH desired AS ({desired}),
+existing AS (
+  SELECT p.id, p.target_band_id, p.matching_tags_snapshot::jsonb AS snapshot
+  FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id
+  WHERE p.me_file_id = $1 AND {SYNCED_TARGETS_SQL}
+),
+gone AS (
+  DELETE FROM target_populations p USING existing e
+  WHERE p.id = e.id AND NOT EXISTS (SELECT 1 FROM desired d WHERE d.band_id = e.target_band_id)
+  RETURNING 1
+),
+changed AS (
+  UPDATE target_populations p
+  SET matching_tags_snapshot = d.snapshot, updated_at = now() AT TIME ZONE 'utc'
+  FROM existing e JOIN desired d ON d.band_id = e.target_band_id
+  WHERE p.id = e.id AND e.snapshot IS DISTINCT FROM d.snapshot
+  RETURNING 1
+)
+INSERT INTO target_populations (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at)
+SELECT d.band_id, d.me_file_id, d.snapshot, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
+FROM desired d WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.target_band_id = d.band_id)
+$fn$",
+        desired = population_sql(SYNCED_TARGETS_SQL, "t.me_file_id = $1"),
+    )
 }
 
 impl ReferenceRepo<'_> {
+    /// Empties `target_populations` (a benchmark's database only), so the next populate
+    /// starts from nothing again.
+    pub async fn clear_populations(&self) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        self.db
+            .conn()
+            .execute_unprepared("TRUNCATE target_populations")
+            .await?;
+        Ok(())
+    }
+
     /// Creates `table` shaped like `target_populations`, with the same indexes (so writes
     /// cost the same), empty.
     pub async fn create_population_table(&self, table: &str) -> Result<(), RepoError> {
@@ -142,6 +203,28 @@ impl ReferenceRepo<'_> {
             )
             .await?;
         Ok(differences.count)
+    }
+
+    /// Creates `snapline_reference_sync(me_file bigint)` (a benchmark's database only).
+    pub async fn create_sync_function(&self) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        self.db
+            .conn()
+            .execute_unprepared(&reference_sync_function_sql())
+            .await?;
+        Ok(())
+    }
+
+    /// Syncs `me_file` with `snapline_reference_sync`, in one statement of its own.
+    pub async fn sync_in_sql(&self, me_file: i64) -> Result<(), RepoError> {
+        self.db
+            .conn()
+            .execute_raw(self.db.statement(
+                "SELECT snapline_reference_sync($1)",
+                vec![Value::from(me_file)],
+            ))
+            .await?;
+        Ok(())
     }
 
     fn require_postgres(&self) -> Result<(), RepoError> {

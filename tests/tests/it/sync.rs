@@ -127,6 +127,26 @@ async fn syncing_every_change_equals_a_fresh_populate(backend: Backend) {
     assert_eq!(synced, fresh);
 }
 
+/// The sync benchmark's limit, `snapline_reference_sync` (one SQL function per me_file),
+/// leaves exactly the rows the rules give after random changes: what makes the syncer's
+/// throughput comparable with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sql_sync_function_writes_what_a_sync_writes() {
+    let test = TestDb::seeded(Backend::Postgres, &data()).await;
+    populate_all(&test).await;
+    let reference = test.db.reference();
+    reference.create_sync_function().await.unwrap();
+    let traits = catalog_traits();
+    let mut rng = ChaCha8Rng::seed_from_u64(2027);
+    for _ in 0..300 {
+        let me_file = random_change(&test, &mut rng, &traits).await;
+        reference.sync_in_sql(me_file.0).await.expect("sql sync");
+    }
+    for target in all_targets() {
+        assert_population_exact(&test.db, target).await;
+    }
+}
+
 async fn register_add_update_delete(backend: Backend) {
     let test = TestDb::seeded(backend, &data()).await;
     let db = &test.db;
