@@ -1,5 +1,5 @@
-//! `populator`: consumes the `populate_target` queue, pushes onto it, or runs one populate
-//! inline. Thin: arguments, settings, then `jobs::populate_target`.
+//! `populator`: consumes the `populate_target` and `populate_chunk` queues, pushes onto the
+//! first, or runs one populate inline. Thin: arguments, settings, then `jobs::populate_target`.
 
 use clap::{Parser, Subcommand};
 use domain::TargetId;
@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Consumes `populate_target` jobs until SIGTERM or Ctrl-C (concurrency from
-    /// queues.populate_target.concurrency); /healthz, /readyz and /metrics on
+    /// Consumes `populate_target` and `populate_chunk` jobs until SIGTERM or Ctrl-C
+    /// (concurrency per queue from queues.populate_target.concurrency); /healthz, /readyz and /metrics on
     /// serve.populator_http (127.0.0.1:9181). Example: SNAPLINE_PROFILE=production populator serve
     Serve,
     /// Pushes a `populate_target` job. Example: populator enqueue --target 42
@@ -48,9 +48,13 @@ fn main() -> ExitCode {
     runtime::run_main(async move {
         let settings = runtime::load_settings(cli.config)?;
         let db = match cli.command {
+            // Workers on two queues: populate_target and populate_chunk.
             Command::Serve => {
-                runtime::connect_for_workers(&settings, settings.queues.populate_target.concurrency)
-                    .await?
+                runtime::connect_for_workers(
+                    &settings,
+                    2 * settings.queues.populate_target.concurrency,
+                )
+                .await?
             }
             _ => runtime::connect(&settings).await?,
         };

@@ -11,11 +11,11 @@ pub struct ReferenceRepo<'a> {
     pub(crate) db: &'a Db,
 }
 
-/// Membership (DESIGN section 3) and snapshots (section 2) as one CTE over the platform
-/// tables, yielding (band_id, me_file_id, snapshot jsonb): of the targets `{TARGETS}` picks
-/// (a condition on `b.target_id`) for the me_files `{ME_FILES}` picks (one on
-/// `t.me_file_id`).
-const TARGET_POPULATION_SQL: &str = "
+/// The band metadata of the targets `{TARGETS}` picks (a condition on `b.target_id`), as
+/// the CTEs `bands (id, target_id, groups, pos)`, `band_traits (band_id, trait_group_id,
+/// trait_id)` and `band_trait_pairs (band_id, trait_id)` that [`TARGET_POPULATION_SQL`]
+/// continues.
+const BAND_METADATA_CTES: &str = "
 WITH bands AS (
   SELECT b.id, b.target_id, COUNT(DISTINCT l.trait_group_id) AS groups,
          row_number() OVER (PARTITION BY b.target_id
@@ -29,6 +29,12 @@ band_traits AS (
   JOIN bands b ON b.id = l.target_band_id
   JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id
 ),
+band_trait_pairs AS (SELECT DISTINCT band_id, trait_id FROM band_traits)";
+
+/// Membership (DESIGN section 3) and snapshots (section 2), continuing the band metadata
+/// CTEs, yielding (band_id, me_file_id, snapshot jsonb) for the me_files `{ME_FILES}` picks
+/// (a condition on `t.me_file_id`).
+const TARGET_POPULATION_SQL: &str = ",
 matches AS (
   SELECT t.me_file_id, bt.band_id, COUNT(DISTINCT bt.trait_group_id) AS n
   FROM me_file_tags t
@@ -51,8 +57,7 @@ child_tags AS (
   SELECT DISTINCT ON (mb.me_file_id, mb.band_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
   FROM members mb
   JOIN me_file_tags t ON t.me_file_id = mb.me_file_id
-  JOIN (SELECT DISTINCT band_id, trait_id FROM band_traits) bt
-    ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
+  JOIN band_trait_pairs bt ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
   ORDER BY mb.me_file_id, mb.band_id, t.trait_id, t.id
 ),
 children AS (
@@ -83,26 +88,68 @@ fn target_population_sql() -> String {
     population_sql("b.target_id = $1", "TRUE")
 }
 
-/// [`TARGET_POPULATION_SQL`] with its blank test and its choices of targets and me_files.
+/// [`TARGET_POPULATION_SQL`] after the band metadata of the targets `targets` picks, for
+/// the me_files `me_files` picks.
 fn population_sql(targets: &str, me_files: &str) -> String {
-    TARGET_POPULATION_SQL
+    population_sql_after(&BAND_METADATA_CTES.replace("{TARGETS}", targets), me_files)
+}
+
+/// [`TARGET_POPULATION_SQL`] after `band_metadata` (CTEs named as [`BAND_METADATA_CTES`]'s).
+fn population_sql_after(band_metadata: &str, me_files: &str) -> String {
+    let rest = TARGET_POPULATION_SQL
         .replace("{BLANK}", BLANK_CHARACTERS_SQL)
-        .replace("{TARGETS}", targets)
-        .replace("{ME_FILES}", me_files)
+        .replace("{ME_FILES}", me_files);
+    format!("{band_metadata}{rest}")
 }
 
 /// The targets a sync keeps right (the syncer's scope), as a condition on `b.target_id`.
 const SYNCED_TARGETS_SQL: &str = "b.target_id IN (SELECT id FROM targets \
      WHERE population_status IN ('populated', 'populating'))";
 
-/// A sync of me_file `$1` as one SQL function (`snapline_reference_sync`): the rows of every
-/// target in the syncer's scope computed set-based, then one data-modifying statement that
-/// deletes the rows no longer matching, rewrites changed snapshots and inserts new members
-/// (a move is a delete and an insert here). The work of a `sync_me_file` job, without its
-/// queue, locks or round trips: what the sync benchmark compares the syncer with.
+/// The band metadata of the syncer's scope, kept in two tables (as the syncer keeps it in
+/// its cache) so that a reference sync does only the work of one me_file.
+fn reference_band_tables_sql() -> Vec<String> {
+    let metadata = BAND_METADATA_CTES.replace("{TARGETS}", SYNCED_TARGETS_SQL);
+    vec![
+        "DROP TABLE IF EXISTS snapline_reference_band_trait_pairs, \
+         snapline_reference_band_traits, snapline_reference_bands"
+            .into(),
+        format!(
+            "CREATE TABLE snapline_reference_bands AS {metadata} SELECT id, target_id, groups, pos FROM bands"
+        ),
+        format!(
+            "CREATE TABLE snapline_reference_band_traits AS {metadata} \
+             SELECT band_id, trait_group_id, trait_id FROM band_traits"
+        ),
+        format!(
+            "CREATE TABLE snapline_reference_band_trait_pairs AS {metadata} \
+             SELECT band_id, trait_id FROM band_trait_pairs"
+        ),
+        "CREATE INDEX ON snapline_reference_band_traits (trait_id)".into(),
+        "CREATE INDEX ON snapline_reference_band_trait_pairs (band_id, trait_id)".into(),
+        "ANALYZE snapline_reference_bands, snapline_reference_band_traits, \
+         snapline_reference_band_trait_pairs"
+            .into(),
+    ]
+}
+
+/// A sync of me_file `$1` as one SQL statement in a PL/pgSQL function (its plan is cached
+/// per session, as the syncer's statements are prepared): the rows of every target in the
+/// syncer's scope computed set-based from the band tables, then one data-modifying
+/// statement that deletes the rows no longer matching, rewrites changed snapshots and
+/// inserts new members (a move is a delete and an insert here). The work of a
+/// `sync_me_file` job without its queue, locks or round trips: what the sync benchmark
+/// compares the syncer with.
 fn reference_sync_function_sql() -> String {
+    let band_metadata = "
+WITH bands AS NOT MATERIALIZED (SELECT id, target_id, groups, pos FROM snapline_reference_bands),
+band_traits AS NOT MATERIALIZED (
+  SELECT band_id, trait_group_id, trait_id FROM snapline_reference_band_traits),
+band_trait_pairs AS NOT MATERIALIZED (
+  SELECT band_id, trait_id FROM snapline_reference_band_trait_pairs)";
     format!(
-        "CREATE OR REPLACE FUNCTION snapline_reference_sync(bigint) RETURNS void LANGUAGE sql AS $fn$
+        "CREATE OR REPLACE FUNCTION snapline_reference_sync(bigint) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
 WITH desired AS ({desired}),
 existing AS (
   SELECT p.id, p.target_band_id, p.matching_tags_snapshot::jsonb AS snapshot
@@ -123,9 +170,10 @@ changed AS (
 )
 INSERT INTO target_populations (target_band_id, me_file_id, matching_tags_snapshot, created_at, updated_at)
 SELECT d.band_id, d.me_file_id, d.snapshot, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
-FROM desired d WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.target_band_id = d.band_id)
+FROM desired d WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.target_band_id = d.band_id);
+END
 $fn$",
-        desired = population_sql(SYNCED_TARGETS_SQL, "t.me_file_id = $1"),
+        desired = population_sql_after(band_metadata, "t.me_file_id = $1"),
     )
 }
 
@@ -205,13 +253,16 @@ impl ReferenceRepo<'_> {
         Ok(differences.count)
     }
 
-    /// Creates `snapline_reference_sync(me_file bigint)` (a benchmark's database only).
+    /// Creates `snapline_reference_sync(me_file bigint)` and its band tables, from the
+    /// targets and bands as they are now (a benchmark's database only).
     pub async fn create_sync_function(&self) -> Result<(), RepoError> {
         self.require_postgres()?;
-        self.db
-            .conn()
-            .execute_unprepared(&reference_sync_function_sql())
-            .await?;
+        for sql in reference_band_tables_sql()
+            .into_iter()
+            .chain([reference_sync_function_sql()])
+        {
+            self.db.conn().execute_unprepared(&sql).await?;
+        }
         Ok(())
     }
 
