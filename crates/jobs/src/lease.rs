@@ -116,15 +116,6 @@ impl HeldLease {
         Ok(())
     }
 
-    /// Renews the lease inside `tx` (the caller's batch transaction).
-    pub async fn renew(&self, tx: &repo::Tx<'_>) -> Result<(), JobError> {
-        if tx.leases().renew(&self.name, &self.owner, self.ttl).await? {
-            Ok(())
-        } else {
-            Err(JobError::LeaseLost(self.name.clone()))
-        }
-    }
-
     pub async fn release(self, db: &Db) {
         if let Err(err) = db.leases().release(&self.name, &self.owner).await {
             // It expires on its own; the next run waits at most the lease's ttl.

@@ -300,14 +300,16 @@ async fn next_population_batch(
 }
 
 /// Writes one batch's population snapshots (those still NULL) in its own transaction,
-/// renewing the run's lease in it; returns rows written.
+/// renewing the run's lease when due (outside it: the copies of offers and ad_events run
+/// side by side and would otherwise take turns on the lease row's lock); returns rows
+/// written.
 async fn write_population_snapshots(
     db: &Db,
     lease: &crate::lease::HeldLease,
     snapshots: &[(PopulationId, String)],
 ) -> Result<u64, JobError> {
+    lease.renew_when_due(db).await?;
     let tx = db.begin_write().await?;
-    lease.renew(&tx).await?;
     let written = tx.backfill().fill_populations(snapshots).await?;
     tx.commit().await?;
     crate::metrics::snapshots_filled("target_populations", written);
@@ -349,8 +351,8 @@ async fn backfill_copies(
         let copied_in_database: HashMap<(MeFileId, BandId), u64> = if options.dry_run {
             HashMap::new()
         } else {
+            lease.renew_when_due(db).await?;
             let tx = db.begin_write().await?;
-            lease.renew(&tx).await?;
             let copied = tx
                 .backfill()
                 .copy_population_snapshots(table, &pairs)
@@ -449,8 +451,8 @@ async fn backfill_copies(
                 .collect();
             db.backfill().null_copy_ids(table, &fixable).await?.len() as u64
         } else {
+            lease.renew_when_due(db).await?;
             let tx = db.begin_write().await?;
-            lease.renew(&tx).await?;
             let written = tx.backfill().fill_copies(table, &snapshots).await?;
             // Counted where replaced: the other table's copy, running beside this one, may
             // have seen the same malformed population, and only one of them replaces it.
