@@ -346,7 +346,7 @@ async fn populate_chunk_range(
         let tx = db.begin_write().await?;
         if !tx.targets().exists(target_id).await? {
             drop(tx);
-            return Err(target_deleted(db, target_id, &band_ids).await);
+            return Err(target_deleted(db, target_id, target).await);
         }
         let mut me_files = tx
             .tags()
@@ -430,8 +430,7 @@ async fn finish_chunk(
                 .await?
             {
                 drop(tx);
-                let band_ids: Vec<_> = target.bands().iter().map(|b| b.id).collect();
-                return Err(target_deleted(db, target_id, &band_ids).await);
+                return Err(target_deleted(db, target_id, target).await);
             }
             tx.events().target_populated(target_id.0).await?;
             tx.commit().await?;
@@ -515,13 +514,14 @@ pub async fn populate_chunk(
 /// A target deleted under its populate: the rows this and earlier runs wrote for its bands
 /// mean nothing any more (no sync or backfill will touch them), so they go, in bounded
 /// deletes. Returns the error the run ends with.
-async fn target_deleted(db: &Db, target_id: TargetId, band_ids: &[domain::BandId]) -> JobError {
+async fn target_deleted(db: &Db, target_id: TargetId, target: &TargetBands) -> JobError {
+    let band_ids: Vec<_> = target.bands().iter().map(|b| b.id).collect();
     tracing::warn!(target_id = %target_id, "target deleted during its populate: removing its populations");
     let mut removed = 0;
     loop {
         match db
             .populations()
-            .delete_some_of_bands(band_ids, TARGET_DELETED_BATCH)
+            .delete_some_of_bands(&band_ids, TARGET_DELETED_BATCH)
             .await
         {
             Ok(0) => break,
