@@ -4,8 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use domain::{BandId, TargetId};
 use jobs::backfill::{
-    self, BackfillJob, BackfillProgress, BackfillScope, BackfillerContext, ProgressLog,
-    SnapshotBandPopulations,
+    self, BackfillJob, BackfillOptions, BackfillProgress, BackfillReport, BackfillScope,
+    BackfillerContext, ProgressLog, SnapshotBandPopulations,
 };
 use runtime::BadInput;
 use std::io::IsTerminal;
@@ -68,6 +68,9 @@ enum Command {
         /// is left.
         #[arg(long)]
         validate: bool,
+        /// Print the report as one JSON object (for scripts) instead of the summary lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
                 dry_run,
                 batch_size,
                 validate,
+                json,
             } => {
                 let db = runtime::connect(&settings).await?;
                 let scope = match (scope.band, scope.target) {
@@ -164,16 +168,10 @@ fn main() -> ExitCode {
                     .await
                     .map_err(runtime::job_error)?;
                 progress.finish();
-                println!("{report}");
-                for id in &report.unfixable_ids {
-                    println!("  unfixable (band no longer exists): {id}");
-                }
-                if report.unfixable > report.unfixable_ids.len() as u64 {
-                    println!(
-                        "  ... and {} more (backfiller.unfixable_ids_kept = {})",
-                        report.unfixable - report.unfixable_ids.len() as u64,
-                        options.unfixable_ids_kept
-                    );
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    print_report(&report, &options);
                 }
                 if validate && !dry_run {
                     let left = db.stats().null_snapshots().await?;
@@ -190,6 +188,21 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The report as summary lines: what changed, then the unfixable rows kept.
+fn print_report(report: &BackfillReport, options: &BackfillOptions) {
+    println!("{report}");
+    for id in &report.unfixable_ids {
+        println!("  unfixable (band no longer exists): {id}");
+    }
+    if report.unfixable > report.unfixable_ids.len() as u64 {
+        println!(
+            "  ... and {} more (backfiller.unfixable_ids_kept = {})",
+            report.unfixable - report.unfixable_ids.len() as u64,
+            options.unfixable_ids_kept
+        );
+    }
 }
 
 fn band_jobs(bands: Vec<BandId>) -> Vec<BackfillJob> {

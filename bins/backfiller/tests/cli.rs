@@ -34,6 +34,29 @@ fn a_clean_database_reports_nothing_to_fix() {
 }
 
 #[test]
+fn run_json_prints_the_report_as_one_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfiller(dir.path(), &["run", "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["found"], serde_json::json!([0, 0, 0]));
+    for fixed in [
+        "populations_fixed",
+        "offers_fixed",
+        "ad_events_fixed",
+        "unfixable",
+    ] {
+        assert_eq!(report[fixed], 0, "{fixed} in {report}");
+    }
+    assert!(report["elapsed_ms"].is_u64(), "{report}");
+}
+
+#[test]
 fn band_and_target_together_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = backfiller(dir.path(), &["run", "--band", "1", "--target", "2"], &[]);

@@ -22,7 +22,43 @@ pub(crate) async fn fresh_database(server: &str, name: &str) -> anyhow::Result<S
     Ok(format!("{server}/{name}"))
 }
 
-/// The release binary `name` beside this one.
+/// A new database `name`, a file-for-file copy of `template` (which nothing may be
+/// connected to), dropped first if it exists; returns its URL.
+pub(crate) async fn database_from_template(
+    server: &str,
+    name: &str,
+    template: &str,
+) -> anyhow::Result<String> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        // FILE_COPY: the files are copied on disk, none of their pages pass through shared
+        // buffers (WAL_LOG, the default, would leave the last copy made warm)
+        format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY = FILE_COPY"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("creating {name} from {template}"))?;
+    }
+    Ok(format!("{server}/{name}"))
+}
+
+/// Drops database `name` if it exists.
+pub(crate) async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}
+
 /// A command running the release binary `name` beside this one, without the bench's own
 /// `SNAPLINE_BENCH_PG` (a `SNAPLINE_*` variable the binary's settings would refuse).
 pub(crate) fn sibling(name: &str) -> anyhow::Result<Command> {

@@ -24,6 +24,21 @@ impl CopyTable {
     }
 }
 
+/// Rows written by [`BackfillRepo::fill_populations_and_copies`], per table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilledRows {
+    pub populations: u64,
+    pub offers: u64,
+    pub ad_events: u64,
+}
+
+#[derive(FromQueryResult)]
+struct FilledRecord {
+    populations: i64,
+    offers: i64,
+    ad_events: i64,
+}
+
 /// A population with a NULL snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NullPopulation {
@@ -198,6 +213,77 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
             .execute_raw(db.statement(sql, values))
             .await?
             .rows_affected())
+    }
+
+    /// Writes snapshots of populations that are still NULL and, in the same statement, copies
+    /// each snapshot written into the rows of offers and ad_events on that population's
+    /// (me_file, band) that are still NULL. The copies take only what this statement wrote
+    /// (its `RETURNING`), snapshots the backfill built, so no shape check is needed; rows on
+    /// populations that were already set are left to the copy phase. PostgreSQL; on SQLite
+    /// only the populations are written (the copy phase does the rest). Call it on a
+    /// [`crate::Tx`]: it turns hash and merge joins off for the rest of the transaction.
+    pub async fn fill_populations_and_copies(
+        &self,
+        snapshots: &[(PopulationId, String)],
+    ) -> Result<FilledRows, RepoError> {
+        if self.db.backend() != Backend::Postgres {
+            return Ok(FilledRows {
+                populations: self.fill_populations(snapshots).await?,
+                ..FilledRows::default()
+            });
+        }
+        if snapshots.is_empty() {
+            return Ok(FilledRows::default());
+        }
+        let db = self.db;
+        let now = db.timestamp_now_sql();
+        let (rows, values) = RowBatch::new()
+            .ids("id", snapshots.iter().map(|s| s.0.0))
+            .json("snapshot", snapshots.iter().map(|s| s.1.as_str()))
+            .source(db, 1);
+        // One index lookup per population written: with hash joins PostgreSQL may hash every
+        // NULL offer for each batch (the partial index makes that scan look cheap).
+        self.conn
+            .execute_raw(db.statement(
+                "SELECT set_config('enable_hashjoin', 'off', true), \
+                 set_config('enable_mergejoin', 'off', true)",
+                vec![],
+            ))
+            .await?;
+        let copy = |table: &str| {
+            format!(
+                "UPDATE {table} AS c SET matching_tags_snapshot = f.snapshot, updated_at = {now} \
+                 FROM filled AS f WHERE c.me_file_id = f.me_file_id \
+                 AND c.target_band_id = f.band_id AND c.matching_tags_snapshot IS NULL \
+                 RETURNING 1"
+            )
+        };
+        let counts: FilledRecord = db
+            .fetch_one(
+                self.conn,
+                "populations and copies fill",
+                format!(
+                    "WITH filled AS ( \
+                       UPDATE target_populations AS p SET matching_tags_snapshot = u.snapshot, \
+                       updated_at = {now} FROM {rows} AS u \
+                       WHERE p.id = u.id AND p.matching_tags_snapshot IS NULL \
+                       RETURNING p.me_file_id, p.target_band_id AS band_id, \
+                       p.matching_tags_snapshot AS snapshot), \
+                     offers_copied AS ({}), ad_events_copied AS ({}) \
+                     SELECT (SELECT COUNT(*) FROM filled) AS populations, \
+                     (SELECT COUNT(*) FROM offers_copied) AS offers, \
+                     (SELECT COUNT(*) FROM ad_events_copied) AS ad_events",
+                    copy(CopyTable::Offers.name()),
+                    copy(CopyTable::AdEvents.name()),
+                ),
+                values,
+            )
+            .await?;
+        Ok(FilledRows {
+            populations: counts.populations as u64,
+            offers: counts.offers as u64,
+            ad_events: counts.ad_events as u64,
+        })
     }
 
     /// The next distinct (me_file, band) pairs with a NULL snapshot in `table` after `after`.

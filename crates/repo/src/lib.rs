@@ -30,7 +30,7 @@ mod tags;
 mod targets;
 mod tx;
 
-pub use backfill::{BackfillRepo, CopyTable, NullPopulation};
+pub use backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
 pub use bands::BandRepo;
 pub use bulk::{BulkLoader, Cell, TableRows};
 pub use capture::{CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger};

@@ -434,6 +434,12 @@ struct SyncCommitLatencyRow {
 
 /// A row where stored and computed populations differ, and on which side.
 #[derive(FromQueryResult)]
+struct IdSnapshot {
+    id: i64,
+    snapshot: Option<String>,
+}
+
+#[derive(FromQueryResult)]
 struct PopulationDifference {
     side: String,
     band_id: Id,
@@ -534,20 +540,7 @@ WHERE p.me_file_id = s.me_file_id AND p.target_band_id = s.band_id AND p.matchin
 }
 
 impl ReferenceRepo<'_> {
-    /// Copies `source` into a new table `copy` with the same columns and indexes.
-    pub async fn copy_table(&self, source: &str, copy: &str) -> Result<(), RepoError> {
-        self.require_postgres()?;
-        self.db
-            .conn()
-            .execute_unprepared(&format!(
-                "DROP TABLE IF EXISTS {copy}; CREATE TABLE {copy} (LIKE {source} INCLUDING ALL); \
-                 INSERT INTO {copy} SELECT * FROM {source}; ANALYZE {copy}"
-            ))
-            .await?;
-        Ok(())
-    }
-
-    /// The backfill as set-based SQL on copies of the three tables: populations from tags,
+    /// The backfill as set-based SQL on the three tables (or tables shaped like them): populations from tags,
     /// then offers and ad_events from their populations, and those without one (orphans)
     /// from tags. Returns rows written.
     pub async fn backfill_in_sql(
@@ -593,22 +586,28 @@ WHERE c.me_file_id = s.me_file_id AND c.target_band_id = s.band_id AND c.matchin
         Ok(written)
     }
 
-    /// Rows of `table` whose (id, snapshot) differ from `copy`'s.
-    pub async fn snapshot_differences(&self, table: &str, copy: &str) -> Result<i64, RepoError> {
+    /// Up to `limit` rows of `table` (`target_populations`, `offers` or `ad_events`) after
+    /// id `after`, by id: (id, snapshot as PostgreSQL's text of the jsonb, so equal
+    /// snapshots compare equal). For comparing two databases page by page.
+    pub async fn snapshots_after(
+        &self,
+        table: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, Option<String>)>, RepoError> {
         self.require_postgres()?;
-        let differences: Count = self
+        let rows: Vec<IdSnapshot> = self
             .db
-            .fetch_one(
+            .fetch_all(
                 self.db.conn(),
-                "snapshot differences",
                 format!(
-                    "SELECT COUNT(*) AS count FROM {table} t JOIN {copy} c ON c.id = t.id \
-                     WHERE t.matching_tags_snapshot IS DISTINCT FROM c.matching_tags_snapshot"
+                    "SELECT id::bigint AS id, matching_tags_snapshot::jsonb::text AS snapshot \
+                     FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"
                 ),
-                vec![],
+                vec![Value::from(after), Value::from(limit as i64)],
             )
             .await?;
-        Ok(differences.count)
+        Ok(rows.into_iter().map(|r| (r.id, r.snapshot)).collect())
     }
 }
 

@@ -170,8 +170,9 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
         .await
     };
     let null_ids = snapline_tests::null_snapshot_ids(&test.db).await;
-    // The first kill lands in the copies: every population already filled, some offers
-    // still NULL.
+    // The first kill lands among the populations, whose offers and ad_events are copied in
+    // the same transactions: part of the populations filled, and no copy NULL beside a
+    // population that was filled.
     let null_in = |table: &'static str| {
         let db = test.db.clone();
         async move {
@@ -182,31 +183,52 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
             .await
         }
     };
+    let copies_behind = || async {
+        scalar(
+            &test.db,
+            "SELECT (SELECT COUNT(*) FROM offers c JOIN target_populations p \
+               ON p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id \
+               WHERE c.matching_tags_snapshot IS NULL AND p.matching_tags_snapshot IS NOT NULL) \
+             + (SELECT COUNT(*) FROM ad_events c JOIN target_populations p \
+               ON p.me_file_id = c.me_file_id AND p.target_band_id = c.target_band_id \
+               WHERE c.matching_tags_snapshot IS NULL AND p.matching_tags_snapshot IS NOT NULL)",
+        )
+        .await
+    };
+    // malformed legacy populations: their copies wait for the copy phase
+    let behind_at_start = copies_behind().await;
+    let populations_at_start = null_in("target_populations").await;
     let offers_at_start = null_in("offers").await;
-    assert!(offers_at_start > 1_000, "{offers_at_start} NULL offers");
+    assert!(
+        populations_at_start > 1_000,
+        "{populations_at_start} NULL populations"
+    );
     let slow = env
         .iter()
         .cloned()
         .chain([("SNAPLINE_BACKFILLER__BATCH_SIZE", "20".to_owned())])
         .collect::<Vec<_>>();
     let run = Served::spawn(&binary("backfiller"), &["run"], &test.url, &slow);
-    wait_for("the copy into offers under way", || async {
-        null_in("target_populations").await == 0 && null_in("offers").await < offers_at_start - 100
+    wait_for("the populations under way", || async {
+        null_in("target_populations").await < populations_at_start - 100
     })
     .await;
     run.signal("KILL");
     drop(run);
-    let offers_left = null_in("offers").await;
-    assert_eq!(
-        null_in("target_populations").await,
-        0,
-        "past the populations phase"
+    let populations_left = null_in("target_populations").await;
+    assert!(
+        populations_left > 0,
+        "killed among the populations: {populations_left} of {populations_at_start} left"
     );
     assert!(
-        offers_left > 3 && offers_left < offers_at_start,
-        "killed in the offers phase: {offers_left} of {offers_at_start} left"
+        null_in("offers").await < offers_at_start,
+        "offers copied with their populations"
     );
-    // ad_events are copied beside offers (two connections): part-way too, or done.
+    assert_eq!(
+        copies_behind().await,
+        behind_at_start,
+        "every population filled had its offers and ad_events filled in the same transaction"
+    );
 
     let mut before = nulls().await;
     for delay in KILL_AFTER_MS {

@@ -158,6 +158,13 @@ impl BackfillReport {
         self.batches += part.batches;
     }
 
+    /// Adds a population batch's writes (and the copies made with it).
+    pub(super) fn add_filled(&mut self, filled: repo::FilledRows) {
+        self.populations_fixed += filled.populations;
+        self.offers_fixed += filled.offers;
+        self.ad_events_fixed += filled.ad_events;
+    }
+
     pub fn fixed(&self) -> u64 {
         self.populations_fixed + self.offers_fixed + self.ad_events_fixed
     }

@@ -4,7 +4,7 @@ use super::*;
 use crate::BandCache;
 use crate::JobError;
 use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId, TraitId};
-use repo::{CopyTable, Db};
+use repo::{CopyTable, Db, FilledRows};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,8 +187,7 @@ async fn backfill_holding_lease(
     loop {
         if let Err(stop) = options.stop.check("backfill") {
             if let Some(snapshots) = writing.take() {
-                report.populations_fixed +=
-                    write_population_snapshots(db, lease, &snapshots).await?;
+                report.add_filled(write_population_snapshots(db, lease, &snapshots).await?);
             }
             return Err(stop);
         }
@@ -197,7 +196,10 @@ async fn backfill_holding_lease(
             Some(snapshots) => {
                 let (batch, written) =
                     tokio::join!(read, write_population_snapshots(db, lease, &snapshots));
-                report.populations_fixed += written?;
+                let written = written?;
+                // the copies made with the populations count as done as they are written
+                done += written.offers + written.ad_events;
+                report.add_filled(written);
                 batch?
             }
             None => read.await?,
@@ -299,20 +301,23 @@ async fn next_population_batch(
     }))
 }
 
-/// Writes one batch's population snapshots (those still NULL) in its own transaction,
-/// renewing the run's lease when due (outside it: the copies of offers and ad_events run
-/// side by side and would otherwise take turns on the lease row's lock); returns rows
-/// written.
+/// Writes one batch's population snapshots (those still NULL) in its own transaction, with
+/// the NULL offers and ad_events on the populations written (copied inside the database, in
+/// the same statement: the copy phase then finds only what this could not reach), renewing
+/// the run's lease when due (outside it: the copies of offers and ad_events run side by side
+/// and would otherwise take turns on the lease row's lock); returns rows written.
 async fn write_population_snapshots(
     db: &Db,
     lease: &crate::lease::HeldLease,
     snapshots: &[(PopulationId, String)],
-) -> Result<u64, JobError> {
+) -> Result<FilledRows, JobError> {
     lease.renew_when_due(db).await?;
     let tx = db.begin_write().await?;
-    let written = tx.backfill().fill_populations(snapshots).await?;
+    let written = tx.backfill().fill_populations_and_copies(snapshots).await?;
     tx.commit().await?;
-    crate::metrics::snapshots_filled("target_populations", written);
+    crate::metrics::snapshots_filled("target_populations", written.populations);
+    crate::metrics::snapshots_filled(CopyTable::Offers.name(), written.offers);
+    crate::metrics::snapshots_filled(CopyTable::AdEvents.name(), written.ad_events);
     Ok(written)
 }
 
