@@ -77,6 +77,7 @@ impl TestDb {
             acquire_timeout: Duration::from_secs(30),
             synchronous_commit: None,
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            application_name: None,
         })
         .await
         .expect("connect to test database");

@@ -40,7 +40,12 @@ pub(crate) async fn bench_sync(
     } else {
         fresh_database(server, &name).await?
     };
-    let db = Db::connect(&DbOptions::new(url.clone())).await?;
+    // named: its pushes (the platform's, in production) show apart in the server's waits
+    let db = Db::connect(&DbOptions {
+        application_name: Some("bench-pusher".to_owned()),
+        ..DbOptions::new(url.clone())
+    })
+    .await?;
     if reuse {
         db.queue_jobs()
             .delete_finished(jobs::sync_me_file::QUEUE)
@@ -95,6 +100,7 @@ pub(crate) async fn bench_sync(
 
     // Steady: one push every 1/rate s; latency from push to commit.
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let watch = ServerWatch::start(&url).await?;
     let started = Instant::now();
     for (i, me_file) in steady.iter().enumerate() {
         let due = started + interval * i as u32;
@@ -104,6 +110,7 @@ pub(crate) async fn bench_sync(
             .await?;
     }
     wait_until_drained(&db, queue, steady.len()).await?;
+    let syncer_server = watch.stop().await?;
     let latency = db.queue_jobs().latency(queue).await?;
     let commit = db.reference().sync_commit_latency().await?;
     let _ = syncer.kill();
@@ -121,7 +128,9 @@ pub(crate) async fn bench_sync(
     };
     db.bulk().checkpoint().await?;
     let sql_burst = limit.burst(burst).await?;
+    let watch = ServerWatch::start(&url).await?;
     let sql_paced = limit.paced(steady, interval).await?;
+    let sql_server = watch.stop().await?;
     limit.db.close().await;
 
     println!(
@@ -159,8 +168,118 @@ pub(crate) async fn bench_sync(
         percentile(&sql_paced, 0.99),
         percentile(&sql_paced, 1.0),
     );
+    println!();
+    println!("What the server did during the paced syncs:");
+    println!("- syncer: {syncer_server}");
+    println!("- SQL function: {sql_server}");
     db.close().await;
     Ok(())
+}
+
+/// Tables whose autovacuum and autoanalyze runs a sync can wait on.
+const WATCHED_TABLES: [&str; 4] = ["me_file_tags", "target_populations", "offers", "jobs"];
+
+/// Watches the server during one phase: samples what its active backends wait on every
+/// [`ServerWatch::EVERY`], and reads its cumulative counters at the start and the end.
+struct ServerWatch {
+    db: Db,
+    before: std::collections::BTreeMap<String, i64>,
+    stop: tokio::sync::watch::Sender<bool>,
+    sampler: tokio::task::JoinHandle<anyhow::Result<std::collections::BTreeMap<String, i64>>>,
+}
+
+/// What a [`ServerWatch`] saw.
+struct ServerActivity {
+    samples: u64,
+    waits: std::collections::BTreeMap<String, i64>,
+    counters: Vec<(String, i64)>,
+}
+
+impl ServerWatch {
+    const EVERY: Duration = Duration::from_millis(5);
+
+    async fn start(url: &str) -> anyhow::Result<Self> {
+        let db = Db::connect(&DbOptions {
+            max_connections: 2,
+            ..DbOptions::new(url)
+        })
+        .await?;
+        let before = db.server_stats().counters(&WATCHED_TABLES).await?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let sampling = db.clone();
+        let sampler = tokio::spawn(async move {
+            let mut waits = std::collections::BTreeMap::new();
+            let mut samples = 0;
+            let mut tick = tokio::time::interval(Self::EVERY);
+            while !*stopped.borrow_and_update() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                samples += 1;
+                for (wait, n) in sampling.server_stats().active_waits().await? {
+                    *waits.entry(wait).or_insert(0) += n;
+                }
+            }
+            waits.insert(String::new(), samples);
+            Ok(waits)
+        });
+        Ok(Self {
+            db,
+            before,
+            stop,
+            sampler,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<ServerActivity> {
+        let _ = self.stop.send(true);
+        let mut waits = self.sampler.await??;
+        let samples = waits.remove("").unwrap_or(0) as u64;
+        let after = self.db.server_stats().counters(&WATCHED_TABLES).await?;
+        self.db.close().await;
+        let counters = after
+            .into_iter()
+            .map(|(name, n)| {
+                let change = n - self.before.get(&name).copied().unwrap_or(0);
+                (name, change)
+            })
+            .filter(|(_, change)| *change != 0)
+            .collect();
+        Ok(ServerActivity {
+            samples,
+            waits,
+            counters,
+        })
+    }
+}
+
+impl std::fmt::Display for ServerActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut waits: Vec<(&String, &i64)> = self.waits.iter().collect();
+        waits.sort_by(|a, b| b.1.cmp(a.1));
+        let busy: i64 = waits.iter().map(|w| *w.1).sum();
+        write!(
+            f,
+            "{} samples, {:.2} active backends on average (",
+            self.samples,
+            busy as f64 / self.samples.max(1) as f64
+        )?;
+        for (i, (wait, n)) in waits.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(
+                f,
+                "{sep}{wait} {:.0}%",
+                **n as f64 * 100.0 / busy.max(1) as f64
+            )?;
+        }
+        write!(f, "); counters changed: ")?;
+        for (i, (name, change)) in self.counters.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} +{change}")?;
+        }
+        Ok(())
+    }
 }
 
 /// `snapline_reference_sync` driven from a pool of its own.
@@ -185,6 +304,7 @@ impl SqlSyncLimit {
         let db = Db::connect(&DbOptions {
             max_connections: connections.max(1) as u32,
             synchronous_commit: Some(level),
+            application_name: Some("bench-sql-function".to_owned()),
             ..DbOptions::new(url)
         })
         .await?;

@@ -11,7 +11,7 @@ use sea_orm::{
     SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait,
     Value,
 };
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -38,6 +38,9 @@ pub struct DbOptions {
     /// transaction a cancelled job left open on a pooled connection is ended by the server
     /// after this long, releasing its locks. `None` keeps the server's.
     pub idle_in_transaction_timeout: Option<Duration>,
+    /// PostgreSQL's `application_name` for this pool's sessions (what `pg_stat_activity`
+    /// and the server's logs show); one given in the URL wins. `None` sends none.
+    pub application_name: Option<String>,
 }
 
 impl DbOptions {
@@ -48,6 +51,7 @@ impl DbOptions {
             acquire_timeout: Duration::from_secs(30),
             synchronous_commit: None,
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            application_name: None,
         }
     }
 }
@@ -75,6 +79,11 @@ impl Db {
             let idle_in_transaction_ms = options
                 .idle_in_transaction_timeout
                 .map(|t| t.as_millis().max(1));
+            let mut connect = PgConnectOptions::from_str(url).map_err(connect_error)?;
+            if let (None, Some(name)) = (connect.get_application_name(), &options.application_name)
+            {
+                connect = connect.application_name(name);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
@@ -99,15 +108,16 @@ impl Db {
                     })
                 })
                 // Connected by the warm-up: all its connections at once.
-                .connect_lazy(url)
-                .map_err(connect_error)?;
+                .connect_lazy_with(connect.clone());
             let warming = tokio::spawn(warm_up(
                 pool.clone(),
                 options.max_connections.min(WARM_CONNECTIONS),
             ));
             // A connection of its own beside them says at once why the server cannot be
             // reached (the pool would retry until its acquire timeout, then only time out).
-            if let Err(cause) = <sqlx::PgConnection as sqlx::Connection>::connect(url).await {
+            if let Err(cause) =
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect).await
+            {
                 warming.abort();
                 return Err(connect_error(cause));
             }
@@ -232,6 +242,10 @@ impl Db {
 
     pub fn stats(&self) -> StatsRepo<'_> {
         StatsRepo { db: self }
+    }
+
+    pub fn server_stats(&self) -> crate::ServerStatsRepo<'_> {
+        crate::ServerStatsRepo { db: self }
     }
 
     pub fn bulk(&self) -> BulkLoader<'_> {

@@ -24,6 +24,7 @@ mod queue_jobs;
 mod reference;
 mod rows;
 mod schema;
+mod server_stats;
 mod stats;
 mod sync;
 mod tags;
@@ -51,6 +52,7 @@ pub use queue_jobs::{
 #[cfg(feature = "reference")]
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use schema::SchemaRepo;
+pub use server_stats::ServerStatsRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
 pub use sync::{MeFileState, ScopedTarget, SyncRepo};
 pub use tags::TagRepo;

@@ -114,6 +114,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         acquire_timeout: Duration::from_millis(300),
         synchronous_commit: None,
         idle_in_transaction_timeout: None,
+        application_name: None,
     })
     .await
     .unwrap();
@@ -137,6 +138,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         acquire_timeout: Duration::from_secs(5),
         synchronous_commit: None,
         idle_in_transaction_timeout: None,
+        application_name: None,
     })
     .await
     .unwrap();
