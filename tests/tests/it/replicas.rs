@@ -53,6 +53,18 @@ async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
             replicas.push(Served::start(&binary(name), &test.url, &env));
         }
     }
+    // Each service's sessions carry its name, for `pg_stat_activity` and the server's logs.
+    wait_for("the three services' sessions named", || async {
+        scalar(
+            &db,
+            "SELECT COUNT(DISTINCT application_name) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name IN \
+             ('snapline-populator', 'snapline-syncer', 'snapline-backfiller')",
+        )
+        .await
+            == 3
+    })
+    .await;
 
     // The driver: tag changes each followed by its sync, populates, band backfills and
     // NULL offers, interleaved.
