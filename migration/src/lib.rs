@@ -16,6 +16,7 @@ mod m20261126_000006_population_write_tuning;
 mod m20261126_000007_populate_runs;
 mod m20261126_000008_capture_teardown;
 mod m20261126_000009_populate_chunks;
+mod m20261127_000010_queue_pauses;
 
 pub use m20261126_000008_capture_teardown::DROP_CAPTURE;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_populate_runs::Migration),
             Box::new(m20261126_000008_capture_teardown::Migration),
             Box::new(m20261126_000009_populate_chunks::Migration),
+            Box::new(m20261127_000010_queue_pauses::Migration),
         ]
     }
 }

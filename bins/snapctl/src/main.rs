@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use synth::SeedOptions;
 
 mod demo;
+mod jobs_cli;
 
 #[derive(Parser)]
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard, capture"
+    about = "snapline admin CLI: demo, status, seed, guard, capture, jobs"
 )]
 struct Cli {
     #[command(flatten)]
@@ -75,6 +76,12 @@ enum Command {
     /// Writes a deterministic synthetic data set into the configured (empty) database.
     /// Example: DATABASE_URL=postgres://postgres@127.0.0.1/bench snapctl seed --me-files 1000000
     Seed(SeedArgs),
+    /// Finds, reads, retries, kills and purges queue jobs (both backends).
+    /// Example: snapctl jobs list --status killed
+    Jobs {
+        #[command(subcommand)]
+        action: jobs_cli::JobsCommand,
+    },
 }
 
 /// What to do with an optional feature installed in the database.
@@ -132,6 +139,10 @@ fn main() -> ExitCode {
             Command::Seed(args) => {
                 let db = runtime::connect(&settings).await?;
                 seed(&db, &args.options()).await.map(|_| ())
+            }
+            Command::Jobs { action } => {
+                let db = runtime::connect(&settings).await?;
+                jobs_cli::run(&db, action).await
             }
             Command::Demo {
                 me_files,

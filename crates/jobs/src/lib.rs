@@ -6,6 +6,7 @@
 //! Handlers read like the job's description: load through `repo`, compute with `domain`,
 //! write through `repo`, report. This crate never writes SQL of its own.
 
+pub mod admin;
 pub mod backfill;
 mod band_cache;
 mod error;

@@ -244,6 +244,10 @@ impl Db {
         StatsRepo { db: self }
     }
 
+    pub fn job_admin(&self) -> crate::JobAdminRepo<'_> {
+        crate::JobAdminRepo { db: self }
+    }
+
     pub fn server_stats(&self) -> crate::ServerStatsRepo<'_> {
         crate::ServerStatsRepo { db: self }
     }

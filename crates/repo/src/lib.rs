@@ -16,6 +16,7 @@ mod db;
 mod error;
 mod events;
 mod guard;
+mod job_admin;
 mod leases;
 mod populate_runs;
 mod populations;
@@ -39,6 +40,7 @@ pub use db::{Backend, Db, DbOptions};
 pub use error::RepoError;
 pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
 pub use guard::{GuardRepo, GuardState};
+pub use job_admin::{ActionOutcome, JobAdminRepo, JobDetail, JobFilter, JobStatus};
 pub use leases::{LeaseHolder, LeaseRepo};
 pub use populate_runs::{ChunkFinished, ChunkRange, PopulateRunRepo};
 pub use populations::{

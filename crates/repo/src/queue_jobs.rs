@@ -330,7 +330,7 @@ pub struct JobRun {
 }
 
 /// The error text of an apalis result (`{"Err": "..."}`), or the result itself.
-fn error_of_result(result: &str) -> Option<String> {
+pub(crate) fn error_of_result(result: &str) -> Option<String> {
     match serde_json::from_str::<serde_json::Value>(result) {
         Ok(serde_json::Value::Object(map)) => match map.get("Err") {
             Some(serde_json::Value::String(text)) => Some(text.clone()),

@@ -1,0 +1,255 @@
+//! `snapctl jobs`: what an operator does to single jobs or to all of a queue's jobs in one
+//! status: list and read them, retry finished ones, kill waiting ones, purge old ones. The
+//! rules of what may change live here; the statements in `repo::JobAdminRepo`.
+
+use crate::status::QUEUES;
+use repo::{ActionOutcome, Db, JobDetail, JobFilter, JobStatus, RepoError};
+use std::time::Duration;
+
+/// Why an operator's request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("unknown queue `{0}`: one of {queues}", queues = QUEUES.join(", "))]
+    UnknownQueue(String),
+    #[error("no job has id {0}")]
+    UnknownJob(String),
+    #[error(
+        "cannot {action} {status} jobs: {action} takes {takes}",
+        takes = statuses(allowed)
+    )]
+    WrongStatus {
+        action: &'static str,
+        status: JobStatus,
+        allowed: &'static [JobStatus],
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl AdminError {
+    /// The operator asked for something that cannot be (exit code 2), as opposed to a
+    /// database failure.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, AdminError::Repo(_))
+    }
+}
+
+fn statuses(list: &[JobStatus]) -> String {
+    list.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `queue` if snapline consumes it.
+pub fn known_queue(queue: &str) -> Result<&'static str, AdminError> {
+    QUEUES
+        .iter()
+        .copied()
+        .find(|q| *q == queue)
+        .ok_or_else(|| AdminError::UnknownQueue(queue.to_owned()))
+}
+
+/// Up to `limit` jobs matching `filter`, newest first.
+pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<JobDetail>, AdminError> {
+    if let Some(queue) = &filter.queue {
+        known_queue(queue)?;
+    }
+    Ok(db.job_admin().list(filter, limit).await?)
+}
+
+/// One job.
+pub async fn show(db: &Db, id: &str) -> Result<JobDetail, AdminError> {
+    db.job_admin()
+        .get(id)
+        .await?
+        .ok_or_else(|| AdminError::UnknownJob(id.to_owned()))
+}
+
+/// Makes each of `ids` that has finished due again now with all its attempts.
+pub async fn retry(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> {
+    let outcome = db.job_admin().retry(ids).await?;
+    log_outcome("retried", &outcome);
+    Ok(outcome)
+}
+
+/// Jobs of `queue` in `status` a bulk action would take (checks both first).
+pub async fn count(
+    db: &Db,
+    queue: &str,
+    status: JobStatus,
+    older_than: Option<Duration>,
+) -> Result<i64, AdminError> {
+    let queue = known_queue(queue)?;
+    Ok(db
+        .job_admin()
+        .count(queue, status, older_than.map(|d| d.as_secs()))
+        .await?)
+}
+
+/// Retries every job of `queue` in `status` (Failed, Killed or Done); returns how many.
+pub async fn retry_all(db: &Db, queue: &str, status: JobStatus) -> Result<u64, AdminError> {
+    let queue = known_queue(queue)?;
+    require(status, "retry", &JobStatus::RETRYABLE)?;
+    let retried = db.job_admin().retry_all(queue, status).await?;
+    tracing::info!(queue, %status, retried, "jobs retried by an operator");
+    Ok(retried)
+}
+
+/// Kills each of `ids` that is waiting (Pending, or Failed with a retry ahead).
+pub async fn kill(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> {
+    let outcome = db.job_admin().kill(ids).await?;
+    log_outcome("killed", &outcome);
+    Ok(outcome)
+}
+
+/// Deletes the jobs of `queue` in `status` older than `older_than`; returns how many. A
+/// status a worker holds (Queued, Running) is refused.
+pub async fn purge(
+    db: &Db,
+    queue: &str,
+    status: JobStatus,
+    older_than: Duration,
+) -> Result<u64, AdminError> {
+    let queue = known_queue(queue)?;
+    require(status, "purge", &PURGEABLE)?;
+    let purged = db
+        .job_admin()
+        .purge(queue, status, older_than.as_secs())
+        .await?;
+    tracing::info!(queue, %status, older_than_secs = older_than.as_secs(), purged, "jobs purged by an operator");
+    Ok(purged)
+}
+
+/// Every status no worker holds.
+pub const PURGEABLE: [JobStatus; 4] = [
+    JobStatus::Pending,
+    JobStatus::Done,
+    JobStatus::Failed,
+    JobStatus::Killed,
+];
+
+/// Refuses `action` on `status` unless it is one of `allowed`.
+pub fn require(
+    status: JobStatus,
+    action: &'static str,
+    allowed: &'static [JobStatus],
+) -> Result<(), AdminError> {
+    if allowed.contains(&status) {
+        Ok(())
+    } else {
+        Err(AdminError::WrongStatus {
+            action,
+            status,
+            allowed,
+        })
+    }
+}
+
+fn log_outcome(action: &'static str, outcome: &ActionOutcome) {
+    tracing::info!(
+        action,
+        changed = outcome.changed.len(),
+        skipped = outcome.skipped.len(),
+        not_found = outcome.not_found.len(),
+        ids = %outcome.changed.join(", "),
+        "jobs changed by an operator"
+    );
+}
+
+/// A duration as operators write it: `90s`, `15m`, `12h`, `7d`, or a sum (`1d12h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration `{text}`: write it like 90s, 15m, 12h, 7d or 1d12h");
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut any = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(bad)?;
+        number.clear();
+        any = true;
+    }
+    if !number.is_empty() || !any {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// A duration as [`parse_duration`] reads it: `0s`, `90s`, `1d12h`.
+pub fn format_duration(duration: Duration) -> String {
+    let mut secs = duration.as_secs();
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut text = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            text.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_operators_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(1_209_600)));
+        for text in ["0s", "90s", "1d12h", "1d1h1m1s"] {
+            let parsed = parse_duration(text).unwrap();
+            assert_eq!(
+                parse_duration(&format_duration(parsed)),
+                Ok(parsed),
+                "{text}"
+            );
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        for bad in ["", "12", "h", "3x", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses_parse_in_any_case_and_unknown_ones_list_the_known() {
+        assert_eq!("failed".parse::<JobStatus>(), Ok(JobStatus::Failed));
+        assert_eq!("KILLED".parse::<JobStatus>(), Ok(JobStatus::Killed));
+        let err = "stuck".parse::<JobStatus>().unwrap_err();
+        assert!(
+            err.contains("Pending, Queued, Running, Done, Failed, Killed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_running_job_cannot_be_purged_and_a_pending_one_not_retried() {
+        assert!(require(JobStatus::Running, "purge", &PURGEABLE).is_err());
+        let err = require(JobStatus::Pending, "retry", &JobStatus::RETRYABLE).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot retry Pending jobs: retry takes Failed, Killed, Done"
+        );
+        assert!(known_queue("sync_me_file").is_ok());
+        assert!(known_queue("sync").unwrap_err().is_bad_input());
+    }
+}

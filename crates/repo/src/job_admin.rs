@@ -1,0 +1,503 @@
+//! An operator's reads and writes of the queue tables (`snapctl jobs`): find jobs, retry,
+//! kill and purge them. apalis 1.0's own listing API (`ListTasks`) takes one status and no
+//! payload filter, leaves the last error out of the task it returns and pages with OFFSET,
+//! and it has no retry, kill or purge on PostgreSQL; so these statements read and write its
+//! tables (`apalis.jobs`, SQLite's `Jobs`) the way its own queries do, and only in states
+//! no worker holds.
+
+use crate::{Backend, Db, RepoError};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+use serde::Serialize;
+
+/// A job's state, as apalis names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum JobStatus {
+    /// Waiting to be fetched (or scheduled for later).
+    Pending,
+    /// Fetched into a worker's buffer, about to run.
+    Queued,
+    Running,
+    Done,
+    /// Failed; tried again while attempts are left.
+    Failed,
+    /// Failed for good (a permanent error or no attempt left), or killed by an operator.
+    Killed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Pending,
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Failed,
+        JobStatus::Killed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "Pending",
+            JobStatus::Queued => "Queued",
+            JobStatus::Running => "Running",
+            JobStatus::Done => "Done",
+            JobStatus::Failed => "Failed",
+            JobStatus::Killed => "Killed",
+        }
+    }
+
+    /// Whether a worker holds the job now: nothing from outside may change it.
+    pub fn is_held(self) -> bool {
+        matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+
+    /// The statuses a retry takes a job from: finished ones.
+    pub const RETRYABLE: [JobStatus; 3] = [JobStatus::Failed, JobStatus::Killed, JobStatus::Done];
+
+    /// The statuses a kill takes a job from: waiting ones.
+    pub const KILLABLE: [JobStatus; 2] = [JobStatus::Pending, JobStatus::Failed];
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+
+    /// Any case: `failed`, `Failed`, `FAILED`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown job status `{text}`: one of {}",
+                    JobStatus::ALL.map(JobStatus::as_str).join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which jobs to list; every field narrows.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub queue: Option<String>,
+    pub status: Option<JobStatus>,
+    /// Jobs whose payload names this me_file (`"me_file_id":N`).
+    pub me_file_id: Option<i64>,
+    /// Jobs whose payload names this target (`"target_id":N`).
+    pub target_id: Option<i64>,
+}
+
+/// One job with everything an operator reads about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JobDetail {
+    pub id: String,
+    pub queue: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// The payload as text (bytes that are not UTF-8 replaced).
+    pub payload: String,
+    /// When it is or was due (UTC, RFC 3339).
+    pub run_at: Option<String>,
+    /// When a worker took it last.
+    pub started_at: Option<String>,
+    /// When it last finished (done, failed or killed).
+    pub finished_at: Option<String>,
+    /// The worker holding it or that ran it last.
+    pub worker: Option<String>,
+    /// The error of its last failure, when it has one.
+    pub error: Option<String>,
+    /// apalis's record of its last result, as stored.
+    pub last_result: Option<String>,
+}
+
+#[derive(FromQueryResult)]
+struct JobRow {
+    id: String,
+    job_type: String,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    job: Vec<u8>,
+    run_at: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    lock_by: Option<String>,
+    last_result: Option<String>,
+}
+
+impl From<JobRow> for JobDetail {
+    fn from(row: JobRow) -> Self {
+        let error = match row.status.as_str() {
+            "Done" => None,
+            _ => row
+                .last_result
+                .as_deref()
+                .and_then(crate::queue_jobs::error_of_result),
+        };
+        JobDetail {
+            id: row.id,
+            queue: row.job_type,
+            status: row.status,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            payload: String::from_utf8_lossy(&row.job).into_owned(),
+            run_at: row.run_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            worker: row.lock_by,
+            error,
+            last_result: row.last_result,
+        }
+    }
+}
+
+#[derive(FromQueryResult)]
+struct IdRow {
+    id: String,
+}
+
+#[derive(FromQueryResult)]
+struct IdStatusRow {
+    id: String,
+    status: String,
+}
+
+/// What an action did to each id it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ActionOutcome {
+    /// Ids changed.
+    pub changed: Vec<String>,
+    /// Ids left as they were, with their status (a worker holds them, or they are in a
+    /// status the action does not take).
+    pub skipped: Vec<(String, String)>,
+    /// Ids no job has.
+    pub not_found: Vec<String>,
+}
+
+/// Jobs deleted per statement by [`JobAdminRepo::purge`]: short locks on a big table.
+const PURGE_CHUNK: u64 = 5_000;
+
+/// The error an operator's kill leaves on the job, as apalis records results.
+const KILLED_BY_OPERATOR: &str = r#"{"Err":"killed by an operator (snapctl jobs kill)"}"#;
+
+/// Operator actions on the queue tables (see the module's comment for why not apalis's API).
+pub struct JobAdminRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl JobAdminRepo<'_> {
+    /// Up to `limit` jobs matching `filter`, newest first (by when they last finished,
+    /// started or were due).
+    pub async fn list(&self, filter: &JobFilter, limit: u64) -> Result<Vec<JobDetail>, RepoError> {
+        let mut conditions = Vec::new();
+        let mut values = Vec::new();
+        if let Some(queue) = &filter.queue {
+            values.push(Value::from(queue.clone()));
+            conditions.push(format!("job_type = ${}", values.len()));
+        }
+        if let Some(status) = filter.status {
+            values.push(Value::from(status.as_str()));
+            conditions.push(format!("status = ${}", values.len()));
+        }
+        for (key, id) in [
+            ("me_file_id", filter.me_file_id),
+            ("target_id", filter.target_id),
+        ] {
+            if let Some(id) = id {
+                conditions.push(self.payload_names(key, id, &mut values));
+            }
+        }
+        values.push(Value::from(limit as i64));
+        let limit_param = values.len();
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "{} {filter_sql} ORDER BY COALESCE(done_at, lock_at, run_at) DESC, id DESC LIMIT ${limit_param}",
+            self.select_jobs()
+        );
+        let rows: Vec<JobRow> = self.db.fetch_all(self.db.conn(), sql, values).await?;
+        Ok(rows.into_iter().map(JobDetail::from).collect())
+    }
+
+    /// The job with this id, if any.
+    pub async fn get(&self, id: &str) -> Result<Option<JobDetail>, RepoError> {
+        let sql = format!("{} WHERE id = $1", self.select_jobs());
+        let row: Option<JobRow> = self
+            .db
+            .fetch_optional(self.db.conn(), sql, vec![Value::from(id)])
+            .await?;
+        Ok(row.map(JobDetail::from))
+    }
+
+    /// Jobs of `queue` in `status` (that finished or were due before `older_than_secs`
+    /// ago, when given).
+    pub async fn count(
+        &self,
+        queue: &str,
+        status: JobStatus,
+        older_than_secs: Option<u64>,
+    ) -> Result<i64, RepoError> {
+        let table = self.table();
+        let (age, mut values) = self.older_than(older_than_secs, 3);
+        values.insert(0, Value::from(queue));
+        values.insert(1, Value::from(status.as_str()));
+        let row: crate::rows::Count = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "job count",
+                format!(
+                    "SELECT COUNT(*) AS count FROM {table} WHERE job_type = $1 AND status = $2{age}"
+                ),
+                values,
+            )
+            .await?;
+        Ok(row.count)
+    }
+
+    /// Makes each of `ids` that has finished (Failed, Killed or Done) due again now, with
+    /// all its attempts (its last error is kept until it runs).
+    pub async fn retry(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
+        let (set, from) = self.retry_sql();
+        self.act_on_ids(ids, &set, &from).await
+    }
+
+    /// [`Self::retry`] for every job of `queue` in `status` (one of
+    /// [`JobStatus::RETRYABLE`]); returns how many.
+    pub async fn retry_all(&self, queue: &str, status: JobStatus) -> Result<u64, RepoError> {
+        if !JobStatus::RETRYABLE.contains(&status) {
+            return Ok(0);
+        }
+        let table = self.table();
+        let (set, _) = self.retry_sql();
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                format!("UPDATE {table} SET {set} WHERE job_type = $1 AND status = $2"),
+                vec![Value::from(queue), Value::from(status.as_str())],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Marks each of `ids` that is waiting (Pending, or Failed with a retry ahead) Killed:
+    /// no worker fetches it again. A job a worker holds is left to finish.
+    pub async fn kill(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
+        let now = self.now();
+        let set = format!(
+            "status = 'Killed', done_at = {now}, last_result = {}",
+            match self.db.backend() {
+                Backend::Postgres => format!("'{KILLED_BY_OPERATOR}'::jsonb"),
+                Backend::Sqlite => format!("'{KILLED_BY_OPERATOR}'"),
+            }
+        );
+        let from = quoted_statuses(&JobStatus::KILLABLE);
+        self.act_on_ids(ids, &set, &from).await
+    }
+
+    /// Deletes the jobs of `queue` in `status` (not one a worker holds) that finished, or
+    /// were due, more than `older_than_secs` ago; returns how many.
+    pub async fn purge(
+        &self,
+        queue: &str,
+        status: JobStatus,
+        older_than_secs: u64,
+    ) -> Result<u64, RepoError> {
+        if status.is_held() {
+            return Ok(0);
+        }
+        let table = self.table();
+        let (age, mut values) = self.older_than(Some(older_than_secs), 3);
+        values.insert(0, Value::from(queue));
+        values.insert(1, Value::from(status.as_str()));
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+             WHERE job_type = $1 AND status = $2{age} LIMIT {PURGE_CHUNK})"
+        );
+        let mut deleted = 0;
+        loop {
+            let result = self
+                .db
+                .conn()
+                .execute_raw(self.db.statement(sql.clone(), values.clone()))
+                .await?;
+            deleted += result.rows_affected();
+            if result.rows_affected() < PURGE_CHUNK {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Runs `UPDATE ... SET {set}` on those of `ids` whose status is in `from` (SQL list),
+    /// then says what became of each id.
+    async fn act_on_ids(
+        &self,
+        ids: &[String],
+        set: &str,
+        from: &str,
+    ) -> Result<ActionOutcome, RepoError> {
+        if ids.is_empty() {
+            return Ok(ActionOutcome::default());
+        }
+        let table = self.table();
+        let ids_in = self.db.in_id_list("id", 1);
+        let changed: Vec<IdRow> = self
+            .db
+            .fetch_all(
+                self.db.conn(),
+                format!(
+                    "UPDATE {table} SET {set} WHERE {ids_in} AND status IN ({from}) RETURNING id"
+                ),
+                vec![self.text_list(ids)],
+            )
+            .await?;
+        let changed: Vec<String> = changed.into_iter().map(|r| r.id).collect();
+        let rest: Vec<String> = ids
+            .iter()
+            .filter(|id| !changed.contains(id))
+            .cloned()
+            .collect();
+        let found: Vec<IdStatusRow> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            self.db
+                .fetch_all(
+                    self.db.conn(),
+                    format!("SELECT id, status FROM {table} WHERE {ids_in}"),
+                    vec![self.text_list(&rest)],
+                )
+                .await?
+        };
+        let mut outcome = ActionOutcome {
+            changed,
+            ..ActionOutcome::default()
+        };
+        for id in rest {
+            match found.iter().find(|r| r.id == id) {
+                Some(row) => outcome.skipped.push((id, row.status.clone())),
+                None => outcome.not_found.push(id),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// `SET` of a retry, and the statuses it takes jobs from (SQL list).
+    fn retry_sql(&self) -> (String, String) {
+        let now = self.now();
+        (
+            format!(
+                "status = 'Pending', attempts = 0, run_at = {now}, lock_by = NULL, \
+                 lock_at = NULL, done_at = NULL"
+            ),
+            quoted_statuses(&JobStatus::RETRYABLE),
+        )
+    }
+
+    /// ` AND COALESCE(done_at, run_at) <= (now - $param seconds)`, or nothing.
+    fn older_than(&self, secs: Option<u64>, param: usize) -> (String, Vec<Value>) {
+        match (secs, self.db.backend()) {
+            (None, _) => (String::new(), vec![]),
+            (Some(secs), Backend::Postgres) => (
+                format!(
+                    " AND COALESCE(done_at, run_at) <= now() - make_interval(secs => ${param})"
+                ),
+                vec![Value::from(secs as f64)],
+            ),
+            (Some(secs), Backend::Sqlite) => (
+                format!(
+                    " AND COALESCE(done_at, run_at) <= CAST(strftime('%s', 'now') AS INTEGER) - ${param}"
+                ),
+                vec![Value::from(secs as i64)],
+            ),
+        }
+    }
+
+    /// A condition: the payload holds `"key":id` (as snapline and the platform's plain SQL
+    /// write it, without spaces), matched on the bytes so that a payload that is not valid
+    /// text or JSON cannot fail the whole listing.
+    fn payload_names(&self, key: &str, id: i64, values: &mut Vec<Value>) -> String {
+        let mut any = Vec::new();
+        for end in [",", "}"] {
+            values.push(Value::from(format!("\"{key}\":{id}{end}")));
+            let param = values.len();
+            any.push(match self.db.backend() {
+                Backend::Postgres => format!("position(convert_to(${param}, 'UTF8') in job) > 0"),
+                Backend::Sqlite => format!("instr(CAST(job AS BLOB), CAST(${param} AS BLOB)) > 0"),
+            });
+        }
+        format!("({})", any.join(" OR "))
+    }
+
+    fn select_jobs(&self) -> String {
+        let table = self.table();
+        match self.db.backend() {
+            Backend::Postgres => {
+                let at = |column: &str| {
+                    format!(
+                        "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                    )
+                };
+                format!(
+                    "SELECT id, job_type, status, attempts::bigint AS attempts, \
+                     max_attempts::bigint AS max_attempts, job, {} AS run_at, {} AS started_at, \
+                     {} AS finished_at, lock_by, last_result::text AS last_result FROM {table}",
+                    at("run_at"),
+                    at("lock_at"),
+                    at("done_at")
+                )
+            }
+            Backend::Sqlite => {
+                let at =
+                    |column: &str| format!("strftime('%Y-%m-%dT%H:%M:%SZ', {column}, 'unixepoch')");
+                format!(
+                    "SELECT id, job_type, status, CAST(attempts AS BIGINT) AS attempts, \
+                     CAST(max_attempts AS BIGINT) AS max_attempts, CAST(job AS BLOB) AS job, \
+                     {} AS run_at, {} AS started_at, {} AS finished_at, lock_by, \
+                     CAST(last_result AS TEXT) AS last_result FROM {table}",
+                    at("run_at"),
+                    at("lock_at"),
+                    at("done_at")
+                )
+            }
+        }
+    }
+
+    fn now(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => "now()",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+        }
+    }
+
+    fn text_list(&self, items: &[String]) -> Value {
+        match self.db.backend() {
+            Backend::Postgres => Value::from(items.to_vec()),
+            Backend::Sqlite => Value::from(serde_json::to_string(items).unwrap_or_default()),
+        }
+    }
+
+    fn table(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => "apalis.jobs",
+            Backend::Sqlite => "Jobs",
+        }
+    }
+}
+
+/// `'Failed', 'Killed'`: statuses as an SQL list (constants, never input).
+fn quoted_statuses(statuses: &[JobStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

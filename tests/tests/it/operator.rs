@@ -1,0 +1,309 @@
+//! An operator's `snapctl jobs` session, end to end on both backends: real `populator serve`
+//! and `syncer serve` processes work the queues while `snapctl` finds a job that failed for
+//! good, the cause is fixed, the job is retried and completes; kill, bulk retry, purge and
+//! the filters are held to what they say.
+
+use jobs::{populate_target, sync_me_file};
+use snapline_tests::{Backend, Served, TestDb, binary, execute, wait_for};
+use std::process::Output;
+use synth::SeedOptions;
+
+/// `snapctl ARGS` on the test's database; its output.
+fn snapctl(test: &TestDb, args: &[&str]) -> Output {
+    std::process::Command::new(binary("snapctl"))
+        .args(args)
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", &test.url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("snapctl starts")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `snapctl ARGS --json` parsed, after checking it succeeded.
+fn snapctl_json(test: &TestDb, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = snapctl(test, &args);
+    assert!(
+        out.status.success(),
+        "snapctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+/// The status of job `id` as `snapctl jobs show` reads it.
+fn status_of(test: &TestDb, id: &str) -> String {
+    snapctl_json(test, &["jobs", "show", id])["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+async fn a_failed_job_is_found_fixed_retried_and_completes(backend: Backend) {
+    let test = TestDb::populated(
+        backend,
+        &SeedOptions {
+            me_files: 300,
+            targets: 6,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = &test.db;
+    // Target 7 does not exist yet: its populate fails for good.
+    jobs::queue::push(
+        db,
+        populate_target::QUEUE,
+        populate_target::PopulateTarget { target_id: 7 },
+        5,
+    )
+    .await
+    .unwrap();
+    for me_file in [41, 42, 43] {
+        sync_me_file::enqueue(db, domain::MeFileId(me_file))
+            .await
+            .unwrap();
+    }
+    let env = [("RUST_LOG", "error".to_owned())];
+    let _populator = Served::start(&binary("populator"), &test.url, &env);
+    let syncer = Served::start(&binary("syncer"), &test.url, &env);
+
+    // Found: listed by status and by queue with its error, and by target.
+    let killed = || {
+        snapctl_json(
+            &test,
+            &[
+                "jobs",
+                "list",
+                "--queue",
+                "populate_target",
+                "--status",
+                "killed",
+            ],
+        )
+    };
+    wait_for("the populate of target 7 killed", || async {
+        killed().as_array().is_some_and(|jobs| jobs.len() == 1)
+    })
+    .await;
+    let job = killed()[0].clone();
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(job["payload"], r#"{"target_id":7}"#);
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("target 7 does not exist"),
+        "{job}"
+    );
+    let by_target = snapctl_json(&test, &["jobs", "list", "--target", "7"]);
+    assert_eq!(by_target.as_array().unwrap().len(), 1, "{by_target}");
+    assert_eq!(by_target[0]["id"], id.as_str());
+    let table = stdout(&snapctl(&test, &["jobs", "list", "--status", "killed"]));
+    assert!(
+        table.contains(&id) && table.contains("target 7 does not exist"),
+        "{table}"
+    );
+    let shown = stdout(&snapctl(&test, &["jobs", "show", &id]));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("last error:") && l.ends_with("target 7 does not exist")),
+        "{shown}"
+    );
+
+    // The me_file filter finds the syncs of that me_file and no other.
+    wait_for("the three syncs done", || async {
+        snapctl_json(
+            &test,
+            &[
+                "jobs",
+                "list",
+                "--queue",
+                "sync_me_file",
+                "--status",
+                "done",
+            ],
+        )
+        .as_array()
+        .is_some_and(|jobs| jobs.len() == 3)
+    })
+    .await;
+    let of_42 = snapctl_json(&test, &["jobs", "list", "--me-file", "42"]);
+    assert_eq!(of_42.as_array().unwrap().len(), 1, "{of_42}");
+    assert_eq!(of_42[0]["payload"], r#"{"me_file_id":42}"#);
+    assert_eq!(
+        snapctl_json(&test, &["jobs", "list", "--me-file", "4"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "me_file 4 is not 41, 42 or 43"
+    );
+
+    // A running or waiting job cannot be retried, an unknown id is said so: exit code 2.
+    let out = snapctl(&test, &["jobs", "retry", "no-such-job"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("not found: no-such-job"));
+
+    // Fixed, then retried: it completes.
+    execute(db, "INSERT INTO targets (id, title) VALUES (7, 'late')").await;
+    let out = snapctl(&test, &["jobs", "retry", &id]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("retried {id}")));
+    wait_for("the retried populate done", || async {
+        status_of(&test, &id) == "Done"
+    })
+    .await;
+    let done = snapctl_json(&test, &["jobs", "show", &id]);
+    assert_eq!(done["error"], serde_json::Value::Null, "{done}");
+    assert_eq!(done["attempts"], 1);
+
+    // A bulk retry asks first, and refuses without a terminal unless --yes.
+    let out = snapctl(
+        &test,
+        &[
+            "jobs",
+            "retry",
+            "--queue",
+            "sync_me_file",
+            "--status",
+            "done",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("add --yes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = snapctl(
+        &test,
+        &[
+            "jobs",
+            "retry",
+            "--queue",
+            "sync_me_file",
+            "--status",
+            "done",
+            "--yes",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), "retried 3 Done job(s) of sync_me_file");
+    wait_for("the three syncs done again", || async {
+        snapctl_json(
+            &test,
+            &[
+                "jobs",
+                "list",
+                "--queue",
+                "sync_me_file",
+                "--status",
+                "done",
+            ],
+        )
+        .as_array()
+        .is_some_and(|jobs| jobs.len() == 3)
+    })
+    .await;
+
+    // Kill takes a waiting job (the syncer stopped, so none takes it first); a done one is
+    // skipped with its status.
+    drop(syncer);
+    sync_me_file::enqueue(db, domain::MeFileId(44))
+        .await
+        .unwrap();
+    let waiting = snapctl_json(
+        &test,
+        &["jobs", "list", "--me-file", "44", "--status", "pending"],
+    );
+    let later = waiting[0]["id"]
+        .as_str()
+        .expect("the waiting sync")
+        .to_owned();
+    let out = snapctl(&test, &["jobs", "kill", &later, &id]);
+    assert_eq!(out.status.code(), Some(2), "one of two was not killed");
+    assert!(stdout(&out).contains(&format!("killed {later}")));
+    assert!(stdout(&out).contains(&format!("skipped {id}: it is Done")));
+    assert_eq!(status_of(&test, &later), "Killed");
+    let shown = snapctl_json(&test, &["jobs", "show", &later]);
+    assert!(
+        shown["error"]
+            .as_str()
+            .unwrap()
+            .contains("killed by an operator"),
+        "{shown}"
+    );
+
+    // Purge: nothing is older than a day; everything done is older than 0s. A running
+    // status is refused.
+    let out = snapctl(
+        &test,
+        &[
+            "jobs",
+            "purge",
+            "--queue",
+            "sync_me_file",
+            "--status",
+            "done",
+            "--older-than",
+            "1d",
+            "--yes",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("nothing to purge"),
+        "{}",
+        stdout(&out)
+    );
+    let out = snapctl(
+        &test,
+        &[
+            "jobs",
+            "purge",
+            "--queue",
+            "sync_me_file",
+            "--status",
+            "done",
+            "--older-than",
+            "0s",
+            "--yes",
+        ],
+    );
+    assert_eq!(stdout(&out).trim(), "purged 3 Done job(s) of sync_me_file");
+    let out = snapctl(
+        &test,
+        &[
+            "jobs",
+            "purge",
+            "--queue",
+            "sync_me_file",
+            "--status",
+            "running",
+            "--older-than",
+            "1d",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = snapctl(&test, &["jobs", "list", "--queue", "sync"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown queue `sync`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_found_fixed_retried_and_completes_postgres() {
+    a_failed_job_is_found_fixed_retried_and_completes(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_found_fixed_retried_and_completes_sqlite() {
+    a_failed_job_is_found_fixed_retried_and_completes(Backend::Sqlite).await;
+}
