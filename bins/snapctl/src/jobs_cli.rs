@@ -1,4 +1,5 @@
-//! `snapctl jobs ...`: arguments and output; the rules live in `jobs::admin`.
+//! `snapctl jobs ...` and `snapctl queues ...`: arguments and output; the rules live in
+//! `jobs::admin`.
 
 use clap::Subcommand;
 use jobs::admin::{self, AdminError};
@@ -72,6 +73,73 @@ pub enum JobsCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum QueuesCommand {
+    /// Every queue: its backlog, oldest waiting job and whether it is paused.
+    /// Example: snapctl queues list --json
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops every replica taking jobs from a queue (within a second or two); running jobs
+    /// finish, pushes still land. Example: snapctl queues pause sync_me_file
+    Pause { queue: String },
+    /// Lets the replicas take a paused queue's jobs again. Example: snapctl queues resume sync_me_file
+    Resume { queue: String },
+}
+
+pub async fn run_queues(db: &Db, command: QueuesCommand) -> anyhow::Result<()> {
+    match command {
+        QueuesCommand::List { json } => {
+            let queues = admin::queues(db).await.map_err(admin_error)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&queues)?);
+                return Ok(());
+            }
+            println!(
+                "{:<16} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  OLDEST WAITING",
+                "QUEUE", "STATE", "WAITING", "RUNNING", "DONE", "FAILED", "KILLED"
+            );
+            for q in &queues {
+                let d = &q.depth;
+                println!(
+                    "{:<16} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                    d.queue,
+                    if q.paused { "paused" } else { "running" },
+                    d.waiting,
+                    d.running,
+                    d.done,
+                    d.failed,
+                    d.killed,
+                    d.oldest_waiting_secs
+                        .map(|s| format!("{:.0}s ago", s.max(0.0)))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        QueuesCommand::Pause { queue } => {
+            let changed = admin::pause_queue(db, &queue).await.map_err(admin_error)?;
+            if changed {
+                println!(
+                    "paused {queue}: replicas stop taking its jobs within {}s; running jobs finish",
+                    jobs::pause::PAUSE_POLL.as_secs().max(1) * 2
+                );
+            } else {
+                println!("{queue} was already paused");
+            }
+        }
+        QueuesCommand::Resume { queue } => {
+            let changed = admin::resume_queue(db, &queue).await.map_err(admin_error)?;
+            if changed {
+                println!("resumed {queue}");
+            } else {
+                println!("{queue} was not paused");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_status(text: &str) -> Result<JobStatus, String> {

@@ -14,7 +14,7 @@ mod jobs_cli;
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard, capture, jobs"
+    about = "snapline admin CLI: demo, status, seed, guard, capture, jobs, queues"
 )]
 struct Cli {
     #[command(flatten)]
@@ -82,6 +82,12 @@ enum Command {
         #[command(subcommand)]
         action: jobs_cli::JobsCommand,
     },
+    /// Lists the queues, pauses and resumes them on every replica.
+    /// Example: snapctl queues pause sync_me_file
+    Queues {
+        #[command(subcommand)]
+        action: jobs_cli::QueuesCommand,
+    },
 }
 
 /// What to do with an optional feature installed in the database.
@@ -143,6 +149,10 @@ fn main() -> ExitCode {
             Command::Jobs { action } => {
                 let db = runtime::connect(&settings).await?;
                 jobs_cli::run(&db, action).await
+            }
+            Command::Queues { action } => {
+                let db = runtime::connect(&settings).await?;
+                jobs_cli::run_queues(&db, action).await
             }
             Command::Demo {
                 me_files,

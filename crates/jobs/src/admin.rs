@@ -1,6 +1,7 @@
-//! `snapctl jobs`: what an operator does to single jobs or to all of a queue's jobs in one
-//! status: list and read them, retry finished ones, kill waiting ones, purge old ones. The
-//! rules of what may change live here; the statements in `repo::JobAdminRepo`.
+//! `snapctl jobs` and `snapctl queues`: what an operator does to single jobs or to all of a
+//! queue's jobs in one status (list and read them, retry finished ones, kill waiting ones,
+//! purge old ones) and to whole queues (pause, resume). The rules of what may change live
+//! here; the statements in `repo::JobAdminRepo` and `repo::QueuePauseRepo`.
 
 use crate::status::QUEUES;
 use repo::{ActionOutcome, Db, JobDetail, JobFilter, JobStatus, RepoError};
@@ -119,6 +120,48 @@ pub async fn purge(
         .await?;
     tracing::info!(queue, %status, older_than_secs = older_than.as_secs(), purged, "jobs purged by an operator");
     Ok(purged)
+}
+
+/// A queue as `snapctl queues list` shows it: its backlog and whether it is paused.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QueueState {
+    #[serde(flatten)]
+    pub depth: repo::QueueDepth,
+    pub paused: bool,
+    /// When it was paused (Unix seconds).
+    pub paused_at: Option<i64>,
+}
+
+/// Every queue snapline consumes, with its backlog and pause.
+pub async fn queues(db: &Db) -> Result<Vec<QueueState>, AdminError> {
+    let paused = db.queue_pauses().paused().await?;
+    let mut states = Vec::with_capacity(QUEUES.len());
+    for queue in QUEUES {
+        let paused_at = paused.iter().find(|(q, _)| q == queue).map(|(_, at)| *at);
+        states.push(QueueState {
+            depth: db.queue_jobs().depth(queue).await?,
+            paused: paused_at.is_some(),
+            paused_at,
+        });
+    }
+    Ok(states)
+}
+
+/// Pauses `queue` on every replica (within [`crate::pause::PAUSE_POLL`]); returns whether
+/// it was running.
+pub async fn pause_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
+    let queue = known_queue(queue)?;
+    let changed = db.queue_pauses().pause(queue).await?;
+    tracing::info!(queue, changed, "queue paused by an operator");
+    Ok(changed)
+}
+
+/// Resumes `queue`; returns whether it was paused.
+pub async fn resume_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
+    let queue = known_queue(queue)?;
+    let changed = db.queue_pauses().resume(queue).await?;
+    tracing::info!(queue, changed, "queue resumed by an operator");
+    Ok(changed)
 }
 
 /// Every status no worker holds.

@@ -12,6 +12,7 @@ mod band_cache;
 mod error;
 mod lease;
 pub mod metrics;
+pub mod pause;
 mod plan;
 pub mod populate_target;
 pub mod queue;

@@ -25,6 +25,10 @@ pub const ROWS_WRITTEN: &str = "snapline_rows_written_total";
 /// NULL snapshots per `table`, read from the partial indexes when `/metrics` is scraped.
 pub const NULL_SNAPSHOTS: &str = "snapline_null_snapshots";
 
+/// 1 while an operator has paused `queue` (`snapctl queues pause`), 0 otherwise, as this
+/// replica last read it.
+pub const QUEUE_PAUSED: &str = "snapline_queue_paused";
+
 /// Buckets of [`JOB_DURATION`], in seconds: syncs take milliseconds, populates minutes.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -94,4 +98,9 @@ pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
     ] {
         ::metrics::gauge!(NULL_SNAPSHOTS, "table" => table).set(rows as f64);
     }
+}
+
+/// Sets the [`QUEUE_PAUSED`] gauge of `queue`.
+pub fn queue_paused(queue: &'static str, paused: bool) {
+    ::metrics::gauge!(QUEUE_PAUSED, "queue" => queue).set(if paused { 1.0 } else { 0.0 });
 }

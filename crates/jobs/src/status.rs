@@ -21,6 +21,8 @@ pub struct StatusReport {
     /// population_status -> targets.
     pub targets: Vec<TargetsInStatus>,
     pub queues: Vec<QueueDepth>,
+    /// The queues an operator paused (`snapctl queues pause`): no replica takes their jobs.
+    pub paused_queues: Vec<String>,
     /// The last runs of each queue, newest first.
     pub recent_runs: Vec<JobRun>,
 }
@@ -49,6 +51,13 @@ pub async fn status(db: &Db, runs_per_queue: u64) -> Result<StatusReport, JobErr
             .map(|(status, targets)| TargetsInStatus { status, targets })
             .collect(),
         queues,
+        paused_queues: db
+            .queue_pauses()
+            .paused()
+            .await?
+            .into_iter()
+            .map(|(queue, _)| queue)
+            .collect(),
         recent_runs,
     })
 }
@@ -79,7 +88,7 @@ impl std::fmt::Display for StatusReport {
         for q in &self.queues {
             writeln!(
                 f,
-                "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8}  {}{}",
                 q.queue,
                 q.waiting,
                 q.running,
@@ -88,7 +97,12 @@ impl std::fmt::Display for StatusReport {
                 q.killed,
                 q.oldest_waiting_secs
                     .map(|s| format!("{:.0}s ago", s.max(0.0)))
-                    .unwrap_or_else(|| "-".into())
+                    .unwrap_or_else(|| "-".into()),
+                if self.paused_queues.contains(&q.queue) {
+                    "  PAUSED (snapctl queues resume)"
+                } else {
+                    ""
+                }
             )?;
         }
         writeln!(f, "\nlast runs")?;

@@ -23,6 +23,8 @@ pub struct WorkerOptions {
     pub backoff_max: Duration,
     /// Where the workers report a backend failure (what `/readyz` reads).
     pub health: WorkerHealth,
+    /// The queue pause switches a serving process watches; `None`: never paused.
+    pub pauses: Option<crate::pause::Pauses>,
 }
 
 impl WorkerOptions {
@@ -35,12 +37,18 @@ impl WorkerOptions {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             health: WorkerHealth::default(),
+            pauses: None,
         }
     }
 
-    /// These options with the workers reporting to `health` (a serving process's `/readyz`).
+    /// These options with the workers reporting to `health` (a serving process's `/readyz`)
+    /// and obeying the pauses it watches.
     pub fn reporting_to(self, health: WorkerHealth) -> Self {
-        Self { health, ..self }
+        Self {
+            pauses: health.pauses(),
+            health,
+            ..self
+        }
     }
 }
 
@@ -57,6 +65,8 @@ pub struct WorkerHealth(Arc<Mutex<HealthState>>);
 #[derive(Debug, Default)]
 struct HealthState {
     running: bool,
+    /// The queue pauses the serving process watches, handed to its workers' options.
+    pauses: Option<crate::pause::Pauses>,
     /// Worker index -> when it last failed, and why.
     failing: std::collections::BTreeMap<usize, (Instant, String)>,
 }
@@ -64,6 +74,15 @@ struct HealthState {
 impl WorkerHealth {
     pub fn set_running(&self, running: bool) {
         self.state().running = running;
+    }
+
+    /// Hands the serving process's view of the queue pauses to the workers that report here.
+    pub fn set_pauses(&self, pauses: crate::pause::Pauses) {
+        self.state().pauses = Some(pauses);
+    }
+
+    pub fn pauses(&self) -> Option<crate::pause::Pauses> {
+        self.state().pauses.clone()
     }
 
     /// Records that worker `index` stopped on a backend error (`error`, one line).
@@ -235,7 +254,7 @@ pub fn is_retryable(err: &BoxDynError) -> bool {
 /// milliseconds under a steady stream of single pushes. Separate workers (each with its own
 /// LISTEN connection on PostgreSQL, `FOR UPDATE SKIP LOCKED` between them) spread that work.
 macro_rules! run_worker {
-    ($make_storage:expr, $settle:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
+    ($queue:expr, $make_storage:expr, $settle:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
         use apalis::layers::WorkerBuilderExt;
         use apalis::layers::retry::HasherRng;
         use apalis::layers::retry::RetryPolicy;
@@ -248,6 +267,7 @@ macro_rules! run_worker {
         let settle = $settle;
         let data = $data;
         let options: $crate::worker::WorkerOptions = $options.clone();
+        let pause = options.pauses.as_ref().map(|p| p.for_queue($queue));
         let retries = options.max_attempts.saturating_sub(1);
         let shutdown = $shutdown.boxed().shared();
         // One task per worker: a worker is polled only when its own waker fires, and the
@@ -261,12 +281,22 @@ macro_rules! run_worker {
             let settle = settle.clone();
             let data = data.clone();
             let options = options.clone();
+            let mut pause = pause.clone();
             workers.spawn(async move {
                 // A worker whose backend fails (the database dropped its connections, a
                 // restart) is built again after a pause, so the process never needs a
                 // restart; only the shutdown signal ends it.
                 let mut failures: u32 = 0;
+                // Workers built so far: each new one takes a new name (see below).
+                let mut generation: u32 = 0;
                 loop {
+                    // A paused queue: no worker is built (so none fetches) until it resumes.
+                    if let Some(pause) = pause.as_mut() {
+                        tokio::select! {
+                            _ = pause.until(false) => {}
+                            _ = shutdown.clone() => return Ok::<(), apalis::prelude::WorkerError>(()),
+                        }
+                    }
                     let backoff = ExponentialBackoffMaker::new(
                         options.backoff_min,
                         options.backoff_max,
@@ -279,10 +309,11 @@ macro_rules! run_worker {
                     // A restarted worker takes a new name: jobs the failed one had fetched
                     // stay locked by the old name, whose heartbeats stop, so the queue hands
                     // them out again once it counts as dead.
-                    let name = match failures {
+                    let name = match generation {
                         0 => format!("{}#{index}", options.name),
                         n => format!("{}#{index}.{n}", options.name),
                     };
+                    generation = generation.saturating_add(1);
                     let run = WorkerBuilder::new(name.clone())
                         .backend(make_storage())
                         .data(data.clone())
@@ -295,9 +326,9 @@ macro_rules! run_worker {
                         )
                         .timeout(options.timeout)
                         .build($handler)
-                        .run_until(async move {
-                            stop.await;
-                            Ok::<(), std::io::Error>(())
+                        .run_with_ctx({
+                            let pause = pause.clone();
+                            move |ctx| $crate::pause::obey(ctx, stop.clone(), pause.clone())
                         });
                     tokio::pin!(run);
                     let result = if failures == 0 {
@@ -370,6 +401,7 @@ macro_rules! serve_queue {
         };
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
+                $queue,
                 move || {
                     $crate::queue::postgres_storage_woken_by_pushes::<$crate::queue::Payload<$job>>(
                         &db, $queue,
@@ -382,6 +414,7 @@ macro_rules! serve_queue {
                 $shutdown
             ),
             repo::Backend::Sqlite => $crate::worker::run_worker!(
+                $queue,
                 move || $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(&db, $queue),
                 settle,
                 $options,

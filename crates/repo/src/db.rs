@@ -244,6 +244,10 @@ impl Db {
         StatsRepo { db: self }
     }
 
+    pub fn queue_pauses(&self) -> crate::QueuePauseRepo<'_> {
+        crate::QueuePauseRepo { db: self }
+    }
+
     pub fn job_admin(&self) -> crate::JobAdminRepo<'_> {
         crate::JobAdminRepo { db: self }
     }

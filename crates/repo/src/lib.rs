@@ -21,6 +21,7 @@ mod leases;
 mod populate_runs;
 mod populations;
 mod queue_jobs;
+mod queue_pauses;
 #[cfg(feature = "reference")]
 mod reference;
 mod rows;
@@ -51,6 +52,7 @@ pub use queue_jobs::{
     JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo,
     QueueLatency,
 };
+pub use queue_pauses::QueuePauseRepo;
 #[cfg(feature = "reference")]
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use schema::SchemaRepo;

@@ -1,5 +1,5 @@
 //! What every `serve` shares around its workers: the HTTP listener (`/healthz`, `/readyz`,
-//! `/metrics`), the pruning of finished jobs, and a graceful stop on SIGTERM or Ctrl-C that
+//! `/metrics`), the pruning of finished jobs, the queue pause switches, and a graceful stop on SIGTERM or Ctrl-C that
 //! gives running jobs `serve.shutdown_grace_secs` to finish.
 
 use crate::BadInput;
@@ -74,6 +74,8 @@ where
         stop.clone(),
     ));
 
+    // Every replica reads the queue pause switches; its workers obey them.
+    health.set_pauses(jobs::pause::Pauses::watch(db.clone(), stop.clone().wait()));
     health.set_running(true);
     let workers = workers(stop.clone(), health.clone());
     tokio::pin!(workers);

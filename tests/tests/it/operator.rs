@@ -307,3 +307,149 @@ async fn a_failed_job_is_found_fixed_retried_and_completes_postgres() {
 async fn a_failed_job_is_found_fixed_retried_and_completes_sqlite() {
     a_failed_job_is_found_fixed_retried_and_completes(Backend::Sqlite).await;
 }
+
+/// The job of `queue` whose payload names target `target`, as `snapctl jobs list` reads it.
+fn populate_job(test: &TestDb, target: i64) -> serde_json::Value {
+    let jobs = snapctl_json(
+        test,
+        &[
+            "jobs",
+            "list",
+            "--queue",
+            "populate_target",
+            "--target",
+            &target.to_string(),
+        ],
+    );
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+    jobs[0].clone()
+}
+
+/// Held by a worker: `Running`, or `Queued` (apalis's PostgreSQL storage leaves a job it
+/// runs `Queued`).
+fn is_held(job: &serde_json::Value) -> bool {
+    job["status"] == "Running" || job["status"] == "Queued"
+}
+
+async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
+    let test = TestDb::populated(
+        backend,
+        &SeedOptions {
+            me_files: 20_000,
+            targets: 6,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let ports = [snapline_tests::free_port(), snapline_tests::free_port()];
+    let _replicas: Vec<Served> = ports
+        .iter()
+        .map(|port| {
+            Served::start(
+                &binary("populator"),
+                &test.url,
+                &[
+                    (
+                        "SNAPLINE_SERVE__POPULATOR_HTTP",
+                        format!("127.0.0.1:{port}"),
+                    ),
+                    // a populate of 6 s or more (40 batches, 150 ms apart), to pause the
+                    // queue while it runs
+                    ("SNAPLINE_POPULATOR__BATCH_SIZE", "500".to_owned()),
+                    ("SNAPLINE_POPULATOR__BATCH_PAUSE_MS", "150".to_owned()),
+                    ("RUST_LOG", "error".to_owned()),
+                ],
+            )
+        })
+        .collect();
+    populate_target::enqueue(&test.db, domain::TargetId(1))
+        .await
+        .unwrap();
+    wait_for("the populate of target 1 running", || async {
+        is_held(&populate_job(&test, 1))
+    })
+    .await;
+
+    let out = snapctl(&test, &["queues", "pause", "populate_target"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).starts_with("paused populate_target"));
+    // Every replica reads the switch within a second or two.
+    tokio::time::sleep(2 * jobs::pause::PAUSE_POLL + std::time::Duration::from_millis(500)).await;
+    // A push still lands; the running job finishes; no replica takes the new one.
+    let running = populate_job(&test, 1);
+    assert!(
+        is_held(&running),
+        "the populate still runs now that every replica has paused: {running}"
+    );
+    populate_target::enqueue(&test.db, domain::TargetId(2))
+        .await
+        .unwrap();
+    wait_for("the running populate finished while paused", || async {
+        populate_job(&test, 1)["status"] == "Done"
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(populate_job(&test, 2)["status"], "Pending");
+    for port in ports {
+        let ready = snapline_tests::http_get(port, "/readyz").expect("/readyz answers");
+        assert_eq!(ready.0, 200, "a paused replica stays ready: {}", ready.1);
+        let metrics = snapline_tests::http_get(port, "/metrics").expect("/metrics answers");
+        assert!(
+            metrics
+                .1
+                .contains("snapline_queue_paused{queue=\"populate_target\"} 1"),
+            "{}",
+            metrics.1
+        );
+        assert!(
+            metrics
+                .1
+                .contains("snapline_queue_paused{queue=\"sync_me_file\"} 0"),
+            "{}",
+            metrics.1
+        );
+    }
+    let status = stdout(&snapctl(&test, &["status"]));
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("populate_target") && l.contains("PAUSED")),
+        "{status}"
+    );
+    let queues = snapctl_json(&test, &["queues", "list"]);
+    let paused: Vec<&str> = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["paused"] == true)
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(paused, ["populate_target"], "{queues}");
+    let again = snapctl(&test, &["queues", "pause", "populate_target"]);
+    assert_eq!(stdout(&again).trim(), "populate_target was already paused");
+    let unknown = snapctl(&test, &["queues", "pause", "populate"]);
+    assert_eq!(unknown.status.code(), Some(2));
+
+    // Resumed: a replica takes the waiting job.
+    let out = snapctl(&test, &["queues", "resume", "populate_target"]);
+    assert_eq!(stdout(&out).trim(), "resumed populate_target");
+    wait_for("the waiting populate done after the resume", || async {
+        populate_job(&test, 2)["status"] == "Done"
+    })
+    .await;
+    snapline_tests::assert_population_exact(&test.db, domain::TargetId(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_is_taken_by_no_replica_postgres() {
+    a_paused_queue_is_taken_by_no_replica(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_is_taken_by_no_replica_sqlite() {
+    a_paused_queue_is_taken_by_no_replica(Backend::Sqlite).await;
+}

@@ -1,0 +1,64 @@
+//! `snapline_queue_pauses`: which queues an operator paused.
+
+use crate::{Backend, Db, RepoError};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+
+#[derive(FromQueryResult)]
+struct PauseRow {
+    queue: String,
+    paused_at: i64,
+}
+
+/// The pause switches of the queues: a row per paused queue, read by every serving replica.
+pub struct QueuePauseRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl QueuePauseRepo<'_> {
+    /// Pauses `queue`; returns whether it was running (a second pause changes nothing).
+    pub async fn pause(&self, queue: &str) -> Result<bool, RepoError> {
+        let now = match self.db.backend() {
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+        };
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                format!(
+                    "INSERT INTO snapline_queue_pauses (queue, paused_at) VALUES ($1, {now}) \
+                     ON CONFLICT (queue) DO NOTHING"
+                ),
+                vec![Value::from(queue)],
+            ))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Resumes `queue`; returns whether it was paused.
+    pub async fn resume(&self, queue: &str) -> Result<bool, RepoError> {
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(
+                "DELETE FROM snapline_queue_pauses WHERE queue = $1",
+                vec![Value::from(queue)],
+            ))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The paused queues with when each was paused (Unix seconds), by name.
+    pub async fn paused(&self) -> Result<Vec<(String, i64)>, RepoError> {
+        let rows: Vec<PauseRow> = self
+            .db
+            .fetch_all(
+                self.db.conn(),
+                "SELECT queue, CAST(paused_at AS BIGINT) AS paused_at \
+                 FROM snapline_queue_pauses ORDER BY queue",
+                vec![],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.queue, r.paused_at)).collect())
+    }
+}
