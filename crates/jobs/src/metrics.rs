@@ -25,6 +25,21 @@ pub const ROWS_WRITTEN: &str = "snapline_rows_written_total";
 /// NULL snapshots per `table`, read from the partial indexes when `/metrics` is scraped.
 pub const NULL_SNAPSHOTS: &str = "snapline_null_snapshots";
 
+/// Jobs of `queue` per `status` (`waiting`, `running`, `done`, `failed`, `killed`), read from
+/// the queue table when `/metrics` is scraped.
+pub const QUEUE_JOBS: &str = "snapline_queue_jobs";
+/// Age in seconds of the oldest due job of `queue` still waiting; 0 when none waits.
+pub const QUEUE_OLDEST_WAITING: &str = "snapline_queue_oldest_waiting_seconds";
+/// When a `backfill` job last succeeded (Unix seconds; 0 when none is kept), from the queue
+/// table, so every replica reports the same.
+pub const BACKFILL_LAST_SUCCESS: &str = "snapline_backfill_last_success_timestamp_seconds";
+/// The process's database pool: connections by `state` (`in_use`, `idle`).
+pub const DB_POOL_CONNECTIONS: &str = "snapline_db_pool_connections";
+/// The most connections the process's pool may open.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "snapline_db_pool_max_connections";
+/// Always 1, labelled with the `version` running.
+pub const BUILD_INFO: &str = "snapline_build_info";
+
 /// 1 while an operator has paused `queue` (`snapctl queues pause`), 0 otherwise, as this
 /// replica last read it.
 pub const QUEUE_PAUSED: &str = "snapline_queue_paused";
@@ -103,4 +118,51 @@ pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
 /// Sets the [`QUEUE_PAUSED`] gauge of `queue`.
 pub fn queue_paused(queue: &'static str, paused: bool) {
     ::metrics::gauge!(QUEUE_PAUSED, "queue" => queue).set(if paused { 1.0 } else { 0.0 });
+}
+
+/// Sets the [`QUEUE_JOBS`] and [`QUEUE_OLDEST_WAITING`] gauges of one queue.
+pub fn queue_depth(depth: &repo::QueueDepth) {
+    let queue = depth.queue.clone();
+    for (status, jobs) in [
+        ("waiting", depth.waiting),
+        ("running", depth.running),
+        ("done", depth.done),
+        ("failed", depth.failed),
+        ("killed", depth.killed),
+    ] {
+        ::metrics::gauge!(QUEUE_JOBS, "queue" => queue.clone(), "status" => status)
+            .set(jobs as f64);
+    }
+    ::metrics::gauge!(QUEUE_OLDEST_WAITING, "queue" => queue)
+        .set(depth.oldest_waiting_secs.unwrap_or(0.0).max(0.0));
+}
+
+/// Sets [`BACKFILL_LAST_SUCCESS`].
+pub fn backfill_last_success(at_unix_secs: Option<f64>) {
+    ::metrics::gauge!(BACKFILL_LAST_SUCCESS).set(at_unix_secs.unwrap_or(0.0));
+}
+
+/// Sets the [`DB_POOL_CONNECTIONS`] and [`DB_POOL_MAX_CONNECTIONS`] gauges.
+pub fn db_pool(open: u32, idle: u32, max: u32) {
+    ::metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use")
+        .set(open.saturating_sub(idle) as f64);
+    ::metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
+    ::metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(max as f64);
+}
+
+/// Sets [`BUILD_INFO`].
+pub fn build_info(version: &'static str) {
+    ::metrics::gauge!(BUILD_INFO, "version" => version).set(1.0);
+}
+
+/// Creates a serving queue's counters at 0, so that `rate()` and `increase()` (and the
+/// alerts built on them) see the first failure of a process as a change, and a dashboard's
+/// series exist before anything happened.
+pub fn register_queue(queue: &'static str) {
+    for name in [JOBS_STARTED, JOBS_SUCCEEDED, JOBS_RETRIED] {
+        ::metrics::counter!(name, "queue" => queue).increment(0);
+    }
+    for reason in ["permanent", "exhausted", "interrupted"] {
+        ::metrics::counter!(JOBS_FAILED, "queue" => queue, "reason" => reason).increment(0);
+    }
 }

@@ -388,6 +388,7 @@ pub(crate) use run_worker;
 /// see `wakeups`), or apalis SQLite storage.
 macro_rules! serve_queue {
     ($job:ty, $queue:expr, $ctx:expr, $options:expr, $handler:expr, $shutdown:expr) => {{
+        $crate::metrics::register_queue($queue);
         let ctx = $ctx;
         // Owned: every (re)started worker, in its own task, builds its storage and data
         // from clones of them.

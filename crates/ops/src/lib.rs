@@ -2,8 +2,9 @@
 //! jobs' metrics, and a small HTTP listener with `/healthz` (the process is alive),
 //! `/readyz` (the workers run and can read their queue table) and `/metrics` (Prometheus text).
 //!
-//! This crate never runs jobs and never writes SQL: readiness and the NULL snapshot gauges
-//! read through `repo`, the series are named in `jobs::metrics`.
+//! This crate never runs jobs and never writes SQL: readiness and the gauges read from the
+//! database (NULL snapshots, queue backlogs, the last backfill) go through `repo`, the series
+//! are named in `jobs::metrics`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,8 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long a probe waits for the database before it answers "not ready".
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// NULL snapshot counts are read at most this often, however often `/metrics` is scraped.
-const NULL_COUNTS_MAX_AGE: Duration = Duration::from_secs(15);
+/// What `/metrics` reads from the database (NULL snapshot counts, queue backlogs, the last
+/// backfill) is read at most this often, however often it is scraped.
+const DATABASE_GAUGES_MAX_AGE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -58,7 +60,7 @@ struct Probe {
     db: Db,
     workers: WorkerHealth,
     metrics: PrometheusHandle,
-    null_counts_read: Arc<Mutex<Option<Instant>>>,
+    database_gauges_read: Arc<Mutex<Option<Instant>>>,
 }
 
 /// The listener of a serving process, bound and ready to [`OpsServer::run`].
@@ -95,7 +97,7 @@ impl OpsServer {
                 db,
                 workers,
                 metrics: prometheus()?,
-                null_counts_read: Arc::default(),
+                database_gauges_read: Arc::default(),
             },
         }))
     }
@@ -147,23 +149,41 @@ async fn readyz(State(probe): State<Probe>) -> (StatusCode, String) {
 }
 
 async fn metrics(State(probe): State<Probe>) -> String {
-    refresh_null_counts(&probe).await;
+    refresh_database_gauges(&probe).await;
+    let (open, idle, max) = probe.db.pool_connections();
+    jobs::metrics::db_pool(open, idle, max);
+    jobs::metrics::build_info(env!("CARGO_PKG_VERSION"));
     probe.metrics.render()
 }
 
-/// Reads the NULL snapshot counts (three partial-index counts) unless read recently; on a
-/// slow or unreachable database the gauges keep their last value.
-async fn refresh_null_counts(probe: &Probe) {
+/// Reads the NULL snapshot counts (three partial-index counts), each queue's backlog and
+/// the last successful backfill, unless read recently; on a slow or unreachable database the
+/// gauges keep their last value.
+async fn refresh_database_gauges(probe: &Probe) {
     {
-        let mut read = probe.null_counts_read.lock().expect("null counts lock");
-        if read.is_some_and(|at| at.elapsed() < NULL_COUNTS_MAX_AGE) {
+        let mut read = probe
+            .database_gauges_read
+            .lock()
+            .expect("database gauges lock");
+        if read.is_some_and(|at| at.elapsed() < DATABASE_GAUGES_MAX_AGE) {
             return;
         }
         *read = Some(Instant::now());
     }
-    match tokio::time::timeout(PROBE_TIMEOUT, probe.db.stats().null_snapshots()).await {
-        Ok(Ok(counts)) => jobs::metrics::null_snapshots(&counts),
-        Ok(Err(err)) => tracing::warn!(error = %err, "NULL snapshot counts for /metrics"),
-        Err(_) => tracing::warn!("NULL snapshot counts for /metrics: database too slow"),
+    let db = &probe.db;
+    let read = async {
+        jobs::metrics::null_snapshots(&db.stats().null_snapshots().await?);
+        for queue in jobs::status::QUEUES {
+            jobs::metrics::queue_depth(&db.queue_jobs().depth(queue).await?);
+        }
+        jobs::metrics::backfill_last_success(
+            db.queue_jobs().last_done_at(jobs::backfill::QUEUE).await?,
+        );
+        Ok::<(), repo::RepoError>(())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "database gauges for /metrics"),
+        Err(_) => tracing::warn!("database gauges for /metrics: database too slow"),
     }
 }

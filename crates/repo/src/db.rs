@@ -196,6 +196,28 @@ impl Db {
         (self.backend == Backend::Postgres).then(|| self.conn.get_postgres_connection_pool())
     }
 
+    /// The pool's connections now: (open, idle, most it may open).
+    pub fn pool_connections(&self) -> (u32, u32, u32) {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (
+                    pool.size(),
+                    pool.num_idle() as u32,
+                    pool.options().get_max_connections(),
+                )
+            }
+            Backend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (
+                    pool.size(),
+                    pool.num_idle() as u32,
+                    pool.options().get_max_connections(),
+                )
+            }
+        }
+    }
+
     /// The shared sqlx pool on SQLite (for the apalis-sqlite queues).
     pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
         (self.backend == Backend::Sqlite).then(|| self.conn.get_sqlite_connection_pool())

@@ -47,6 +47,11 @@ struct LatencyRow {
 }
 
 #[derive(FromQueryResult)]
+struct LastDone {
+    at: Option<f64>,
+}
+
+#[derive(FromQueryResult)]
 struct DepthRow {
     waiting: i64,
     running: i64,
@@ -556,6 +561,27 @@ impl QueueJobRepo<'_> {
             killed: row.killed,
             oldest_waiting_secs: row.oldest_waiting_secs,
         })
+    }
+
+    /// When a job of `queue` last finished successfully (Unix seconds), if one is kept.
+    pub async fn last_done_at(&self, queue: &str) -> Result<Option<f64>, RepoError> {
+        let table = self.table();
+        let epoch = match self.db.backend() {
+            Backend::Postgres => "EXTRACT(EPOCH FROM MAX(done_at))::float8",
+            Backend::Sqlite => "CAST(MAX(done_at) AS REAL)",
+        };
+        let row: LastDone = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "last done job",
+                format!(
+                    "SELECT {epoch} AS at FROM {table} WHERE job_type = $1 AND status = 'Done'"
+                ),
+                vec![Value::from(queue)],
+            )
+            .await?;
+        Ok(row.at)
     }
 
     /// The `limit` most recent runs of `queue` (started or finished; waiting jobs are in

@@ -9,6 +9,7 @@ mod faults;
 mod hostile_data;
 mod hostile_payloads;
 mod kill_points;
+mod monitoring;
 mod operator;
 mod platform;
 mod populate;
