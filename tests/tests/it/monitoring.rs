@@ -35,12 +35,7 @@ fn exposed(scrape: &str) -> BTreeSet<String> {
     scrape
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            l.split(|c| c == '{' || c == ' ')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_owned())
         .collect()
 }
 
