@@ -359,16 +359,34 @@ async fn populate_chunk_range(
         let last = me_files.is_empty();
         let up_to = me_files.last().copied().unwrap_or(chunk.up_to);
         tx.populations().lock_me_files(&me_files).await?;
-        let tags = tx.tags().in_me_file_range(cursor, up_to, &traits).await?;
+        let tags = tx
+            .tags()
+            .in_me_file_range(cursor, up_to, &traits)
+            .instrument(tracing::info_span!(
+                "populate.read_tags",
+                after = cursor.0,
+                up_to = up_to.0
+            ))
+            .await?;
         let existing = tx
             .populations()
             .in_me_file_range(&band_ids, cursor, up_to)
+            .instrument(tracing::info_span!("populate.read_rows"))
             .await?;
         let mut plan = plan_population(target, &me_files, &tags, existing);
-        let applied = tx.populations().apply_changes(&plan.changes).await?;
+        let applied = tx
+            .populations()
+            .apply_changes(&plan.changes)
+            .instrument(tracing::info_span!(
+                "populate.write",
+                me_files = me_files.len()
+            ))
+            .await?;
         let bands_changed: Vec<i64> = plan.bands_changed.iter().map(|m| m.0).collect();
         tx.events().me_file_bands_changed(&bands_changed).await?;
-        tx.commit().await?;
+        tx.commit()
+            .instrument(tracing::info_span!("populate.commit"))
+            .await?;
         // Rows of gone me_files are deleted only if still gone: count what was.
         plan.deleted = applied.deleted;
         crate::metrics::populations_written(

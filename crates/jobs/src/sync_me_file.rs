@@ -20,6 +20,7 @@ use repo::{Db, PopulationChanges, PopulationRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub const QUEUE: &str = "sync_me_file";
 
@@ -92,7 +93,11 @@ pub async fn sync_me_file(
     // Scope is read under the lock, in the same statement: a populate that starts later
     // reads tags already changed (the change committed before this job was pushed), so
     // nothing is lost.
-    let scope = tx.sync().lock_and_scope(me_file).await?;
+    let scope = tx
+        .sync()
+        .lock_and_scope(me_file)
+        .instrument(tracing::info_span!("sync.lock_and_scope"))
+        .await?;
     // On the transaction's own connection, so a sync never waits for a second one.
     let targets = cache.get_scoped(&tx, &scope).await?;
     let band_to_target: HashMap<BandId, usize> = targets
@@ -101,7 +106,14 @@ pub async fn sync_me_file(
         .flat_map(|(i, t)| t.bands().iter().map(move |b| (b.id, i)))
         .collect();
     let band_ids: Vec<BandId> = band_to_target.keys().copied().collect();
-    let state = tx.sync().me_file_state(me_file, &band_ids).await?;
+    let state = tx
+        .sync()
+        .me_file_state(me_file, &band_ids)
+        .instrument(tracing::info_span!(
+            "sync.read_state",
+            bands = band_ids.len()
+        ))
+        .await?;
     let exists = state.tags.is_some();
     let tags: HashMap<MeFileId, Vec<Tag>> = state
         .tags
@@ -133,12 +145,19 @@ pub async fn sync_me_file(
     }
     if !changes.is_empty() {
         // Rows of a gone me_file are deleted only if it is still gone: count what was.
-        summary.deleted = tx.populations().apply_changes(&changes).await?.deleted;
+        summary.deleted = tx
+            .populations()
+            .apply_changes(&changes)
+            .instrument(tracing::info_span!("sync.write"))
+            .await?
+            .deleted;
     }
     if bands_changed {
         tx.events().me_file_bands_changed(&[me_file.0]).await?;
     }
-    tx.commit().await?;
+    tx.commit()
+        .instrument(tracing::info_span!("sync.commit"))
+        .await?;
     crate::metrics::populations_written(
         summary.inserted,
         summary.moved,
@@ -168,7 +187,6 @@ pub async fn handle(
     ctx: apalis::prelude::Data<SyncerContext>,
     attempt: crate::worker::JobAttempt,
 ) -> Result<SyncSummary, apalis::prelude::BoxDynError> {
-    use tracing::Instrument;
     crate::worker::run_job(QUEUE, &attempt, async {
         let job = job.into_valid(PAYLOAD_SHAPE)?;
         let span = tracing::info_span!("sync_me_file", me_file_id = job.me_file_id);

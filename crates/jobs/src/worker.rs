@@ -160,7 +160,14 @@ pub async fn run_job<T>(
     work: impl Future<Output = Result<T, JobError>>,
 ) -> Result<T, BoxDynError> {
     use tracing::Instrument;
-    let span = tracing::info_span!("job", queue, job_id = %job.job_id, attempt = job.attempt);
+    let span = tracing::info_span!(
+        "job",
+        queue,
+        job_id = %job.job_id,
+        attempt = job.attempt,
+        trace_id = tracing::field::Empty
+    );
+    record_trace_id(&span);
     async move {
         let started = std::time::Instant::now();
         crate::metrics::job_started(queue);
@@ -195,6 +202,18 @@ pub async fn run_job<T>(
     }
     .instrument(span)
     .await
+}
+
+/// Puts the OpenTelemetry trace id of `span` in its `trace_id` field, so every log line of
+/// the job names its trace; nothing when traces are off (no trace id exists).
+fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let context = span.context();
+    let trace = context.span().span_context().trace_id();
+    if trace != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace));
+    }
 }
 
 struct FinishGuard {

@@ -273,7 +273,9 @@ where
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(main) {
+    let result = runtime.block_on(main);
+    settings::shutdown_tracing();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", error_line(&err));

@@ -17,3 +17,4 @@ mod populate_worker;
 mod replicas;
 mod schema;
 mod sync;
+mod traces;

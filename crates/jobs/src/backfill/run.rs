@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A population's stored snapshot as phase 2 sees it.
 enum PopulationSnapshot {
@@ -313,7 +314,14 @@ async fn write_population_snapshots(
 ) -> Result<FilledRows, JobError> {
     lease.renew_when_due(db).await?;
     let tx = db.begin_write().await?;
-    let written = tx.backfill().fill_populations_and_copies(snapshots).await?;
+    let written = tx
+        .backfill()
+        .fill_populations_and_copies(snapshots)
+        .instrument(tracing::info_span!(
+            "backfill.write_populations",
+            rows = snapshots.len()
+        ))
+        .await?;
     tx.commit().await?;
     crate::metrics::snapshots_filled("target_populations", written.populations);
     crate::metrics::snapshots_filled(CopyTable::Offers.name(), written.offers);
@@ -361,6 +369,11 @@ async fn backfill_copies(
             let copied = tx
                 .backfill()
                 .copy_population_snapshots(table, &pairs)
+                .instrument(tracing::info_span!(
+                    "backfill.copy",
+                    table = table.name(),
+                    pairs = pairs.len()
+                ))
                 .await?;
             tx.commit().await?;
             copied
