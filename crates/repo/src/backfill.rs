@@ -243,13 +243,7 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
             .source(db, 1);
         // One index lookup per population written: with hash joins PostgreSQL may hash every
         // NULL offer for each batch (the partial index makes that scan look cheap).
-        self.conn
-            .execute_raw(db.statement(
-                "SELECT set_config('enable_hashjoin', 'off', true), \
-                 set_config('enable_mergejoin', 'off', true)",
-                vec![],
-            ))
-            .await?;
+        self.index_lookups_only().await?;
         let copy = |table: &str| {
             format!(
                 "UPDATE {table} AS c SET matching_tags_snapshot = f.snapshot, updated_at = {now} \
@@ -366,13 +360,7 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
         // (a custom plan), PostgreSQL hashed every population for each batch (0.5 s a batch
         // of 20,000 at 200,000 populations, growing with the table). `set_config(.., true)`
         // lasts until the end of the caller's transaction.
-        self.conn
-            .execute_raw(db.statement(
-                "SELECT set_config('enable_hashjoin', 'off', true), \
-                 set_config('enable_mergejoin', 'off', true)",
-                vec![],
-            ))
-            .await?;
+        self.index_lookups_only().await?;
         let rows: Vec<PairCount> = db
             .fetch_all(
                 self.conn,
@@ -542,6 +530,19 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
             plans.push((sql, plan.join("\n")));
         }
         Ok(plans)
+    }
+
+    /// Turns hash and merge joins off until the end of the caller's transaction: a batch's
+    /// joins become one index lookup per row, whatever PostgreSQL estimates.
+    async fn index_lookups_only(&self) -> Result<(), RepoError> {
+        self.conn
+            .execute_raw(self.db.statement(
+                "SELECT set_config('enable_hashjoin', 'off', true), \
+                 set_config('enable_mergejoin', 'off', true)",
+                vec![],
+            ))
+            .await?;
+        Ok(())
     }
 
     /// Rows whose me_file is one of `pairs`' and whose band is one of `pairs`' (bound at `$1`

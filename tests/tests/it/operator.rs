@@ -37,6 +37,13 @@ fn snapctl_json(test: &TestDb, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
+/// How many jobs `snapctl jobs list FILTERS` lists.
+fn listed(test: &TestDb, filters: &[&str]) -> usize {
+    let mut args = vec!["jobs", "list"];
+    args.extend_from_slice(filters);
+    snapctl_json(test, &args).as_array().map_or(0, Vec::len)
+}
+
 /// The status of job `id` as `snapctl jobs show` reads it.
 fn status_of(test: &TestDb, id: &str) -> String {
     snapctl_json(test, &["jobs", "show", id])["status"]
@@ -120,19 +127,7 @@ async fn a_failed_job_is_found_fixed_retried_and_completes(backend: Backend) {
 
     // The me_file filter finds the syncs of that me_file and no other.
     wait_for("the three syncs done", || async {
-        snapctl_json(
-            &test,
-            &[
-                "jobs",
-                "list",
-                "--queue",
-                "sync_me_file",
-                "--status",
-                "done",
-            ],
-        )
-        .as_array()
-        .is_some_and(|jobs| jobs.len() == 3)
+        listed(&test, &["--queue", "sync_me_file", "--status", "done"]) == 3
     })
     .await;
     let of_42 = snapctl_json(&test, &["jobs", "list", "--me-file", "42"]);
@@ -198,19 +193,7 @@ async fn a_failed_job_is_found_fixed_retried_and_completes(backend: Backend) {
     assert!(out.status.success());
     assert_eq!(stdout(&out).trim(), "retried 3 Done job(s) of sync_me_file");
     wait_for("the three syncs done again", || async {
-        snapctl_json(
-            &test,
-            &[
-                "jobs",
-                "list",
-                "--queue",
-                "sync_me_file",
-                "--status",
-                "done",
-            ],
-        )
-        .as_array()
-        .is_some_and(|jobs| jobs.len() == 3)
+        listed(&test, &["--queue", "sync_me_file", "--status", "done"]) == 3
     })
     .await;
 
