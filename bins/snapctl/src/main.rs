@@ -14,7 +14,7 @@ mod jobs_cli;
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard, capture, jobs, queues"
+    about = "snapline admin CLI: demo, status, seed, guard, capture, jobs, queues, board"
 )]
 struct Cli {
     #[command(flatten)]
@@ -81,6 +81,14 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         action: jobs_cli::JobsCommand,
+    },
+    /// Serves the web board (read-only): queues, NULL snapshots and targets at a glance,
+    /// refreshing itself; jobs with filters; one job; targets with their bands.
+    /// Example: snapctl board --listen 127.0.0.1:9180
+    Board {
+        /// Address to listen on. Example: --listen 0.0.0.0:9180
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        listen: std::net::SocketAddr,
     },
     /// Lists the queues, pauses and resumes them on every replica.
     /// Example: snapctl queues pause sync_me_file
@@ -149,6 +157,15 @@ fn main() -> ExitCode {
             Command::Jobs { action } => {
                 let db = runtime::connect(&settings).await?;
                 jobs_cli::run(&db, action).await
+            }
+            Command::Board { listen } => {
+                let db = runtime::connect(&settings).await?;
+                board::serve(db, listen, runtime::shutdown_signal())
+                    .await
+                    .map_err(|e| match e {
+                        board::BoardError::Bind { .. } => BadInput::wrap(e),
+                        other => other.into(),
+                    })
             }
             Command::Queues { action } => {
                 let db = runtime::connect(&settings).await?;

@@ -266,6 +266,10 @@ impl Db {
         StatsRepo { db: self }
     }
 
+    pub fn board(&self) -> crate::BoardRepo<'_> {
+        crate::BoardRepo { db: self }
+    }
+
     pub fn queue_pauses(&self) -> crate::QueuePauseRepo<'_> {
         crate::QueuePauseRepo { db: self }
     }

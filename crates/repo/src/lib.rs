@@ -10,6 +10,7 @@
 mod backfill;
 mod bands;
 mod batch;
+mod board;
 mod bulk;
 mod capture;
 mod db;
@@ -35,6 +36,7 @@ mod tx;
 
 pub use backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
 pub use bands::BandRepo;
+pub use board::{BoardRepo, TargetBandRow};
 pub use bulk::{BulkLoader, Cell, TableRows};
 pub use capture::{CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger};
 pub use db::{Backend, Db, DbOptions};

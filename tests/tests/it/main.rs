@@ -4,6 +4,7 @@
 //! the workers of every other module would write to.
 
 mod backfill;
+mod board;
 mod data;
 mod faults;
 mod hostile_data;

@@ -1,0 +1,114 @@
+//! The web board's reads (`snapctl board`) that no other part of snapline needs. Each is
+//! bounded: counts stop at a cap (a page shows "cap+"), lists are limited.
+
+use crate::{Backend, Db, RepoError};
+use domain::BandId;
+use sea_orm::{FromQueryResult, Value};
+
+/// A target and one of its bands (`band_id` is `None` for a target without bands).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TargetBandRow {
+    pub target_id: i64,
+    pub title: Option<String>,
+    pub status: Option<String>,
+    pub last_populated_at: Option<String>,
+    pub band_id: Option<i64>,
+}
+
+#[derive(FromQueryResult)]
+struct TargetBandRecord {
+    target_id: i64,
+    title: Option<String>,
+    status: Option<String>,
+    last_populated_at: Option<String>,
+    band_id: Option<i64>,
+}
+
+#[derive(FromQueryResult)]
+struct CountRow {
+    count: i64,
+}
+
+/// Bounded reads for the board.
+pub struct BoardRepo<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl BoardRepo<'_> {
+    /// Up to `limit` targets (by id) with their bands, one row per (target, band).
+    pub async fn targets_with_bands(&self, limit: u64) -> Result<Vec<TargetBandRow>, RepoError> {
+        let rows: Vec<TargetBandRecord> = self
+            .db
+            .fetch_all(
+                self.db.conn(),
+                "SELECT CAST(t.id AS BIGINT) AS target_id, t.title, t.population_status AS status, \
+                 CAST(t.last_populated_at AS TEXT) AS last_populated_at, \
+                 CAST(b.id AS BIGINT) AS band_id \
+                 FROM (SELECT * FROM targets ORDER BY id LIMIT $1) t \
+                 LEFT JOIN target_bands b ON b.target_id = t.id ORDER BY t.id, b.id",
+                vec![Value::from(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TargetBandRow {
+                target_id: r.target_id,
+                title: r.title,
+                status: r.status,
+                last_populated_at: r.last_populated_at,
+                band_id: r.band_id,
+            })
+            .collect())
+    }
+
+    /// The populations of `band`, counted up to `cap` (through the band's index).
+    pub async fn band_members(&self, band: BandId, cap: u64) -> Result<i64, RepoError> {
+        self.capped_count(
+            "SELECT 1 FROM target_populations WHERE target_band_id = $1",
+            vec![Value::from(band.0)],
+            cap,
+        )
+        .await
+    }
+
+    /// Jobs of `queue` that finished successfully in the last `secs` seconds, up to `cap`.
+    pub async fn done_within(&self, queue: &str, secs: u64, cap: u64) -> Result<i64, RepoError> {
+        let (table, since) = match self.db.backend() {
+            Backend::Postgres => ("apalis.jobs", "now() - make_interval(secs => $2)"),
+            Backend::Sqlite => ("Jobs", "CAST(strftime('%s', 'now') AS INTEGER) - $2"),
+        };
+        let secs = match self.db.backend() {
+            Backend::Postgres => Value::from(secs as f64),
+            Backend::Sqlite => Value::from(secs as i64),
+        };
+        self.capped_count(
+            &format!(
+                "SELECT 1 FROM {table} WHERE job_type = $1 AND status = 'Done' AND done_at >= {since}"
+            ),
+            vec![Value::from(queue), secs],
+            cap,
+        )
+        .await
+    }
+
+    /// `COUNT(*)` of `rows` (a `SELECT 1 ...` with its parameters), reading at most `cap`.
+    async fn capped_count(
+        &self,
+        rows: &str,
+        mut values: Vec<Value>,
+        cap: u64,
+    ) -> Result<i64, RepoError> {
+        values.push(Value::from(cap as i64));
+        let limit = values.len();
+        let row: CountRow = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "capped count",
+                format!("SELECT COUNT(*) AS count FROM ({rows} LIMIT ${limit}) capped"),
+                values,
+            )
+            .await?;
+        Ok(row.count)
+    }
+}
