@@ -82,13 +82,17 @@ enum Command {
         #[command(subcommand)]
         action: jobs_cli::JobsCommand,
     },
-    /// Serves the web board (read-only): queues, NULL snapshots and targets at a glance,
-    /// refreshing itself; jobs with filters; one job; targets with their bands.
-    /// Example: snapctl board --listen 127.0.0.1:9180
+    /// Serves the web board: queues, NULL snapshots and targets at a glance, refreshing
+    /// itself; jobs with filters; one job; targets with their bands. Read-only unless
+    /// --allow-actions. Example: snapctl board --listen 127.0.0.1:9180
     Board {
         /// Address to listen on. Example: --listen 0.0.0.0:9180
         #[arg(long, default_value = "127.0.0.1:9180")]
         listen: std::net::SocketAddr,
+        /// Retry and kill jobs, pause and resume queues from the pages (each confirmed).
+        /// Beyond localhost only with board.user and board.password set.
+        #[arg(long)]
+        allow_actions: bool,
     },
     /// Lists the queues, pauses and resumes them on every replica.
     /// Example: snapctl queues pause sync_me_file
@@ -158,12 +162,30 @@ fn main() -> ExitCode {
                 let db = runtime::connect(&settings).await?;
                 jobs_cli::run(&db, action).await
             }
-            Command::Board { listen } => {
+            Command::Board {
+                listen,
+                allow_actions,
+            } => {
+                let basic_auth = match (&settings.board.user, &settings.board.password) {
+                    (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+                    (None, None) => None,
+                    _ => {
+                        return Err(BadInput::wrap(anyhow::anyhow!(
+                            "set both board.user and board.password (SNAPLINE_BOARD__USER, SNAPLINE_BOARD__PASSWORD), or neither"
+                        )));
+                    }
+                };
+                let options = board::BoardOptions {
+                    listen,
+                    allow_actions,
+                    basic_auth,
+                };
                 let db = runtime::connect(&settings).await?;
-                board::serve(db, listen, runtime::shutdown_signal())
+                board::serve(db, options, runtime::shutdown_signal())
                     .await
                     .map_err(|e| match e {
-                        board::BoardError::Bind { .. } => BadInput::wrap(e),
+                        board::BoardError::Bind { .. }
+                        | board::BoardError::ActionsWithoutAuth(_) => BadInput::wrap(e),
                         other => other.into(),
                     })
             }

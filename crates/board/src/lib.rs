@@ -1,6 +1,8 @@
 //! snapline's web board (`snapctl board`): server-rendered pages for the people who run it,
-//! over the same reads as `snapctl status`, `snapctl jobs` and `snapctl queues` (an
-//! overview that refreshes itself, jobs with filters, one job, targets). Read-only.
+//! over the same reads and actions as `snapctl status`, `snapctl jobs` and `snapctl queues`
+//! (an overview that refreshes itself, jobs with filters, one job, targets). Read-only unless
+//! started with actions: then retry and kill a job, pause and resume a queue, each behind a
+//! confirmation page, a CSRF token and, when configured, HTTP basic auth.
 //!
 //! It never writes SQL (it reads through `jobs::admin` and `repo`) and never renders a value
 //! unescaped: every page is a maud template, which escapes each value it interpolates.
@@ -24,8 +26,26 @@ const TARGETS_LIMIT: u64 = 200;
 /// How often the overview reloads its figures in the browser.
 const REFRESH_MS: u64 = 5_000;
 
+/// How the board serves.
+#[derive(Clone, Debug)]
+pub struct BoardOptions {
+    pub listen: SocketAddr,
+    /// Retry, kill, pause and resume from the pages; refused otherwise (403).
+    pub allow_actions: bool,
+    /// HTTP basic auth asked of every request: (user, password).
+    pub basic_auth: Option<(String, String)>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
+    #[error(
+        "refusing to serve actions on {0} without authentication: set board.user and \
+         board.password (SNAPLINE_BOARD__USER, SNAPLINE_BOARD__PASSWORD), listen on localhost, \
+         or drop --allow-actions"
+    )]
+    ActionsWithoutAuth(SocketAddr),
+    #[error("no random source for the board's CSRF token: {0}")]
+    Random(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -36,37 +56,116 @@ pub enum BoardError {
     Serve(#[source] std::io::Error),
 }
 
-/// Binds `listen` and serves the board until `shutdown`; logs the address it serves on.
+/// What every handler shares.
+#[derive(Clone)]
+struct Board {
+    db: Db,
+    allow_actions: bool,
+    /// This process's CSRF token: every action's form carries it.
+    csrf: String,
+}
+
+/// Binds `options.listen` and serves the board until `shutdown`; logs the address it serves
+/// on. Refuses actions beyond localhost without basic auth.
 pub async fn serve(
     db: Db,
-    listen: SocketAddr,
+    options: BoardOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoardError> {
-    let listener = tokio::net::TcpListener::bind(listen)
+    if options.allow_actions && options.basic_auth.is_none() && !options.listen.ip().is_loopback() {
+        return Err(BoardError::ActionsWithoutAuth(options.listen));
+    }
+    let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| BoardError::Bind {
-            addr: listen,
+            addr: options.listen,
             source,
         })?;
     let addr = listener.local_addr().map_err(BoardError::Serve)?;
-    tracing::info!(%addr, "board serving (read-only)");
-    eprintln!("board: http://{addr}/ (read-only)");
-    axum::serve(listener, router(db))
+    let mode = if options.allow_actions {
+        "actions allowed"
+    } else {
+        "read-only"
+    };
+    tracing::info!(%addr, mode, auth = options.basic_auth.is_some(), "board serving");
+    eprintln!("board: http://{addr}/ ({mode})");
+    axum::serve(listener, router(db, &options)?)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(BoardError::Serve)
 }
 
 /// The board's routes (DESIGN: `/` overview, `/jobs?queue=Q&status=S`, `/jobs/{id}`,
-/// `/targets`; `/overview` is the overview's figures alone, for its refresh).
-pub fn router(db: Db) -> Router {
-    Router::new()
+/// `POST /jobs/{id}/retry` and `/jobs/{id}/kill` (refused when read-only), `/targets`;
+/// `/overview` is the overview's figures alone, for its refresh; `/queues/{q}/pause` and
+/// `/resume`). A `GET` of an action's path is its confirmation page.
+pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
+    let mut token = [0u8; 24];
+    getrandom::fill(&mut token).map_err(|e| BoardError::Random(e.to_string()))?;
+    let board = Board {
+        db,
+        allow_actions: options.allow_actions,
+        csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let router = Router::new()
         .route("/", get(overview_page))
         .route("/overview", get(overview_fragment))
         .route("/jobs", get(jobs_page))
         .route("/jobs/{id}", get(job_page))
+        .route(
+            "/jobs/{id}/{action}",
+            get(confirm_job_action).post(job_action),
+        )
+        .route(
+            "/queues/{queue}/{action}",
+            get(confirm_queue_action).post(queue_action),
+        )
         .route("/targets", get(targets_page))
-        .with_state(db)
+        .with_state(board);
+    Ok(match &options.basic_auth {
+        Some((user, password)) => {
+            use base64::Engine as _;
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            );
+            router.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let expected = expected.clone();
+                    async move {
+                        let given = request
+                            .headers()
+                            .get(axum::http::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok());
+                        if given.is_some_and(|g| same_secret(g, &expected)) {
+                            next.run(request).await
+                        } else {
+                            (
+                                StatusCode::UNAUTHORIZED,
+                                [(
+                                    axum::http::header::WWW_AUTHENTICATE,
+                                    "Basic realm=\"snapline\"",
+                                )],
+                                "authentication required\n",
+                            )
+                                .into_response()
+                        }
+                    }
+                },
+            ))
+        }
+        None => router,
+    })
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 /// A failed page: its status and an escaped message.
@@ -140,7 +239,8 @@ fn capped(n: i64) -> String {
     }
 }
 
-async fn overview(db: &Db) -> Result<Markup, PageError> {
+async fn overview(board: &Board) -> Result<Markup, PageError> {
+    let db = &board.db;
     let queues = jobs::admin::queues(db).await?;
     let mut last_hour = Vec::with_capacity(queues.len());
     for q in &queues {
@@ -164,7 +264,17 @@ async fn overview(db: &Db) -> Result<Markup, PageError> {
                 @let d = &q.depth;
                 tr data-queue=(d.queue) {
                     td { a href={ "/jobs?queue=" (d.queue) } { (d.queue) } }
-                    td { @if q.paused { span.paused { "paused" } } @else { "running" } }
+                    td {
+                        @if q.paused { span.paused { "paused" } } @else { "running" }
+                        @if board.allow_actions {
+                            " "
+                            @if q.paused {
+                                a.action href={ "/queues/" (d.queue) "/resume" } { "resume" }
+                            } @else {
+                                a.action href={ "/queues/" (d.queue) "/pause" } { "pause" }
+                            }
+                        }
+                    }
                     td.n.waiting { (d.waiting) }
                     td.n.running { (d.running) }
                     td.n.done { (d.done) }
@@ -192,8 +302,8 @@ async fn overview(db: &Db) -> Result<Markup, PageError> {
     })
 }
 
-async fn overview_page(State(db): State<Db>) -> Page {
-    let figures = overview(&db).await?;
+async fn overview_page(State(board): State<Board>) -> Page {
+    let figures = overview(&board).await?;
     let refresh = format!(
         "setInterval(async () => {{ try {{ const r = await fetch('/overview'); \
          if (r.ok) document.getElementById('overview').innerHTML = await r.text(); }} \
@@ -212,8 +322,8 @@ async fn overview_page(State(db): State<Db>) -> Page {
     ))
 }
 
-async fn overview_fragment(State(db): State<Db>) -> Page {
-    Ok(Html(overview(&db).await?.into_string()))
+async fn overview_fragment(State(board): State<Board>) -> Page {
+    Ok(Html(overview(&board).await?.into_string()))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -224,7 +334,8 @@ struct JobsQuery {
     target: Option<i64>,
 }
 
-async fn jobs_page(State(db): State<Db>, Query(query): Query<JobsQuery>) -> Page {
+async fn jobs_page(State(board): State<Board>, Query(query): Query<JobsQuery>) -> Page {
+    let db = &board.db;
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         Some(text) => Some(
             text.parse::<JobStatus>()
@@ -238,7 +349,7 @@ async fn jobs_page(State(db): State<Db>, Query(query): Query<JobsQuery>) -> Page
         me_file_id: query.me_file,
         target_id: query.target,
     };
-    let jobs = jobs::admin::list(&db, &filter, LIST_LIMIT).await?;
+    let jobs = jobs::admin::list(db, &filter, LIST_LIMIT).await?;
     Ok(Html(
         layout(
             "jobs",
@@ -309,8 +420,8 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-async fn job_page(State(db): State<Db>, Path(id): Path<String>) -> Page {
-    let job = jobs::admin::show(&db, &id).await?;
+async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
+    let job = jobs::admin::show(&board.db, &id).await?;
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     Ok(Html(
         layout(
@@ -326,6 +437,13 @@ async fn job_page(State(db): State<Db>, Path(id): Path<String>) -> Page {
                     tr { th { "worker" } td { (or_dash(&job.worker)) } }
                     tr { th { "last error" } td.error { (or_dash(&job.error)) } }
                 }
+                @if board.allow_actions {
+                    p {
+                        a.action href={ "/jobs/" (job.id) "/retry" } { "retry" }
+                        " "
+                        a.action href={ "/jobs/" (job.id) "/kill" } { "kill" }
+                    }
+                }
                 h2 { "payload" }
                 pre #payload { (job.payload) }
                 h2 { "last result" }
@@ -336,7 +454,8 @@ async fn job_page(State(db): State<Db>, Path(id): Path<String>) -> Page {
     ))
 }
 
-async fn targets_page(State(db): State<Db>) -> Page {
+async fn targets_page(State(board): State<Board>) -> Page {
+    let db = &board.db;
     let rows = db.board().targets_with_bands(TARGETS_LIMIT).await?;
     let mut members = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -377,4 +496,189 @@ async fn targets_page(State(db): State<Db>) -> Page {
         )
         .into_string(),
     ))
+}
+
+/// An action's form: the CSRF token of this process.
+#[derive(Debug, serde::Deserialize)]
+struct ActionForm {
+    csrf: String,
+}
+
+/// An action a job page offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobAction {
+    Retry,
+    Kill,
+}
+
+impl JobAction {
+    fn parse(text: &str) -> Result<Self, PageError> {
+        match text {
+            "retry" => Ok(JobAction::Retry),
+            "kill" => Ok(JobAction::Kill),
+            other => Err(PageError(
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}`: retry or kill"),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JobAction::Retry => "retry",
+            JobAction::Kill => "kill",
+        }
+    }
+}
+
+/// Refuses an action when the board is read-only.
+fn actions_allowed(board: &Board) -> Result<(), PageError> {
+    if board.allow_actions {
+        Ok(())
+    } else {
+        Err(PageError(
+            StatusCode::FORBIDDEN,
+            "the board is read-only: start it with --allow-actions".into(),
+        ))
+    }
+}
+
+/// Refuses a form without this process's CSRF token.
+fn check_csrf(board: &Board, form: &ActionForm) -> Result<(), PageError> {
+    if same_secret(&form.csrf, &board.csrf) {
+        Ok(())
+    } else {
+        Err(PageError(
+            StatusCode::FORBIDDEN,
+            "the form's token is not this board's (reload the page and confirm again)".into(),
+        ))
+    }
+}
+
+/// A confirmation page: what will happen, and one button that posts it.
+fn confirmation(board: &Board, question: &str, action: &str, back: &str) -> Html<String> {
+    Html(
+        layout(
+            "confirm",
+            html! {
+                p #question { (question) }
+                form method="post" action=(action) {
+                    input type="hidden" name="csrf" value=(board.csrf);
+                    button #confirm type="submit" { "confirm" }
+                    " "
+                    a href=(back) { "cancel" }
+                }
+            },
+        )
+        .into_string(),
+    )
+}
+
+async fn confirm_job_action(
+    State(board): State<Board>,
+    Path((id, action)): Path<(String, String)>,
+) -> Page {
+    actions_allowed(&board)?;
+    let action = JobAction::parse(&action)?;
+    let job = jobs::admin::show(&board.db, &id).await?;
+    let question = match action {
+        JobAction::Retry => format!(
+            "Retry job {} ({}, now {})? It becomes due now with all its attempts.",
+            job.id, job.queue, job.status
+        ),
+        JobAction::Kill => format!(
+            "Kill job {} ({}, now {})? No worker takes it again.",
+            job.id, job.queue, job.status
+        ),
+    };
+    Ok(confirmation(
+        &board,
+        &question,
+        &format!("/jobs/{}/{}", job.id, action.name()),
+        &format!("/jobs/{}", job.id),
+    ))
+}
+
+async fn job_action(
+    State(board): State<Board>,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Result<Response, PageError> {
+    actions_allowed(&board)?;
+    check_csrf(&board, &form)?;
+    let action = JobAction::parse(&action)?;
+    let ids = [id.clone()];
+    let outcome = match action {
+        JobAction::Retry => jobs::admin::retry(&board.db, &ids).await?,
+        JobAction::Kill => jobs::admin::kill(&board.db, &ids).await?,
+    };
+    if !outcome.not_found.is_empty() {
+        return Err(PageError(
+            StatusCode::NOT_FOUND,
+            format!("no job has id {id}"),
+        ));
+    }
+    if let Some((_, status)) = outcome.skipped.first() {
+        return Err(PageError(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is {status}: {} takes {}",
+                action.name(),
+                match action {
+                    JobAction::Retry => "Failed, Killed or Done jobs",
+                    JobAction::Kill => "Pending or Failed jobs; a job a worker holds finishes",
+                }
+            ),
+        ));
+    }
+    tracing::info!(job = %id, action = action.name(), "job changed from the board");
+    Ok(axum::response::Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+/// `pause` or `resume`.
+fn queue_switch(action: &str) -> Result<bool, PageError> {
+    match action {
+        "pause" => Ok(true),
+        "resume" => Ok(false),
+        other => Err(PageError(
+            StatusCode::NOT_FOUND,
+            format!("no action `{other}`: pause or resume"),
+        )),
+    }
+}
+
+async fn confirm_queue_action(
+    State(board): State<Board>,
+    Path((queue, action)): Path<(String, String)>,
+) -> Page {
+    actions_allowed(&board)?;
+    let pause = queue_switch(&action)?;
+    let queue = jobs::admin::known_queue(&queue)?;
+    let question = if pause {
+        format!("Pause {queue}? Every replica stops taking its jobs; running jobs finish.")
+    } else {
+        format!("Resume {queue}? The replicas take its jobs again.")
+    };
+    Ok(confirmation(
+        &board,
+        &question,
+        &format!("/queues/{queue}/{action}"),
+        "/",
+    ))
+}
+
+async fn queue_action(
+    State(board): State<Board>,
+    Path((queue, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Result<Response, PageError> {
+    actions_allowed(&board)?;
+    check_csrf(&board, &form)?;
+    if queue_switch(&action)? {
+        jobs::admin::pause_queue(&board.db, &queue).await?;
+    } else {
+        jobs::admin::resume_queue(&board.db, &queue).await?;
+    }
+    tracing::info!(queue, action, "queue switched from the board");
+    Ok(axum::response::Redirect::to("/").into_response())
 }

@@ -40,6 +40,8 @@ pub struct Settings {
     pub queues: QueuesSettings,
     pub serve: ServeSettings,
     pub events: EventsSettings,
+    #[serde(default)]
+    pub board: BoardSettings,
     /// The profile these settings were loaded for (not read from files).
     #[serde(skip)]
     pub profile: String,
@@ -137,6 +139,17 @@ pub struct EventsSettings {
     pub me_file_bands_changed_sql: String,
     /// A statement run when a populate finished, `$1` the target id; "" for none.
     pub target_populated_sql: String,
+}
+
+/// The web board (`snapctl board`): HTTP basic auth, asked of every request when both are
+/// set (`SNAPLINE_BOARD__USER`, `SNAPLINE_BOARD__PASSWORD`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSettings {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// Tuning of `sync_me_file` jobs.

@@ -1,10 +1,89 @@
 //! The web board (`snapctl board`) over HTTP on both backends: the overview's figures are
 //! the database's, the job pages find and show jobs, the targets page counts each band's
-//! members, bad input is a clear 400/404, and a hostile value is shown as text.
+//! members, bad input is a clear 400/404, a hostile value is shown as text; actions only
+//! when allowed, confirmed, with the board's CSRF token, behind basic auth when set.
 
 use jobs::{populate_target, sync_me_file};
 use snapline_tests::{Backend, TestDb, free_port, scalar};
 use synth::SeedOptions;
+
+/// Serves a board on a free localhost port until the sender is used or dropped.
+async fn start(
+    db: &repo::Db,
+    allow_actions: bool,
+    basic_auth: Option<(String, String)>,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), board::BoardError>>,
+) {
+    let port = free_port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = board::BoardOptions {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        allow_actions,
+        basic_auth,
+    };
+    let served = tokio::spawn(board::serve(db.clone(), options, async move {
+        let _ = stopped.await;
+    }));
+    snapline_tests::wait_for("the board listening", || async {
+        request(port, "GET", "/healthz-nothing", &[], "").await.0 != 0
+    })
+    .await;
+    (port, stop, served)
+}
+
+/// An HTTP/1.1 request to the board: (status, head and body); status 0 when nothing answers.
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" {
+        text.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return (0, String::new());
+        };
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(text.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, response)
+    })
+    .await
+    .unwrap()
+}
+
+/// The CSRF token in a confirmation page.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no token in:\n{page}"))
+        .to_owned()
+}
 
 /// GET `path` from the board on `port`: (status, body).
 async fn get(port: u16, path: &str) -> (u16, String) {
@@ -56,22 +135,7 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
         .await
         .unwrap();
 
-    let port = free_port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let board = tokio::spawn(board::serve(
-        db.clone(),
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    snapline_tests::wait_for("the board listening", || async {
-        tokio::task::spawn_blocking(move || snapline_tests::http_get(port, "/overview"))
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
+    let (port, stop, board) = start(db, false, None).await;
 
     // The overview: the queues' figures, NULL snapshots, targets by status, and the refresh.
     let (status, page) = get(port, "/").await;
@@ -164,8 +228,136 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
         "one row per band, and one per target without bands"
     );
 
+    // Read-only: actions are refused, their confirmation pages too.
+    for (method, path) in [
+        ("GET", format!("/jobs/{id}/retry")),
+        ("POST", format!("/jobs/{id}/retry")),
+        ("POST", "/queues/sync_me_file/pause".to_owned()),
+    ] {
+        let (status, page) = request(port, method, &path, &[], "csrf=x").await;
+        assert_eq!(status, 403, "{method} {path}: {page}");
+        assert!(page.contains("read-only"), "{page}");
+    }
+    let (_, job) = get(port, &format!("/jobs/{id}")).await;
+    assert!(
+        !job.contains(&format!("/jobs/{id}/retry")),
+        "no action links when read-only"
+    );
     let _ = stop.send(());
     board.await.unwrap().unwrap();
+
+    // With actions: confirmed, with the token, the same code as `snapctl jobs`/`queues`.
+    let (port, stop, served) = start(db, true, None).await;
+    let (_, job) = get(port, &format!("/jobs/{hostile_id}")).await;
+    assert!(job.contains(&format!("/jobs/{hostile_id}/kill")), "{job}");
+    let (status, confirm) = get(port, &format!("/jobs/{hostile_id}/kill")).await;
+    assert_eq!(status, 200);
+    assert!(
+        confirm.contains("Kill job") && !confirm.contains(hostile),
+        "{confirm}"
+    );
+    let token = csrf_of(&confirm);
+    let kill = format!("/jobs/{hostile_id}/kill");
+    let (status, _) = request(port, "POST", &kill, &[], "csrf=forged").await;
+    assert_eq!(status, 403, "a forged token is refused");
+    assert_eq!(
+        jobs::admin::show(db, &hostile_id).await.unwrap().status,
+        "Pending",
+        "nothing changed"
+    );
+    let (status, response) = request(port, "POST", &kill, &[], &format!("csrf={token}")).await;
+    assert_eq!(status, 303, "{response}");
+    assert!(
+        response.contains(&format!("location: /jobs/{hostile_id}")),
+        "{response}"
+    );
+    assert_eq!(
+        jobs::admin::show(db, &hostile_id).await.unwrap().status,
+        "Killed"
+    );
+    let (status, conflict) = request(port, "POST", &kill, &[], &format!("csrf={token}")).await;
+    assert_eq!(status, 409, "a killed job is not killed twice: {conflict}");
+    let retry = format!("/jobs/{hostile_id}/retry");
+    let (status, _) = request(port, "POST", &retry, &[], &format!("csrf={token}")).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        jobs::admin::show(db, &hostile_id).await.unwrap().status,
+        "Pending"
+    );
+    let pause = "/queues/sync_me_file/pause";
+    let (status, confirm) = get(port, pause).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Pause sync_me_file?"), "{confirm}");
+    let (status, _) = request(port, "POST", pause, &[], &format!("csrf={token}")).await;
+    assert_eq!(status, 303);
+    let paused = db.queue_pauses().paused().await.unwrap();
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0].0, "sync_me_file");
+    let (_, overview) = get(port, "/").await;
+    assert!(
+        overview.contains("/queues/sync_me_file/resume"),
+        "{overview}"
+    );
+    let (status, _) = request(
+        port,
+        "POST",
+        "/queues/sync_me_file/resume",
+        &[],
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(db.queue_pauses().paused().await.unwrap().is_empty());
+    let (status, _) = get(port, "/queues/nope/pause").await;
+    assert_eq!(status, 400, "an unknown queue");
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+
+    // Basic auth, asked of every page when configured.
+    let (port, stop, served) = start(db, true, Some(("ops".to_owned(), "s3cret".to_owned()))).await;
+    let (status, page) = request(port, "GET", "/", &[], "").await;
+    assert_eq!(status, 401, "{page}");
+    assert!(
+        page.to_lowercase().contains("www-authenticate: basic"),
+        "{page}"
+    );
+    // base64("ops:wrong") and base64("ops:s3cret")
+    let (status, _) = request(
+        port,
+        "GET",
+        "/",
+        &[("Authorization", "Basic b3BzOndyb25n")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = request(
+        port,
+        "GET",
+        "/",
+        &[("Authorization", "Basic b3BzOnMzY3JldA==")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+
+    // Actions beyond localhost without auth: refused before listening.
+    let refused = board::serve(
+        db.clone(),
+        board::BoardOptions {
+            listen: format!("0.0.0.0:{}", free_port()).parse().unwrap(),
+            allow_actions: true,
+            basic_auth: None,
+        },
+        async {},
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(board::BoardError::ActionsWithoutAuth(_))),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
