@@ -17,9 +17,16 @@ demo *ARGS:
 test:
     cargo test --workspace
 
-# The suite that restarts the local PostgreSQL server under the three services (run alone)
+# The ignored tests, one at a time: the suite that restarts the local PostgreSQL server
+# under the three services, and the web board in headless Chromium (Debian's chromium and
+# chromium-driver)
 chaos:
-    cargo test --workspace -- --ignored
+    cargo test --workspace -- --ignored --test-threads=1
+
+# The board in headless Chromium alone, writing its screenshots to docs/screenshots
+screenshots:
+    cargo build -p populator -p syncer
+    BOARD_SCREENSHOTS_DIR="{{justfile_directory()}}/docs/screenshots" cargo test -p snapline-tests --test it browser -- --ignored
 
 # Format check and clippy, as CI runs them
 lint:

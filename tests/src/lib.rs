@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role allowed to create databases.
 
 pub mod cli;
+pub mod webdriver;
 
 use repo::{Db, DbOptions};
 use sqlx::Connection;

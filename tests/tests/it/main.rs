@@ -5,6 +5,7 @@
 
 mod backfill;
 mod board;
+mod browser;
 mod data;
 mod faults;
 mod hostile_data;

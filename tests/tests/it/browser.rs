@@ -1,0 +1,207 @@
+//! The web board in a real browser: Debian's headless Chromium driven through chromedriver
+//! (`snapline_tests::webdriver`). The overview shows the seeded database's figures and
+//! refreshes them without a reload; a permanently failed job is found from the overview,
+//! retried from its page (confirmed) after its cause is fixed, and then shows done; a
+//! hostile payload renders as text. Screenshots of the overview and a job page are taken
+//! (into `BOARD_SCREENSHOTS_DIR` when set: `just screenshots` writes docs/screenshots).
+//!
+//! Ignored by `cargo test` (it needs Chromium); `.ci/run` installs Chromium and runs it with
+//! the other ignored test, one at a time.
+
+use jobs::{populate_target, sync_me_file};
+use snapline_tests::webdriver::Browser;
+use snapline_tests::{Backend, Served, TestDb, binary, execute, free_port, wait_for};
+use synth::SeedOptions;
+
+/// Saves `png` as `name` in `BOARD_SCREENSHOTS_DIR` (when set), after checking it is a PNG.
+fn keep_screenshot(png: &[u8], name: &str) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(
+        png.len() > 10_000,
+        "{name}: {} bytes, not a rendered page",
+        png.len()
+    );
+    if let Ok(dir) = std::env::var("BOARD_SCREENSHOTS_DIR") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's chromium and chromium-driver: .ci/run installs them and runs it"]
+async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_stays_text() {
+    let test = TestDb::populated(
+        Backend::Postgres,
+        &SeedOptions {
+            me_files: 2_000,
+            targets: 6,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = test.db.clone();
+    let hostile = "<script>alert('board')</script><b>bold</b>";
+    jobs::queue::push(
+        &db,
+        sync_me_file::QUEUE,
+        serde_json::json!({ "me_file_id": hostile }),
+        1,
+    )
+    .await
+    .unwrap();
+    jobs::queue::push(
+        &db,
+        populate_target::QUEUE,
+        populate_target::PopulateTarget { target_id: 7 },
+        5,
+    )
+    .await
+    .unwrap();
+    let env = [("RUST_LOG", "error".to_owned())];
+    let _populator = Served::start(&binary("populator"), &test.url, &env);
+    let _syncer = Served::start(&binary("syncer"), &test.url, &env);
+    wait_for("both jobs killed", || async {
+        jobs::admin::list(
+            &db,
+            &repo::JobFilter {
+                status: Some(repo::JobStatus::Killed),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap()
+        .len()
+            == 2
+    })
+    .await;
+
+    let port = free_port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(board::serve(
+        db.clone(),
+        board::BoardOptions {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            allow_actions: true,
+            basic_auth: None,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let base = format!("http://127.0.0.1:{port}");
+    let nulls = db.stats().null_snapshots().await.unwrap();
+    let db_for_browser = db.clone();
+    let url = test.url.clone();
+
+    tokio::task::spawn_blocking(move || {
+        let browser = Browser::start();
+        // The overview, with the database's figures.
+        browser.open(&format!("{base}/"));
+        let killed = "#queues tr[data-queue='populate_target'] td.killed";
+        assert_eq!(browser.text(killed), "1");
+        assert_eq!(
+            browser.text("#queues tr[data-queue='sync_me_file'] td.killed"),
+            "1"
+        );
+        let nulls_text = browser.text("#nulls");
+        assert!(
+            nulls_text.contains(&format!("offers {}", nulls.offers))
+                && nulls_text.contains(&format!("ad_events {}", nulls.ad_events)),
+            "{nulls_text}"
+        );
+        keep_screenshot(&browser.screenshot(), "overview.png");
+
+        // Found from the overview: the killed count links to the list, the list to the job.
+        browser.click(&format!("{killed} a"));
+        browser.click("#jobs tr[data-job] td a");
+        let job_url = browser.url();
+        assert!(
+            browser
+                .text("#job td.error")
+                .ends_with("target 7 does not exist"),
+            "{}",
+            browser.source()
+        );
+        keep_screenshot(&browser.screenshot(), "job.png");
+
+        // The cause fixed, retried from the page (confirmed), then done.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(execute(
+            &db_for_browser,
+            "INSERT INTO targets (id, title) VALUES (7, 'late')",
+        ));
+        browser.click("a.action[href$='/retry']");
+        assert!(browser.text("#question").starts_with("Retry job"));
+        browser.click("#confirm");
+        let started = std::time::Instant::now();
+        while browser.url() != job_url {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "not back on the job's page: {}",
+                browser.source()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let started = std::time::Instant::now();
+        while browser.text("#job td.status") != "Done" {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the retried populate did not finish: {}",
+                browser.source()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            browser.open(&job_url);
+        }
+
+        // The hostile payload renders as text: no element, no script ran.
+        browser.open(&format!("{base}/jobs?queue=sync_me_file&status=killed"));
+        browser.click("#jobs tr[data-job] td a");
+        assert!(browser.text("#payload").contains(hostile), "shown as text");
+        assert_eq!(
+            browser.run("return document.querySelectorAll('script, b').length;"),
+            0
+        );
+
+        // The overview refreshes by itself: a push shows up with no reload.
+        rt.block_on(async {
+            db_for_browser
+                .queue_pauses()
+                .pause(sync_me_file::QUEUE)
+                .await
+                .unwrap()
+        });
+        browser.open(&format!("{base}/"));
+        browser.run("window.__not_reloaded = true; return null;");
+        let waiting = "#queues tr[data-queue='sync_me_file'] td.waiting";
+        let before: i64 = browser.text(waiting).parse().unwrap();
+        // the syncer takes no job within a second or two of the pause
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        rt.block_on(async {
+            for me_file in [11, 12, 13] {
+                sync_me_file::enqueue(&db_for_browser, domain::MeFileId(me_file))
+                    .await
+                    .unwrap();
+            }
+        });
+        let started = std::time::Instant::now();
+        while browser.text(waiting).parse::<i64>().unwrap() != before + 3 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "the overview did not refresh: {}",
+                browser.text(waiting)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        assert_eq!(
+            browser.run("return window.__not_reloaded === true;"),
+            true,
+            "refreshed without a reload"
+        );
+        drop(url);
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
