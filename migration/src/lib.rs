@@ -17,6 +17,7 @@ mod m20261126_000007_populate_runs;
 mod m20261126_000008_capture_teardown;
 mod m20261126_000009_populate_chunks;
 mod m20261127_000010_queue_pauses;
+mod m20261127_000011_queue_status_index;
 
 pub use m20261126_000008_capture_teardown::DROP_CAPTURE;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_capture_teardown::Migration),
             Box::new(m20261126_000009_populate_chunks::Migration),
             Box::new(m20261127_000010_queue_pauses::Migration),
+            Box::new(m20261127_000011_queue_status_index::Migration),
         ]
     }
 }

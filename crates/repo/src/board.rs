@@ -83,7 +83,9 @@ impl BoardRepo<'_> {
         };
         self.capped_count(
             &format!(
-                "SELECT 1 FROM {table} WHERE job_type = $1 AND status = 'Done' AND done_at >= {since}"
+                "SELECT 1 FROM {table} WHERE job_type = $1 AND status = 'Done' \
+                 AND {} >= {since}",
+                crate::queue_jobs::LAST_ACTIVITY
             ),
             vec![Value::from(queue), secs],
             cap,

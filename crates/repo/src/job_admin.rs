@@ -220,8 +220,9 @@ impl JobAdminRepo<'_> {
             format!("WHERE {}", conditions.join(" AND "))
         };
         let sql = format!(
-            "{} {filter_sql} ORDER BY COALESCE(done_at, lock_at, run_at) DESC, id DESC LIMIT ${limit_param}",
-            self.select_jobs()
+            "{} {filter_sql} ORDER BY {} DESC, id DESC LIMIT ${limit_param}",
+            self.select_jobs(),
+            crate::queue_jobs::LAST_ACTIVITY
         );
         let rows: Vec<JobRow> = self.db.fetch_all(self.db.conn(), sql, values).await?;
         Ok(rows.into_iter().map(JobDetail::from).collect())

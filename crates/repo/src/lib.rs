@@ -51,8 +51,8 @@ pub use populations::{
     PopulationRow, me_file_lock_range,
 };
 pub use queue_jobs::{
-    JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo,
-    QueueLatency,
+    DEPTH_COUNT_CAP, JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob,
+    QueueJobRepo, QueueLatency,
 };
 pub use queue_pauses::QueuePauseRepo;
 #[cfg(feature = "reference")]

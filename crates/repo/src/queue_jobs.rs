@@ -347,6 +347,15 @@ pub(crate) fn error_of_result(result: &str) -> Option<String> {
     }
 }
 
+/// Counts of one status in [`QueueJobRepo::depth`] stop here: a count that reaches it means
+/// "at least".
+pub const DEPTH_COUNT_CAP: i64 = 100_000;
+
+/// When a job last did something: finished, else started, else became due. The last key of
+/// the `(job_type, status, ...)` index of migration 11: queries that order or range by it
+/// read that index.
+pub const LAST_ACTIVITY: &str = "COALESCE(done_at, lock_at, run_at)";
+
 /// Push-to-finish latency of a queue's finished jobs, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct QueueLatency {
@@ -527,7 +536,10 @@ impl QueueJobRepo<'_> {
         Ok(result.rows_affected())
     }
 
-    /// The backlog of `queue`: jobs per state and the age of the oldest waiting one.
+    /// The backlog of `queue`: jobs per state, each counted up to [`DEPTH_COUNT_CAP`], and
+    /// the age of the oldest waiting one. Every read is a bounded range of the
+    /// `(job_type, status, last activity)` index (migration 11), however many finished jobs
+    /// the table keeps.
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, RepoError> {
         let table = self.table();
         // The oldest job that is due: one scheduled ahead is not "waiting" for anything yet.
@@ -535,22 +547,31 @@ impl QueueJobRepo<'_> {
             Backend::Postgres => "now()",
             Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
         };
-        let age = self.age_secs_sql(&format!(
-            "MIN(CASE WHEN status = 'Pending' AND run_at <= {now} THEN run_at END)"
-        ));
+        let age = self.age_secs_sql("run_at");
+        let count = |statuses: &str| {
+            format!(
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE job_type = $1 \
+                 AND status IN ({statuses}) LIMIT $2) capped)"
+            )
+        };
         let sql = format!(
-            "SELECT \
-             COALESCE(SUM(CASE WHEN status = 'Pending' THEN 1 ELSE 0 END), 0) AS waiting, \
-             COALESCE(SUM(CASE WHEN status IN ('Queued', 'Running') THEN 1 ELSE 0 END), 0) AS running, \
-             COALESCE(SUM(CASE WHEN status = 'Done' THEN 1 ELSE 0 END), 0) AS done, \
-             COALESCE(SUM(CASE WHEN status = 'Failed' THEN 1 ELSE 0 END), 0) AS failed, \
-             COALESCE(SUM(CASE WHEN status = 'Killed' THEN 1 ELSE 0 END), 0) AS killed, \
-             {age} AS oldest_waiting_secs \
-             FROM {table} WHERE job_type = $1"
+            "SELECT {} AS waiting, {} AS running, {} AS done, {} AS failed, {} AS killed, \
+             (SELECT {age} FROM {table} WHERE job_type = $1 AND status = 'Pending' \
+              AND run_at <= {now} ORDER BY {LAST_ACTIVITY} LIMIT 1) AS oldest_waiting_secs",
+            count("'Pending'"),
+            count("'Queued', 'Running'"),
+            count("'Done'"),
+            count("'Failed'"),
+            count("'Killed'"),
         );
         let row: DepthRow = self
             .db
-            .fetch_one(self.db.conn(), "queue depth", sql, vec![Value::from(queue)])
+            .fetch_one(
+                self.db.conn(),
+                "queue depth",
+                sql,
+                vec![Value::from(queue), Value::from(DEPTH_COUNT_CAP)],
+            )
             .await?;
         Ok(QueueDepth {
             queue: queue.to_owned(),
@@ -567,21 +588,22 @@ impl QueueJobRepo<'_> {
     pub async fn last_done_at(&self, queue: &str) -> Result<Option<f64>, RepoError> {
         let table = self.table();
         let epoch = match self.db.backend() {
-            Backend::Postgres => "EXTRACT(EPOCH FROM MAX(done_at))::float8",
-            Backend::Sqlite => "CAST(MAX(done_at) AS REAL)",
+            Backend::Postgres => format!("EXTRACT(EPOCH FROM {LAST_ACTIVITY})::float8"),
+            Backend::Sqlite => format!("CAST({LAST_ACTIVITY} AS REAL)"),
         };
-        let row: LastDone = self
+        // the newest entry of the (job_type, status, last activity) index
+        let row: Option<LastDone> = self
             .db
-            .fetch_one(
+            .fetch_optional(
                 self.db.conn(),
-                "last done job",
                 format!(
-                    "SELECT {epoch} AS at FROM {table} WHERE job_type = $1 AND status = 'Done'"
+                    "SELECT {epoch} AS at FROM {table} WHERE job_type = $1 AND status = 'Done' \
+                     ORDER BY {LAST_ACTIVITY} DESC LIMIT 1"
                 ),
                 vec![Value::from(queue)],
             )
             .await?;
-        Ok(row.at)
+        Ok(row.and_then(|r| r.at))
     }
 
     /// The `limit` most recent runs of `queue` (started or finished; waiting jobs are in
