@@ -454,9 +454,37 @@ async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
     ))
 }
 
+/// Populate runs the targets page reads, newest first, to show each target's last ones.
+const RECENT_POPULATES: u64 = 500;
+/// Runs shown per target.
+const RUNS_PER_TARGET: usize = 3;
+
 async fn targets_page(State(board): State<Board>) -> Page {
     let db = &board.db;
     let rows = db.board().targets_with_bands(TARGETS_LIMIT).await?;
+    // The last runs of each target: from the newest populate jobs (their payload names the
+    // target), so the page reads a bounded number of jobs however many targets there are.
+    let recent = jobs::admin::list(
+        db,
+        &JobFilter {
+            queue: Some(jobs::populate_target::QUEUE.to_owned()),
+            ..JobFilter::default()
+        },
+        RECENT_POPULATES,
+    )
+    .await?;
+    let mut runs: std::collections::HashMap<i64, Vec<&JobDetail>> = Default::default();
+    for job in &recent {
+        let target = serde_json::from_str::<serde_json::Value>(&job.payload)
+            .ok()
+            .and_then(|p| p["target_id"].as_i64());
+        if let Some(target) = target {
+            let of_target = runs.entry(target).or_default();
+            if of_target.len() < RUNS_PER_TARGET {
+                of_target.push(job);
+            }
+        }
+    }
     let mut members = Vec::with_capacity(rows.len());
     for row in &rows {
         members.push(match row.band_id {
@@ -475,7 +503,7 @@ async fn targets_page(State(board): State<Board>) -> Page {
                 table #target-bands {
                     tr {
                         th.n { "target" } th { "title" } th { "status" } th { "last populated" }
-                        th.n { "band" } th.n { "members" } th { "runs" }
+                        th.n { "band" } th.n { "members" } th { "last runs" }
                     }
                     @for (row, n) in rows.iter().zip(&members) {
                         tr data-target=(row.target_id) {
@@ -485,7 +513,13 @@ async fn targets_page(State(board): State<Board>) -> Page {
                             td { (row.last_populated_at.as_deref().unwrap_or("-")) }
                             td.n { @match row.band_id { Some(b) => { (b) }, None => { "-" } } }
                             td.n { @match n { Some(n) => { (capped(*n)) }, None => { "-" } } }
-                            td { a href={ "/jobs?target=" (row.target_id) } { "jobs" } }
+                            td.runs {
+                                @for job in runs.get(&row.target_id).into_iter().flatten() {
+                                    a href={ "/jobs/" (job.id) } { (job.status) }
+                                    " " (job.finished_at.as_deref().or(job.started_at.as_deref()).or(job.run_at.as_deref()).unwrap_or("")) br;
+                                }
+                                a href={ "/jobs?target=" (row.target_id) } { "all jobs" }
+                            }
                         }
                     }
                 }

@@ -216,6 +216,12 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
         )),
         "band {band} with {members} members:\n{targets}"
     );
+    // The last runs: target 2's waiting populate, linked.
+    let row_of_2 = targets
+        .split("<tr")
+        .find(|r| r.contains("data-target=\"2\""))
+        .expect("target 2's row");
+    assert!(row_of_2.contains(">Pending</a>"), "{row_of_2}");
     assert_eq!(
         targets.matches("data-target=\"").count() as i64,
         scalar(db, "SELECT COUNT(*) FROM target_bands").await
