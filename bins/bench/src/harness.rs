@@ -7,18 +7,30 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use synth::SeedOptions;
 
-pub(crate) async fn fresh_database(server: &str, name: &str) -> anyhow::Result<String> {
+/// Runs `statements` in order on the server's `postgres` database.
+async fn on_server(server: &str, statements: &[String]) -> anyhow::Result<()> {
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
         .with_context(|| format!("connecting to {server}"))?;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
             .execute(&mut admin)
-            .await?;
+            .await
+            .with_context(|| format!("running `{sql}`"))?;
     }
+    Ok(())
+}
+
+/// A new, empty database `name`, dropped first if it exists; returns its URL.
+pub(crate) async fn fresh_database(server: &str, name: &str) -> anyhow::Result<String> {
+    on_server(
+        server,
+        &[
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ],
+    )
+    .await?;
     Ok(format!("{server}/{name}"))
 }
 
@@ -29,34 +41,26 @@ pub(crate) async fn database_from_template(
     name: &str,
     template: &str,
 ) -> anyhow::Result<String> {
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        // FILE_COPY: the files are copied on disk, none of their pages pass through shared
-        // buffers (WAL_LOG, the default, would leave the last copy made warm)
-        format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY = FILE_COPY"),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .with_context(|| format!("creating {name} from {template}"))?;
-    }
+    on_server(
+        server,
+        &[
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            // FILE_COPY: the files are copied on disk, none of their pages pass through
+            // shared buffers (WAL_LOG, the default, would leave the last copy made warm)
+            format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY = FILE_COPY"),
+        ],
+    )
+    .await?;
     Ok(format!("{server}/{name}"))
 }
 
 /// Drops database `name` if it exists.
 pub(crate) async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
-    Ok(())
+    on_server(
+        server,
+        &[format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")],
+    )
+    .await
 }
 
 /// A command running the release binary `name` beside this one, without the bench's own

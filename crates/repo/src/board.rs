@@ -1,7 +1,7 @@
 //! The web board's reads (`snapctl board`) that no other part of snapline needs. Each is
 //! bounded: counts stop at a cap (a page shows "cap+"), lists are limited.
 
-use crate::{Backend, Db, RepoError};
+use crate::{Db, RepoError};
 use domain::BandId;
 use sea_orm::{FromQueryResult, Value};
 
@@ -73,14 +73,9 @@ impl BoardRepo<'_> {
 
     /// Jobs of `queue` that finished successfully in the last `secs` seconds, up to `cap`.
     pub async fn done_within(&self, queue: &str, secs: u64, cap: u64) -> Result<i64, RepoError> {
-        let (table, since) = match self.db.backend() {
-            Backend::Postgres => ("apalis.jobs", "now() - make_interval(secs => $2)"),
-            Backend::Sqlite => ("Jobs", "CAST(strftime('%s', 'now') AS INTEGER) - $2"),
-        };
-        let secs = match self.db.backend() {
-            Backend::Postgres => Value::from(secs as f64),
-            Backend::Sqlite => Value::from(secs as i64),
-        };
+        let table = self.db.jobs_table();
+        let since = self.db.queue_secs_ago_sql(2);
+        let secs = self.db.queue_secs(secs);
         self.capped_count(
             &format!(
                 "SELECT 1 FROM {table} WHERE job_type = $1 AND status = 'Done' \

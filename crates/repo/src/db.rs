@@ -374,6 +374,39 @@ impl Db {
         })
     }
 
+    /// apalis's job table: `apalis.jobs`, or SQLite's `Jobs`.
+    pub(crate) fn jobs_table(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "apalis.jobs",
+            Backend::Sqlite => "Jobs",
+        }
+    }
+
+    /// Now, as apalis's job table stores times (`timestamptz`, or Unix seconds on SQLite).
+    pub(crate) fn queue_now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "now()",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+        }
+    }
+
+    /// The queue time `secs` seconds ago, the seconds bound at `$param` as
+    /// [`Self::queue_secs`] gives them.
+    pub(crate) fn queue_secs_ago_sql(&self, param: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("now() - make_interval(secs => ${param})"),
+            Backend::Sqlite => format!("{} - ${param}", self.queue_now_sql()),
+        }
+    }
+
+    /// `secs` as [`Self::queue_secs_ago_sql`] binds them.
+    pub(crate) fn queue_secs(&self, secs: u64) -> Value {
+        match self.backend {
+            Backend::Postgres => Value::from(secs as f64),
+            Backend::Sqlite => Value::from(secs as i64),
+        }
+    }
+
     /// The database clock as seconds since the Unix epoch.
     pub(crate) fn epoch_now_sql(&self) -> &'static str {
         match self.backend {

@@ -293,7 +293,7 @@ impl JobAdminRepo<'_> {
     /// Marks each of `ids` that is waiting (Pending, or Failed with a retry ahead) Killed:
     /// no worker fetches it again. A job a worker holds is left to finish.
     pub async fn kill(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
-        let now = self.now();
+        let now = self.db.queue_now_sql();
         let set = format!(
             "status = 'Killed', done_at = {now}, last_result = {}",
             match self.db.backend() {
@@ -393,7 +393,7 @@ impl JobAdminRepo<'_> {
 
     /// `SET` of a retry, and the statuses it takes jobs from (SQL list).
     fn retry_sql(&self) -> (String, String) {
-        let now = self.now();
+        let now = self.db.queue_now_sql();
         (
             format!(
                 "status = 'Pending', attempts = 0, run_at = {now}, lock_by = NULL, \
@@ -405,19 +405,14 @@ impl JobAdminRepo<'_> {
 
     /// ` AND COALESCE(done_at, run_at) <= (now - $param seconds)`, or nothing.
     fn older_than(&self, secs: Option<u64>, param: usize) -> (String, Vec<Value>) {
-        match (secs, self.db.backend()) {
-            (None, _) => (String::new(), vec![]),
-            (Some(secs), Backend::Postgres) => (
+        match secs {
+            None => (String::new(), vec![]),
+            Some(secs) => (
                 format!(
-                    " AND COALESCE(done_at, run_at) <= now() - make_interval(secs => ${param})"
+                    " AND COALESCE(done_at, run_at) <= {}",
+                    self.db.queue_secs_ago_sql(param)
                 ),
-                vec![Value::from(secs as f64)],
-            ),
-            (Some(secs), Backend::Sqlite) => (
-                format!(
-                    " AND COALESCE(done_at, run_at) <= CAST(strftime('%s', 'now') AS INTEGER) - ${param}"
-                ),
-                vec![Value::from(secs as i64)],
+                vec![self.db.queue_secs(secs)],
             ),
         }
     }
@@ -472,13 +467,6 @@ impl JobAdminRepo<'_> {
         }
     }
 
-    fn now(&self) -> &'static str {
-        match self.db.backend() {
-            Backend::Postgres => "now()",
-            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
-        }
-    }
-
     fn text_list(&self, items: &[String]) -> Value {
         match self.db.backend() {
             Backend::Postgres => Value::from(items.to_vec()),
@@ -487,10 +475,7 @@ impl JobAdminRepo<'_> {
     }
 
     fn table(&self) -> &'static str {
-        match self.db.backend() {
-            Backend::Postgres => "apalis.jobs",
-            Backend::Sqlite => "Jobs",
-        }
+        self.db.jobs_table()
     }
 }
 

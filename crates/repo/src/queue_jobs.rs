@@ -543,10 +543,7 @@ impl QueueJobRepo<'_> {
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, RepoError> {
         let table = self.table();
         // The oldest job that is due: one scheduled ahead is not "waiting" for anything yet.
-        let now = match self.db.backend() {
-            Backend::Postgres => "now()",
-            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
-        };
+        let now = self.db.queue_now_sql();
         let age = self.age_secs_sql("run_at");
         let count = |statuses: &str| {
             format!(
@@ -660,14 +657,8 @@ impl QueueJobRepo<'_> {
     /// never holds one long lock.
     pub async fn prune_finished(&self, older_than_secs: u64) -> Result<u64, RepoError> {
         let table = self.table();
-        let cutoff = match self.db.backend() {
-            Backend::Postgres => "now() - make_interval(secs => $1)",
-            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER) - $1",
-        };
-        let secs = match self.db.backend() {
-            Backend::Postgres => Value::from(older_than_secs as f64),
-            Backend::Sqlite => Value::from(older_than_secs as i64),
-        };
+        let cutoff = self.db.queue_secs_ago_sql(1);
+        let secs = self.db.queue_secs(older_than_secs);
         let jobs = format!(
             "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
              WHERE (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
@@ -711,9 +702,6 @@ impl QueueJobRepo<'_> {
     }
 
     fn table(&self) -> &'static str {
-        match self.db.backend() {
-            Backend::Postgres => "apalis.jobs",
-            Backend::Sqlite => "Jobs",
-        }
+        self.db.jobs_table()
     }
 }

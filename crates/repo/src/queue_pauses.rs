@@ -1,6 +1,6 @@
 //! `snapline_queue_pauses`: which queues an operator paused.
 
-use crate::{Backend, Db, RepoError};
+use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 #[derive(FromQueryResult)]
@@ -17,10 +17,7 @@ pub struct QueuePauseRepo<'a> {
 impl QueuePauseRepo<'_> {
     /// Pauses `queue`; returns whether it was running (a second pause changes nothing).
     pub async fn pause(&self, queue: &str) -> Result<bool, RepoError> {
-        let now = match self.db.backend() {
-            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
-            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
-        };
+        let now = self.db.epoch_now_sql();
         let result = self
             .db
             .conn()

@@ -85,17 +85,6 @@ const CONNECTIONS_PER_WORKER: u32 = 2;
 /// Fetches, acknowledgements and heartbeats beside them.
 const WORKER_OVERHEAD_CONNECTIONS: u32 = 4;
 
-/// `snapline-<binary>` (`snapline-syncer`, ...): how this process's sessions show in
-/// `pg_stat_activity` and the server's logs.
-fn application_name() -> String {
-    let binary = std::env::args_os()
-        .next()
-        .map(std::path::PathBuf::from)
-        .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "unknown".to_owned());
-    format!("snapline-{binary}")
-}
-
 /// Like [`connect`], to another database.
 pub async fn connect_to(settings: &Settings, url: &str) -> anyhow::Result<Db> {
     open(settings, url, settings.database.max_connections).await
@@ -109,7 +98,8 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
         synchronous_commit: settings.database.synchronous_commit.map(|l| l.as_sql()),
         idle_in_transaction_timeout: (settings.database.idle_in_transaction_timeout_secs > 0)
             .then(|| Duration::from_secs(settings.database.idle_in_transaction_timeout_secs)),
-        application_name: Some(application_name()),
+        // how this process's sessions show in pg_stat_activity and the server's logs
+        application_name: Some(settings::process_name()),
     })
     .await?
     .with_events(event_options(settings));

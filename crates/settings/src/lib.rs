@@ -10,7 +10,7 @@
 
 mod telemetry;
 
-pub use telemetry::{OTLP_ENDPOINT_VAR, init_tracing, shutdown_tracing};
+pub use telemetry::{OTLP_ENDPOINT_VAR, init_tracing, process_name, shutdown_tracing};
 
 use figment::Figment;
 use figment::providers::{Data, Env, Format, Toml};

@@ -69,14 +69,7 @@ fn otlp_tracer() -> Option<opentelemetry_sdk::trace::SdkTracer> {
             return None;
         }
     };
-    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| {
-        let binary = std::env::args_os()
-            .next()
-            .map(std::path::PathBuf::from)
-            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "unknown".into());
-        format!("snapline-{binary}")
-    });
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| process_name());
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
@@ -88,6 +81,17 @@ fn otlp_tracer() -> Option<opentelemetry_sdk::trace::SdkTracer> {
     let tracer = provider.tracer("snapline");
     let _ = PROVIDER.set(provider);
     Some(tracer)
+}
+
+/// `snapline-<binary>` (`snapline-syncer`, ...): how this process names itself to the
+/// database (`application_name`) and to a trace collector (`service.name`).
+pub fn process_name() -> String {
+    let binary = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("snapline-{binary}")
 }
 
 /// Exports the spans still batched (at the end of `main`): a short `run` would otherwise
