@@ -448,6 +448,12 @@ pub async fn execute(db: &Db, sql: &str) -> u64 {
 }
 
 /// One scalar bigint.
+/// Orphan populations counted the plain way, by a scan of the whole table: the oracle for
+/// `PopulationRepo::count_orphans`, which walks the indexes instead.
+pub const ORPHAN_POPULATIONS_BY_SCAN: &str = "SELECT COUNT(*) FROM target_populations p \
+     WHERE p.me_file_id IS NULL \
+     OR NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)";
+
 pub async fn scalar(db: &Db, sql: &str) -> i64 {
     entity_ids(db, sql).await.first().copied().unwrap_or(0)
 }

@@ -1,5 +1,5 @@
 use crate::batch::RowBatch;
-use crate::rows::Count;
+use crate::rows::{Count, IdOnly};
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId, PopulationId, TargetId};
 use entity::Id;
@@ -293,15 +293,43 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
     /// Populations whose band no longer exists (the platform has no foreign keys), or whose
     /// band or me_file reference is NULL (the platform's columns allow it). No job reads or
     /// changes them.
+    ///
+    /// Through the indexes on the band and on the me_file alone: the distinct bands of the
+    /// table are walked one index probe each (a recursive CTE, as PostgreSQL has no skip
+    /// scan), and only the rows of bands that are gone are counted, in a second statement
+    /// (in one, the planner guessed a hundred gone bands, chose a scan of the table and
+    /// spent 140 ms compiling it). A scan of the whole table, as before, took 5.4 s at 10M
+    /// me_files, in every populate.
     pub async fn count_orphans(&self) -> Result<i64, RepoError> {
         let db = self.db;
+        let gone: Vec<IdOnly> = db
+            .fetch_all(
+                self.conn,
+                "WITH RECURSIVE bands(id) AS ( \
+                   SELECT MIN(target_band_id) FROM target_populations \
+                   UNION ALL \
+                   SELECT (SELECT MIN(p.target_band_id) FROM target_populations p \
+                           WHERE p.target_band_id > bands.id) \
+                   FROM bands WHERE bands.id IS NOT NULL) \
+                 SELECT bands.id FROM bands WHERE bands.id IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = bands.id)",
+                vec![],
+            )
+            .await?;
+        let gone: Vec<i64> = gone.into_iter().map(|band| band.id.0).collect();
         let orphans: Count = db
             .fetch_one(
                 self.conn,
                 "orphan populations",
-                "SELECT COUNT(*) AS count FROM target_populations p WHERE p.me_file_id IS NULL \
-                 OR NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)",
-                vec![],
+                format!(
+                    "SELECT (SELECT COUNT(*) FROM target_populations WHERE me_file_id IS NULL) \
+                     + (SELECT COUNT(*) FROM target_populations \
+                        WHERE target_band_id IS NULL AND me_file_id IS NOT NULL) \
+                     + (SELECT COUNT(*) FROM target_populations \
+                        WHERE me_file_id IS NOT NULL AND {}) AS count",
+                    db.in_id_list("target_band_id", 1)
+                ),
+                vec![db.id_list(&gone)],
             )
             .await?;
         Ok(orphans.count)

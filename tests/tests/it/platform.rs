@@ -257,6 +257,11 @@ async fn populate_sync_and_backfill_are_exact_on_the_platform_schema() {
         let summary = populate_target(db, TargetId(target), &Default::default())
             .await
             .unwrap_or_else(|e| panic!("populate {target}: {e}"));
+        assert_eq!(
+            summary.orphans,
+            snapline_tests::scalar(db, snapline_tests::ORPHAN_POPULATIONS_BY_SCAN).await,
+            "{summary}"
+        );
         assert!(summary.orphans >= 3, "{summary}");
     }
     let statuses: Vec<Option<PopulationStatus>> = {

@@ -159,11 +159,16 @@ async fn empty_trait_group_and_non_nested_targets(backend: Backend) {
 async fn orphan_rows_are_left_alone_and_counted(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.0)).await;
     let db = &test.db;
-    execute(db, "INSERT INTO target_populations (target_band_id, me_file_id) VALUES (777777, 1), (777777, 2)").await;
+    // Three bands that are gone, below and above the ids of the bands that exist.
+    execute(db, "INSERT INTO target_populations (target_band_id, me_file_id) VALUES (777777, 1), (777777, 2), (0, 3), (-5, 4)").await;
     let summary = populate_target(db, TargetId(1), &small_batches())
         .await
         .unwrap();
-    assert_eq!(summary.orphans, 2);
+    assert_eq!(summary.orphans, 4);
+    assert_eq!(
+        scalar(db, snapline_tests::ORPHAN_POPULATIONS_BY_SCAN).await,
+        4
+    );
     assert_eq!(
         scalar(
             db,
