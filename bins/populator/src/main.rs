@@ -40,6 +40,10 @@ enum Command {
         /// Me_files per batch (default: populator.batch_size).
         #[arg(long, value_name = "N")]
         batch_size: Option<u64>,
+        /// Chunks populated at once, each on its own connection (default:
+        /// populator.chunks_at_once, 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        chunks_at_once: Option<u16>,
     },
 }
 
@@ -95,9 +99,16 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Run { target, batch_size } => {
+            Command::Run {
+                target,
+                batch_size,
+                chunks_at_once,
+            } => {
                 let mut options = runtime::populate_options(&settings);
                 options.stop = runtime::stop_on_signal();
+                if let Some(chunks_at_once) = chunks_at_once {
+                    options.chunks_at_once = usize::from(chunks_at_once);
+                }
                 if let Some(batch_size) = batch_size {
                     options.batch_size = batch_size.max(1);
                 }

@@ -22,6 +22,7 @@ use crate::lease::HeldLease;
 use crate::queue::Payload;
 use crate::{JobError, plan_population};
 use domain::{MeFileId, PopulationStatus, TargetBands, TargetId, TraitId};
+use futures::{StreamExt, TryStreamExt};
 use repo::{ChunkFinished, ChunkRange, Db};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -78,6 +79,10 @@ pub struct PopulateOptions {
     pub lock_wait: Duration,
     /// Pause after each batch (zero: none): caps the load one run puts on the database.
     pub batch_pause: Duration,
+    /// Chunks a run populates at once when it runs them itself (`populator run`), each on
+    /// its own connection: one chunk's reads wait on the disk while another's batch is
+    /// computed or written. On the queue, replicas and their concurrency decide instead.
+    pub chunks_at_once: usize,
     /// Checked before each batch: `populator run` sets it on Ctrl-C or SIGTERM.
     pub stop: crate::StopRequest,
 }
@@ -90,6 +95,7 @@ impl Default for PopulateOptions {
             lease_ttl: Duration::from_secs(120),
             lock_wait: Duration::from_secs(600),
             batch_pause: Duration::ZERO,
+            chunks_at_once: 1,
             stop: crate::StopRequest::default(),
         }
     }
@@ -291,10 +297,26 @@ async fn run_holding_lease(
         tracing::info!(target_id = %target_id, run, chunks = chunks.len(), "run handed to populate_chunk jobs");
         return Ok(summary);
     }
-    for chunk in &chunks {
-        let done = populate_chunk_range(db, target_id, &target, *chunk, options, lease).await?;
+    // The first error drops the chunks still running (their open batch transactions roll
+    // back) and ends the run with that error, as one chunk's error did before.
+    let mut finished = futures::stream::iter(chunks.iter().copied())
+        .map(|chunk| {
+            let target = &target;
+            async move {
+                let done =
+                    populate_chunk_range(db, target_id, target, chunk, options, lease).await?;
+                let status = finish_chunk(db, target_id, run, chunk, target).await?;
+                Ok::<_, JobError>((done, status))
+            }
+        })
+        .buffer_unordered(options.chunks_at_once.max(1));
+    while let Some((done, status)) = finished.try_next().await? {
         summary.absorb(&done);
-        summary.status = finish_chunk(db, target_id, run, *chunk, &target).await?;
+        // Exactly one chunk (the one that found every other one committed) says populated,
+        // not always the last to report here.
+        if summary.status != PopulationStatus::Populated.as_str() {
+            summary.status = status;
+        }
     }
     if summary.status == PopulationStatus::Populated.as_str() {
         tracing::info!(target_id = %target_id, inserted = summary.inserted, moved = summary.moved, refreshed = summary.refreshed, deleted = summary.deleted, unchanged = summary.unchanged, orphans = summary.orphans, "target populated");

@@ -156,6 +156,7 @@ pub fn populate_options(settings: &Settings) -> PopulateOptions {
         lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
         batch_pause: Duration::from_millis(settings.populator.batch_pause_ms),
+        chunks_at_once: usize::from(settings.populator.chunks_at_once.max(1)),
         stop: jobs::StopRequest::default(),
     }
 }

@@ -125,6 +125,9 @@ pub struct PopulatorSettings {
     /// Milliseconds a run pauses after each batch, to cap the load one populate puts on a
     /// busy primary (0: no pause).
     pub batch_pause_ms: u64,
+    /// Chunks `populator run` populates at once, each on its own connection (1: one after
+    /// the other). Served populates spread chunks over replicas and their concurrency.
+    pub chunks_at_once: u16,
 }
 
 /// What snapline tells the platform when a me_file's band changes or a populate finishes,

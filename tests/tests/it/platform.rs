@@ -494,7 +494,11 @@ async fn the_binaries_run_on_the_platform_database() {
     );
     insert_rows_with_null_references(&test.db).await;
     let out = assert_ok(
-        &run("populator", url, &["run", "--target", "1"]),
+        &run(
+            "populator",
+            url,
+            &["run", "--target", "1", "--chunks-at-once", "2"],
+        ),
         "populator run",
     );
     assert!(out.contains("target 1:"), "{out}");

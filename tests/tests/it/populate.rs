@@ -263,8 +263,39 @@ async fn a_target_deleted_during_its_populate_leaves_no_rows(backend: Backend) {
     );
 }
 
+/// `populator run --chunks-at-once`: chunks populated side by side (each on its own
+/// connection; on SQLite they take turns at the write lock) give the same rows, legacy NULL
+/// rows refreshed, and exactly one of them marks the target populated.
+async fn chunks_populated_at_once_are_exact(backend: Backend) {
+    let test = TestDb::seeded(backend, &data(0.2)).await;
+    let db = &test.db;
+    let options = PopulateOptions {
+        chunk_me_files: 500,
+        chunks_at_once: 3,
+        ..small_batches()
+    };
+    let summary = populate_target(db, TargetId(1), &options).await.unwrap();
+    assert_eq!(summary.status, "populated", "{summary}");
+    assert!(
+        summary.chunks >= 6,
+        "3,000 me_files in chunks of 500: {summary}"
+    );
+    assert!(summary.inserted > 0 && summary.refreshed > 0, "{summary}");
+    assert_population_exact(db, TargetId(1)).await;
+    assert_eq!(
+        snapline_tests::target_status(db, TargetId(1)).await,
+        Some(PopulationStatus::Populated)
+    );
+    let rows = stored_rows(db, TargetId(1)).await;
+    let again = populate_target(db, TargetId(1), &options).await.unwrap();
+    assert_eq!(again.changes(), 0, "{again}");
+    assert_eq!(again.unchanged as usize, rows.len());
+    assert_eq!(again.status, "populated");
+}
+
 both_backends! {
     populate_from_empty => populate_from_empty_then_rerun_is_a_no_op;
+    chunks_at_once => chunks_populated_at_once_are_exact;
     repopulate_after_changes => repopulate_after_tags_change;
     unknown_target => unknown_target_fails_permanently;
     no_bands => target_without_bands_ends_not_populated;
