@@ -44,6 +44,10 @@ pub struct IndexSpec {
     pub method: Method,
     /// Key columns or expressions, in order.
     pub columns: &'static [&'static str],
+    /// Columns carried in the index but not part of its key (`INCLUDE`), so that a query
+    /// reading only these and the key columns never visits the table (an index-only scan).
+    /// SQLite has no `INCLUDE`: there they are trailing key columns, which covers the same.
+    pub include: &'static [&'static str],
     /// The partial index's `WHERE` condition.
     pub predicate: Option<&'static str>,
     pub unique: bool,
@@ -60,9 +64,15 @@ impl IndexSpec {
             table,
             method: Method::Btree,
             columns,
+            include: &[],
             predicate: None,
             unique: false,
         }
+    }
+
+    pub const fn include(mut self, include: &'static [&'static str]) -> Self {
+        self.include = include;
+        self
     }
 
     pub const fn method(mut self, method: Method) -> Self {
@@ -105,11 +115,25 @@ impl IndexSpec {
             .predicate
             .map(|p| format!(" WHERE {p}"))
             .unwrap_or_default();
+        let (key, include) = match (backend, self.include.is_empty()) {
+            (_, true) => (self.columns.join(", "), String::new()),
+            (DbBackend::Postgres, false) => (
+                self.columns.join(", "),
+                format!(" INCLUDE ({})", self.include.join(", ")),
+            ),
+            (_, false) => (
+                self.columns
+                    .iter()
+                    .chain(self.include)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                String::new(),
+            ),
+        };
         format!(
-            "CREATE {unique}INDEX {concurrently}IF NOT EXISTS {} ON {}{using} ({}){predicate}",
-            self.name,
-            self.table,
-            self.columns.join(", ")
+            "CREATE {unique}INDEX {concurrently}IF NOT EXISTS {} ON {}{using} ({key}){include}{predicate}",
+            self.name, self.table,
         )
     }
 }
@@ -243,7 +267,8 @@ fn normalized_predicate(predicate: &str) -> String {
 }
 
 /// The name of a valid index equivalent to `spec` (same table, method, key columns,
-/// predicate and uniqueness), whatever it is called; `None` when there is none.
+/// predicate and uniqueness, and at least its included columns), whatever it is called;
+/// `None` when there is none.
 pub async fn equivalent_index(
     manager: &SchemaManager<'_>,
     spec: &IndexSpec,
@@ -255,6 +280,7 @@ pub async fn equivalent_index(
             .then(|| spec.name.to_owned()));
     }
     let columns: Vec<String> = spec.columns.iter().map(|c| (*c).to_owned()).collect();
+    let include: Vec<String> = spec.include.iter().map(|c| (*c).to_owned()).collect();
     let rows = manager
         .get_connection()
         .query_all_raw(Statement::from_sql_and_values(
@@ -268,6 +294,8 @@ pub async fn equivalent_index(
                AND i.indisvalid AND i.indnkeyatts = $4 \
                AND ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) \
                          FROM generate_series(1, i.indnkeyatts) AS k ORDER BY k) = $5::text[] \
+               AND $6::text[] <@ ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) \
+                         FROM generate_series(i.indnkeyatts + 1, i.indnatts) AS k) \
              ORDER BY c.relname",
             [
                 spec.table.into(),
@@ -275,6 +303,7 @@ pub async fn equivalent_index(
                 spec.unique.into(),
                 (spec.columns.len() as i32).into(),
                 columns.into(),
+                include.into(),
             ],
         ))
         .await?;
@@ -396,35 +425,53 @@ pub async fn drop_created(
     manager: &SchemaManager<'_>,
     objects: &[SchemaObject],
 ) -> Result<(), DbErr> {
-    let backend = manager.get_database_backend();
-    let conn = manager.get_connection();
     for object in objects.iter().rev() {
-        let name = object.ledger_name();
-        let recorded = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                format!("SELECT 1 AS one FROM {LEDGER} WHERE kind = $1 AND name = $2"),
-                [object.kind().into(), name.clone().into()],
-            ))
-            .await?
-            .is_some();
-        if !recorded {
-            continue;
-        }
-        let kind = match object {
-            SchemaObject::Table(_) => "TABLE",
-            SchemaObject::Index(_) => "INDEX",
-        };
-        conn.execute_unprepared(&format!("DROP {kind} IF EXISTS {name}"))
-            .await?;
-        conn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!("DELETE FROM {LEDGER} WHERE kind = $1 AND name = $2"),
-            [object.kind().into(), name.into()],
-        ))
-        .await?;
+        drop_if_created(manager, object, IndexBuild::Plain).await?;
     }
     Ok(())
+}
+
+/// Drops `object` and forgets it if the ledger says snapline created it (an object the
+/// platform made is never dropped); whether it was. An index is dropped with
+/// `DROP INDEX CONCURRENTLY` when `build` says so (PostgreSQL, outside a transaction), so
+/// that the platform's writers never wait on it.
+pub async fn drop_if_created(
+    manager: &SchemaManager<'_>,
+    object: &SchemaObject,
+    build: IndexBuild,
+) -> Result<bool, DbErr> {
+    let backend = manager.get_database_backend();
+    let conn = manager.get_connection();
+    let name = object.ledger_name();
+    let recorded = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT 1 AS one FROM {LEDGER} WHERE kind = $1 AND name = $2"),
+            [object.kind().into(), name.clone().into()],
+        ))
+        .await?
+        .is_some();
+    if !recorded {
+        return Ok(false);
+    }
+    let kind = match object {
+        SchemaObject::Table(_) => "TABLE",
+        SchemaObject::Index(_)
+            if build == IndexBuild::Concurrently && backend == DbBackend::Postgres =>
+        {
+            "INDEX CONCURRENTLY"
+        }
+        SchemaObject::Index(_) => "INDEX",
+    };
+    conn.execute_unprepared(&format!("DROP {kind} IF EXISTS {name}"))
+        .await?;
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!("DELETE FROM {LEDGER} WHERE kind = $1 AND name = $2"),
+        [object.kind().into(), name.into()],
+    ))
+    .await?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -464,6 +511,15 @@ mod tests {
             spec.create_sql(DbBackend::Sqlite, IndexBuild::Concurrently),
             "CREATE INDEX IF NOT EXISTS offers_null_snapshot_idx ON offers \
              (me_file_id, target_band_id) WHERE matching_tags_snapshot IS NULL"
+        );
+        let covering = IndexSpec::btree("t_idx", "t", &["a", "b"]).include(&["c", "d"]);
+        assert_eq!(
+            covering.create_sql(DbBackend::Postgres, IndexBuild::Plain),
+            "CREATE INDEX IF NOT EXISTS t_idx ON t (a, b) INCLUDE (c, d)"
+        );
+        assert_eq!(
+            covering.create_sql(DbBackend::Sqlite, IndexBuild::Plain),
+            "CREATE INDEX IF NOT EXISTS t_idx ON t (a, b, c, d)"
         );
         let gin = IndexSpec::btree("x", "apalis.jobs", &["job"]).method(Method::Hash);
         assert_eq!(gin.qualified_name(), "apalis.x");

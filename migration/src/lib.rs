@@ -18,6 +18,7 @@ mod m20261126_000008_capture_teardown;
 mod m20261126_000009_populate_chunks;
 mod m20261127_000010_queue_pauses;
 mod m20261127_000011_queue_status_index;
+mod m20261127_000012_covering_tag_index;
 
 pub use m20261126_000008_capture_teardown::DROP_CAPTURE;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_populate_chunks::Migration),
             Box::new(m20261127_000010_queue_pauses::Migration),
             Box::new(m20261127_000011_queue_status_index::Migration),
+            Box::new(m20261127_000012_covering_tag_index::Migration),
         ]
     }
 }

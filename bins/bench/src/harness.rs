@@ -203,7 +203,7 @@ pub(crate) async fn seed_and_populate(
         started.elapsed().as_secs_f64()
     );
     // Fresh statistics, as autovacuum would have them in production after such a load.
-    db.bulk().analyze().await?;
+    db.bulk().vacuum_analyze().await?;
     Ok(())
 }
 

@@ -167,9 +167,15 @@ impl BulkLoader<'_> {
         Ok(())
     }
 
-    /// Refreshes planner statistics after a large load.
-    pub async fn analyze(&self) -> Result<(), RepoError> {
-        self.db.conn().execute_unprepared("ANALYZE").await?;
+    /// What autovacuum does after a large load on the platform's database: planner
+    /// statistics, and on PostgreSQL the visibility map too (`VACUUM (ANALYZE)`), without which
+    /// every index-only read (the populate's tags, the me_file ids) visits the table.
+    pub async fn vacuum_analyze(&self) -> Result<(), RepoError> {
+        let sql = match self.db.backend() {
+            Backend::Postgres => "VACUUM (ANALYZE)",
+            Backend::Sqlite => "ANALYZE",
+        };
+        self.db.conn().execute_unprepared(sql).await?;
         Ok(())
     }
 }

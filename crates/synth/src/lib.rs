@@ -183,7 +183,7 @@ pub async fn seed(
             "ad_events",
         ])
         .await?;
-    db.bulk().analyze().await?;
+    db.bulk().vacuum_analyze().await?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -484,7 +484,7 @@ async fn the_binaries_run_on_the_platform_database() {
         scalar(
             &test.db,
             "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-             WHERE c.relname IN ('target_populations_me_file_idx', 'me_file_tags_trait_me_file_idx', \
+             WHERE c.relname IN ('target_populations_me_file_idx', 'me_file_tags_trait_me_file_covering_idx', \
              'me_file_tags_me_file_idx', 'target_band_trait_groups_band_idx', \
              'trait_group_traits_group_idx', 'offers_me_file_band_idx') AND i.indisvalid"
         )

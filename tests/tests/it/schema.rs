@@ -79,7 +79,7 @@ async fn create_platform_tables(db: &Db) {
     for sql in [
         "DROP TABLE snapline_schema_objects",
         "DROP TABLE seaql_migrations",
-        "DROP INDEX me_file_tags_trait_me_file_idx",
+        "DROP INDEX me_file_tags_trait_me_file_covering_idx",
         "DROP INDEX me_file_tags_me_file_idx",
         "ALTER TABLE target_populations ADD COLUMN inserted_by TEXT",
         "INSERT INTO target_populations (target_band_id, me_file_id, inserted_by) \
@@ -98,7 +98,7 @@ async fn down_never_drops_what_the_platform_created(backend: Backend) {
         .await
         .expect("up over platform tables");
     assert!(
-        definition(db, "me_file_tags_trait_me_file_idx")
+        definition(db, "me_file_tags_trait_me_file_covering_idx")
             .await
             .is_some()
     );
@@ -119,7 +119,7 @@ async fn down_never_drops_what_the_platform_created(backend: Backend) {
         "the platform's own index is kept"
     );
     assert!(
-        definition(db, "me_file_tags_trait_me_file_idx")
+        definition(db, "me_file_tags_trait_me_file_covering_idx")
             .await
             .is_none(),
         "snapline's own index is removed"
@@ -296,7 +296,79 @@ async fn queue_lookups_use_their_indexes(backend: Backend) {
     );
 }
 
+/// A populate batch's read of its tags (`TagRepo::in_me_file_range`) never visits the table:
+/// the covering index of migration 12 holds every column it reads, and replaces snapline's
+/// narrower (trait, me_file) index; `down` puts that one back.
+async fn populate_tag_reads_are_index_only(backend: Backend) {
+    let test = TestDb::seeded(
+        backend,
+        &synth::SeedOptions {
+            me_files: 3000,
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = &test.db;
+    let covering = "me_file_tags_trait_me_file_covering_idx";
+    let narrower = "me_file_tags_trait_me_file_idx";
+    assert!(definition(db, covering).await.is_some());
+    assert!(definition(db, narrower).await.is_none(), "replaced");
+    let (sql, traits, index_only) = match backend {
+        Backend::Postgres => {
+            // The visibility map autovacuum keeps on the platform's database.
+            snapline_tests::execute(db, "VACUUM ANALYZE me_file_tags").await;
+            (
+                "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
+                 WHERE me_file_id > $1 AND me_file_id <= $2 AND trait_id = ANY($3)",
+                sea_orm::Value::from(vec![20001_i64, 20002, 30001]),
+                format!("Index Only Scan using {covering}"),
+            )
+        }
+        Backend::Sqlite => (
+            "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
+             WHERE me_file_id > $1 AND me_file_id <= $2 \
+             AND trait_id IN (SELECT value FROM json_each($3))",
+            sea_orm::Value::from("[20001, 20002, 30001]"),
+            format!("USING COVERING INDEX {covering}"),
+        ),
+    };
+    let batch = plan(db, sql, vec![1000_i64.into(), 1500_i64.into(), traits]).await;
+    assert!(batch.contains(&index_only), "{batch}");
+
+    // Back before migration 12, and up again.
+    Migrator::down(db.conn(), Some(1)).await.expect("down one");
+    assert!(definition(db, covering).await.is_none());
+    assert!(definition(db, narrower).await.is_some(), "put back");
+    Migrator::up(db.conn(), None).await.expect("up again");
+    assert!(definition(db, covering).await.is_some());
+    assert!(definition(db, narrower).await.is_none());
+
+    // An index of the platform's own on the same key is never dropped, either way (on
+    // PostgreSQL, where the platform runs; SQLite goes by names).
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let platforms = "index_me_file_tags_on_trait_id_and_me_file_id";
+    snapline_tests::execute(
+        db,
+        &format!("CREATE INDEX {platforms} ON me_file_tags (trait_id, me_file_id)"),
+    )
+    .await;
+    Migrator::down(db.conn(), Some(1)).await.expect("down one");
+    assert!(
+        definition(db, narrower).await.is_none(),
+        "the platform's serves"
+    );
+    Migrator::up(db.conn(), None).await.expect("up again");
+    assert!(definition(db, covering).await.is_some());
+    assert!(
+        definition(db, platforms).await.is_some(),
+        "the platform's kept"
+    );
+}
+
 both_backends! {
+    tag_reads_are_index_only => populate_tag_reads_are_index_only;
     queue_lookups_use_indexes => queue_lookups_use_their_indexes;
     up_down_up_on_empty_database => up_down_up_on_an_empty_database;
     platform_objects_survive_down => down_never_drops_what_the_platform_created;
