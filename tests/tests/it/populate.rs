@@ -177,6 +177,25 @@ async fn orphan_rows_are_left_alone_and_counted(backend: Backend) {
         .await,
         2
     );
+    if backend == Backend::Postgres {
+        // Planned at every call, never kept as a connection's prepared statement: a plan
+        // made while the table was small would stay as it grew (see `count_orphans`).
+        let mut options = repo::DbOptions::new(test.url.clone());
+        options.max_connections = 1;
+        let one = repo::Db::connect(&options).await.unwrap();
+        assert_eq!(one.populations().count_orphans().await.unwrap(), 4);
+        assert_eq!(one.populations().count_orphans().await.unwrap(), 4);
+        assert_eq!(
+            scalar(
+                &one,
+                "SELECT COUNT(*) FROM pg_prepared_statements \
+                 WHERE statement NOT LIKE '%pg_prepared_statements%' \
+                 AND (statement LIKE '%RECURSIVE bands%' OR statement LIKE '%me_file_id IS NULL%')"
+            )
+            .await,
+            0
+        );
+    }
 }
 
 /// A reader that waits for `populated` must never see a NULL snapshot in the target, even
