@@ -19,6 +19,8 @@ use synth::SeedOptions;
 
 const ME_FILES: i64 = 3_000;
 const DRIVE_FOR: Duration = Duration::from_secs(12);
+/// Enough for every kind of job the driver pushes to come up several times.
+const MIN_CHANGES: i64 = 360;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
@@ -71,7 +73,8 @@ async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(77);
     let started = Instant::now();
     let (mut changes, mut populates, mut band_jobs, mut null_offers) = (0, 0, 0, 0);
-    while started.elapsed() < DRIVE_FOR {
+    // For at least DRIVE_FOR and at least MIN_CHANGES changes, however loaded the machine.
+    while started.elapsed() < DRIVE_FOR || changes < MIN_CHANGES {
         let me_file = MeFileId(rng.random_range(1..=ME_FILES));
         let tags = db.tags();
         match rng.random_range(0..100) {
