@@ -154,7 +154,7 @@ async fn syncer_killed_at_several_points_loses_no_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() {
-    let test = seeded(20_000, 0.5).await;
+    let test = seeded(10_000, 0.5).await;
     let env = env(&[
         ("SNAPLINE_BACKFILLER__BATCH_SIZE", "200"),
         ("SNAPLINE_BACKFILLER__LEASE_TTL_SECS", "1"),
