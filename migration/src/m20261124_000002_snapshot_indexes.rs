@@ -11,6 +11,13 @@ pub struct Migration;
 
 const NULL_SNAPSHOT: &str = "matching_tags_snapshot IS NULL";
 
+/// The (trait, me_file) index of `me_file_tags`; migration 12 replaces it with a covering one.
+pub(crate) const TAGS_BY_TRAIT: IndexSpec = IndexSpec::btree(
+    "me_file_tags_trait_me_file_idx",
+    "me_file_tags",
+    &["trait_id", "me_file_id"],
+);
+
 /// On both backends. Where the platform already has one of these under its own name (Ecto's
 /// `target_populations_target_band_id_me_file_id_index`, `index_target_bands_on_target_id`,
 /// ...), that one is kept and nothing is built.
@@ -46,11 +53,7 @@ const INDEXES: &[IndexSpec] = &[
         &["me_file_id", "target_band_id"],
     ),
     // Which me_files carry a trait (candidate me_files of a band), and a me_file's tags.
-    IndexSpec::btree(
-        "me_file_tags_trait_me_file_idx",
-        "me_file_tags",
-        &["trait_id", "me_file_id"],
-    ),
+    TAGS_BY_TRAIT,
     IndexSpec::btree(
         "me_file_tags_me_file_idx",
         "me_file_tags",

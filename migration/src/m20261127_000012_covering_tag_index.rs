@@ -10,17 +10,12 @@
 //! it: two indexes on the same key would cost every write to the platform's tags.
 
 use crate::ledger::{self, IndexBuild, IndexSpec, SchemaObject};
+// Migration 2's index, which the covering one replaces.
+use crate::m20261124_000002_snapshot_indexes::TAGS_BY_TRAIT as TRAIT_ME_FILE;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-/// Migration 2's index, which the covering one replaces.
-const TRAIT_ME_FILE: IndexSpec = IndexSpec::btree(
-    "me_file_tags_trait_me_file_idx",
-    "me_file_tags",
-    &["trait_id", "me_file_id"],
-);
 
 const TRAIT_ME_FILE_COVERING: IndexSpec = IndexSpec::btree(
     "me_file_tags_trait_me_file_covering_idx",
