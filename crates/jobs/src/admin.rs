@@ -64,17 +64,18 @@ pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<JobDeta
         Some(status) => vec![status],
         None => JobStatus::ALL.to_vec(),
     };
-    let mut jobs = Vec::new();
-    for queue in &queues {
-        for status in &statuses {
-            let one = JobFilter {
+    // One (queue, status) range each, read in one statement (one snapshot).
+    let each: Vec<JobFilter> = queues
+        .iter()
+        .flat_map(|queue| {
+            statuses.iter().map(|status| JobFilter {
                 queue: Some((*queue).to_owned()),
                 status: Some(*status),
                 ..filter.clone()
-            };
-            jobs.extend(db.job_admin().list(&one, limit).await?);
-        }
-    }
+            })
+        })
+        .collect();
+    let mut jobs = db.job_admin().list_each(&each, limit).await?;
     // RFC 3339 times in UTC: their text sorts as the times do
     let activity = |job: &JobDetail| {
         job.finished_at

@@ -194,8 +194,49 @@ impl JobAdminRepo<'_> {
     /// Up to `limit` jobs matching `filter`, newest first (by when they last finished,
     /// started or were due).
     pub async fn list(&self, filter: &JobFilter, limit: u64) -> Result<Vec<JobDetail>, RepoError> {
-        let mut conditions = Vec::new();
+        self.list_each(std::slice::from_ref(filter), limit).await
+    }
+
+    /// Up to `limit` jobs matching each of `filters`, each filter's newest first, in one
+    /// statement: one snapshot of the queue, so a job that changes status while they are
+    /// read is listed once, under one status (read one filter after the other, a job taken
+    /// between the `Pending` and the `Queued` read was listed twice, and one retried between
+    /// the `Pending` and the `Failed` read not at all). Each filter stays an index range of
+    /// its own (queue, status) with its own limit.
+    pub async fn list_each(
+        &self,
+        filters: &[JobFilter],
+        limit: u64,
+    ) -> Result<Vec<JobDetail>, RepoError> {
+        if filters.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut values = Vec::new();
+        let parts: Vec<String> = filters
+            .iter()
+            .enumerate()
+            .map(|(i, filter)| {
+                let conditions = self.conditions(filter, &mut values);
+                values.push(Value::from(limit as i64));
+                format!(
+                    "SELECT * FROM ({} {conditions} ORDER BY {} DESC, id DESC LIMIT ${}) AS part{i}",
+                    self.select_jobs(),
+                    crate::queue_jobs::LAST_ACTIVITY,
+                    values.len()
+                )
+            })
+            .collect();
+        let rows: Vec<JobRow> = self
+            .db
+            .fetch_all(self.db.conn(), parts.join(" UNION ALL "), values)
+            .await?;
+        Ok(rows.into_iter().map(JobDetail::from).collect())
+    }
+
+    /// `WHERE ...` for `filter` (empty when it filters nothing), its values pushed onto
+    /// `values`.
+    fn conditions(&self, filter: &JobFilter, values: &mut Vec<Value>) -> String {
+        let mut conditions = Vec::new();
         if let Some(queue) = &filter.queue {
             values.push(Value::from(queue.clone()));
             conditions.push(format!("job_type = ${}", values.len()));
@@ -209,23 +250,14 @@ impl JobAdminRepo<'_> {
             ("target_id", filter.target_id),
         ] {
             if let Some(id) = id {
-                conditions.push(self.payload_names(key, id, &mut values));
+                conditions.push(self.payload_names(key, id, values));
             }
         }
-        values.push(Value::from(limit as i64));
-        let limit_param = values.len();
-        let filter_sql = if conditions.is_empty() {
+        if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "{} {filter_sql} ORDER BY {} DESC, id DESC LIMIT ${limit_param}",
-            self.select_jobs(),
-            crate::queue_jobs::LAST_ACTIVITY
-        );
-        let rows: Vec<JobRow> = self.db.fetch_all(self.db.conn(), sql, values).await?;
-        Ok(rows.into_iter().map(JobDetail::from).collect())
+        }
     }
 
     /// The job with this id, if any.

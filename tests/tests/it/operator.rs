@@ -436,3 +436,61 @@ async fn a_paused_queue_is_taken_by_no_replica_postgres() {
 async fn a_paused_queue_is_taken_by_no_replica_sqlite() {
     a_paused_queue_is_taken_by_no_replica(Backend::Sqlite).await;
 }
+
+/// A job that changes status while `jobs list` reads is listed once: the list reads every
+/// (queue, status) range in one statement. Read one range after the other, a job taken
+/// between the `Pending` and the `Queued` read was listed twice (seen once in the paused-queue
+/// test above: the same job `Pending` and `Queued` in one listing).
+async fn a_job_changing_status_is_listed_once(backend: Backend) {
+    let test = TestDb::migrated(backend).await;
+    let db = test.db.clone();
+    for me_file in 1..=40 {
+        sync_me_file::enqueue(&db, domain::MeFileId(me_file))
+            .await
+            .unwrap();
+    }
+    let table = match backend {
+        Backend::Postgres => "apalis.jobs",
+        Backend::Sqlite => "Jobs",
+    };
+    // Every job flips between Pending and Queued as fast as the database allows.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (db, stop) = (db.clone(), stop.clone());
+        let flip = format!(
+            "UPDATE {table} SET status = CASE status WHEN 'Pending' THEN 'Queued' ELSE 'Pending' END \
+             WHERE job_type = 'sync_me_file'"
+        );
+        tokio::spawn(async move {
+            let mut flips = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                execute(&db, &flip).await;
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let filter = repo::JobFilter {
+        queue: Some(sync_me_file::QUEUE.to_owned()),
+        ..Default::default()
+    };
+    for _ in 0..150 {
+        let jobs = jobs::admin::list(&db, &filter, 1_000).await.unwrap();
+        let ids: std::collections::BTreeSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(
+            (jobs.len(), ids.len()),
+            (40, 40),
+            "each job listed once: {:?}",
+            jobs.iter().map(|j| (&j.id, &j.status)).collect::<Vec<_>>()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        flipper.await.unwrap() > 10,
+        "the statuses flipped meanwhile"
+    );
+}
+
+snapline_tests::both_backends! {
+    listed_once_while_changing => a_job_changing_status_is_listed_once;
+}
