@@ -191,13 +191,8 @@ pub struct JobAdminRepo<'a> {
 }
 
 impl JobAdminRepo<'_> {
-    /// Up to `limit` jobs matching `filter`, newest first (by when they last finished,
-    /// started or were due).
-    pub async fn list(&self, filter: &JobFilter, limit: u64) -> Result<Vec<JobDetail>, RepoError> {
-        self.list_each(std::slice::from_ref(filter), limit).await
-    }
-
-    /// Up to `limit` jobs matching each of `filters`, each filter's newest first, in one
+    /// The newest `limit` jobs (by when they last finished, started or were due) matching
+    /// each of `filters`, in no particular order (the caller sorts), read in one
     /// statement: one snapshot of the queue, so a job that changes status while they are
     /// read is listed once, under one status (read one filter after the other, a job taken
     /// between the `Pending` and the `Queued` read was listed twice, and one retried between
