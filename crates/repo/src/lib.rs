@@ -61,6 +61,6 @@ pub use schema::SchemaRepo;
 pub use server_stats::ServerStatsRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
 pub use sync::{MeFileState, ScopedTarget, SyncRepo};
-pub use tags::TagRepo;
+pub use tags::{TagRepo, tags_in_me_file_range_sql};
 pub use targets::{TargetRepo, TargetRow};
 pub use tx::Tx;

@@ -57,11 +57,7 @@ impl<C: ConnectionTrait> TagRepo<'_, C> {
         let rows: Vec<TagRecord> = db
             .fetch_all(
                 conn,
-                format!(
-                    "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
-                     WHERE me_file_id > $1 AND me_file_id <= $2 AND {}",
-                    db.in_id_list("trait_id", 3)
-                ),
+                tags_in_me_file_range_sql(db),
                 vec![
                     sea_orm::Value::from(after.0),
                     sea_orm::Value::from(up_to.0),
@@ -119,6 +115,16 @@ impl<C: ConnectionTrait> TagRepo<'_, C> {
             .await?;
         Ok(row.map(|row| MeFileId(row.id.0)))
     }
+}
+
+/// The statement of [`TagRepo::in_me_file_range`] (`$1` after, `$2` up to, `$3` the traits
+/// as a list parameter), public so that a test can hold its plan to the covering index.
+pub fn tags_in_me_file_range_sql(db: &Db) -> String {
+    format!(
+        "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
+         WHERE me_file_id > $1 AND me_file_id <= $2 AND {}",
+        db.in_id_list("trait_id", 3)
+    )
 }
 
 fn tags_by_me_file(rows: Vec<TagRecord>) -> HashMap<MeFileId, Vec<Tag>> {

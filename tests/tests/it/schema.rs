@@ -313,26 +313,26 @@ async fn populate_tag_reads_are_index_only(backend: Backend) {
     let narrower = "me_file_tags_trait_me_file_idx";
     assert!(definition(db, covering).await.is_some());
     assert!(definition(db, narrower).await.is_none(), "replaced");
-    let (sql, traits, index_only) = match backend {
+    let (traits, index_only) = match backend {
         Backend::Postgres => {
             // The visibility map autovacuum keeps on the platform's database.
             snapline_tests::execute(db, "VACUUM ANALYZE me_file_tags").await;
             (
-                "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
-                 WHERE me_file_id > $1 AND me_file_id <= $2 AND trait_id = ANY($3)",
                 sea_orm::Value::from(vec![20001_i64, 20002, 30001]),
                 format!("Index Only Scan using {covering}"),
             )
         }
         Backend::Sqlite => (
-            "SELECT me_file_id, id, trait_id, tag_value FROM me_file_tags \
-             WHERE me_file_id > $1 AND me_file_id <= $2 \
-             AND trait_id IN (SELECT value FROM json_each($3))",
             sea_orm::Value::from("[20001, 20002, 30001]"),
             format!("USING COVERING INDEX {covering}"),
         ),
     };
-    let batch = plan(db, sql, vec![1000_i64.into(), 1500_i64.into(), traits]).await;
+    let batch = plan(
+        db,
+        &repo::tags_in_me_file_range_sql(db),
+        vec![1000_i64.into(), 1500_i64.into(), traits],
+    )
+    .await;
     assert!(batch.contains(&index_only), "{batch}");
 
     // Back before migration 12, and up again.
