@@ -3,13 +3,11 @@
 
 use crate::seed;
 use anyhow::Context;
-use jobs::BandCache;
 use jobs::backfill::{self, BackfillScope};
 use jobs::populate_target;
-use jobs::sync_me_file::{self, SyncerContext};
+use jobs::sync_me_file;
 use repo::Db;
 use settings::Settings;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synth::SeedOptions;
 
@@ -83,12 +81,7 @@ pub async fn run(
         );
     }
     let worker = runtime::worker_options(sync_me_file::QUEUE, &settings.queues.sync_me_file);
-    let ctx = SyncerContext {
-        db: db.clone(),
-        cache: Arc::new(BandCache::new(Duration::from_secs(
-            settings.syncer.band_cache_secs,
-        ))),
-    };
+    let ctx = runtime::syncer_context(settings, db.clone());
     sync_me_file::serve(ctx, &worker, queue_drained(db.clone(), sync_me_file::QUEUE))
         .await
         .map_err(runtime::job_error)?;

@@ -3,11 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use domain::MeFileId;
-use jobs::BandCache;
-use jobs::sync_me_file::{self, SyncerContext};
+use jobs::sync_me_file;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -56,24 +53,24 @@ fn main() -> ExitCode {
             }
             _ => runtime::connect(&settings).await?,
         };
-        let cache = Arc::new(BandCache::new(Duration::from_secs(
-            settings.syncer.band_cache_secs,
-        )));
+        let ctx = runtime::syncer_context(&settings, db.clone());
         match cli.command {
             Command::Serve => {
                 let options =
                     runtime::worker_options(sync_me_file::QUEUE, &settings.queues.sync_me_file);
-                tracing::info!(worker = %options.name, concurrency = options.concurrency, "syncer serving");
+                tracing::info!(
+                    worker = %options.name,
+                    concurrency = options.concurrency,
+                    me_files_per_transaction = ctx.me_files_per_transaction,
+                    "syncer serving"
+                );
                 runtime::serve(
                     &settings,
                     &db.clone(),
                     runtime::Service::Syncer,
                     |stop, health| {
                         let options = options.reporting_to(health);
-                        async move {
-                            sync_me_file::serve(SyncerContext { db, cache }, &options, stop.wait())
-                                .await
-                        }
+                        async move { sync_me_file::serve(ctx, &options, stop.wait()).await }
                     },
                 )
                 .await
@@ -92,7 +89,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Run { me_file } => {
-                let summary = sync_me_file::sync_me_file(&db, &cache, MeFileId(me_file))
+                let summary = sync_me_file::sync_me_file(&db, &ctx.cache, MeFileId(me_file))
                     .await
                     .map_err(runtime::job_error)?;
                 println!("{summary}");

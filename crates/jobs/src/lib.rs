@@ -18,6 +18,7 @@ pub mod populate_target;
 pub mod queue;
 pub mod status;
 mod stop;
+pub mod sync_group;
 pub mod sync_me_file;
 pub mod wakeups;
 pub mod worker;

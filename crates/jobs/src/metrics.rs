@@ -22,6 +22,12 @@ pub const JOB_DURATION: &str = "snapline_job_duration_seconds";
 /// Rows written by snapline's jobs, by `table` and `kind` (`inserted`, `moved`, `refreshed`,
 /// `deleted` populations; `snapshot_filled` by the backfill).
 pub const ROWS_WRITTEN: &str = "snapline_rows_written_total";
+/// Sync transactions, by `outcome`: `committed`, or `split` (a group of several me_files
+/// that failed and was synced again one me_file per transaction).
+pub const SYNC_TRANSACTIONS: &str = "snapline_sync_transactions_total";
+/// Me_files synced by committed sync transactions: divided by the `committed`
+/// [`SYNC_TRANSACTIONS`], the average group size.
+pub const SYNC_TRANSACTION_ME_FILES: &str = "snapline_sync_transaction_me_files_total";
 /// NULL snapshots per `table`, read from the partial indexes when `/metrics` is scraped.
 pub const NULL_SNAPSHOTS: &str = "snapline_null_snapshots";
 
@@ -56,6 +62,15 @@ pub(crate) enum Outcome {
     Succeeded,
     Retried,
     Failed(&'static str),
+}
+
+pub(crate) fn sync_transaction_committed(me_files: usize) {
+    ::metrics::counter!(SYNC_TRANSACTIONS, "outcome" => "committed").increment(1);
+    ::metrics::counter!(SYNC_TRANSACTION_ME_FILES).increment(me_files as u64);
+}
+
+pub(crate) fn sync_transaction_split() {
+    ::metrics::counter!(SYNC_TRANSACTIONS, "outcome" => "split").increment(1);
 }
 
 pub(crate) fn job_started(queue: &'static str) {

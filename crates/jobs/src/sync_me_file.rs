@@ -14,6 +14,7 @@
 
 use crate::BandCache;
 use crate::queue::Payload;
+use crate::sync_group::SyncGroups;
 use crate::{JobError, plan_population};
 use domain::{BandId, MeFileId, Tag};
 use repo::{Db, PopulationChanges, PopulationRow};
@@ -78,24 +79,38 @@ impl std::fmt::Display for SyncSummary {
     }
 }
 
-/// Syncs one me_file's populations.
-///
-/// Five round trips when one kind of change is written: begin, lock and scope, the
-/// me_file's tags and rows, the writes (one statement per kind: delete, update, insert),
-/// commit.
+/// Syncs one me_file's populations: [`sync_me_files`] of it alone.
 pub async fn sync_me_file(
     db: &Db,
     cache: &BandCache,
     me_file: MeFileId,
 ) -> Result<SyncSummary, JobError> {
-    crate::error::check_id_range(db, "me_file", "me_files", me_file.0).await?;
+    let mut summaries = sync_me_files(db, cache, &[me_file]).await?;
+    Ok(summaries.pop().expect("one summary per me_file"))
+}
+
+/// Syncs several me_files' populations in one transaction (what a syncer does with the jobs
+/// waiting at once, see [`crate::sync_group`]); one summary per me_file, in their order. A
+/// me_file given twice is synced once and summarized twice.
+///
+/// Five round trips whatever the number of me_files when one kind of change is written:
+/// begin, lock and scope, the me_files' tags and rows, the writes (one statement per kind:
+/// delete, update, insert), commit.
+pub async fn sync_me_files(
+    db: &Db,
+    cache: &BandCache,
+    me_files: &[MeFileId],
+) -> Result<Vec<SyncSummary>, JobError> {
+    for me_file in me_files {
+        crate::error::check_id_range(db, "me_file", "me_files", me_file.0).await?;
+    }
     let tx = db.begin_write().await?;
-    // Scope is read under the lock, in the same statement: a populate that starts later
+    // Scope is read under the locks, in the same statement: a populate that starts later
     // reads tags already changed (the change committed before this job was pushed), so
     // nothing is lost.
     let scope = tx
         .sync()
-        .lock_and_scope(me_file)
+        .lock_and_scope(me_files)
         .instrument(tracing::info_span!("sync.lock_and_scope"))
         .await?;
     // On the transaction's own connection, so a sync never waits for a second one.
@@ -106,85 +121,122 @@ pub async fn sync_me_file(
         .flat_map(|(i, t)| t.bands().iter().map(move |b| (b.id, i)))
         .collect();
     let band_ids: Vec<BandId> = band_to_target.keys().copied().collect();
-    let state = tx
+    let mut states = tx
         .sync()
-        .me_file_state(me_file, &band_ids)
+        .me_files_state(me_files, &band_ids)
         .instrument(tracing::info_span!(
             "sync.read_state",
+            me_files = me_files.len(),
             bands = band_ids.len()
         ))
         .await?;
-    let exists = state.tags.is_some();
-    let tags: HashMap<MeFileId, Vec<Tag>> = state
-        .tags
-        .map(|tags| HashMap::from([(me_file, tags)]))
-        .unwrap_or_default();
-    let mut existing: Vec<Vec<PopulationRow>> = vec![Vec::new(); targets.len()];
-    for row in state.rows {
-        existing[band_to_target[&row.band_id]].push(row);
-    }
 
-    let me_files: &[MeFileId] = if exists { &[me_file] } else { &[] };
     let mut changes = PopulationChanges::default();
-    let mut summary = SyncSummary {
-        me_file_id: me_file.0,
-        targets_in_scope: targets.len(),
-        me_file_exists: exists,
-        ..SyncSummary::default()
-    };
-    let mut bands_changed = false;
-    for (target, rows) in targets.iter().zip(existing) {
-        let plan = plan_population(target, me_files, &tags, rows);
-        bands_changed |= !plan.bands_changed.is_empty();
-        summary.inserted += plan.inserted;
-        summary.moved += plan.moved;
-        summary.deleted += plan.deleted;
-        summary.refreshed += plan.refreshed;
-        summary.unchanged += plan.unchanged;
-        changes.append(plan.changes);
+    let mut bands_changed: Vec<i64> = Vec::new();
+    let mut summaries: HashMap<MeFileId, SyncSummary> = HashMap::new();
+    for &me_file in me_files {
+        let Some(state) = states.remove(&me_file) else {
+            continue; // given twice: planned the first time
+        };
+        let exists = state.tags.is_some();
+        let tags: HashMap<MeFileId, Vec<Tag>> = state
+            .tags
+            .map(|tags| HashMap::from([(me_file, tags)]))
+            .unwrap_or_default();
+        let mut existing: Vec<Vec<PopulationRow>> = vec![Vec::new(); targets.len()];
+        for row in state.rows {
+            existing[band_to_target[&row.band_id]].push(row);
+        }
+        let present: &[MeFileId] = if exists { &[me_file] } else { &[] };
+        let mut summary = SyncSummary {
+            me_file_id: me_file.0,
+            targets_in_scope: targets.len(),
+            me_file_exists: exists,
+            ..SyncSummary::default()
+        };
+        let mut band_changed = false;
+        for (target, rows) in targets.iter().zip(existing) {
+            let plan = plan_population(target, present, &tags, rows);
+            band_changed |= !plan.bands_changed.is_empty();
+            summary.inserted += plan.inserted;
+            summary.moved += plan.moved;
+            summary.deleted += plan.deleted;
+            summary.refreshed += plan.refreshed;
+            summary.unchanged += plan.unchanged;
+            changes.append(plan.changes);
+        }
+        if band_changed {
+            bands_changed.push(me_file.0);
+        }
+        summaries.insert(me_file, summary);
     }
     if !changes.is_empty() {
-        // Rows of a gone me_file are deleted only if it is still gone: count what was.
-        summary.deleted = tx
+        let applied = tx
             .populations()
             .apply_changes(&changes)
             .instrument(tracing::info_span!("sync.write"))
-            .await?
-            .deleted;
+            .await?;
+        // The rows of a gone me_file are deleted only if it is still gone: count what was.
+        for summary in summaries.values_mut().filter(|s| !s.me_file_exists) {
+            summary.deleted = applied
+                .deleted_of_gone_me_files
+                .iter()
+                .filter(|m| m.0 == summary.me_file_id)
+                .count() as u64;
+        }
     }
-    if bands_changed {
-        tx.events().me_file_bands_changed(&[me_file.0]).await?;
+    if !bands_changed.is_empty() {
+        tx.events().me_file_bands_changed(&bands_changed).await?;
     }
     tx.commit()
         .instrument(tracing::info_span!("sync.commit"))
         .await?;
+    let total = summaries.values().fold(SyncSummary::default(), |mut t, s| {
+        t.inserted += s.inserted;
+        t.moved += s.moved;
+        t.refreshed += s.refreshed;
+        t.deleted += s.deleted;
+        t
+    });
     crate::metrics::populations_written(
-        summary.inserted,
-        summary.moved,
-        summary.refreshed,
-        summary.deleted,
+        total.inserted,
+        total.moved,
+        total.refreshed,
+        total.deleted,
     );
-    if !exists {
-        tracing::info!(
-            me_file_id = me_file.0,
-            deleted = summary.deleted,
-            "me_file no longer exists: removed its populations"
-        );
-    }
-    Ok(summary)
+    Ok(me_files.iter().map(|m| summaries[m].clone()).collect())
 }
 
-/// What a syncer worker needs for every job.
+/// The most me_files one sync transaction takes when that many jobs wait, unless
+/// configured (`syncer.me_files_per_transaction`): chosen by measurement, see
+/// docs/benchmarks.md.
+pub const DEFAULT_ME_FILES_PER_TRANSACTION: usize = 16;
+
+/// What a syncer process needs to serve the queue.
 #[derive(Clone, Debug)]
 pub struct SyncerContext {
     pub db: Db,
     pub cache: Arc<BandCache>,
+    /// The most me_files one sync transaction takes (see [`crate::sync_group`]); 1 syncs
+    /// each job in its own transaction.
+    pub me_files_per_transaction: usize,
 }
 
-/// The apalis handler of `sync_me_file` jobs.
+impl SyncerContext {
+    pub fn new(db: Db, cache: Arc<BandCache>) -> Self {
+        Self {
+            db,
+            cache,
+            me_files_per_transaction: DEFAULT_ME_FILES_PER_TRANSACTION,
+        }
+    }
+}
+
+/// The apalis handler of `sync_me_file` jobs: hands the me_file to the process's group
+/// committer and reports its own summary.
 pub async fn handle(
     job: Payload<SyncMeFile>,
-    ctx: apalis::prelude::Data<SyncerContext>,
+    groups: apalis::prelude::Data<SyncGroups>,
     attempt: crate::worker::JobAttempt,
 ) -> Result<SyncSummary, apalis::prelude::BoxDynError> {
     crate::worker::run_job(QUEUE, &attempt, async {
@@ -193,10 +245,20 @@ pub async fn handle(
         if let Some(deleted) = &job.deleted_trait_ids {
             tracing::debug!(parent: &span, ?deleted, "the platform's deleted_trait_ids (not needed: current tags are read)");
         }
-        let summary = sync_me_file(&ctx.db, &ctx.cache, MeFileId(job.me_file_id))
-            .instrument(span)
+        let summary = groups
+            .sync(MeFileId(job.me_file_id))
+            .instrument(span.clone())
             .await?;
+        if !summary.me_file_exists {
+            tracing::info!(
+                parent: &span,
+                me_file_id = summary.me_file_id,
+                deleted = summary.deleted,
+                "me_file no longer exists: removed its populations"
+            );
+        }
         tracing::debug!(
+            parent: &span,
             me_file_id = summary.me_file_id,
             changes = summary.changes(),
             "sync_me_file done"
@@ -222,11 +284,25 @@ pub async fn enqueue(db: &Db, me_file: MeFileId) -> Result<bool, JobError> {
     .await
 }
 
-/// Consumes the `sync_me_file` queue until `shutdown` completes.
+/// Consumes the `sync_me_file` queue until `shutdown` completes: `options.concurrency`
+/// workers and as many sync transactions at a time, each of up to
+/// `ctx.me_files_per_transaction` of the jobs waiting ([`crate::sync_group`]).
 pub async fn serve(
     ctx: SyncerContext,
     options: &crate::worker::WorkerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), JobError> {
-    crate::worker::serve_queue!(SyncMeFile, QUEUE, ctx, options, handle, shutdown)
+    // Each worker holds as many jobs as one transaction may take, so that jobs wait while
+    // the `concurrency` transactions run and the next free one takes them as a group.
+    let options = crate::worker::WorkerOptions {
+        jobs_per_worker: ctx.me_files_per_transaction.max(1),
+        ..options.clone()
+    };
+    let groups = SyncGroups::start(
+        ctx.db,
+        ctx.cache,
+        options.concurrency,
+        ctx.me_files_per_transaction,
+    );
+    crate::worker::serve_queue!(SyncMeFile, QUEUE, groups, &options, handle, shutdown)
 }

@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 pub struct WorkerOptions {
     /// The worker's name, as it appears in the queue tables.
     pub name: String,
-    /// Jobs run at once by this process.
+    /// Workers of this process, each with its own fetches (and its own LISTEN connection on
+    /// PostgreSQL).
     pub concurrency: usize,
+    /// Jobs each worker runs at once: 1, except where handlers wait on one another (the
+    /// syncer's group commit).
+    pub jobs_per_worker: usize,
     /// Tries in all for a transient failure (permanent failures are not retried).
     pub max_attempts: usize,
     /// A job running longer fails (and is retried).
@@ -32,6 +36,7 @@ impl WorkerOptions {
         Self {
             name: name.into(),
             concurrency: 1,
+            jobs_per_worker: 1,
             max_attempts: crate::queue::DEFAULT_MAX_ATTEMPTS,
             timeout: Duration::from_secs(3600),
             backoff_min: Duration::from_millis(200),
@@ -337,7 +342,7 @@ macro_rules! run_worker {
                         .backend(make_storage())
                         .data(data.clone())
                         .data($crate::worker::AttemptBudget(options.max_attempts.max(1)))
-                        .concurrency(1)
+                        .concurrency(options.jobs_per_worker.max(1))
                         .retry(
                             RetryPolicy::retries(retries)
                                 .with_backoff(backoff)

@@ -31,6 +31,12 @@ struct PopulationRecord {
     snapshot: Option<String>,
 }
 
+/// `... RETURNING me_file_id` of a deleted population.
+#[derive(FromQueryResult)]
+struct GoneRow {
+    me_file_id: Id,
+}
+
 impl From<PopulationRecord> for PopulationRow {
     fn from(row: PopulationRecord) -> Self {
         PopulationRow {
@@ -123,9 +129,12 @@ impl PopulationChanges {
 }
 
 /// Rows each statement of [`PopulationRepo::apply_changes`] touched.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppliedChanges {
+    /// Both kinds of delete.
     pub deleted: u64,
+    /// The me_file of each row deleted because its me_file was gone (one entry per row).
+    pub deleted_of_gone_me_files: Vec<MeFileId>,
     pub updated: u64,
     pub inserted: u64,
 }
@@ -144,15 +153,9 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
         if self.db.backend() != Backend::Postgres || me_file_ids.is_empty() {
             return Ok(());
         }
-        let mut ranges: Vec<i64> = me_file_ids.iter().map(|m| me_file_lock_range(*m)).collect();
-        ranges.sort_unstable();
-        ranges.dedup();
         txn.execute_raw(self.db.statement(
-            format!(
-                "SELECT COUNT({}) FROM (SELECT r FROM unnest($1::bigint[]) AS r ORDER BY r) AS ordered",
-                range_lock_sql("r")
-            ),
-            vec![Value::from(ranges)],
+            lock_ranges_sql("$1"),
+            vec![me_file_lock_ranges(me_file_ids)],
         ))
         .await?;
         Ok(())
@@ -218,13 +221,18 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
                  (SELECT 1 FROM me_files m WHERE m.id = target_populations.me_file_id)",
                 db.in_id_list("id", 1)
             );
-            applied.deleted += txn
-                .execute_raw(db.statement(
-                    sql,
+            let gone: Vec<GoneRow> = db
+                .fetch_all(
+                    txn,
+                    format!("{sql} RETURNING me_file_id"),
                     vec![population_id_list(db, &changes.deletes_if_me_file_gone)],
-                ))
-                .await?
-                .rows_affected();
+                )
+                .await?;
+            applied.deleted += gone.len() as u64;
+            applied.deleted_of_gone_me_files = gone
+                .into_iter()
+                .map(|row| MeFileId(row.me_file_id.0))
+                .collect();
         }
         if !changes.updates.is_empty() {
             let (rows, values) = RowBatch::new()
@@ -373,12 +381,23 @@ fn range_lock_sql(expr: &str) -> String {
     format!("pg_advisory_xact_lock({ME_FILE_LOCK_SPACE}, CAST(({expr}) % 2147483647 AS INTEGER))")
 }
 
-/// The call that takes the lock of the range of me_file id `expr` (PostgreSQL), the same
-/// lock as [`PopulationRepo::lock_me_files`] takes for it.
-pub(crate) fn me_file_lock_sql(expr: &str) -> String {
-    range_lock_sql(&format!(
-        "floor(({expr})::numeric / {ME_FILE_LOCK_RANGE})::bigint"
-    ))
+/// The lock ranges of `me_files`, ascending and distinct, as one `bigint[]` parameter for
+/// [`lock_ranges_sql`].
+pub(crate) fn me_file_lock_ranges(me_files: &[MeFileId]) -> Value {
+    let mut ranges: Vec<i64> = me_files.iter().map(|m| me_file_lock_range(*m)).collect();
+    ranges.sort_unstable();
+    ranges.dedup();
+    Value::from(ranges)
+}
+
+/// A statement taking the locks of the ranges in `param` ([`me_file_lock_ranges`]) one by
+/// one in ascending order, the order every writer takes them in (so two writers never wait
+/// on each other in a cycle); it returns how many it took.
+pub(crate) fn lock_ranges_sql(param: &str) -> String {
+    format!(
+        "SELECT COUNT({}) FROM (SELECT r FROM unnest({param}::bigint[]) AS r ORDER BY r) AS ordered",
+        range_lock_sql("r")
+    )
 }
 
 impl<C: ConnectionTrait> PopulationRepo<'_, C> {

@@ -1,12 +1,13 @@
-//! The statements of one me_file's sync, each read shaped to cost one round trip: a sync
-//! is a handful of tiny statements, so round trips, not rows, are most of its cost.
+//! The statements of a sync of one or several me_files (one transaction), each read shaped
+//! to cost one round trip whatever the number of me_files: a sync is a handful of tiny
+//! statements, so round trips, not rows, are most of its cost.
 
-use crate::populations::me_file_lock_sql;
+use crate::populations::{lock_ranges_sql, me_file_lock_ranges};
 use crate::{Backend, Db, PopulationRow, RepoError};
 use domain::{BandId, MeFileId, MeFileTagId, PopulationId, Tag, TargetId, TraitId};
 use entity::Id;
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// [`ScopedTarget::version`] of a `targets` row `t`, on both backends.
 const VERSION_SQL: &str = "t.population_status || '@' || COALESCE(CAST(t.last_populated_at AS TEXT), '') \
@@ -26,11 +27,12 @@ struct ScopeRow {
     version: String,
 }
 
-/// One row of [`SyncRepo::me_file_state`]'s union: kind 0 a tag (`id` NULL when the
+/// One row of [`SyncRepo::me_files_state`]'s union: kind 0 a tag (`id` NULL when the
 /// me_file has none), kind 1 a population (`reference` its band).
 #[derive(FromQueryResult)]
 struct StateRow {
     kind: i32,
+    me_file_id: Id,
     id: Option<Id>,
     reference: Option<Id>,
     text: Option<String>,
@@ -53,7 +55,7 @@ pub struct ScopedTarget {
     pub version: String,
 }
 
-/// What a sync reads of its me_file once it holds the me_file's lock.
+/// What a sync reads of a me_file once it holds the me_file's lock.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MeFileState {
     /// The me_file's tags; `None` when the me_file does not exist.
@@ -63,11 +65,15 @@ pub struct MeFileState {
 }
 
 impl<C: ConnectionTrait> SyncRepo<'_, C> {
-    /// Takes the me_file's write lock for the rest of `txn` (the lock every snapline writer
-    /// takes, see [`crate::PopulationRepo::lock_me_files`]) and reads the targets in sync
-    /// scope (`populated` or `populating`), ascending, in one statement. SQLite's write
+    /// Takes the write locks of `me_files` for the rest of `txn` (the locks every snapline
+    /// writer takes, in the same ascending order, see
+    /// [`crate::PopulationRepo::lock_me_files`]) and reads the targets in sync scope
+    /// (`populated` or `populating`), ascending, in one statement. SQLite's write
     /// transaction already serializes writers: there it only reads the scope.
-    pub async fn lock_and_scope(&self, me_file: MeFileId) -> Result<Vec<ScopedTarget>, RepoError> {
+    pub async fn lock_and_scope(
+        &self,
+        me_files: &[MeFileId],
+    ) -> Result<Vec<ScopedTarget>, RepoError> {
         let txn = self.conn;
         let db = self.db;
         let statuses = [
@@ -81,14 +87,14 @@ impl<C: ConnectionTrait> SyncRepo<'_, C> {
                         txn,
                         "sync scope",
                         format!(
-                            "SELECT COUNT({}) AS locked, \
+                            "SELECT ({}) AS locked, \
                              (SELECT array_agg(CAST(id AS BIGINT) ORDER BY id) FROM targets \
                               WHERE population_status IN ($2, $3)) AS ids, \
                              (SELECT array_agg({VERSION_SQL} ORDER BY t.id) FROM targets t \
                               WHERE t.population_status IN ($2, $3)) AS versions",
-                            me_file_lock_sql("$1::bigint")
+                            lock_ranges_sql("$1")
                         ),
-                        [vec![Value::from(me_file.0)], statuses.to_vec()].concat(),
+                        [vec![me_file_lock_ranges(me_files)], statuses.to_vec()].concat(),
                     )
                     .await?;
                 Ok(scope
@@ -124,38 +130,48 @@ impl<C: ConnectionTrait> SyncRepo<'_, C> {
         }
     }
 
-    /// The me_file's tags and its population rows in `band_ids`, in one statement.
+    /// The tags of each of `me_files` and its population rows in `band_ids`, in one
+    /// statement; a me_file that does not exist has no tags (`None`).
     ///
-    /// The rows are found through `target_populations_me_file_idx` alone (one probe, a few
-    /// dozen rows) and those of `band_ids` kept here: with the bands in the statement,
-    /// PostgreSQL probes `(target_band_id, me_file_id)` once per band instead, which with
-    /// hundreds of bands in scope costs a thousand buffer reads per sync.
-    pub async fn me_file_state(
+    /// The rows are found through `target_populations_me_file_idx` alone (one probe per
+    /// me_file, a few dozen rows) and those of `band_ids` kept here: with the bands in the
+    /// statement, PostgreSQL probes `(target_band_id, me_file_id)` once per band instead,
+    /// which with hundreds of bands in scope costs a thousand buffer reads per me_file.
+    pub async fn me_files_state(
         &self,
-        me_file: MeFileId,
+        me_files: &[MeFileId],
         band_ids: &[BandId],
-    ) -> Result<MeFileState, RepoError> {
+    ) -> Result<HashMap<MeFileId, MeFileState>, RepoError> {
         let txn = self.conn;
         let db = self.db;
-        // Kind 0: the me_file (none when it does not exist) and its tags, a NULL tag id
-        // when it has none; kind 1: its population rows.
+        let ids: Vec<i64> = me_files.iter().map(|m| m.0).collect();
+        // Kind 0: the me_files that exist and their tags, a NULL tag id for one with none;
+        // kind 1: their population rows.
         let rows: Vec<StateRow> = db
             .fetch_all(
                 txn,
                 format!(
-                    "SELECT 0 AS kind, t.id, t.trait_id AS reference, t.tag_value AS text \
-                     FROM me_files m LEFT JOIN me_file_tags t ON t.me_file_id = m.id WHERE m.id = $1 \
+                    "SELECT 0 AS kind, m.id AS me_file_id, t.id, t.trait_id AS reference, \
+                     t.tag_value AS text \
+                     FROM me_files m LEFT JOIN me_file_tags t ON t.me_file_id = m.id WHERE {} \
                      UNION ALL \
-                     SELECT 1, p.id, p.target_band_id, {} FROM target_populations p \
-                     WHERE p.me_file_id = $1",
+                     SELECT 1, p.me_file_id, p.id, p.target_band_id, {} FROM target_populations p \
+                     WHERE {}",
+                    db.in_id_list("m.id", 1),
                     db.snapshot_text("p.matching_tags_snapshot"),
+                    db.in_id_list("p.me_file_id", 1),
                 ),
-                vec![Value::from(me_file.0)],
+                vec![db.id_list(&ids)],
             )
             .await?;
         let wanted: HashSet<BandId> = band_ids.iter().copied().collect();
-        let mut state = MeFileState::default();
+        let mut states: HashMap<MeFileId, MeFileState> = me_files
+            .iter()
+            .map(|m| (*m, MeFileState::default()))
+            .collect();
         for row in rows {
+            let me_file = MeFileId(row.me_file_id.0);
+            let state = states.entry(me_file).or_default();
             if row.kind == 0 {
                 let tags = state.tags.get_or_insert_with(Vec::new);
                 if let Some(id) = row.id {
@@ -184,7 +200,9 @@ impl<C: ConnectionTrait> SyncRepo<'_, C> {
                 });
             }
         }
-        state.rows.sort_unstable_by_key(|r| r.id);
-        Ok(state)
+        for state in states.values_mut() {
+            state.rows.sort_unstable_by_key(|r| r.id);
+        }
+        Ok(states)
     }
 }

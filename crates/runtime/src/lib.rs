@@ -161,6 +161,18 @@ pub fn populate_options(settings: &Settings) -> PopulateOptions {
     }
 }
 
+/// What a syncer serves the queue with: its band cache (`syncer.band_cache_secs`) and group
+/// size (`syncer.me_files_per_transaction`).
+pub fn syncer_context(settings: &Settings, db: Db) -> jobs::sync_me_file::SyncerContext {
+    let cache = jobs::BandCache::new(Duration::from_secs(settings.syncer.band_cache_secs));
+    jobs::sync_me_file::SyncerContext {
+        me_files_per_transaction: usize::try_from(settings.syncer.me_files_per_transaction)
+            .unwrap_or(usize::MAX)
+            .max(1),
+        ..jobs::sync_me_file::SyncerContext::new(db, std::sync::Arc::new(cache))
+    }
+}
+
 pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions {
     jobs::backfill::BackfillOptions {
         batch_size: settings.backfiller.batch_size.max(1),

@@ -161,6 +161,9 @@ pub struct BoardSettings {
 pub struct SyncerSettings {
     /// Seconds a target's cached band metadata is used before it is reloaded.
     pub band_cache_secs: u64,
+    /// The most me_files one sync transaction takes when that many jobs wait (1: each job
+    /// in its own transaction).
+    pub me_files_per_transaction: u64,
 }
 
 /// Tuning of backfill runs.
@@ -397,6 +400,10 @@ impl Settings {
             (self.populator.batch_size, "populator.batch_size"),
             (self.populator.chunk_me_files, "populator.chunk_me_files"),
             (self.populator.lease_ttl_secs, "populator.lease_ttl_secs"),
+            (
+                self.syncer.me_files_per_transaction,
+                "syncer.me_files_per_transaction",
+            ),
             (self.backfiller.batch_size, "backfiller.batch_size"),
             (self.backfiller.lease_ttl_secs, "backfiller.lease_ttl_secs"),
         ]

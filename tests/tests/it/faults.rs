@@ -61,10 +61,7 @@ async fn workers_survive_the_database_dropping_every_connection() {
         sync_me_file::enqueue(&db, MeFileId(me_file)).await.unwrap();
     }
 
-    let ctx = SyncerContext {
-        db: db.clone(),
-        cache: Arc::new(BandCache::new(Duration::from_secs(5))),
-    };
+    let ctx = SyncerContext::new(db.clone(), Arc::new(BandCache::new(Duration::from_secs(5))));
     let options = WorkerOptions {
         concurrency: 4,
         max_attempts: 10,

@@ -219,10 +219,10 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
                     wait(stopped.clone())
                 ),
                 sync_me_file::serve(
-                    SyncerContext {
-                        db: db.clone(),
-                        cache: Arc::new(BandCache::new(Duration::from_secs(5)))
-                    },
+                    SyncerContext::new(
+                        db.clone(),
+                        Arc::new(BandCache::new(Duration::from_secs(5)))
+                    ),
                     &sync_options,
                     wait(stopped.clone())
                 ),
@@ -375,10 +375,7 @@ async fn an_undecodable_job_is_killed_and_its_poll_mates_run(backend: Backend) {
         async move {
             let mut stopped = stopped;
             sync_me_file::serve(
-                SyncerContext {
-                    db,
-                    cache: Arc::new(BandCache::new(Duration::from_secs(5))),
-                },
+                SyncerContext::new(db, Arc::new(BandCache::new(Duration::from_secs(5)))),
                 &WorkerOptions {
                     backoff_min: Duration::from_millis(20),
                     backoff_max: Duration::from_millis(100),

@@ -474,10 +474,7 @@ async fn band_cache_reloads_ahead_of_expiry(backend: Backend) {
 
 /// A syncer consuming the test database's queue in this process, as `syncer serve` does.
 fn start_syncer(db: &repo::Db, name: &str, concurrency: usize) -> InProcessWorker {
-    let ctx = jobs::sync_me_file::SyncerContext {
-        db: db.clone(),
-        cache: Arc::new(fresh_cache()),
-    };
+    let ctx = jobs::sync_me_file::SyncerContext::new(db.clone(), Arc::new(fresh_cache()));
     let mut options = jobs::worker::WorkerOptions::new(name);
     options.concurrency = concurrency;
     InProcessWorker::start(move |stopped| async move {
@@ -724,6 +721,215 @@ async fn a_sync_after_a_repopulate_uses_the_edited_bands(backend: Backend) {
     snapline_tests::assert_population_exact(db, target).await;
 }
 
+/// Syncing me_files in groups (one transaction each, as a syncer does with the jobs waiting
+/// at once) gives each me_file the summary, and the database the rows, that syncing them one
+/// at a time gives: two databases, the same random changes (tags added, edited, deleted,
+/// me_files registered and deleted), one synced me_file by me_file, the other in groups of
+/// up to 16 with a me_file given twice and one that never existed.
+async fn a_group_syncs_as_its_me_files_one_at_a_time(backend: Backend) {
+    let seed = data();
+    let (one_by_one, grouped) = tokio::join!(
+        TestDb::seeded(backend, &seed),
+        TestDb::seeded(backend, &seed)
+    );
+    tokio::join!(populate_all(&one_by_one), populate_all(&grouped));
+    let traits = catalog_traits();
+    let mut touched: Vec<MeFileId> = Vec::new();
+    for test in [&one_by_one, &grouped] {
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        touched.clear();
+        for _ in 0..300 {
+            let me_file = random_change(test, &mut rng, &traits).await;
+            if !touched.contains(&me_file) {
+                touched.push(me_file);
+            }
+        }
+    }
+    touched.push(MeFileId(987_654));
+    let cache = fresh_cache();
+    let mut singles = Vec::new();
+    for me_file in &touched {
+        singles.push(
+            sync_me_file(&one_by_one.db, &cache, *me_file)
+                .await
+                .expect("sync"),
+        );
+    }
+    let mut groups = Vec::new();
+    for (i, group) in touched.chunks(16).enumerate() {
+        let mut group = group.to_vec();
+        if i == 3 {
+            group.push(group[0]);
+        }
+        let summaries = jobs::sync_me_file::sync_me_files(&grouped.db, &cache, &group)
+            .await
+            .expect("group sync");
+        assert_eq!(
+            summaries.len(),
+            group.len(),
+            "one summary per me_file given"
+        );
+        if i == 3 {
+            assert_eq!(
+                summaries[0],
+                summaries[group.len() - 1],
+                "a me_file given twice"
+            );
+        }
+        groups.extend(summaries.into_iter().take(group.len().min(16)));
+    }
+    assert_eq!(groups, singles, "the same summaries, me_file by me_file");
+    assert!(
+        singles.iter().any(|s| !s.me_file_exists && s.deleted > 0),
+        "a deleted me_file lost rows: {singles:?}"
+    );
+    assert!(singles.iter().map(|s| s.changes()).sum::<u64>() > 50);
+    assert_eq!(
+        raw_rows(&grouped.db, &all_targets()).await,
+        raw_rows(&one_by_one.db, &all_targets()).await
+    );
+    for target in all_targets() {
+        assert_population_exact(&grouped.db, target).await;
+    }
+}
+
+/// A syncer takes the jobs waiting at once in groups (several me_files per transaction),
+/// and a group whose write fails is synced again one me_file per transaction: only the job
+/// of the me_file that cannot be written fails. (The platform's trigger here refuses one
+/// me_file's rows.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
+    let test = TestDb::seeded(Backend::Postgres, &data()).await;
+    let db = test.db.clone();
+    populate_all(&test).await;
+    let members = entity_ids(
+        &db,
+        "SELECT DISTINCT me_file_id FROM target_populations ORDER BY me_file_id LIMIT 40",
+    )
+    .await;
+    let list = members
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    // Every tag of theirs edited: each sync rewrites their snapshots.
+    execute(
+        &db,
+        &format!("UPDATE me_file_tags SET tag_value = 'grouped' WHERE me_file_id IN ({list})"),
+    )
+    .await;
+    let poison = members[17];
+    execute(
+        &db,
+        &format!(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'me_file {poison} is refused'; END $$"
+        ),
+    )
+    .await;
+    execute(
+        &db,
+        &format!(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON target_populations \
+             FOR EACH ROW WHEN (NEW.me_file_id = {poison}) EXECUTE FUNCTION refuse_poison()"
+        ),
+    )
+    .await;
+    // xmin is the 32-bit transaction id
+    let before = scalar(&db, "SELECT txid_current() % 4294967296").await;
+    let metrics = ops::prometheus().expect("recorder");
+    let splits = || {
+        metrics
+            .render()
+            .lines()
+            .find(|l| l.starts_with(r#"snapline_sync_transactions_total{outcome="split"} "#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let splits_before = splits();
+    for me_file in &members {
+        assert!(
+            jobs::sync_me_file::enqueue(&db, MeFileId(*me_file))
+                .await
+                .unwrap()
+        );
+    }
+    // One transaction at a time, up to 8 me_files each: the 40 jobs wait in groups.
+    let ctx = jobs::sync_me_file::SyncerContext {
+        me_files_per_transaction: 8,
+        ..jobs::sync_me_file::SyncerContext::new(db.clone(), Arc::new(fresh_cache()))
+    };
+    let options = jobs::worker::WorkerOptions {
+        concurrency: 1,
+        ..jobs::worker::WorkerOptions::new("group-test-worker")
+    };
+    let worker = InProcessWorker::start(move |stopped| async move {
+        jobs::sync_me_file::serve(ctx, &options, stopped).await
+    });
+    let started = std::time::Instant::now();
+    let jobs = loop {
+        let jobs = db
+            .queue_jobs()
+            .of_queue(jobs::sync_me_file::QUEUE)
+            .await
+            .unwrap();
+        if jobs
+            .iter()
+            .all(|j| j.status == "Done" || j.status == "Killed")
+        {
+            break jobs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "jobs still open: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    worker.stop().await;
+    for job in &jobs {
+        if job.payload == format!(r#"{{"me_file_id":{poison}}}"#) {
+            assert_eq!(
+                (job.status.as_str(), job.attempts),
+                ("Killed", 1),
+                "{job:?}"
+            );
+            let error = job.error().unwrap_or_default();
+            assert!(
+                error.contains(&format!("me_file {poison} is refused")),
+                "{error}"
+            );
+        } else {
+            assert_eq!(job.status, "Done", "{job:?}");
+        }
+    }
+    assert!(splits() > splits_before, "the poisoned group was split");
+    // Rows rewritten by one transaction share its id (xmin): fewer transactions than
+    // me_files means groups.
+    let written = format!(
+        "FROM target_populations WHERE me_file_id IN ({list}) \
+         AND CAST(CAST(xmin AS TEXT) AS BIGINT) > {before}"
+    );
+    let me_files = scalar(&db, &format!("SELECT COUNT(DISTINCT me_file_id) {written}")).await;
+    let transactions = scalar(
+        &db,
+        &format!("SELECT COUNT(DISTINCT CAST(CAST(xmin AS TEXT) AS BIGINT)) {written}"),
+    )
+    .await;
+    assert_eq!(me_files, 39, "every me_file but the refused one was synced");
+    assert!(
+        transactions <= 20,
+        "{me_files} me_files synced in {transactions} transactions"
+    );
+    // The refused me_file kept its old rows; without the trigger it syncs like the rest.
+    execute(&db, "DROP TRIGGER refuse_poison ON target_populations").await;
+    sync_me_file(&db, &fresh_cache(), MeFileId(poison))
+        .await
+        .unwrap();
+    for target in all_targets() {
+        assert_population_exact(&db, target).await;
+    }
+}
+
 both_backends! {
     stale_bands_after_repopulate => a_sync_after_a_repopulate_uses_the_edited_bands;
     equivalence_with_populate => syncing_every_change_equals_a_fresh_populate;
@@ -734,6 +940,7 @@ both_backends! {
     band_edit_within_cache_age => a_band_edit_reaches_syncs_within_the_cache_age;
     concurrency => concurrent_syncs_and_a_populate;
     band_cache_reloads_ahead => band_cache_reloads_ahead_of_expiry;
+    group_equals_one_at_a_time => a_group_syncs_as_its_me_files_one_at_a_time;
 }
 
 /// A sync scheduled far in the future does not absorb a push needed now, and does not count

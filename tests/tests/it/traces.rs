@@ -160,10 +160,18 @@ async fn a_jobs_spans_reach_the_collector_and_its_log_lines_name_the_trace() {
         .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
-    // A me_file with populations, and one that does not exist (its sync logs a line).
+    // A me_file with populations, and then one that does not exist (its sync logs a line);
+    // one after the other, so that neither joins the other's group (a group's phases are
+    // traced under its first job's sync, linked to the others').
     sync_me_file::enqueue(&test.db, domain::MeFileId(7))
         .await
         .unwrap();
+    wait_for("the first sync's span exported", || async {
+        spans(&received)
+            .iter()
+            .any(|(_, s)| s.name == "sync_me_file")
+    })
+    .await;
     sync_me_file::enqueue(&test.db, domain::MeFileId(999_999))
         .await
         .unwrap();

@@ -231,10 +231,7 @@ async fn captured_writes_keep_every_population_exact() {
     let test = captured_platform().await;
     let db = test.db.clone();
     let syncer = {
-        let ctx = SyncerContext {
-            db: db.clone(),
-            cache: Arc::new(BandCache::new(Duration::from_secs(5))),
-        };
+        let ctx = SyncerContext::new(db.clone(), Arc::new(BandCache::new(Duration::from_secs(5))));
         let options = WorkerOptions {
             concurrency: 2,
             ..WorkerOptions::new("capture-syncer")
