@@ -42,7 +42,7 @@ enum Command {
         batch_size: Option<u64>,
         /// Chunks populated at once, each on its own connection (default:
         /// populator.chunks_at_once, 1).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=settings::MAX_CHUNKS_AT_ONCE as i64))]
         chunks_at_once: Option<u16>,
     },
 }

@@ -166,6 +166,13 @@ pub struct SyncerSettings {
     pub me_files_per_transaction: u64,
 }
 
+/// The most `populator.chunks_at_once` allowed (the same bound as `populator run
+/// --chunks-at-once`).
+pub const MAX_CHUNKS_AT_ONCE: u64 = 64;
+
+/// The most `syncer.me_files_per_transaction` allowed.
+pub const MAX_ME_FILES_PER_TRANSACTION: u64 = 100;
+
 /// Tuning of backfill runs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +275,16 @@ pub enum SettingsError {
     TooSmall {
         key: String,
         value: u64,
+        env: String,
+    },
+    #[error(
+        "{key} = {value} is not allowed: it must be at most {max}, since {why} (set in a config file or {env})"
+    )]
+    TooLarge {
+        key: &'static str,
+        value: u64,
+        max: u64,
+        why: &'static str,
         env: String,
     },
     #[error("{key} `{value}` is not a log filter: {cause}")]
@@ -404,6 +421,10 @@ impl Settings {
                 self.syncer.me_files_per_transaction,
                 "syncer.me_files_per_transaction",
             ),
+            (
+                self.populator.chunks_at_once.into(),
+                "populator.chunks_at_once",
+            ),
             (self.backfiller.batch_size, "backfiller.batch_size"),
             (self.backfiller.lease_ttl_secs, "backfiller.lease_ttl_secs"),
         ]
@@ -421,6 +442,32 @@ impl Settings {
         if let Some((value, key)) = at_least_one.into_iter().find(|(value, _)| *value == 0) {
             let env = format!("SNAPLINE_{}", key.to_uppercase().replace('.', "__"));
             return Err(SettingsError::TooSmall { key, value, env });
+        }
+        let at_most = [
+            (
+                self.populator.chunks_at_once.into(),
+                "populator.chunks_at_once",
+                MAX_CHUNKS_AT_ONCE,
+                "each chunk holds a connection of its own",
+            ),
+            (
+                self.syncer.me_files_per_transaction,
+                "syncer.me_files_per_transaction",
+                MAX_ME_FILES_PER_TRANSACTION,
+                "a sync transaction holds a lock per me_file range in PostgreSQL's shared lock \
+                 table (64 x max_connections slots on a stock server) and groups of more than \
+                 16 drain no faster",
+            ),
+        ];
+        if let Some((value, key, max, why)) = at_most.into_iter().find(|(v, _, max, _)| v > max) {
+            let env = format!("SNAPLINE_{}", key.to_uppercase().replace('.', "__"));
+            return Err(SettingsError::TooLarge {
+                key,
+                value,
+                max,
+                why,
+                env,
+            });
         }
         let filters = [
             ("log.filter", Some(self.log.filter.clone())),

@@ -189,12 +189,46 @@ fn zero_and_nonsense_values_are_refused_naming_the_key() {
             "SNAPLINE_QUEUES__BACKFILL__TIMEOUT_SECS",
             "queues.backfill.timeout_secs",
         ),
+        (
+            "SNAPLINE_SYNCER__ME_FILES_PER_TRANSACTION",
+            "syncer.me_files_per_transaction",
+        ),
+        (
+            "SNAPLINE_POPULATOR__CHUNKS_AT_ONCE",
+            "populator.chunks_at_once",
+        ),
     ] {
         Jail::expect_with(|jail| {
             jail.set_env(var, "0");
             let err = load(None).expect_err(var).to_string();
             assert!(
                 err.contains(key) && err.contains("at least 1"),
+                "{var}: {err}"
+            );
+            Ok(())
+        });
+    }
+    for (var, key, value, max) in [
+        (
+            "SNAPLINE_SYNCER__ME_FILES_PER_TRANSACTION",
+            "syncer.me_files_per_transaction",
+            "101",
+            "at most 100",
+        ),
+        (
+            "SNAPLINE_POPULATOR__CHUNKS_AT_ONCE",
+            "populator.chunks_at_once",
+            "65",
+            "at most 64",
+        ),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(var, value);
+            let err = load(None).expect_err(var).to_string();
+            assert!(
+                err.contains(&format!("{key} = {value} is not allowed"))
+                    && err.contains(max)
+                    && err.contains(var),
                 "{var}: {err}"
             );
             Ok(())
