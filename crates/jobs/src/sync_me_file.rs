@@ -7,7 +7,8 @@
 //! What it changes: for every target that is `populated` or `populating`, and no other, the
 //! me_file's row in that target: inserted, moved to another band, deleted, or its snapshot
 //! rewritten when the matching tags changed; unchanged rows are not written. All of one
-//! me_file's changes commit in one transaction, under the per-me_file lock every snapline
+//! me_file's changes commit in one transaction (with those of the other jobs waiting at
+//! the same moment: [`crate::sync_group`]), under the per-me_file lock every snapline
 //! writer takes, so a sync and a populate never interleave on one me_file. A me_file that no
 //! longer exists loses its rows in those targets. While a sync of a me_file is waiting,
 //! another push for it adds nothing.
