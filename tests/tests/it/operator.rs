@@ -315,7 +315,7 @@ fn is_held(job: &serde_json::Value) -> bool {
 }
 
 async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
-    let test = TestDb::populated(
+    let test = TestDb::seeded(
         backend,
         &SeedOptions {
             me_files: 20_000,

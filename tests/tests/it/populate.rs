@@ -752,13 +752,14 @@ async fn a_me_file_registered_and_synced_during_the_last_pass_keeps_its_row() {
 
 /// Four populates at once on a stock PostgreSQL (`max_locks_per_transaction` 64,
 /// `max_connections` 100: 6,400 lock slots shared by every session): each batch of 5,000
-/// me_files locks a few id ranges, not 5,000 me_files, so none runs out of shared memory.
+/// me_files locks a few id ranges, not 5,000 me_files, so none runs out of shared memory
+/// (5,000 locks per batch, four batches at once, would need 20,000 slots).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_populator_runs_at_once_fit_a_stock_lock_table() {
     let test = TestDb::seeded(
         Backend::Postgres,
         &SeedOptions {
-            me_files: 40_000,
+            me_files: 20_000,
             targets: 6,
             legacy_share: 0.0,
             seed: 5,
