@@ -33,7 +33,7 @@ band_trait_pairs AS (SELECT DISTINCT band_id, trait_id FROM band_traits)";
 
 /// Membership (DESIGN section 3) and snapshots (section 2), continuing the band metadata
 /// CTEs, yielding (band_id, me_file_id, snapshot jsonb) for the me_files `{ME_FILES}` picks
-/// (a condition on `t.me_file_id`).
+/// (a condition on `t.me_file_id`); `{CHILDREN}` is empty or `MATERIALIZED `.
 const TARGET_POPULATION_SQL: &str = ",
 matches AS (
   SELECT t.me_file_id, bt.band_id, COUNT(DISTINCT bt.trait_group_id) AS n
@@ -60,7 +60,7 @@ child_tags AS (
   JOIN band_trait_pairs bt ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
   ORDER BY mb.me_file_id, mb.band_id, t.trait_id, t.id
 ),
-children AS (
+children AS {CHILDREN}(
   SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
          p.display_order AS parent_order,
          jsonb_agg(jsonb_build_array(c.id,
@@ -91,14 +91,34 @@ fn target_population_sql() -> String {
 /// [`TARGET_POPULATION_SQL`] after the band metadata of the targets `targets` picks, for
 /// the me_files `me_files` picks.
 fn population_sql(targets: &str, me_files: &str) -> String {
-    population_sql_after(&BAND_METADATA_CTES.replace("{TARGETS}", targets), me_files)
+    population_sql_after(
+        &BAND_METADATA_CTES.replace("{TARGETS}", targets),
+        me_files,
+        Children::AsPlanned,
+    )
+}
+
+/// How [`TARGET_POPULATION_SQL`]'s `children` CTE is evaluated.
+#[derive(Clone, Copy)]
+enum Children {
+    /// Inlined or not, as PostgreSQL plans it.
+    AsPlanned,
+    /// Computed once (`MATERIALIZED`).
+    Once,
 }
 
 /// [`TARGET_POPULATION_SQL`] after `band_metadata` (CTEs named as [`BAND_METADATA_CTES`]'s).
-fn population_sql_after(band_metadata: &str, me_files: &str) -> String {
+fn population_sql_after(band_metadata: &str, me_files: &str, children: Children) -> String {
     let rest = TARGET_POPULATION_SQL
         .replace("{BLANK}", BLANK_CHARACTERS_SQL)
-        .replace("{ME_FILES}", me_files);
+        .replace("{ME_FILES}", me_files)
+        .replace(
+            "{CHILDREN}",
+            match children {
+                Children::AsPlanned => "",
+                Children::Once => "MATERIALIZED ",
+            },
+        );
     format!("{band_metadata}{rest}")
 }
 
@@ -144,15 +164,7 @@ fn reference_sync_function_sql() -> String {
     // `children` computed once, not once per member row: planned as one row, the members
     // of one me_file (a few dozen) made PostgreSQL rerun the children join for each of them
     // on the 1M data set (7 ms a call instead of 2-3 ms; the 200K one was planned well).
-    let desired = population_sql_after(BAND_METADATA_OF_SYNC, "t.me_file_id = $1").replacen(
-        "\nchildren AS (",
-        "\nchildren AS MATERIALIZED (",
-        1,
-    );
-    assert!(
-        desired.contains("children AS MATERIALIZED ("),
-        "the population SQL names its children CTE"
-    );
+    let desired = population_sql_after(BAND_METADATA_OF_SYNC, "t.me_file_id = $1", Children::Once);
     format!(
         "CREATE OR REPLACE FUNCTION snapline_reference_sync(bigint) RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
