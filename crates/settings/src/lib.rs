@@ -440,7 +440,7 @@ impl Settings {
             }
         }
         if let Some((value, key)) = at_least_one.into_iter().find(|(value, _)| *value == 0) {
-            let env = format!("SNAPLINE_{}", key.to_uppercase().replace('.', "__"));
+            let env = env_var_of(&key);
             return Err(SettingsError::TooSmall { key, value, env });
         }
         let at_most = [
@@ -460,7 +460,7 @@ impl Settings {
             ),
         ];
         if let Some((value, key, max, why)) = at_most.into_iter().find(|(v, _, max, _)| v > max) {
-            let env = format!("SNAPLINE_{}", key.to_uppercase().replace('.', "__"));
+            let env = env_var_of(key);
             return Err(SettingsError::TooLarge {
                 key,
                 value,
@@ -486,6 +486,12 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The environment variable that sets `key` (`queues.backfill.timeout_secs` ->
+/// `SNAPLINE_QUEUES__BACKFILL__TIMEOUT_SECS`).
+fn env_var_of(key: &str) -> String {
+    format!("SNAPLINE_{}", key.to_uppercase().replace('.', "__"))
 }
 
 /// `DIR/PROFILE.toml` when it exists on disk, else the copy built into the binary.
