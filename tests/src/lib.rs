@@ -488,6 +488,17 @@ pub async fn raw_rows(
 }
 
 /// A SQL string literal.
+/// The value of one series (its name and labels, as Prometheus text prints them) in
+/// `metrics`, a recorder's rendered text; 0 when absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{series} ")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

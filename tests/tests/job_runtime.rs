@@ -22,12 +22,7 @@ const INTERRUPTED: &str =
 
 /// The value of one series in the recorder's current text (0 when absent).
 fn count(metrics: &impl Fn() -> String, series: &str) -> f64 {
-    metrics()
-        .lines()
-        .find(|l| l.starts_with(&format!("{series} ")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
+    snapline_tests::metric_value(&metrics(), series)
 }
 
 /// Holds target 1's lease (another populate "runs"), pushes its populate and serves it with

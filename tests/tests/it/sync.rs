@@ -839,12 +839,10 @@ async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
     let before = scalar(&db, "SELECT txid_current() % 4294967296").await;
     let metrics = ops::prometheus().expect("recorder");
     let splits = || {
-        metrics
-            .render()
-            .lines()
-            .find(|l| l.starts_with(r#"snapline_sync_transactions_total{outcome="split"} "#))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
+        snapline_tests::metric_value(
+            &metrics.render(),
+            r#"snapline_sync_transactions_total{outcome="split"}"#,
+        )
     };
     let splits_before = splits();
     for me_file in &members {
