@@ -6,15 +6,20 @@
 --   psql "$MIGRATION_URL" -v ON_ERROR_STOP=1 -v service_role=snapline_service \
 --        -f deploy/postgres/grants.sql
 --
--- Everything else is refused by PostgreSQL: no other column of offers, ad_events or targets,
--- no write to tags, me_files, bands or campaigns, no DDL.
+-- Everything else is refused by PostgreSQL: no other column of offers or ad_events (read or
+-- written), no other column of targets written, nothing of campaigns, no write to tags,
+-- me_files or bands, no DDL.
 
 GRANT USAGE ON SCHEMA public TO :"service_role";
 
 -- Read: the platform's tables the jobs read.
 GRANT SELECT ON traits, me_files, me_file_tags, targets, target_bands, trait_groups,
-    trait_group_traits, target_band_trait_groups, campaigns, target_populations, offers,
-    ad_events TO :"service_role";
+    trait_group_traits, target_band_trait_groups, target_populations TO :"service_role";
+-- Of offers and ad_events only the columns that say where a snapshot is missing and which
+-- population it comes from: their amounts, media and payment flags are none of snapline's
+-- business. campaigns: nothing (no job reads it).
+GRANT SELECT (id, me_file_id, target_band_id, matching_tags_snapshot) ON offers, ad_events
+    TO :"service_role";
 
 -- Write: populations are snapline's rows.
 GRANT INSERT, UPDATE, DELETE ON target_populations TO :"service_role";

@@ -268,6 +268,71 @@ impl Drop for TestDb {
     }
 }
 
+/// Login roles a test creates on the shared server, dropped when it ends (roles outlive
+/// databases): whatever they own or were granted in the test's database first, then the roles.
+/// Declare it before the [`TestDb`] it names so that it drops first.
+pub struct TestRoles {
+    database_url: String,
+    pub names: Vec<String>,
+}
+
+impl TestRoles {
+    /// Roles named `<database>_<suffix>` for `test`; creates none (a test or a deploy script
+    /// does).
+    pub fn for_test(test: &TestDb, suffixes: &[&str]) -> TestRoles {
+        TestRoles {
+            database_url: test.url.clone(),
+            names: suffixes
+                .iter()
+                .map(|suffix| format!("{}_{suffix}", test.name))
+                .collect(),
+        }
+    }
+
+    /// The name of the role of `suffix`.
+    pub fn name(&self, suffix: &str) -> &str {
+        self.names
+            .iter()
+            .find(|name| name.ends_with(&format!("_{suffix}")))
+            .unwrap_or_else(|| panic!("no role {suffix}"))
+    }
+}
+
+impl Drop for TestRoles {
+    fn drop(&mut self) {
+        let url = self.database_url.clone();
+        let names = self.names.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    for role in &quoted {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP OWNED BY {role} CASCADE"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                }
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    for role in &quoted {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP ROLE IF EXISTS {role}"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// Runs an async test body once per backend: `both_backends!(name, body)` defines
 /// `name::postgres` and `name::sqlite`, each calling `body(Backend)`.
 #[macro_export]

@@ -3,6 +3,7 @@
 
 use clap::Subcommand;
 use jobs::admin::{self, AdminError};
+use jobs::status::printable;
 use repo::{ActionOutcome, Db, JobDetail, JobFilter, JobStatus};
 use runtime::BadInput;
 use std::io::{BufRead, IsTerminal, Write};
@@ -278,13 +279,13 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
 /// Says what an action did per id; an id it could not act on makes the exit code 2.
 fn print_outcome(done: &str, rule: &str, outcome: &ActionOutcome) -> anyhow::Result<()> {
     for id in &outcome.changed {
-        println!("{done} {id}");
+        println!("{done} {}", printable(id));
     }
     for (id, status) in &outcome.skipped {
-        println!("skipped {id}: it is {status} ({rule})");
+        println!("skipped {}: it is {status} ({rule})", printable(id));
     }
     for id in &outcome.not_found {
-        println!("not found: {id}");
+        println!("not found: {}", printable(id));
     }
     if outcome.skipped.is_empty() && outcome.not_found.is_empty() {
         Ok(())
@@ -297,13 +298,13 @@ fn print_outcome(done: &str, rule: &str, outcome: &ActionOutcome) -> anyhow::Res
     }
 }
 
-/// `text` cut to `max` characters on one line.
+/// `text` cut to `max` characters, then made [`printable`] on one line.
 fn cut(text: &str, max: usize) -> String {
-    let line = text.replace(['\n', '\r'], " ");
-    if line.chars().count() <= max {
-        line
+    if text.chars().count() <= max {
+        printable(text).into_owned()
     } else {
-        format!("{}...", line.chars().take(max - 3).collect::<String>())
+        let head: String = text.chars().take(max - 3).collect();
+        format!("{}...", printable(&head))
     }
 }
 
@@ -325,11 +326,11 @@ fn print_list(jobs: &[JobDetail], limit: u64) {
             .unwrap_or("-");
         println!(
             "{:<26}  {:<15}  {:<7}  {:>8}  {:<20}  {:<28}  {}",
-            job.id,
-            job.queue,
+            printable(&job.id),
+            printable(&job.queue),
             job.status,
             format!("{}/{}", job.attempts, job.max_attempts),
-            when,
+            printable(when),
             cut(&job.payload, 28),
             cut(job.error.as_deref().unwrap_or(""), 60)
         );
@@ -340,12 +341,12 @@ fn print_list(jobs: &[JobDetail], limit: u64) {
 }
 
 fn print_job(job: &JobDetail) {
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-    println!("id:          {}", job.id);
-    println!("queue:       {}", job.queue);
+    let or_dash = |v: &Option<String>| printable(v.as_deref().unwrap_or("-")).into_owned();
+    println!("id:          {}", printable(&job.id));
+    println!("queue:       {}", printable(&job.queue));
     println!("status:      {}", job.status);
     println!("attempts:    {} of {}", job.attempts, job.max_attempts);
-    println!("payload:     {}", job.payload);
+    println!("payload:     {}", printable(&job.payload));
     println!("due:         {}", or_dash(&job.run_at));
     println!("started:     {}", or_dash(&job.started_at));
     println!("finished:    {}", or_dash(&job.finished_at));

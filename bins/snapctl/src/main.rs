@@ -166,19 +166,12 @@ fn main() -> ExitCode {
                 listen,
                 allow_actions,
             } => {
-                let basic_auth = match (&settings.board.user, &settings.board.password) {
-                    (Some(user), Some(password)) => Some((user.clone(), password.clone())),
-                    (None, None) => None,
-                    _ => {
-                        return Err(BadInput::wrap(anyhow::anyhow!(
-                            "set both board.user and board.password (SNAPLINE_BOARD__USER, SNAPLINE_BOARD__PASSWORD), or neither"
-                        )));
-                    }
-                };
+                let basic_auth = settings.board.basic_auth().map_err(BadInput::wrap)?;
                 let options = board::BoardOptions {
                     listen,
                     allow_actions,
                     basic_auth,
+                    allowed_hosts: settings.board.allowed_hosts.clone(),
                 };
                 let db = runtime::connect(&settings).await?;
                 board::serve(db, options, runtime::shutdown_signal())
@@ -223,10 +216,15 @@ fn main() -> ExitCode {
                     println!("capture: off (no trigger installed)");
                 }
                 for trigger in &installed {
-                    let note = if trigger.version == repo::CAPTURE_VERSION {
-                        ""
+                    let note = if trigger.is_unsafe() {
+                        format!(
+                            " (version {} is UNSAFE: any login can run its own SQL as the role that enabled it; `snapctl capture enable` replaces it)",
+                            trigger.version
+                        )
+                    } else if trigger.version != repo::CAPTURE_VERSION {
+                        " (another version: `snapctl capture enable` replaces it)".into()
                     } else {
-                        " (another version: `snapctl capture enable` replaces it)"
+                        String::new()
                     };
                     println!("{}: {}{note}", trigger.table, trigger.name);
                 }
@@ -239,6 +237,13 @@ fn main() -> ExitCode {
                             .filter(|t| t.version == repo::CAPTURE_VERSION)
                             .count(),
                         repo::CaptureRepo::expected_triggers()
+                    );
+                }
+                let unsafe_triggers = installed.iter().filter(|t| t.is_unsafe()).count();
+                if unsafe_triggers > 0 {
+                    println!(
+                        "capture: UNSAFE: {unsafe_triggers} trigger(s) of a version before {} installed; run `snapctl capture enable` as the migration role now",
+                        repo::FIRST_SAFE_CAPTURE_VERSION
                     );
                 }
                 Ok(())

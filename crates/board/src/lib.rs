@@ -5,14 +5,19 @@
 //! confirmation page, a CSRF token and, when configured, HTTP basic auth.
 //!
 //! It never writes SQL (it reads through `jobs::admin` and `repo`) and never renders a value
-//! unescaped: every page is a maud template, which escapes each value it interpolates.
+//! unescaped: every page is a maud template, which escapes each value it interpolates, and
+//! every value in a link or form action is percent-encoded. It never acts for a stranger:
+//! a `Host` that is not a loopback name, an IP address or a configured name is refused (DNS
+//! rebinding), a cross-origin POST is refused, every response forbids framing and inline
+//! code (Content-Security-Policy), and a failure shows an error id, never the database's
+//! message.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 use repo::{Db, JobDetail, JobFilter, JobStatus};
 use std::net::SocketAddr;
 
@@ -23,6 +28,13 @@ const LIST_LIMIT: u64 = 100;
 const COUNT_CAP: u64 = 100_000;
 /// Targets the targets page shows at most.
 const TARGETS_LIMIT: u64 = 200;
+/// (target, band) rows the targets page shows at most, however many bands a target has.
+const TARGET_BAND_ROWS_LIMIT: u64 = 500;
+/// Members counted per band on the targets page (shown as `N+` beyond): bounds the page's
+/// one count query to `TARGET_BAND_ROWS_LIMIT` x this many index entries.
+const BAND_MEMBERS_CAP: u64 = 10_000;
+/// Characters of a payload or result a job page shows; `snapctl jobs show --json` has all.
+const JOB_TEXT_SHOWN_CHARS: usize = 20_000;
 /// How often the overview reloads its figures in the browser.
 const REFRESH_MS: u64 = 5_000;
 
@@ -34,6 +46,9 @@ pub struct BoardOptions {
     pub allow_actions: bool,
     /// HTTP basic auth asked of every request: (user, password).
     pub basic_auth: Option<(String, String)>,
+    /// Host names the board answers to beyond loopback names and IP addresses
+    /// (`board.allowed_hosts`): `name` for any port, `name:port` for that port only.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +136,10 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
             get(confirm_queue_action).post(queue_action),
         )
         .route("/targets", get(targets_page))
+        .route(STYLESHEET_PATH, get(stylesheet))
+        .route(OVERVIEW_SCRIPT_PATH, get(overview_script))
         .with_state(board);
-    Ok(match &options.basic_auth {
+    let router = match &options.basic_auth {
         Some((user, password)) => {
             use base64::Engine as _;
             let expected = format!(
@@ -155,7 +172,150 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
             ))
         }
         None => router,
-    })
+    };
+    // Outermost first: the host is checked before anything else answers (even the
+    // authentication challenge), and every response, a refusal too, carries the headers.
+    let hosts = std::sync::Arc::new(options.allowed_hosts.clone());
+    Ok(router
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let hosts = hosts.clone();
+                async move {
+                    match refusal(request.method(), request.headers(), &hosts) {
+                        Some(refused) => refused.into_response(),
+                        None => next.run(request).await,
+                    }
+                }
+            },
+        ))
+        .layer(axum::middleware::map_response(with_security_headers)))
+}
+
+/// Why a request is refused before any handler sees it, if it is: a `Host` the board does
+/// not answer to, or a state-changing request from another origin.
+fn refusal(method: &Method, headers: &HeaderMap, allowed_hosts: &[String]) -> Option<PageError> {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return Some(PageError(
+            StatusCode::BAD_REQUEST,
+            "a request needs a Host header".into(),
+        ));
+    };
+    if !host_allowed(host, allowed_hosts) {
+        tracing::warn!(host = %jobs::status::printable(host), "board refused a request for another host");
+        return Some(PageError(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this board does not answer to that host name: add it to board.allowed_hosts".into(),
+        ));
+    }
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    // Browsers send Origin with every POST (Referer where a policy hides Origin); a client
+    // that sends neither is not a browser a foreign page could drive.
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    match source {
+        Some(source) if authority_of(source).is_none_or(|a| !a.eq_ignore_ascii_case(host)) => {
+            tracing::warn!(
+                origin = %jobs::status::printable(source),
+                host = %jobs::status::printable(host),
+                "board refused a cross-origin request"
+            );
+            Some(PageError(
+                StatusCode::FORBIDDEN,
+                "refused: the request comes from another site's page".into(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `host[:port]` of an absolute URL (`https://host:port/path`), `None` for `null` or
+/// anything else.
+fn authority_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|a| !a.is_empty() && !a.contains('@'))
+}
+
+/// Whether the board answers to `host` (a `Host` header: name or address, maybe a port): an
+/// IP address (a page an attacker serves is reached by name, never by the board's address),
+/// `localhost` and names under it, or an allowed name.
+fn host_allowed(host: &str, allowed_hosts: &[String]) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((address, _)) => return address.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        }
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed_hosts.iter().any(|allowed| {
+            let allowed = allowed.trim().to_ascii_lowercase();
+            allowed == host || allowed == name
+        })
+}
+
+/// The stylesheet and the overview's refresh, served by the board: the
+/// Content-Security-Policy allows code and styles from the board itself only.
+const STYLESHEET_PATH: &str = "/static/board.css";
+const OVERVIEW_SCRIPT_PATH: &str = "/static/overview.js";
+
+/// What every response says about itself: no framing (clickjacking of a confirmation),
+/// scripts and styles from the board alone, no sniffing, no referrer beyond the board, and
+/// no copy kept (pages carry the CSRF token).
+async fn with_security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+async fn overview_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        format!(
+            "setInterval(async () => {{ try {{ const r = await fetch('/overview'); \
+             if (r.ok) document.getElementById('overview').innerHTML = await r.text(); }} \
+             catch (e) {{}} }}, {REFRESH_MS});\n"
+        ),
+    )
+}
+
+/// The characters of a path segment or query value left as they are: RFC 3986's
+/// unreserved ones. Everything else (`/`, `?`, `#`, `%`, `.`, controls) is percent-encoded,
+/// so that an id is one segment and names no other page.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` as one path segment or query value.
+fn encoded(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -179,11 +339,18 @@ impl IntoResponse for PageError {
 }
 
 impl From<repo::RepoError> for PageError {
+    /// The database's message stays in the log (it can name tables, roles and values); the
+    /// page shows an id to find it by.
     fn from(err: repo::RepoError) -> Self {
-        tracing::warn!(error = %err, "board page failed");
+        let mut id = [0u8; 4];
+        let error_id = match getrandom::fill(&mut id) {
+            Ok(()) => id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            Err(_) => format!("{:08x}", std::process::id()),
+        };
+        tracing::error!(error_id, error = %err, "board page failed");
         PageError(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("database: {err}"),
+            format!("The page failed (error {error_id}); the board's log has the detail."),
         )
     }
 }
@@ -215,7 +382,7 @@ fn layout(title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 title { "snapline: " (title) }
-                style { (PreEscaped(STYLE)) }
+                link rel="stylesheet" href=(STYLESHEET_PATH);
             }
             body {
                 nav {
@@ -230,9 +397,14 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-/// `n`, or `n+` when it reached the cap.
+/// `n`, or `n+` when it reached [`COUNT_CAP`].
 fn capped(n: i64) -> String {
-    if n >= COUNT_CAP as i64 {
+    capped_at(n, COUNT_CAP)
+}
+
+/// `n`, or `n+` when it reached `cap`.
+fn capped_at(n: i64, cap: u64) -> String {
+    if n >= cap as i64 {
         format!("{n}+")
     } else {
         n.to_string()
@@ -263,23 +435,23 @@ async fn overview(board: &Board) -> Result<Markup, PageError> {
             @for (q, hour) in queues.iter().zip(&last_hour) {
                 @let d = &q.depth;
                 tr data-queue=(d.queue) {
-                    td { a href={ "/jobs?queue=" (d.queue) } { (d.queue) } }
+                    td { a href={ "/jobs?queue=" (encoded(&d.queue)) } { (d.queue) } }
                     td {
                         @if q.paused { span.paused { "paused" } } @else { "running" }
                         @if board.allow_actions {
                             " "
                             @if q.paused {
-                                a.action href={ "/queues/" (d.queue) "/resume" } { "resume" }
+                                a.action href={ "/queues/" (encoded(&d.queue)) "/resume" } { "resume" }
                             } @else {
-                                a.action href={ "/queues/" (d.queue) "/pause" } { "pause" }
+                                a.action href={ "/queues/" (encoded(&d.queue)) "/pause" } { "pause" }
                             }
                         }
                     }
                     td.n.waiting { (d.waiting) }
                     td.n.running { (d.running) }
                     td.n.done { (d.done) }
-                    td.n.failed { a href={ "/jobs?queue=" (d.queue) "&status=failed" } { (d.failed) } }
-                    td.n.killed { a href={ "/jobs?queue=" (d.queue) "&status=killed" } { (d.killed) } }
+                    td.n.failed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=failed" } { (d.failed) } }
+                    td.n.killed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=killed" } { (d.killed) } }
                     td.n { (capped(*hour)) }
                     td { @match d.oldest_waiting_secs { Some(s) => { (format!("{:.0} s ago", s.max(0.0))) }, None => { "-" } } }
                 }
@@ -304,18 +476,13 @@ async fn overview(board: &Board) -> Result<Markup, PageError> {
 
 async fn overview_page(State(board): State<Board>) -> Page {
     let figures = overview(&board).await?;
-    let refresh = format!(
-        "setInterval(async () => {{ try {{ const r = await fetch('/overview'); \
-         if (r.ok) document.getElementById('overview').innerHTML = await r.text(); }} \
-         catch (e) {{}} }}, {REFRESH_MS});"
-    );
     Ok(Html(
         layout(
             "overview",
             html! {
                 p { "Refreshes every " (REFRESH_MS / 1000) " s." }
                 div #overview { (figures) }
-                script { (PreEscaped(refresh)) }
+                script src=(OVERVIEW_SCRIPT_PATH) {}
             },
         )
         .into_string(),
@@ -397,7 +564,7 @@ fn jobs_table(jobs: &[JobDetail]) -> Markup {
                 }
                 @for job in jobs {
                     tr data-job=(job.id) {
-                        td { a href={ "/jobs/" (job.id) } { code { (job.id) } } }
+                        td { a href={ "/jobs/" (encoded(&job.id)) } { code { (job.id) } } }
                         td { (job.queue) }
                         td.status { (job.status) }
                         td.n { (job.attempts) "/" (job.max_attempts) }
@@ -411,6 +578,20 @@ fn jobs_table(jobs: &[JobDetail]) -> Markup {
     }
 }
 
+/// A job's payload or result as a page shows it: whole up to [`JOB_TEXT_SHOWN_CHARS`],
+/// else cut with its length said.
+fn shown_in_full_or_cut(text: &str) -> String {
+    let total = text.chars().count();
+    if total <= JOB_TEXT_SHOWN_CHARS {
+        text.to_owned()
+    } else {
+        format!(
+            "{} ({total} characters; `snapctl jobs show ID --json` has all)",
+            shorten(text, JOB_TEXT_SHOWN_CHARS)
+        )
+    }
+}
+
 /// `text` cut to `max` characters.
 fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -420,15 +601,26 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// The job of `id`; an id no database can hold (a NUL byte) is no job's.
+async fn find_job(board: &Board, id: &str) -> Result<JobDetail, PageError> {
+    if id.contains('\0') {
+        return Err(PageError(
+            StatusCode::NOT_FOUND,
+            "no job has that id".into(),
+        ));
+    }
+    Ok(jobs::admin::show(&board.db, id).await?)
+}
+
 async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
-    let job = jobs::admin::show(&board.db, &id).await?;
+    let job = find_job(&board, &id).await?;
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     Ok(Html(
         layout(
             &format!("job {}", job.id),
             html! {
                 table #job {
-                    tr { th { "queue" } td { a href={ "/jobs?queue=" (job.queue) } { (job.queue) } } }
+                    tr { th { "queue" } td { a href={ "/jobs?queue=" (encoded(&job.queue)) } { (job.queue) } } }
                     tr { th { "status" } td.status { (job.status) } }
                     tr { th { "attempts" } td { (job.attempts) " of " (job.max_attempts) } }
                     tr { th { "due" } td { (or_dash(&job.run_at)) } }
@@ -439,15 +631,15 @@ async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
                 }
                 @if board.allow_actions {
                     p {
-                        a.action href={ "/jobs/" (job.id) "/retry" } { "retry" }
+                        a.action href={ "/jobs/" (encoded(&job.id)) "/retry" } { "retry" }
                         " "
-                        a.action href={ "/jobs/" (job.id) "/kill" } { "kill" }
+                        a.action href={ "/jobs/" (encoded(&job.id)) "/kill" } { "kill" }
                     }
                 }
                 h2 { "payload" }
-                pre #payload { (job.payload) }
+                pre #payload { (shown_in_full_or_cut(&job.payload)) }
                 h2 { "last result" }
-                pre #last-result { (or_dash(&job.last_result)) }
+                pre #last-result { (shown_in_full_or_cut(&or_dash(&job.last_result))) }
             },
         )
         .into_string(),
@@ -461,7 +653,10 @@ const RUNS_PER_TARGET: usize = 3;
 
 async fn targets_page(State(board): State<Board>) -> Page {
     let db = &board.db;
-    let rows = db.board().targets_with_bands(TARGETS_LIMIT).await?;
+    let rows = db
+        .board()
+        .targets_with_bands(TARGETS_LIMIT, TARGET_BAND_ROWS_LIMIT, BAND_MEMBERS_CAP)
+        .await?;
     // The last runs of each target: from the newest populate jobs (their payload names the
     // target), so the page reads a bounded number of jobs however many targets there are.
     let recent = jobs::admin::list(
@@ -485,17 +680,6 @@ async fn targets_page(State(board): State<Board>) -> Page {
             }
         }
     }
-    let mut members = Vec::with_capacity(rows.len());
-    for row in &rows {
-        members.push(match row.band_id {
-            Some(band) => Some(
-                db.board()
-                    .band_members(domain::BandId(band), COUNT_CAP)
-                    .await?,
-            ),
-            None => None,
-        });
-    }
     Ok(Html(
         layout(
             "targets",
@@ -505,17 +689,17 @@ async fn targets_page(State(board): State<Board>) -> Page {
                         th.n { "target" } th { "title" } th { "status" } th { "last populated" }
                         th.n { "band" } th.n { "members" } th { "last runs" }
                     }
-                    @for (row, n) in rows.iter().zip(&members) {
+                    @for row in &rows {
                         tr data-target=(row.target_id) {
                             td.n { (row.target_id) }
                             td { (row.title.as_deref().unwrap_or("")) }
                             td { (row.status.as_deref().unwrap_or("-")) }
                             td { (row.last_populated_at.as_deref().unwrap_or("-")) }
                             td.n { @match row.band_id { Some(b) => { (b) }, None => { "-" } } }
-                            td.n { @match n { Some(n) => { (capped(*n)) }, None => { "-" } } }
+                            td.n { @match row.members { Some(n) => { (capped_at(n, BAND_MEMBERS_CAP)) }, None => { "-" } } }
                             td.runs {
                                 @for job in runs.get(&row.target_id).into_iter().flatten() {
-                                    a href={ "/jobs/" (job.id) } { (job.status) }
+                                    a href={ "/jobs/" (encoded(&job.id)) } { (job.status) }
                                     " " (job.finished_at.as_deref().or(job.started_at.as_deref()).or(job.run_at.as_deref()).unwrap_or("")) br;
                                 }
                                 a href={ "/jobs?target=" (row.target_id) } { "all jobs" }
@@ -523,8 +707,10 @@ async fn targets_page(State(board): State<Board>) -> Page {
                         }
                     }
                 }
-                @if rows.iter().map(|r| r.target_id).collect::<std::collections::BTreeSet<_>>().len() as u64 == TARGETS_LIMIT {
-                    p { "The first " (TARGETS_LIMIT) " targets shown." }
+                @if rows.len() as u64 == TARGET_BAND_ROWS_LIMIT {
+                    p #cut { "The first " (TARGET_BAND_ROWS_LIMIT) " bands shown." }
+                } @else if rows.iter().map(|r| r.target_id).collect::<std::collections::BTreeSet<_>>().len() as u64 == TARGETS_LIMIT {
+                    p #cut { "The first " (TARGETS_LIMIT) " targets shown." }
                 }
             },
         )
@@ -614,7 +800,7 @@ async fn confirm_job_action(
 ) -> Page {
     actions_allowed(&board)?;
     let action = JobAction::parse(&action)?;
-    let job = jobs::admin::show(&board.db, &id).await?;
+    let job = find_job(&board, &id).await?;
     let question = match action {
         JobAction::Retry => format!(
             "Retry job {} ({}, now {})? It becomes due now with all its attempts.",
@@ -628,8 +814,8 @@ async fn confirm_job_action(
     Ok(confirmation(
         &board,
         &question,
-        &format!("/jobs/{}/{}", job.id, action.name()),
-        &format!("/jobs/{}", job.id),
+        &format!("/jobs/{}/{}", encoded(&job.id), action.name()),
+        &format!("/jobs/{}", encoded(&job.id)),
     ))
 }
 
@@ -665,8 +851,8 @@ async fn job_action(
             ),
         ));
     }
-    tracing::info!(job = %id, action = action.name(), "job changed from the board");
-    Ok(axum::response::Redirect::to(&format!("/jobs/{id}")).into_response())
+    tracing::info!(job = %jobs::status::printable(&id), action = action.name(), "job changed from the board");
+    Ok(axum::response::Redirect::to(&format!("/jobs/{}", encoded(&id))).into_response())
 }
 
 /// `pause` or `resume`.
@@ -696,7 +882,7 @@ async fn confirm_queue_action(
     Ok(confirmation(
         &board,
         &question,
-        &format!("/queues/{queue}/{action}"),
+        &format!("/queues/{}/{action}", encoded(queue)),
         "/",
     ))
 }

@@ -230,6 +230,11 @@ fn log_outcome(action: &'static str, outcome: &ActionOutcome) {
 }
 
 /// A duration as operators write it: `90s`, `15m`, `12h`, `7d`, or a sum (`1d12h`).
+/// The longest duration [`parse_duration`] takes: 100 years of 365 days, beyond any job's age
+/// and well inside what a timestamp can subtract (a larger one once wrapped into a negative
+/// age and purged every finished job).
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration `{text}`: write it like 90s, 15m, 12h, 7d or 1d12h");
     let mut total = 0u64;
@@ -259,6 +264,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !number.is_empty() || !any {
         return Err(bad());
     }
+    if total > MAX_DURATION_SECS {
+        return Err(format!(
+            "duration `{text}` is out of range: at most {}",
+            format_duration(Duration::from_secs(MAX_DURATION_SECS))
+        ));
+    }
     Ok(Duration::from_secs(total))
 }
 
@@ -281,6 +292,18 @@ pub fn format_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_beyond_a_century_is_refused() {
+        for text in ["18446744073709551615s", "36501d", "5300w"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("out of range"), "{text}: {err}");
+        }
+        assert_eq!(
+            parse_duration("36500d"),
+            Ok(Duration::from_secs(MAX_DURATION_SECS))
+        );
+    }
 
     #[test]
     fn durations_as_operators_write_them() {

@@ -135,20 +135,32 @@ impl std::fmt::Display for StatusReport {
 /// Characters of a job's error `status` shows on its line.
 const ERROR_SHOWN_CHARS: usize = 300;
 
-/// A job's error as one safe line: control characters (an ESC that would drive the terminal,
-/// newlines) escaped, cut to [`ERROR_SHOWN_CHARS`] with the full length said.
+/// `text` safe to print on a terminal, on one line: every control character (an ESC that
+/// would clear the screen or set the title, a newline, a carriage return that hides what
+/// came before) escaped as Rust writes it (`\u{1b}`, `\n`). The one escaping of every value
+/// the CLIs print that came from the database or the command line.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A job's error as one safe line ([`printable`]), cut to [`ERROR_SHOWN_CHARS`] with the full
+/// length said.
 fn printable_error(error: &str) -> String {
-    let mut shown: String = error
-        .chars()
-        .take(ERROR_SHOWN_CHARS)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
+    let head: String = error.chars().take(ERROR_SHOWN_CHARS).collect();
+    let mut shown = printable(&head).into_owned();
     let total = error.chars().count();
     if total > ERROR_SHOWN_CHARS {
         shown.push_str(&format!(
@@ -160,7 +172,20 @@ fn printable_error(error: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::printable_error;
+    use super::{printable, printable_error};
+
+    #[test]
+    fn printable_escapes_every_control_character_and_nothing_else() {
+        assert_eq!(
+            printable("job 01J\u{1b}]0;owned\u{7}"),
+            "job 01J\\u{1b}]0;owned\\u{7}"
+        );
+        assert_eq!(printable("a\r\nb\u{9b}c"), "a\\r\\nb\\u{9b}c");
+        assert!(matches!(
+            printable("plain é 7"),
+            std::borrow::Cow::Borrowed("plain é 7")
+        ));
+    }
 
     #[test]
     fn an_error_is_shown_on_one_safe_line_of_bounded_length() {

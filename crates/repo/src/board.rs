@@ -2,7 +2,6 @@
 //! bounded: counts stop at a cap (a page shows "cap+"), lists are limited.
 
 use crate::{Db, RepoError};
-use domain::BandId;
 use sea_orm::{FromQueryResult, Value};
 
 /// A target and one of its bands (`band_id` is `None` for a target without bands).
@@ -13,6 +12,8 @@ pub struct TargetBandRow {
     pub status: Option<String>,
     pub last_populated_at: Option<String>,
     pub band_id: Option<i64>,
+    /// The band's populations, counted up to a cap; `None` without a band.
+    pub members: Option<i64>,
 }
 
 #[derive(FromQueryResult)]
@@ -22,6 +23,7 @@ struct TargetBandRecord {
     status: Option<String>,
     last_populated_at: Option<String>,
     band_id: Option<i64>,
+    members: Option<i64>,
 }
 
 #[derive(FromQueryResult)]
@@ -35,21 +37,38 @@ pub struct BoardRepo<'a> {
 }
 
 impl BoardRepo<'_> {
-    /// Up to `limit` targets (by id) with their bands, one row per (target, band).
-    pub async fn targets_with_bands(&self, limit: u64) -> Result<Vec<TargetBandRow>, RepoError> {
-        let rows: Vec<TargetBandRecord> = self
+    /// The first `targets` targets (by id) with their bands, one row per (target, band), at
+    /// most `rows` rows, each band's populations counted up to `members_cap`: one statement,
+    /// whose cost is bounded by `rows` x `members_cap` index entries whatever the bands.
+    pub async fn targets_with_bands(
+        &self,
+        targets: u64,
+        rows: u64,
+        members_cap: u64,
+    ) -> Result<Vec<TargetBandRow>, RepoError> {
+        let records: Vec<TargetBandRecord> = self
             .db
             .fetch_all(
                 self.db.conn(),
-                "SELECT CAST(t.id AS BIGINT) AS target_id, t.title, t.population_status AS status, \
-                 CAST(t.last_populated_at AS TEXT) AS last_populated_at, \
-                 CAST(b.id AS BIGINT) AS band_id \
-                 FROM (SELECT * FROM targets ORDER BY id LIMIT $1) t \
-                 LEFT JOIN target_bands b ON b.target_id = t.id ORDER BY t.id, b.id",
-                vec![Value::from(limit as i64)],
+                "SELECT r.*, CASE WHEN r.band_id IS NULL THEN NULL ELSE \
+                   (SELECT COUNT(*) FROM (SELECT 1 FROM target_populations p \
+                    WHERE p.target_band_id = r.band_id LIMIT $3) capped) END AS members \
+                 FROM (SELECT CAST(t.id AS BIGINT) AS target_id, t.title, \
+                       t.population_status AS status, \
+                       CAST(t.last_populated_at AS TEXT) AS last_populated_at, \
+                       CAST(b.id AS BIGINT) AS band_id \
+                       FROM (SELECT * FROM targets ORDER BY id LIMIT $1) t \
+                       LEFT JOIN target_bands b ON b.target_id = t.id \
+                       ORDER BY t.id, b.id LIMIT $2) r \
+                 ORDER BY r.target_id, r.band_id",
+                vec![
+                    Value::from(targets as i64),
+                    Value::from(rows as i64),
+                    Value::from(members_cap as i64),
+                ],
             )
             .await?;
-        Ok(rows
+        Ok(records
             .into_iter()
             .map(|r| TargetBandRow {
                 target_id: r.target_id,
@@ -57,18 +76,9 @@ impl BoardRepo<'_> {
                 status: r.status,
                 last_populated_at: r.last_populated_at,
                 band_id: r.band_id,
+                members: r.members,
             })
             .collect())
-    }
-
-    /// The populations of `band`, counted up to `cap` (through the band's index).
-    pub async fn band_members(&self, band: BandId, cap: u64) -> Result<i64, RepoError> {
-        self.capped_count(
-            "SELECT 1 FROM target_populations WHERE target_band_id = $1",
-            vec![Value::from(band.0)],
-            cap,
-        )
-        .await
     }
 
     /// Jobs of `queue` that finished successfully in the last `secs` seconds, up to `cap`.

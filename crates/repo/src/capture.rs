@@ -11,9 +11,13 @@
 //!   affected target that is `populated` or `populating`, unless one is waiting; the target is
 //!   marked `populating` in the same transaction, as any populate push does.
 //!
-//! The two functions that push run as their owner (`SECURITY DEFINER`, the role that ran
-//! `capture enable`, with that session's `search_path`), so the platform's own role needs no
-//! right on snapline's queue tables.
+//! The trigger functions run as their owner (`SECURITY DEFINER`, the role that ran
+//! `capture enable`), so the platform's own role needs no right on snapline's queue tables.
+//! What runs with the owner's rights must not lend them (PostgreSQL's "Writing SECURITY
+//! DEFINER Functions Safely"): every function has `search_path = pg_catalog, pg_temp`, names
+//! every relation and function with its schema, and no role but the owner may execute it (a
+//! trigger function cannot be called directly at all). Versions before
+//! [`FIRST_SAFE_CAPTURE_VERSION`] did not, and `capture status` says so.
 //!
 //! Every object is named `snapline_capture_v<N>_...`: `enable` replaces any version's objects
 //! with this one's, `disable` (and `migration down`) drops every version's. An installed
@@ -23,7 +27,12 @@ use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 /// The version of the trigger functions this build installs.
-pub const CAPTURE_VERSION: u32 = 2;
+pub const CAPTURE_VERSION: u32 = 3;
+
+/// The first version safe to leave installed. Earlier ones ran their pushing functions as
+/// their owner with the caller's temporary schema first in `search_path` and EXECUTE open to
+/// PUBLIC: any login could run its own SQL as the role that enabled capture.
+pub const FIRST_SAFE_CAPTURE_VERSION: u32 = 3;
 
 /// The prefix of every capture object of any version.
 const PREFIX: &str = "snapline_capture_v";
@@ -37,10 +46,35 @@ pub struct CaptureTrigger {
     pub version: u32,
 }
 
-/// What `enable` installs, in order: the push functions, then one function and trigger per
-/// captured event. `{v}` is the version.
-fn install_sql() -> String {
+impl CaptureTrigger {
+    /// Whether this trigger's version lends its owner's rights to any login
+    /// ([`FIRST_SAFE_CAPTURE_VERSION`]).
+    pub fn is_unsafe(&self) -> bool {
+        self.version < FIRST_SAFE_CAPTURE_VERSION
+    }
+}
+
+/// The `search_path` every capture function runs with: PostgreSQL's own first, then nothing
+/// a session can add to but its temporary schema, searched last (where it cannot shadow a
+/// built-in). Relations and snapline's functions are named with their schema anyway.
+const SAFE_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+
+/// `name` as an SQL identifier, quoted.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What `enable` installs into `schema` (the platform's, where its tables are), in order: the
+/// functions that push, then one function and trigger per captured event, then the revoke
+/// that leaves every function to its owner alone.
+///
+/// Only the trigger functions run as their owner (`SECURITY DEFINER`): PostgreSQL never lets
+/// a trigger function be called directly, and creating a trigger on a table of one's own
+/// needs EXECUTE on it, revoked here from PUBLIC. The functions they call run with the rights
+/// of their caller, which inside a trigger is the owner, and no other role may call them.
+fn install_sql(schema: &str) -> String {
     let v = CAPTURE_VERSION;
+    let s = quote_ident(schema);
     let mut sql = format!(
         r#"
 -- Whether a job with this payload is waiting and due within a minute (the plain-SQL push's
@@ -54,8 +88,8 @@ fn install_sql() -> String {
 -- locked row, so the job that absorbed this push cannot start, and read the tags from
 -- before this change, while the change is uncommitted. One a fetch holds is skipped (it
 -- may already be reading): then a job is pushed.
-CREATE OR REPLACE FUNCTION snapline_capture_v{v}_waiting(queue text, payload bytea) RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
+CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_waiting(queue text, payload bytea) RETURNS boolean
+LANGUAGE plpgsql VOLATILE {SAFE_SEARCH_PATH}
 SET plan_cache_mode = force_custom_plan AS $f$
 DECLARE
   waiting record;
@@ -71,39 +105,39 @@ BEGIN
 END
 $f$;
 
-CREATE OR REPLACE FUNCTION snapline_capture_v{v}_push_syncs(me_file_ids bigint[]) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
+CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_push_syncs(me_file_ids bigint[]) RETURNS void
+LANGUAGE sql {SAFE_SEARCH_PATH} AS $f$
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
   SELECT apalis.generate_ulid(), 'sync_me_file', p.payload, 'Pending', 0, 5, now(), 0
   FROM (SELECT DISTINCT convert_to('{{"me_file_id":' || m || '}}', 'UTF8') AS payload
         FROM unnest(me_file_ids) AS m WHERE m IS NOT NULL) AS p
-  WHERE NOT snapline_capture_v{v}_waiting('sync_me_file', p.payload)
+  WHERE NOT {s}.snapline_capture_v{v}_waiting('sync_me_file', p.payload)
 $f$;
 
-CREATE OR REPLACE FUNCTION snapline_capture_v{v}_push_populates(target_ids bigint[]) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
+CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_push_populates(target_ids bigint[]) RETURNS void
+LANGUAGE sql {SAFE_SEARCH_PATH} AS $f$
   WITH affected AS (
-    SELECT id FROM targets
+    SELECT id FROM {s}.targets
     WHERE id = ANY(target_ids) AND population_status IN ('populated', 'populating')
   ), marked AS (
-    UPDATE targets SET population_status = 'populating'
+    UPDATE {s}.targets SET population_status = 'populating'
     WHERE id IN (SELECT id FROM affected) AND population_status <> 'populating'
   )
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
   SELECT apalis.generate_ulid(), 'populate_target', p.payload, 'Pending', 0, 5, now(), 0
   FROM (SELECT convert_to('{{"target_id":' || id || '}}', 'UTF8') AS payload FROM affected) AS p
-  WHERE NOT snapline_capture_v{v}_waiting('populate_target', p.payload)
+  WHERE NOT {s}.snapline_capture_v{v}_waiting('populate_target', p.payload)
 $f$;
 
-CREATE OR REPLACE FUNCTION snapline_capture_v{v}_targets_of_groups(group_ids bigint[]) RETURNS bigint[]
-LANGUAGE sql STABLE AS $f$
-  SELECT ARRAY(SELECT DISTINCT b.target_id::bigint FROM target_band_trait_groups l
-               JOIN target_bands b ON b.id = l.target_band_id
+CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_targets_of_groups(group_ids bigint[]) RETURNS bigint[]
+LANGUAGE sql STABLE {SAFE_SEARCH_PATH} AS $f$
+  SELECT ARRAY(SELECT DISTINCT b.target_id::bigint FROM {s}.target_band_trait_groups l
+               JOIN {s}.target_bands b ON b.id = l.target_band_id
                WHERE l.trait_group_id = ANY(group_ids) AND b.target_id IS NOT NULL)
 $f$;
 "#
     );
-    for capture in captures(v) {
+    for capture in captures(v, &s) {
         let name = format!("snapline_capture_v{v}_{}", capture.name);
         let transition = match capture.event {
             "INSERT" => "REFERENCING NEW TABLE AS new_rows",
@@ -116,21 +150,39 @@ $f$;
         // `plan_cache_mode` says.
         sql.push_str(&format!(
             r#"
-CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f$
+CREATE OR REPLACE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER {SAFE_SEARCH_PATH} AS $f$
 BEGIN
   EXECUTE $q${body}$q$;
   RETURN NULL;
 END
 $f$;
-DROP TRIGGER IF EXISTS {name} ON {table};
-CREATE TRIGGER {name} AFTER {event} ON {table} {transition}
-  FOR EACH STATEMENT EXECUTE FUNCTION {name}();
+DROP TRIGGER IF EXISTS {name} ON {s}.{table};
+CREATE TRIGGER {name} AFTER {event} ON {s}.{table} {transition}
+  FOR EACH STATEMENT EXECUTE FUNCTION {s}.{name}();
 "#,
             body = capture.body,
             table = capture.table,
             event = capture.event,
         ));
     }
+    // PostgreSQL grants EXECUTE on a new function to PUBLIC.
+    sql.push_str(&format!(
+        r#"
+DO $revoke$
+DECLARE f record;
+BEGIN
+  FOR f IN SELECT p.oid::pg_catalog.regprocedure AS signature FROM pg_catalog.pg_proc p
+           WHERE p.pronamespace = pg_catalog.to_regnamespace({schema_literal})
+             AND p.proname LIKE 'snapline\_capture\_v{v}\_%'
+  LOOP
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.signature);
+  END LOOP;
+END
+$revoke$;
+"#,
+        schema_literal = format!("'{}'", s.replace('\'', "''")),
+    ));
     sql
 }
 
@@ -154,19 +206,19 @@ fn changed_rows(event: &str) -> &'static str {
 
 /// Every captured (table, event). A trigger with transition tables takes one event and no
 /// column list, so an update's trigger compares old and new rows itself.
-fn captures(v: u32) -> Vec<Capture> {
+fn captures(v: u32, s: &str) -> Vec<Capture> {
     let capture = |short: &str, table: &'static str, event: &'static str, body: String| Capture {
         name: format!("{short}_{}", &event[..3].to_lowercase()),
         table,
         event,
         body,
     };
-    let syncs = |ids: String| format!("SELECT snapline_capture_v{v}_push_syncs(ARRAY({ids}))");
+    let syncs = |ids: String| format!("SELECT {s}.snapline_capture_v{v}_push_syncs(ARRAY({ids}))");
     let populates =
-        |ids: String| format!("SELECT snapline_capture_v{v}_push_populates(ARRAY({ids}))");
+        |ids: String| format!("SELECT {s}.snapline_capture_v{v}_push_populates(ARRAY({ids}))");
     let of_groups = |groups: String| {
         format!(
-            "SELECT snapline_capture_v{v}_push_populates(snapline_capture_v{v}_targets_of_groups(ARRAY({groups})))"
+            "SELECT {s}.snapline_capture_v{v}_push_populates({s}.snapline_capture_v{v}_targets_of_groups(ARRAY({groups})))"
         )
     };
     let mut all = Vec::new();
@@ -212,7 +264,7 @@ fn captures(v: u32) -> Vec<Capture> {
             "target_band_trait_groups",
             event,
             populates(format!(
-                "SELECT b.target_id::bigint FROM target_bands b \
+                "SELECT b.target_id::bigint FROM {s}.target_bands b \
                  WHERE b.id IN (SELECT target_band_id FROM {rows})"
             )),
         ));
@@ -229,9 +281,9 @@ fn captures(v: u32) -> Vec<Capture> {
         "traits",
         "traits",
         "UPDATE",
-        of_groups(
-            "SELECT g.trait_group_id::bigint FROM trait_group_traits g \
-             JOIN traits c ON c.id = g.trait_id \
+        of_groups(format!(
+            "SELECT g.trait_group_id::bigint FROM {s}.trait_group_traits g \
+             JOIN {s}.traits c ON c.id = g.trait_id \
              WHERE c.id IN (SELECT o.id FROM old_rows o JOIN new_rows n ON n.id = o.id \
                             WHERE o.trait_name IS DISTINCT FROM n.trait_name \
                                OR o.parent_trait_id IS DISTINCT FROM n.parent_trait_id \
@@ -239,8 +291,7 @@ fn captures(v: u32) -> Vec<Capture> {
                 OR c.parent_trait_id IN (SELECT o.id FROM old_rows o JOIN new_rows n ON n.id = o.id \
                             WHERE o.trait_name IS DISTINCT FROM n.trait_name \
                                OR o.display_order IS DISTINCT FROM n.display_order)"
-                .into(),
-        ),
+        )),
     ));
     all
 }
@@ -266,8 +317,19 @@ impl CaptureRepo<'_> {
     pub async fn enable(&self) -> Result<(), RepoError> {
         self.require_postgres()?;
         let txn = self.db.conn().begin().await?;
+        // The schema the triggers' tables are in, named in every statement the functions run.
+        let schema: Option<SchemaRow> = self
+            .db
+            .fetch_optional(&txn, "SELECT current_schema()::text AS name", vec![])
+            .await?;
+        let Some(SchemaRow { name: Some(schema) }) = schema else {
+            return Err(RepoError::Data {
+                what: "search_path",
+                detail: "no current schema: set search_path to the platform's schema".into(),
+            });
+        };
         txn.execute_unprepared(migration::DROP_CAPTURE).await?;
-        txn.execute_unprepared(&install_sql()).await?;
+        txn.execute_unprepared(&install_sql(&schema)).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -291,7 +353,7 @@ impl CaptureRepo<'_> {
 
     /// How many triggers this version installs.
     pub fn expected_triggers() -> usize {
-        captures(CAPTURE_VERSION).len()
+        captures(CAPTURE_VERSION, "").len()
     }
 
     async fn installed_on<C: ConnectionTrait>(
@@ -326,6 +388,11 @@ impl CaptureRepo<'_> {
             "it uses triggers with transition tables; on SQLite, push sync_me_file jobs from the writer",
         )
     }
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct SchemaRow {
+    name: Option<String>,
 }
 
 #[derive(sea_orm::FromQueryResult)]

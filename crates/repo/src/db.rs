@@ -403,7 +403,8 @@ impl Db {
     pub(crate) fn queue_secs(&self, secs: u64) -> Value {
         match self.backend {
             Backend::Postgres => Value::from(secs as f64),
-            Backend::Sqlite => Value::from(secs as i64),
+            // Saturating: a wrapped (negative) age would take every job as old enough.
+            Backend::Sqlite => Value::from(i64::try_from(secs).unwrap_or(i64::MAX)),
         }
     }
 
@@ -561,23 +562,53 @@ pub(crate) fn json_array(ids: &[i64]) -> String {
     text
 }
 
-/// Hides the password of a connection URL in messages.
+/// Query parameters of a connection URL that carry a secret (libpq's names).
+const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
+
+/// Hides the passwords of a connection URL in messages: the one in its user information
+/// (`user:pw@host`) and any given as a query parameter (`?password=pw`).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let (base, query) = match url[scheme_end..].find('?') {
+        Some(q) => url.split_at(scheme_end + q),
+        None => (url, ""),
+    };
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut redacted = match base[scheme_end..authority_end].rfind('@') {
+        Some(at) => {
+            let credentials = &base[scheme_end..scheme_end + at];
             match credentials.find(':') {
                 Some(colon) => format!(
                     "{}{}:***{}",
-                    &url[..scheme + 3],
+                    &base[..scheme_end],
                     &credentials[..colon],
-                    &url[at..]
+                    &base[scheme_end + at..]
                 ),
-                None => url.to_owned(),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        None => base.to_owned(),
+    };
+    if let Some(parameters) = query.strip_prefix('?') {
+        let parameters: Vec<String> = parameters
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if SECRET_PARAMETERS.contains(&key.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
     }
+    redacted
 }
 
 #[cfg(test)]
@@ -592,5 +623,21 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact_url("sqlite://snapline.db"), "sqlite://snapline.db");
+        assert_eq!(
+            redact_url("postgres://app@db/x?sslmode=require&password=s3cret@x&PassWord=2"),
+            "postgres://app@db/x?sslmode=require&password=***&PassWord=***"
+        );
+        assert_eq!(
+            redact_url("postgres://db/x?user=app&sslpassword=k:ey"),
+            "postgres://db/x?user=app&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pw@db/x?password=again"),
+            "postgres://app:***@db/x?password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db/x"),
+            "postgres://app:***@db/x"
+        );
     }
 }

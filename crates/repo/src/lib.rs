@@ -38,7 +38,9 @@ pub use backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
 pub use bands::BandRepo;
 pub use board::{BoardRepo, TargetBandRow};
 pub use bulk::{BulkLoader, Cell, TableRows};
-pub use capture::{CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger};
+pub use capture::{
+    CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger, FIRST_SAFE_CAPTURE_VERSION,
+};
 pub use db::{Backend, Db, DbOptions};
 pub use error::RepoError;
 pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};

@@ -3,7 +3,7 @@ use entity::{
     ad_events, campaigns, me_file_tags, me_files, offers, target_bands, target_populations,
     targets, trait_groups, traits,
 };
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, Select};
+use sea_orm::{EntityTrait, FromQueryResult, PaginatorTrait, Select};
 
 /// NULL snapshots per table; each count is answered from its partial index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -34,31 +34,38 @@ pub struct TableCounts {
     pub ad_events: i64,
 }
 
+#[derive(FromQueryResult)]
+struct NullSnapshotRow {
+    target_populations: i64,
+    offers: i64,
+    ad_events: i64,
+}
+
 /// Counts for reports, `snapctl status` and tests.
 pub struct StatsRepo<'a> {
     pub(crate) db: &'a Db,
 }
 
 impl StatsRepo<'_> {
+    /// The counts name no column but the snapshot: the service role may read only a few
+    /// columns of offers and ad_events (`deploy/postgres/grants.sql`), and an ORM count
+    /// selects every column in its subquery.
     pub async fn null_snapshots(&self) -> Result<NullSnapshotCounts, RepoError> {
-        let conn = self.db.conn();
+        let row: NullSnapshotRow = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "NULL snapshot counts",
+                "SELECT (SELECT COUNT(*) FROM target_populations WHERE matching_tags_snapshot IS NULL) AS target_populations, \
+                        (SELECT COUNT(*) FROM offers WHERE matching_tags_snapshot IS NULL) AS offers, \
+                        (SELECT COUNT(*) FROM ad_events WHERE matching_tags_snapshot IS NULL) AS ad_events",
+                vec![],
+            )
+            .await?;
         Ok(NullSnapshotCounts {
-            target_populations: count(
-                target_populations::Entity::find()
-                    .filter(target_populations::Column::MatchingTagsSnapshot.is_null()),
-                conn,
-            )
-            .await?,
-            offers: count(
-                offers::Entity::find().filter(offers::Column::MatchingTagsSnapshot.is_null()),
-                conn,
-            )
-            .await?,
-            ad_events: count(
-                ad_events::Entity::find().filter(ad_events::Column::MatchingTagsSnapshot.is_null()),
-                conn,
-            )
-            .await?,
+            target_populations: row.target_populations,
+            offers: row.offers,
+            ad_events: row.ad_events,
         })
     }
 

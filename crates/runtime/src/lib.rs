@@ -50,6 +50,7 @@ pub fn job_error(err: JobError) -> anyhow::Error {
 /// Loads settings (with an optional `--config FILE`) and sets up tracing.
 pub fn load_settings(args: ConfigArgs) -> anyhow::Result<Settings> {
     let settings = Settings::load(&Sources::from_env(args.config)).map_err(BadInput::wrap)?;
+    settings::check_trace_endpoint().map_err(BadInput::wrap)?;
     settings::init_tracing(&settings.log);
     Ok(settings)
 }
@@ -281,7 +282,9 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", error_line(&err));
+            // An error can quote what it was given (an id, a payload): escaped like every
+            // value the CLIs print.
+            eprintln!("error: {}", jobs::status::printable(&error_line(&err)));
             if err.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -10,7 +10,9 @@
 
 mod telemetry;
 
-pub use telemetry::{OTLP_ENDPOINT_VAR, init_tracing, process_name, shutdown_tracing};
+pub use telemetry::{
+    OTLP_ENDPOINT_VAR, check_trace_endpoint, init_tracing, process_name, shutdown_tracing,
+};
 
 use figment::Figment;
 use figment::providers::{Data, Env, Format, Toml};
@@ -145,7 +147,8 @@ pub struct EventsSettings {
 }
 
 /// The web board (`snapctl board`): HTTP basic auth, asked of every request when both are
-/// set (`SNAPLINE_BOARD__USER`, `SNAPLINE_BOARD__PASSWORD`).
+/// set (`SNAPLINE_BOARD__USER`, `SNAPLINE_BOARD__PASSWORD`; empty counts as unset), and the
+/// host names it answers to beyond loopback names and IP addresses.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardSettings {
@@ -153,6 +156,25 @@ pub struct BoardSettings {
     pub user: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Names the board may be reached by (`board.example.com`, or with a port
+    /// `board.example.com:9180`); any other `Host` is refused, so that a DNS name an attacker
+    /// points at the board's address (DNS rebinding) reaches nothing.
+    /// `SNAPLINE_BOARD__ALLOWED_HOSTS='["board.example.com"]'`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl BoardSettings {
+    /// The basic-auth credentials: both set and non-empty, or `None` when both are unset or
+    /// empty; `Err` naming the missing one when only one is.
+    pub fn basic_auth(&self) -> Result<Option<(String, String)>, SettingsError> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        match (given(&self.user), given(&self.password)) {
+            (Some(user), Some(password)) => Ok(Some((user, password))),
+            (None, None) => Ok(None),
+            _ => Err(SettingsError::HalfBoardAuth),
+        }
+    }
 }
 
 /// Tuning of `sync_me_file` jobs.
@@ -287,6 +309,14 @@ pub enum SettingsError {
         why: &'static str,
         env: String,
     },
+    #[error(
+        "{var}={value} is not supported: snapline sends traces over plain HTTP only (no TLS), so every span would be dropped; use a collector's http:// address (a collector beside the service can forward over TLS) or unset {var}"
+    )]
+    UnsupportedTraceEndpoint { var: &'static str, value: String },
+    #[error(
+        "set both board.user and board.password (SNAPLINE_BOARD__USER, SNAPLINE_BOARD__PASSWORD), or neither; an empty one counts as unset"
+    )]
+    HalfBoardAuth,
     #[error("{key} `{value}` is not a log filter: {cause}")]
     BadLogFilter {
         key: &'static str,

@@ -11,6 +11,25 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// collector's base URL, such as `http://otel-collector:4318`).
 pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
+/// Every variable the SDK reads a collector's address from.
+const OTLP_ENDPOINT_VARS: [&str; 2] = [OTLP_ENDPOINT_VAR, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"];
+
+/// Refuses a collector address this build cannot send to, before anything starts: its OTLP
+/// client speaks plain HTTP only (no TLS stack of its own), and an `https://` endpoint would
+/// drop every span without a word.
+pub fn check_trace_endpoint() -> Result<(), crate::SettingsError> {
+    for var in OTLP_ENDPOINT_VARS {
+        let Ok(value) = std::env::var(var) else {
+            continue;
+        };
+        let trimmed = value.trim();
+        if !trimmed.is_empty() && !trimmed.to_ascii_lowercase().starts_with("http://") {
+            return Err(crate::SettingsError::UnsupportedTraceEndpoint { var, value });
+        }
+    }
+    Ok(())
+}
+
 /// The tracer provider when traces are exported; flushed by [`shutdown_tracing`].
 static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
 

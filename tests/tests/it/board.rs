@@ -17,12 +17,27 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), board::BoardError>>,
 ) {
+    start_with(db, allow_actions, basic_auth, vec![]).await
+}
+
+/// [`start`], answering to `allowed_hosts` too.
+async fn start_with(
+    db: &repo::Db,
+    allow_actions: bool,
+    basic_auth: Option<(String, String)>,
+    allowed_hosts: Vec<String>,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), board::BoardError>>,
+) {
     let port = free_port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = board::BoardOptions {
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         allow_actions,
         basic_auth,
+        allowed_hosts,
     };
     let served = tokio::spawn(board::serve(db.clone(), options, async move {
         let _ = stopped.await;
@@ -42,7 +57,13 @@ async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut text = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        text.push_str("Host: localhost\r\n");
+    }
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -153,9 +174,12 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
         "{page}"
     );
     assert!(
-        page.contains("fetch('/overview')"),
-        "the overview refreshes itself"
+        page.contains("<script src=\"/static/overview.js\">"),
+        "the overview refreshes itself: {page}"
     );
+    let (status, script) = get(port, "/static/overview.js").await;
+    assert_eq!(status, 200);
+    assert!(script.contains("fetch('/overview')"), "{script}");
     let (status, fragment) = get(port, "/overview").await;
     assert_eq!(status, 200);
     assert!(fragment.contains("id=\"queues\"") && !fragment.contains("<html"));
@@ -356,6 +380,7 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
             listen: format!("0.0.0.0:{}", free_port()).parse().unwrap(),
             allow_actions: true,
             basic_auth: None,
+            allowed_hosts: vec![],
         },
         async {},
     )

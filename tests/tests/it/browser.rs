@@ -84,6 +84,7 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
             listen: format!("127.0.0.1:{port}").parse().unwrap(),
             allow_actions: true,
             basic_auth: None,
+            allowed_hosts: vec![],
         },
         async move {
             let _ = stopped.await;
