@@ -167,6 +167,7 @@ CREATE TRIGGER {name} AFTER {event} ON {s}.{table} {transition}
         ));
     }
     // PostgreSQL grants EXECUTE on a new function to PUBLIC.
+    let schema_literal = format!("'{}'", s.replace('\'', "''"));
     sql.push_str(&format!(
         r#"
 DO $revoke$
@@ -180,8 +181,7 @@ BEGIN
   END LOOP;
 END
 $revoke$;
-"#,
-        schema_literal = format!("'{}'", s.replace('\'', "''")),
+"#
     ));
     sql
 }

@@ -247,3 +247,30 @@ fn zero_and_nonsense_values_are_refused_naming_the_key() {
         Ok(())
     });
 }
+
+#[test]
+fn board_credentials_empty_are_none_and_allowed_hosts_come_from_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SNAPLINE_BOARD__USER", "");
+        jail.set_env("SNAPLINE_BOARD__PASSWORD", "");
+        jail.set_env(
+            "SNAPLINE_BOARD__ALLOWED_HOSTS",
+            "[board.example.com, \"ops.example.com:9180\"]",
+        );
+        let settings = load(None).expect("loads");
+        assert_eq!(settings.board.basic_auth().expect("both empty"), None);
+        assert_eq!(
+            settings.board.allowed_hosts,
+            ["board.example.com", "ops.example.com:9180"]
+        );
+        jail.set_env("SNAPLINE_BOARD__USER", "ops");
+        let half = load(None).expect("loads").board.basic_auth().unwrap_err();
+        assert!(matches!(half, SettingsError::HalfBoardAuth), "{half}");
+        jail.set_env("SNAPLINE_BOARD__PASSWORD", "s3cret");
+        assert_eq!(
+            load(None).expect("loads").board.basic_auth().unwrap(),
+            Some(("ops".to_owned(), "s3cret".to_owned()))
+        );
+        Ok(())
+    });
+}

@@ -400,3 +400,240 @@ async fn the_board_shows_the_database_and_escapes_every_value_postgres() {
 async fn the_board_shows_the_database_and_escapes_every_value_sqlite() {
     the_board_shows_the_database_and_escapes_every_value(Backend::Sqlite).await;
 }
+
+/// The response head of `response`, lower-cased, for header checks.
+fn head_of(response: &str) -> String {
+    response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// The headers every response of the board carries, whatever its status.
+fn assert_security_headers(response: &str) {
+    let head = head_of(response);
+    for expected in [
+        "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self'",
+        "frame-ancestors 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: same-origin",
+        "cache-control: no-store",
+    ] {
+        assert!(head.contains(expected), "{expected} missing:\n{head}");
+    }
+}
+
+/// What a page on a shared host must refuse: a foreign `Host` (DNS rebinding), a
+/// cross-origin POST, being framed or running inline code, links that an id could turn into
+/// another page, database messages in an error page, and a page that grows with the bands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_acts_for_no_stranger() {
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let db = &test.db;
+    let path_id = "../../queues/sync_me_file/pause?";
+    let crlf_id = "crlf\r\nSet-Cookie: stolen=1";
+    for id in [path_id, crlf_id] {
+        snapline_tests::execute(
+            db,
+            &format!(
+                "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+                 VALUES ({}, 'sync_me_file', convert_to('{{\"me_file_id\":1}}', 'UTF8'), 'Pending', 0, 5, now(), 0)",
+                snapline_tests::quote(id)
+            ),
+        )
+        .await;
+    }
+    snapline_tests::execute(
+        db,
+        "INSERT INTO targets (id, title, population_status) VALUES (1, 'Wide', 'populated'); \
+         INSERT INTO target_bands (target_id) SELECT 1 FROM generate_series(1, 20000)",
+    )
+    .await;
+    let (port, stop, served) =
+        start_with(db, true, None, vec!["board.example.com".to_owned()]).await;
+    let as_host = |host: &'static str| [("Host", host)];
+
+    // DNS rebinding: a name that is not the board's reaches nothing, not even a token.
+    for host in [
+        "rebind.attacker.example",
+        "rebind.attacker.example:9180",
+        "localhost.evil.example",
+    ] {
+        for path in ["/", "/queues/sync_me_file/pause"] {
+            let (status, response) = request(port, "GET", path, &as_host(host), "").await;
+            assert_eq!(status, 421, "{host}{path}: {response}");
+            assert!(!response.contains("csrf"), "{response}");
+            assert_security_headers(&response);
+        }
+    }
+    for host in [
+        "localhost",
+        "127.0.0.1:9180",
+        "[::1]:9180",
+        "app.localhost",
+        "board.example.com",
+        "BOARD.example.com:8443",
+    ] {
+        let (status, response) = request(port, "GET", "/", &as_host(host), "").await;
+        assert_eq!(status, 200, "{host}: {response}");
+    }
+
+    // Security headers; no inline script or style for the policy to allow.
+    let (status, overview) = request(port, "GET", "/", &[], "").await;
+    assert_eq!(status, 200);
+    assert_security_headers(&overview);
+    assert!(!overview.contains("<style"), "{overview}");
+    assert_eq!(
+        overview.matches("<script").count(),
+        overview.matches("<script src=\"/static/").count(),
+        "{overview}"
+    );
+    let (status, css) = request(port, "GET", "/static/board.css", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(head_of(&css).contains("content-type: text/css"), "{css}");
+
+    // Cross-origin POSTs are refused, with a good token too.
+    let (_, confirm) = request(port, "GET", "/queues/sync_me_file/pause", &[], "").await;
+    assert_security_headers(&confirm);
+    let token = format!("csrf={}", csrf_of(&confirm));
+    let pause = "/queues/sync_me_file/pause";
+    for source in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Origin", "http://localhost.evil.example"),
+        ("Referer", "http://evil.example/board"),
+    ] {
+        let (status, response) = request(port, "POST", pause, &[source], &token).await;
+        assert_eq!(status, 403, "{source:?}: {response}");
+        assert!(db.queue_pauses().paused().await.unwrap().is_empty());
+    }
+    let (status, response) = request(
+        port,
+        "POST",
+        pause,
+        &[("Origin", "http://localhost")],
+        &token,
+    )
+    .await;
+    assert_eq!(status, 303, "the board's own page posts: {response}");
+    assert_eq!(db.queue_pauses().paused().await.unwrap().len(), 1);
+    jobs::admin::resume_queue(db, "sync_me_file").await.unwrap();
+
+    // An id is one path segment in every link, form and redirect.
+    let (_, list) = request(port, "GET", "/jobs", &[], "").await;
+    let encoded_path_id = "%2E%2E%2F%2E%2E%2Fqueues%2Fsync_me_file%2Fpause%3F";
+    assert!(
+        list.contains(&format!("href=\"/jobs/{encoded_path_id}\"")),
+        "{list}"
+    );
+    assert!(!list.contains("href=\"/jobs/../"), "{list}");
+    let (status, job) = request(port, "GET", &format!("/jobs/{encoded_path_id}"), &[], "").await;
+    assert_eq!(status, 200, "{job}");
+    assert!(
+        job.contains(&format!("href=\"/jobs/{encoded_path_id}/kill\"")),
+        "{job}"
+    );
+    let (_, confirm) = request(
+        port,
+        "GET",
+        &format!("/jobs/{encoded_path_id}/kill"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(
+        confirm.contains(&format!("action=\"/jobs/{encoded_path_id}/kill\"")),
+        "{confirm}"
+    );
+    let encoded_crlf_id = "crlf%0D%0ASet-Cookie%3A%20stolen%3D1";
+    let (status, response) = request(
+        port,
+        "POST",
+        &format!("/jobs/{encoded_crlf_id}/kill"),
+        &[],
+        &token,
+    )
+    .await;
+    assert_eq!(status, 303, "{response}");
+    let head = head_of(&response);
+    assert!(
+        head.contains(&format!(
+            "location: /jobs/{}",
+            encoded_crlf_id.to_lowercase()
+        )),
+        "{head}"
+    );
+    assert!(
+        !head.lines().any(|line| line.starts_with("set-cookie")),
+        "no header comes out of an id: {head}"
+    );
+    assert_eq!(
+        jobs::admin::show(db, crlf_id).await.unwrap().status,
+        "Killed"
+    );
+
+    // The targets page of a target with 20,000 bands: bounded rows, one line said so.
+    let (status, targets) = request(port, "GET", "/targets", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(targets.matches("data-target=\"1\"").count(), 500);
+    assert!(
+        targets.contains("The first 500 bands shown."),
+        "{targets:.2000}"
+    );
+    assert!(targets.len() < 200_000, "{} bytes", targets.len());
+
+    // Failures: a short message with an id, never the database's words.
+    let (status, response) = request(port, "GET", "/jobs/%00", &[], "").await;
+    assert_eq!(status, 404, "{response}");
+    snapline_tests::execute(db, "DROP TABLE target_bands").await;
+    let (status, response) = request(port, "GET", "/targets", &[], "").await;
+    assert_eq!(status, 500, "{response}");
+    assert_security_headers(&response);
+    assert!(response.contains("(error "), "{response}");
+    assert!(
+        !response.contains("target_bands") && !response.contains("relation"),
+        "{response}"
+    );
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
+/// Empty credentials are none: a board with actions beyond localhost and an empty user and
+/// password refuses to start, as with no credentials at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_board_credentials_are_none() {
+    let test = TestDb::migrated(Backend::Sqlite).await;
+    let port = free_port().to_string();
+    let out = std::process::Command::new(snapline_tests::binary("snapctl"))
+        .args([
+            "board",
+            "--allow-actions",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+        ])
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", &test.url)
+        .env("SNAPLINE_BOARD__USER", "")
+        .env("SNAPLINE_BOARD__PASSWORD", "")
+        .output()
+        .expect("snapctl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to serve actions on 0.0.0.0"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(snapline_tests::binary("snapctl"))
+        .args(["board", "--listen", &format!("127.0.0.1:{port}")])
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", &test.url)
+        .env("SNAPLINE_BOARD__USER", "ops")
+        .env("SNAPLINE_BOARD__PASSWORD", "")
+        .output()
+        .expect("snapctl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("an empty one counts as unset"), "{stderr}");
+}

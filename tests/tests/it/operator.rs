@@ -494,3 +494,75 @@ async fn a_job_changing_status_is_listed_once(backend: Backend) {
 snapline_tests::both_backends! {
     listed_once_while_changing => a_job_changing_status_is_listed_once;
 }
+
+/// Nothing `snapctl` prints drives the terminal: control characters in a job's id, payload
+/// and result, and in an id given on the command line, come out escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapctl_prints_no_control_character() {
+    let test = TestDb::migrated(Backend::Postgres).await;
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2J\rhidden";
+    execute(
+        &test.db,
+        &format!(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, last_result) \
+             VALUES ({id}, 'sync_me_file', convert_to({payload}, 'UTF8'), 'Killed', 5, 5, now(), 0, {result})",
+            id = snapline_tests::quote(&format!("job{hostile}")),
+            payload = snapline_tests::quote(&format!("{{\"me_file_id\":\"{hostile}\"}}")),
+            result = snapline_tests::quote(&serde_json::json!({ "Err": hostile }).to_string()),
+        ),
+    )
+    .await;
+    let id = format!("job{hostile}");
+    let raw = |text: &str| text.contains(['\u{1b}', '\u{7}', '\r']);
+    let list = snapctl(&test, &["jobs", "list"]);
+    assert!(list.status.success());
+    let listed = stdout(&list);
+    assert!(listed.contains("job\\u{1b}]0;owned"), "{listed:?}");
+    assert!(!raw(&listed), "{listed:?}");
+    let shown = snapctl(&test, &["jobs", "show", &id]);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(!raw(&stdout(&shown)), "{:?}", stdout(&shown));
+    assert!(stdout(&shown).contains("\\r"), "{:?}", stdout(&shown));
+    let unknown = snapctl(&test, &["jobs", "show", &format!("nosuch{hostile}")]);
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr:?}");
+    assert!(stderr.contains("nosuch\\u{1b}"), "{stderr:?}");
+    assert!(!raw(&stderr), "{stderr:?}");
+    let retried = snapctl(&test, &["jobs", "retry", &format!("nosuch{hostile}")]);
+    assert!(!raw(&stdout(&retried)), "{:?}", stdout(&retried));
+}
+
+/// An age beyond what a timestamp can subtract is refused (exit 2) and purges nothing: on
+/// SQLite it once wrapped into a negative age and purged every finished job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_refuses_an_age_out_of_range() {
+    let test = TestDb::migrated(Backend::Sqlite).await;
+    sync_me_file::enqueue(&test.db, domain::MeFileId(1))
+        .await
+        .unwrap();
+    execute(
+        &test.db,
+        "UPDATE Jobs SET status = 'Done', done_at = unixepoch()",
+    )
+    .await;
+    for age in ["18446744073709551615s", "36501d"] {
+        let out = snapctl(
+            &test,
+            &[
+                "jobs",
+                "purge",
+                "--queue",
+                "sync_me_file",
+                "--status",
+                "done",
+                "--older-than",
+                age,
+                "--yes",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{age}: {stderr}");
+        assert!(stderr.contains("out of range"), "{stderr}");
+    }
+    assert_eq!(listed(&test, &["--status", "done"]), 1, "nothing purged");
+}

@@ -236,3 +236,30 @@ async fn a_jobs_spans_reach_the_collector_and_its_log_lines_name_the_trace() {
         .collect();
     assert_eq!(trace_ids, [gone.trace.as_str()], "{line}");
 }
+
+/// A collector address this build cannot send to (`https://`: no TLS client) is refused at
+/// start, naming the variable, instead of every span vanishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_collector_is_refused_at_start() {
+    let test = TestDb::migrated(Backend::Sqlite).await;
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ] {
+        let out = std::process::Command::new(binary("backfiller"))
+            .args(["run", "--dry-run"])
+            .env("SNAPLINE_PROFILE", "test")
+            .env("DATABASE_URL", &test.url)
+            .env(var, "https://collector.example:4318")
+            .output()
+            .expect("backfiller runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{var}=https://collector.example:4318 is not supported"
+            )) && stderr.contains("http://"),
+            "{stderr}"
+        );
+    }
+}
