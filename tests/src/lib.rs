@@ -242,29 +242,38 @@ pub async fn data_digest(db: &Db, tables: &[&str]) -> Vec<(String, String)> {
     digests
 }
 
+/// Runs `statements` (errors ignored: clean-up) on a connection to `url`, from a `Drop`: that
+/// runs outside async context, so on a private runtime on a plain thread.
+fn clean_up_on(url: String, statements: Vec<String>) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                for sql in statements {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        });
+    })
+    .join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if self.backend != Backend::Postgres {
-            return;
+        if self.backend == Backend::Postgres {
+            clean_up_on(
+                admin_url(),
+                vec![format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )],
+            );
         }
-        let name = self.name.clone();
-        // Drop runs outside async context: use a private runtime on a plain thread.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -300,36 +309,21 @@ impl TestRoles {
 
 impl Drop for TestRoles {
     fn drop(&mut self) {
-        let url = self.database_url.clone();
-        let names = self.names.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    for role in &quoted {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                            "DROP OWNED BY {role} CASCADE"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                }
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    for role in &quoted {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                            "DROP ROLE IF EXISTS {role}"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                }
-            });
-        })
-        .join();
+        let quoted: Vec<String> = self.names.iter().map(|n| format!("\"{n}\"")).collect();
+        clean_up_on(
+            self.database_url.clone(),
+            quoted
+                .iter()
+                .map(|role| format!("DROP OWNED BY {role} CASCADE"))
+                .collect(),
+        );
+        clean_up_on(
+            admin_url(),
+            quoted
+                .iter()
+                .map(|role| format!("DROP ROLE IF EXISTS {role}"))
+                .collect(),
+        );
     }
 }
 
