@@ -19,8 +19,10 @@ mod m20261126_000009_populate_chunks;
 mod m20261127_000010_queue_pauses;
 mod m20261127_000011_queue_status_index;
 mod m20261127_000012_covering_tag_index;
+mod m20261202_000013_bridge_teardown;
 
-pub use m20261126_000008_capture_teardown::DROP_CAPTURE;
+pub use m20261126_000008_capture_teardown::drop_capture_sql;
+pub use m20261202_000013_bridge_teardown::drop_bridge_sql;
 
 pub use ledger::CONCURRENTLY_VAR;
 pub use sea_orm_migration::prelude::*;
@@ -44,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000010_queue_pauses::Migration),
             Box::new(m20261127_000011_queue_status_index::Migration),
             Box::new(m20261127_000012_covering_tag_index::Migration),
+            Box::new(m20261202_000013_bridge_teardown::Migration),
         ]
     }
 }

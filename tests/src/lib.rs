@@ -140,6 +140,9 @@ pub const PLATFORM_TABLES: [&str; 12] = [
 /// references, NOT NULL columns only the platform fills, Ecto's index names), written for
 /// these tests from the platform's pg_dump and Ecto migrations.
 pub const PLATFORM_SCHEMA: &str = include_str!("../fixtures/platform_schema.sql");
+/// Oban's job table as the platform has it (`oban_jobs`, its state type, `oban_peers`),
+/// written for these tests from Oban's published migrations.
+pub const OBAN_SCHEMA: &str = include_str!("../fixtures/oban_jobs.sql");
 /// A small data set on [`PLATFORM_SCHEMA`]: the target shapes the rules must handle.
 pub const PLATFORM_DATA: &str = include_str!("../fixtures/platform_data.sql");
 

@@ -14,7 +14,7 @@ mod jobs_cli;
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard, capture, jobs, queues, board"
+    about = "snapline admin CLI: demo, status, seed, guard, capture, bridge, jobs, queues, board"
 )]
 struct Cli {
     #[command(flatten)]
@@ -70,6 +70,17 @@ enum Command {
     Capture {
         /// enable: install (replacing another version's); disable: remove every version's;
         /// status: list what is installed. Example: snapctl capture status
+        #[arg(value_enum)]
+        action: Switch,
+    },
+    /// The bridge (PostgreSQL, opt-in): the platform's own Oban jobs for the workers snapline
+    /// replaces (settings `bridge.workers`) are taken over as they are inserted: snapline's
+    /// job is pushed and the platform's row stored `completed`, so Oban never runs it.
+    /// Example: snapctl bridge enable
+    Bridge {
+        /// enable: install (replacing another version's); disable: remove, the platform's
+        /// workers get their jobs back from the next insert on; status: what is bridged and
+        /// how many jobs were taken. Example: snapctl bridge status
         #[arg(value_enum)]
         action: Switch,
     },
@@ -245,6 +256,43 @@ fn main() -> ExitCode {
                         "capture: UNSAFE: {unsafe_triggers} trigger(s) of a version before {} installed; run `snapctl capture enable` as the migration role now",
                         repo::FIRST_SAFE_CAPTURE_VERSION
                     );
+                }
+                Ok(())
+            }
+            Command::Bridge { action } => {
+                let db = runtime::connect(&settings).await?;
+                let bridge = db.bridge();
+                match action {
+                    Switch::Enable => bridge
+                        .enable(&settings.bridge.workers)
+                        .await
+                        .map_err(BadInput::wrap)?,
+                    Switch::Disable => bridge.disable().await.map_err(BadInput::wrap)?,
+                    Switch::Status => {}
+                }
+                let state = bridge.state().await.map_err(BadInput::wrap)?;
+                match state.version {
+                    None => println!("bridge: off (the platform's workers run their own jobs)"),
+                    Some(version) => {
+                        println!("bridge: on, version {version}");
+                        for (worker, queue) in &state.workers {
+                            println!("  {} -> {queue}", jobs::status::printable(worker));
+                        }
+                        if version != repo::BRIDGE_VERSION {
+                            println!(
+                                "  (another version: `snapctl bridge enable` replaces it with version {})",
+                                repo::BRIDGE_VERSION
+                            );
+                        }
+                    }
+                }
+                if state.taken.is_empty() {
+                    println!("taken: none in oban_jobs");
+                } else {
+                    println!("taken (rows still in oban_jobs):");
+                    for (worker, n) in &state.taken {
+                        println!("  {}: {n}", jobs::status::printable(worker));
+                    }
                 }
                 Ok(())
             }

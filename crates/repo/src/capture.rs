@@ -57,11 +57,46 @@ impl CaptureTrigger {
 /// The `search_path` every capture function runs with: PostgreSQL's own first, then nothing
 /// a session can add to but its temporary schema, searched last (where it cannot shadow a
 /// built-in). Relations and snapline's functions are named with their schema anyway.
-const SAFE_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+pub(crate) const SAFE_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+
+/// The waiting jobs with the payload `payload` (a parameter of the function it is in): a
+/// query naming no column but the payload and the status, so that the hash index on waiting
+/// payloads serves it, locking what it finds (`FOR UPDATE SKIP LOCKED`).
+pub(crate) const WAITING_JOBS_SQL: &str = "SELECT j.id, j.job_type, j.run_at FROM apalis.jobs j \
+     WHERE j.status = 'Pending' AND j.job = payload FOR UPDATE SKIP LOCKED";
 
 /// `name` as an SQL identifier, quoted.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as an SQL string literal.
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A block revoking EXECUTE from PUBLIC (which PostgreSQL grants on every new function) on
+/// every function of `schema` whose name starts with `prefix`, so that no role but the owner
+/// may call one or build a trigger with it.
+pub(crate) fn revoke_from_public_sql(schema: &str, prefix: &str) -> String {
+    let like = format!("{}\\_%", prefix.replace('_', "\\_"));
+    format!(
+        r#"
+DO $revoke$
+DECLARE f record;
+BEGIN
+  FOR f IN SELECT p.oid::pg_catalog.regprocedure AS signature FROM pg_catalog.pg_proc p
+           WHERE p.pronamespace = pg_catalog.to_regnamespace({schema})
+             AND p.proname LIKE {like}
+  LOOP
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.signature);
+  END LOOP;
+END
+$revoke$;
+"#,
+        schema = quote_literal(&quote_ident(schema)),
+        like = quote_literal(&like),
+    )
 }
 
 /// What `enable` installs into `schema` (the platform's, where its tables are), in order: the
@@ -94,9 +129,7 @@ SET plan_cache_mode = force_custom_plan AS $f$
 DECLARE
   waiting record;
 BEGIN
-  FOR waiting IN SELECT j.job_type, j.run_at FROM apalis.jobs j
-                 WHERE j.status = 'Pending' AND j.job = payload
-                 FOR UPDATE SKIP LOCKED LOOP
+  FOR waiting IN {WAITING_JOBS_SQL} LOOP
     IF waiting.job_type = queue AND waiting.run_at <= now() + interval '60 seconds' THEN
       RETURN true;
     END IF;
@@ -166,22 +199,9 @@ CREATE TRIGGER {name} AFTER {event} ON {s}.{table} {transition}
             event = capture.event,
         ));
     }
-    // PostgreSQL grants EXECUTE on a new function to PUBLIC.
-    let schema_literal = format!("'{}'", s.replace('\'', "''"));
-    sql.push_str(&format!(
-        r#"
-DO $revoke$
-DECLARE f record;
-BEGIN
-  FOR f IN SELECT p.oid::pg_catalog.regprocedure AS signature FROM pg_catalog.pg_proc p
-           WHERE p.pronamespace = pg_catalog.to_regnamespace({schema_literal})
-             AND p.proname LIKE 'snapline\_capture\_v{v}\_%'
-  LOOP
-    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.signature);
-  END LOOP;
-END
-$revoke$;
-"#
+    sql.push_str(&revoke_from_public_sql(
+        schema,
+        &format!("snapline_capture_v{v}"),
     ));
     sql
 }
@@ -328,7 +348,8 @@ impl CaptureRepo<'_> {
                 detail: "no current schema: set search_path to the platform's schema".into(),
             });
         };
-        txn.execute_unprepared(migration::DROP_CAPTURE).await?;
+        txn.execute_unprepared(&migration::drop_capture_sql())
+            .await?;
         txn.execute_unprepared(&install_sql(&schema)).await?;
         txn.commit().await?;
         Ok(())
@@ -340,7 +361,7 @@ impl CaptureRepo<'_> {
         self.require_postgres()?;
         self.db
             .conn()
-            .execute_unprepared(migration::DROP_CAPTURE)
+            .execute_unprepared(&migration::drop_capture_sql())
             .await?;
         Ok(())
     }

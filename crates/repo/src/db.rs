@@ -306,6 +306,10 @@ impl Db {
         crate::CaptureRepo { db: self }
     }
 
+    pub fn bridge(&self) -> crate::BridgeRepo<'_> {
+        crate::BridgeRepo { db: self }
+    }
+
     /// Refuses `what` on SQLite, saying `why` it needs PostgreSQL.
     pub(crate) fn require_postgres(
         &self,

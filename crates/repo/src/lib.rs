@@ -11,6 +11,7 @@ mod backfill;
 mod bands;
 mod batch;
 mod board;
+mod bridge;
 mod bulk;
 mod capture;
 mod db;
@@ -37,6 +38,7 @@ mod tx;
 pub use backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
 pub use bands::BandRepo;
 pub use board::{BoardRepo, TargetBandRow};
+pub use bridge::{BRIDGE_VERSION, BridgeRepo, BridgeState};
 pub use bulk::{BulkLoader, Cell, TableRows};
 pub use capture::{
     CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger, FIRST_SAFE_CAPTURE_VERSION,

@@ -44,6 +44,8 @@ pub struct Settings {
     pub events: EventsSettings,
     #[serde(default)]
     pub board: BoardSettings,
+    #[serde(default)]
+    pub bridge: BridgeSettings,
     /// The profile these settings were loaded for (not read from files).
     #[serde(skip)]
     pub profile: String,
@@ -130,6 +132,43 @@ pub struct PopulatorSettings {
     /// Chunks `populator run` populates at once, each on its own connection (1: one after
     /// the other). Served populates spread chunks over replicas and their concurrency.
     pub chunks_at_once: u16,
+}
+
+/// The platform's own Oban jobs that `snapctl bridge enable` hands to snapline: worker
+/// (module name) -> snapline queue (`populate_target`, `sync_me_file` or `backfill`). The
+/// defaults are the platform's workers; a renamed module is renamed here
+/// (`[bridge.workers]` in a config file, quoted keys).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSettings {
+    #[serde(default = "default_bridged_workers")]
+    pub workers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            workers: default_bridged_workers(),
+        }
+    }
+}
+
+/// The queues a bridged worker may map to.
+pub const BRIDGE_QUEUES: [&str; 3] = ["populate_target", "sync_me_file", "backfill"];
+
+fn default_bridged_workers() -> std::collections::BTreeMap<String, String> {
+    [
+        ("Qlarius.Jobs.PopulateTargetWorker", "populate_target"),
+        (
+            "Qlarius.Jobs.SyncMeFileToTargetPopulationsWorker",
+            "sync_me_file",
+        ),
+        ("Qlarius.Jobs.SnapshotBandPopulationsWorker", "backfill"),
+        ("Qlarius.Jobs.BackfillMissingSnapshotsWorker", "backfill"),
+    ]
+    .into_iter()
+    .map(|(worker, queue)| (worker.to_owned(), queue.to_owned()))
+    .collect()
 }
 
 /// What snapline tells the platform when a me_file's band changes or a populate finishes,
@@ -314,6 +353,10 @@ pub enum SettingsError {
     )]
     UnsupportedTraceEndpoint { var: &'static str, value: String },
     #[error(
+        "bridge.workers.\"{worker}\" = \"{queue}\" is not allowed: a worker name of 1 to 127 characters mapped to one of populate_target, sync_me_file or backfill"
+    )]
+    BadBridgedWorker { worker: String, queue: String },
+    #[error(
         "set both board.user and board.password (SNAPLINE_BOARD__USER, SNAPLINE_BOARD__PASSWORD), or neither; an empty one counts as unset"
     )]
     HalfBoardAuth,
@@ -427,6 +470,17 @@ impl Settings {
         }
         if self.is_production() && !postgres {
             return Err(SettingsError::ProductionNeedsPostgres(url.to_owned()));
+        }
+        for (worker, queue) in &self.bridge.workers {
+            if worker.is_empty()
+                || worker.chars().count() > 127
+                || !BRIDGE_QUEUES.contains(&queue.as_str())
+            {
+                return Err(SettingsError::BadBridgedWorker {
+                    worker: worker.clone(),
+                    queue: queue.clone(),
+                });
+            }
         }
         let queue = |q: &QueueSettings| {
             [

@@ -274,3 +274,25 @@ fn board_credentials_empty_are_none_and_allowed_hosts_come_from_the_environment(
         Ok(())
     });
 }
+
+#[test]
+fn bridged_workers_default_to_the_platforms_and_a_bad_queue_is_refused_naming_the_worker() {
+    Jail::expect_with(|jail| {
+        let settings = load(None).expect("loads");
+        assert_eq!(
+            settings.bridge.workers["Qlarius.Jobs.SyncMeFileToTargetPopulationsWorker"],
+            "sync_me_file"
+        );
+        assert_eq!(settings.bridge.workers.len(), 4);
+        jail.create_file(
+            "renamed.toml",
+            "[bridge.workers]\n\"Qlarius.Jobs.SyncWorker\" = \"sync_me_files\"\n",
+        )?;
+        let err = load(Some("renamed.toml")).unwrap_err();
+        assert!(
+            matches!(&err, SettingsError::BadBridgedWorker { worker, .. } if worker == "Qlarius.Jobs.SyncWorker"),
+            "{err}"
+        );
+        Ok(())
+    });
+}

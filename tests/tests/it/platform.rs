@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+mod bridge;
 mod capture;
 mod capture_security;
 

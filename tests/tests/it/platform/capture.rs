@@ -349,12 +349,10 @@ async fn events_are_told_in_the_transaction_of_the_change() {
     let test = TestDb::platform().await;
     test.db.migrate().await.expect("migrate");
     let pool = test.db.pg_pool().unwrap().clone();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
-        "../../../fixtures/oban_jobs.sql"
-    )))
-    .execute(&pool)
-    .await
-    .expect("an Oban job table");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
+        .execute(&pool)
+        .await
+        .expect("an Oban job table");
     let recipe = include_str!("../../../../deploy/events/oban_reconcile_offers.sql");
     let db = test.db.clone().with_events(repo::EventOptions {
         notify: true,

@@ -1,5 +1,5 @@
-//! Change capture installs code that runs as the migration role (SECURITY DEFINER) in the
-//! platform's database. No other login may borrow that role's rights: not by shadowing a
+//! Change capture and the bridge install code that runs as the migration role (SECURITY
+//! DEFINER) in the platform's database. No other login may borrow that role's rights: not by shadowing a
 //! relation the code names with a temporary table of its own, not by calling the code
 //! directly, not by hanging it on a trigger of its own. Run as the roles a deployment has
 //! (`deploy/postgres/roles.sql` and `grants.sql`), the platform's application role and a
@@ -27,6 +27,10 @@ impl Deployment {
     /// login with no right granted.
     async fn new() -> Deployment {
         let test = TestDb::platform().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
+            .execute(test.db.pg_pool().unwrap())
+            .await
+            .expect("Oban's table");
         let roles = TestRoles::for_test(&test, &["migration", "service", "app", "stranger"]);
         let deployment = Deployment {
             migrator: roles.name("migration").to_owned(),
@@ -63,12 +67,17 @@ impl Deployment {
             &run("snapctl", &migration_url, &["capture", "enable"]),
             "capture enable as the migration role",
         );
+        assert_ok(
+            &run("snapctl", &migration_url, &["bridge", "enable"]),
+            "bridge enable as the migration role",
+        );
         execute(
             &deployment.test.db,
             &format!(
                 "CREATE ROLE \"{app}\" LOGIN; CREATE ROLE \"{stranger}\" LOGIN; \
                  GRANT SELECT, INSERT, UPDATE, DELETE ON me_files, me_file_tags, target_bands, \
                    target_band_trait_groups, trait_group_traits, traits TO \"{app}\"; \
+                 GRANT INSERT ON oban_jobs TO \"{app}\"; \
                  GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO \"{app}\"",
                 app = deployment.app,
                 stranger = deployment.stranger
@@ -159,7 +168,8 @@ async fn no_login_borrows_the_migration_roles_rights_through_capture() {
         .unwrap();
     let capture_functions: Vec<(String,)> = sqlx::query_as(
         "SELECT p.oid::regprocedure::text FROM pg_proc p \
-         WHERE p.proname LIKE 'snapline\\_capture\\_v%' ORDER BY 1",
+         WHERE p.proname LIKE 'snapline\\_capture\\_v%' OR p.proname LIKE 'snapline\\_bridge\\_v%' \
+         ORDER BY 1",
     )
     .fetch_all(db.pg_pool().unwrap())
     .await
@@ -208,7 +218,10 @@ async fn no_login_borrows_the_migration_roles_rights_through_capture() {
     sqlx::raw_sql(
         "UPDATE target_bands SET updated_at = now() WHERE id = 101; \
          INSERT INTO me_file_tags (me_file_id, trait_id, tag_value, modified_date, modified_by, added_date, added_by) \
-         VALUES (7, 32, 'Tennis', now(), 1, now(), 1)",
+         VALUES (7, 32, 'Tennis', now(), 1, now(), 1); \
+         INSERT INTO oban_jobs (queue, worker, args) VALUES \
+           ('targets', 'Qlarius.Jobs.SyncMeFileToTargetPopulationsWorker', '{\"me_file_id\": 7}'), \
+           ('targets', 'Qlarius.Jobs.PopulateTargetWorker', '{\"target_id\": 1}')",
     )
     .execute(&mut app)
     .await
@@ -265,7 +278,8 @@ async fn no_login_borrows_the_migration_roles_rights_through_capture() {
     // Every SECURITY DEFINER function capture installs fixes its search_path, pg_temp last.
     let definers: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
         "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p \
-         WHERE p.proname LIKE 'snapline\\_capture\\_v%' AND p.prosecdef",
+         WHERE (p.proname LIKE 'snapline\\_capture\\_v%' OR p.proname LIKE 'snapline\\_bridge\\_v%') \
+           AND p.prosecdef",
     )
     .fetch_all(db.pg_pool().unwrap())
     .await
