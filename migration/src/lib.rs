@@ -20,6 +20,7 @@ mod m20261127_000010_queue_pauses;
 mod m20261127_000011_queue_status_index;
 mod m20261127_000012_covering_tag_index;
 mod m20261202_000013_bridge_teardown;
+mod m20261202_000014_populate_failures;
 
 pub use m20261126_000008_capture_teardown::drop_capture_sql;
 pub use m20261202_000013_bridge_teardown::drop_bridge_sql;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000011_queue_status_index::Migration),
             Box::new(m20261127_000012_covering_tag_index::Migration),
             Box::new(m20261202_000013_bridge_teardown::Migration),
+            Box::new(m20261202_000014_populate_failures::Migration),
         ]
     }
 }

@@ -139,8 +139,12 @@ async fn populate_with_replicas(
         let status = db.targets().find(target_id).await?.and_then(|t| t.status);
         match status {
             Some(domain::PopulationStatus::Populated) => break Ok(started.elapsed()),
-            Some(domain::PopulationStatus::Failed) => {
-                break Err(anyhow::anyhow!("the populate failed"));
+            // A populate that fails for good leaves the target `not_populated` (the enqueue
+            // set `populating`).
+            Some(domain::PopulationStatus::NotPopulated | domain::PopulationStatus::Failed) => {
+                break Err(anyhow::anyhow!(
+                    "the populate failed (snapctl status says why)"
+                ));
             }
             _ if started.elapsed() > std::time::Duration::from_secs(3600) => {
                 break Err(anyhow::anyhow!("the populate did not finish in an hour"));

@@ -424,6 +424,13 @@ async fn overview(board: &Board) -> Result<Markup, PageError> {
     }
     let nulls = db.stats().null_snapshots().await?;
     let targets = db.stats().targets_by_status().await?;
+    let failures = db
+        .populate_runs()
+        .failures(jobs::status::FAILED_POPULATES_SHOWN)
+        .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     Ok(html! {
         h2 { "queues" }
         table #queues {
@@ -463,6 +470,20 @@ async fn overview(board: &Board) -> Result<Markup, PageError> {
             tr { td { "target_populations" } td.n { (nulls.target_populations) } }
             tr { td { "offers" } td.n { (nulls.offers) } }
             tr { td { "ad_events" } td.n { (nulls.ad_events) } }
+        }
+        @if !failures.is_empty() {
+            h2 { "populates that failed for good" }
+            p { "Each target was left not_populated; a populate that succeeds clears it." }
+            table #failed-populates {
+                tr { th.n { "target" } th { "failed" } th { "error" } }
+                @for failure in &failures {
+                    tr data-target=(failure.target_id) {
+                        td.n { (failure.target_id) }
+                        td { ((now - failure.failed_at).max(0)) " s ago" }
+                        td.error { (shorten(&failure.error, 300)) }
+                    }
+                }
+            }
         }
         h2 { "targets by status" }
         table #targets-by-status {

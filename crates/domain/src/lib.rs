@@ -16,12 +16,15 @@ pub use ids::{
 pub use snapshot::{Snapshot, SnapshotChild, SnapshotParent};
 pub use target::{Band, BandTrait, Tag, TargetBands, TraitGroup, TraitInfo};
 
-/// `targets.population_status` values.
+/// `targets.population_status` values. snapline writes only the platform's three; a
+/// populate that fails for good leaves `NotPopulated` and records why in snapline's own
+/// table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PopulationStatus {
     NotPopulated,
     Populating,
     Populated,
+    /// Never written any more: read only from targets an earlier snapline marked so.
     Failed,
 }
 

@@ -31,6 +31,10 @@ pub const SYNC_TRANSACTION_ME_FILES: &str = "snapline_sync_transaction_me_files_
 /// NULL snapshots per `table`, read from the partial indexes when `/metrics` is scraped.
 pub const NULL_SNAPSHOTS: &str = "snapline_null_snapshots";
 
+/// Targets whose last populate failed for good (left `not_populated`, why in
+/// `snapctl status`), read when `/metrics` is scraped.
+pub const POPULATE_FAILURES: &str = "snapline_populate_failures";
+
 /// Jobs of `queue` per `status` (`waiting`, `running`, `done`, `failed`, `killed`), read from
 /// the queue table when `/metrics` is scraped.
 pub const QUEUE_JOBS: &str = "snapline_queue_jobs";
@@ -128,6 +132,11 @@ pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
     ] {
         ::metrics::gauge!(NULL_SNAPSHOTS, "table" => table).set(rows as f64);
     }
+}
+
+/// Sets the [`POPULATE_FAILURES`] gauge.
+pub fn populate_failures(targets: i64) {
+    ::metrics::gauge!(POPULATE_FAILURES).set(targets as f64);
 }
 
 /// Sets the [`QUEUE_PAUSED`] gauge of `queue`.

@@ -216,11 +216,7 @@ async fn start_populate(
     if let Err(err) = &result
         && !err.is_transient()
     {
-        // A retry cannot help: say so on the target instead of leaving it `populating`.
-        let _ = db
-            .targets()
-            .set_status(target_id, PopulationStatus::Failed)
-            .await;
+        failed_for_good(db, target_id, err).await;
     }
     let handed_over = where_ == ChunksRun::OnTheQueue
         && matches!(&result, Ok(summary) if summary.chunks > 1 && summary.status == PopulationStatus::Populating.as_str());
@@ -473,6 +469,7 @@ async fn finish_chunk(
                 return Err(target_deleted(db, target_id, target).await);
             }
             tx.events().target_populated(target_id.0).await?;
+            tx.populate_runs().clear_failure(target_id).await?;
             tx.commit().await?;
             Ok(PopulationStatus::Populated.as_str().into())
         }
@@ -539,15 +536,40 @@ pub async fn populate_chunk(
             if !err.is_transient() || last_attempt {
                 let current = db.populate_runs().lock_current(target_id).await;
                 if matches!(current, Ok(Some(run)) if run == chunk.run) {
-                    let _ = db
-                        .targets()
-                        .set_status(target_id, PopulationStatus::Failed)
-                        .await;
+                    failed_for_good(db, target_id, &err).await;
                     lease.release(db).await;
                 }
             }
             Err(err)
         }
+    }
+}
+
+/// A populate of `target_id` that no retry can help: the target goes back to
+/// `not_populated` (the platform knows no other status, and asks again for a target in it:
+/// the marketer's button, a campaign launch), and why is kept in snapline's own records
+/// (`snapctl status`, the board, `snapline_populate_failures`). Best effort: the error
+/// itself is what the job reports.
+async fn failed_for_good(db: &Db, target_id: TargetId, err: &JobError) {
+    tracing::error!(target_id = %target_id, error = %err, "populate failed for good: target left not_populated");
+    match db
+        .targets()
+        .set_status(target_id, PopulationStatus::NotPopulated)
+        .await
+    {
+        Ok(true) => {}
+        // No such target: nothing for the platform to ask again, nothing to record.
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(target_id = %target_id, error = %e, "could not set the failed target not_populated");
+        }
+    }
+    if let Err(e) = db
+        .populate_runs()
+        .record_failure(target_id, &err.to_string())
+        .await
+    {
+        tracing::warn!(target_id = %target_id, error = %e, "could not record the populate's failure");
     }
 }
 

@@ -25,7 +25,12 @@ pub struct StatusReport {
     pub paused_queues: Vec<String>,
     /// The last runs of each queue, newest first.
     pub recent_runs: Vec<JobRun>,
+    /// Targets whose last populate failed for good (left `not_populated`), newest first.
+    pub failed_populates: Vec<repo::PopulateFailure>,
 }
+
+/// Failed populates `status` lists at most.
+pub const FAILED_POPULATES_SHOWN: u64 = 20;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetsInStatus {
@@ -59,6 +64,7 @@ pub async fn status(db: &Db, runs_per_queue: u64) -> Result<StatusReport, JobErr
             .map(|(queue, _)| queue)
             .collect(),
         recent_runs,
+        failed_populates: db.populate_runs().failures(FAILED_POPULATES_SHOWN).await?,
     })
 }
 
@@ -79,6 +85,21 @@ impl std::fmt::Display for StatusReport {
         }
         for row in &self.targets {
             writeln!(f, "  {:<20} {:>10}", row.status, row.targets)?;
+        }
+        if !self.failed_populates.is_empty() {
+            writeln!(
+                f,
+                "\npopulates that failed for good (target left not_populated; a populate that succeeds clears it)"
+            )?;
+            for failure in &self.failed_populates {
+                writeln!(
+                    f,
+                    "  target {:<10} at {} (Unix s)  {}",
+                    failure.target_id,
+                    failure.failed_at,
+                    printable_error(&failure.error)
+                )?;
+            }
         }
         writeln!(
             f,

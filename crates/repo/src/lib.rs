@@ -49,7 +49,7 @@ pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
 pub use guard::{GuardRepo, GuardState};
 pub use job_admin::{ActionOutcome, JobAdminRepo, JobDetail, JobFilter, JobStatus};
 pub use leases::{LeaseHolder, LeaseRepo};
-pub use populate_runs::{ChunkFinished, ChunkRange, PopulateRunRepo};
+pub use populate_runs::{ChunkFinished, ChunkRange, PopulateFailure, PopulateRunRepo};
 pub use populations::{
     AppliedChanges, ME_FILE_LOCK_RANGE, PopulationChanges, PopulationPage, PopulationRepo,
     PopulationRow, me_file_lock_range,

@@ -1,6 +1,7 @@
 //! Populate runs and their chunks: `snapline_populate_runs` (how many populates of each
 //! target have started; the latest count is the current run) and `snapline_populate_chunks`
-//! (the me_file ranges a run was split into, and which have committed).
+//! (the me_file ranges a run was split into, and which have committed), and
+//! `snapline_populate_failures` (targets whose last populate failed for good).
 
 use crate::rows::Count;
 use crate::{Db, RepoError};
@@ -32,12 +33,80 @@ pub enum ChunkFinished {
     NotRecorded,
 }
 
+/// A target whose last populate failed for good: left `not_populated`, this says why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, FromQueryResult)]
+pub struct PopulateFailure {
+    pub target_id: i64,
+    /// When (Unix seconds, the database's clock).
+    pub failed_at: i64,
+    pub error: String,
+}
+
+/// Characters of a failure's error kept.
+const FAILURE_ERROR_CHARS: usize = 2_000;
+
 #[derive(Debug, FromQueryResult)]
 struct Started {
     started: i64,
 }
 
 impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
+    /// Records that the populate of `target_id` failed for good, with `error` (cut to a
+    /// bounded length), replacing an earlier record.
+    pub async fn record_failure(&self, target_id: TargetId, error: &str) -> Result<(), RepoError> {
+        let error: String = error.chars().take(FAILURE_ERROR_CHARS).collect();
+        self.conn
+            .execute_raw(self.db.statement(
+                format!(
+                    "INSERT INTO snapline_populate_failures (target_id, failed_at, error) \
+                     VALUES ($1, CAST({} AS BIGINT), $2) \
+                     ON CONFLICT (target_id) DO UPDATE SET failed_at = excluded.failed_at, \
+                     error = excluded.error",
+                    self.db.epoch_now_sql()
+                ),
+                vec![target_id.0.into(), error.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a failure of `target_id` (a populate of it succeeded).
+    pub async fn clear_failure(&self, target_id: TargetId) -> Result<(), RepoError> {
+        self.conn
+            .execute_raw(self.db.statement(
+                "DELETE FROM snapline_populate_failures WHERE target_id = $1",
+                vec![target_id.0.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` failures recorded.
+    pub async fn failures(&self, limit: u64) -> Result<Vec<PopulateFailure>, RepoError> {
+        self.db
+            .fetch_all(
+                self.conn,
+                "SELECT target_id, failed_at, error FROM snapline_populate_failures \
+                 ORDER BY failed_at DESC, target_id LIMIT $1",
+                vec![Value::from(limit as i64)],
+            )
+            .await
+    }
+
+    /// How many targets have a failure recorded.
+    pub async fn failure_count(&self) -> Result<i64, RepoError> {
+        let row: Count = self
+            .db
+            .fetch_one(
+                self.conn,
+                "populate failures",
+                "SELECT COUNT(*) AS count FROM snapline_populate_failures",
+                vec![],
+            )
+            .await?;
+        Ok(row.count)
+    }
+
     /// Counts a populate of `target_id` as started (before it sets `populating`) and returns
     /// the count: the run's number. A sync compares its cached band metadata with it; a
     /// chunk compares its own run with it.

@@ -771,3 +771,118 @@ async fn seed_refuses_the_platforms_schema_and_writes_nothing() {
     );
     assert_eq!(scalar(&test.db, "SELECT COUNT(*) FROM traits").await, 0);
 }
+
+/// A populate that fails for good leaves the target `not_populated` (the platform's code
+/// knows no other status, and asks again for a target in it), and says why in snapline's own
+/// records: `snapctl status`, the board and the `snapline_populate_failures` gauge, until a
+/// populate of it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populate_that_fails_for_good_leaves_not_populated_and_says_why() {
+    let test = TestDb::platform().await;
+    test.db.migrate().await.expect("migrate");
+    execute(
+        &test.db,
+        "CREATE FUNCTION refuse_band() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'band 201 is refused by the platform'; END $$; \
+         CREATE TRIGGER refuse_band BEFORE INSERT ON target_populations \
+         FOR EACH ROW WHEN (NEW.target_band_id = 201) EXECUTE FUNCTION refuse_band()",
+    )
+    .await;
+    let port = snapline_tests::free_port();
+    let _populator = snapline_tests::Served::start(
+        &binary("populator"),
+        &test.url,
+        &[
+            (
+                "SNAPLINE_SERVE__POPULATOR_HTTP",
+                format!("127.0.0.1:{port}"),
+            ),
+            ("RUST_LOG", "error".to_owned()),
+        ],
+    );
+    jobs::populate_target::enqueue(&test.db, TargetId(2))
+        .await
+        .unwrap();
+    snapline_tests::wait_for("the populate to fail for good", || async {
+        let (_, killed) = snapline_tests::unfinished_jobs(&test.db).await;
+        !killed.is_empty()
+    })
+    .await;
+    assert_eq!(
+        snapline_tests::target_status(&test.db, TargetId(2)).await,
+        Some(PopulationStatus::NotPopulated)
+    );
+    assert_eq!(
+        scalar(
+            &test.db,
+            "SELECT COUNT(*) FROM targets WHERE population_status IS NOT NULL \
+             AND population_status NOT IN ('not_populated', 'populating', 'populated')"
+        )
+        .await,
+        0,
+        "only the platform's statuses"
+    );
+    let status = run("snapctl", &test.url, &["status", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let failures = report["failed_populates"].as_array().expect("a list");
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0]["target_id"], 2);
+    assert!(
+        failures[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("band 201 is refused by the platform"),
+        "{report}"
+    );
+    let text = assert_ok(&run("snapctl", &test.url, &["status"]), "status");
+    assert!(text.contains("populates that failed for good"), "{text}");
+    snapline_tests::wait_for("the failures gauge", || async {
+        snapline_tests::http_get(port, "/metrics")
+            .is_some_and(|(_, body)| body.contains("snapline_populate_failures 1"))
+    })
+    .await;
+    let board_port = snapline_tests::free_port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(board::serve(
+        test.db.clone(),
+        board::BoardOptions {
+            listen: format!("127.0.0.1:{board_port}").parse().unwrap(),
+            allow_actions: false,
+            basic_auth: None,
+            allowed_hosts: vec![],
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    snapline_tests::wait_for("the board's overview", || async {
+        snapline_tests::http_get(board_port, "/").is_some_and(|(status, page)| {
+            status == 200
+                && page.contains("id=\"failed-populates\"")
+                && page.contains("band 201 is refused by the platform")
+        })
+    })
+    .await;
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+
+    // Fixed and asked again: populated, and the failure forgotten.
+    execute(&test.db, "DROP TRIGGER refuse_band ON target_populations").await;
+    jobs::populate_target::enqueue(&test.db, TargetId(2))
+        .await
+        .unwrap();
+    snapline_tests::wait_for("the populate to succeed", || async {
+        snapline_tests::target_status(&test.db, TargetId(2)).await
+            == Some(PopulationStatus::Populated)
+    })
+    .await;
+    assert!(
+        test.db
+            .populate_runs()
+            .failures(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_population_exact(&test.db, TargetId(2)).await;
+}
