@@ -400,8 +400,9 @@ async fn populate_chunk_range(
                 me_files = me_files.len()
             ))
             .await?;
-        let bands_changed: Vec<i64> = plan.bands_changed.iter().map(|m| m.0).collect();
-        tx.events().me_file_bands_changed(&bands_changed).await?;
+        // No per-me_file event from a populate: the platform is told once, when the target
+        // is populated (a 1M-member populate must not enqueue a million reconciliations);
+        // per-me_file band changes come from syncs only, as the platform's own sync did.
         tx.commit()
             .instrument(tracing::info_span!("populate.commit"))
             .await?;

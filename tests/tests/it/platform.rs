@@ -623,6 +623,10 @@ fn as_role(url: &str, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_run_as_the_least_privileged_role() {
     let test = TestDb::platform().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
+        .execute(test.db.pg_pool().unwrap())
+        .await
+        .expect("Oban's table");
     let roles = snapline_tests::TestRoles::for_test(&test, &["service", "migration"]);
     let service = roles.name("service").to_owned();
     let migrator = roles.name("migration").to_owned();
@@ -641,10 +645,21 @@ async fn the_services_run_as_the_least_privileged_role() {
         "migration up as the migration role",
     );
     psql(&migration_url, "grants.sql", &[("service_role", &service)]);
+    psql(
+        &migration_url,
+        "grants_events.sql",
+        &[("service_role", &service)],
+    );
 
-    // The three services' work as the service role.
+    // The three services' work as the service role, with the events on as the platform
+    // would run them: NOTIFY and its Oban recipe.
     let url = as_role(&test.url, &service);
-    let env = [("SNAPLINE_DATABASE__MIGRATE_ON_START", "false")];
+    let recipe = include_str!("../../../deploy/events/oban_reconcile_offers.sql");
+    let env = [
+        ("SNAPLINE_DATABASE__MIGRATE_ON_START", "false"),
+        ("SNAPLINE_EVENTS__NOTIFY", "true"),
+        ("SNAPLINE_EVENTS__ME_FILE_BANDS_CHANGED_SQL", recipe),
+    ];
     let run_as_service = |binary_name: &str, args: &[&str]| {
         let mut command = Command::new(binary(binary_name));
         command
@@ -663,14 +678,29 @@ async fn the_services_run_as_the_least_privileged_role() {
             "populator run",
         );
     }
+    assert_eq!(
+        scalar(&test.db, "SELECT COUNT(*) FROM oban_jobs").await,
+        0,
+        "a populate enqueues no reconciliation"
+    );
     let syncer = snapline_tests::Served::start(
         &binary("syncer"),
         &url,
-        &[("SNAPLINE_DATABASE__MIGRATE_ON_START", "false".into())],
+        &env.map(|(key, value)| (key, value.to_owned())),
     );
-    platform_tag(&test.db, 131, 32, "Tennis").await;
+    // A member of target 1 loses its tags: its band changes, the platform is told.
+    let leaver = scalar(
+        &test.db,
+        "SELECT MIN(me_file_id) FROM target_populations WHERE target_band_id = 101",
+    )
+    .await;
+    execute(
+        &test.db,
+        &format!("DELETE FROM me_file_tags WHERE me_file_id = {leaver}"),
+    )
+    .await;
     assert_ok(
-        &run_as_service("syncer", &["enqueue", "--me-file", "131"]),
+        &run_as_service("syncer", &["enqueue", "--me-file", &leaver.to_string()]),
         "syncer enqueue",
     );
     snapline_tests::wait_for("the sync job to finish as the service role", || async {
@@ -686,6 +716,18 @@ async fn the_services_run_as_the_least_privileged_role() {
     })
     .await;
     drop(syncer);
+    assert_eq!(
+        scalar(
+            &test.db,
+            &format!(
+                "SELECT COUNT(*) FROM oban_jobs WHERE worker = 'Qlarius.Jobs.ReconcileOffersForMeFileWorker' \
+                 AND args = '{{\"me_file_id\": {leaver}}}'::jsonb"
+            )
+        )
+        .await,
+        1,
+        "the recipe ran under the shipped grants"
+    );
     execute(
         &test.db,
         "UPDATE target_populations SET matching_tags_snapshot = NULL WHERE me_file_id % 3 = 0; \
