@@ -37,6 +37,15 @@ pub struct BandRepo<'a, C = DatabaseConnection> {
     pub(crate) conn: &'a C,
 }
 
+/// A `target_band_trait_groups` row `l` counts only while its trait group exists, and a
+/// `trait_group_traits` row `gt` only while its trait does: the platform has no foreign keys,
+/// and its own code ignores link rows whose group or trait is gone. Every statement that
+/// reads band structure applies both.
+pub(crate) const LIVE_GROUP_OF_LINK: &str =
+    "EXISTS (SELECT 1 FROM trait_groups live_g WHERE live_g.id = l.trait_group_id)";
+pub(crate) const LIVE_TRAIT_OF_LINK: &str =
+    "EXISTS (SELECT 1 FROM traits live_t WHERE live_t.id = gt.trait_id)";
+
 impl<C: ConnectionTrait> BandRepo<'_, C> {
     /// The bands of one target (an empty list when it has none or does not exist).
     pub async fn of_target(&self, target_id: TargetId) -> Result<TargetBands, RepoError> {
@@ -65,7 +74,9 @@ impl<C: ConnectionTrait> BandRepo<'_, C> {
                     "SELECT b.target_id, b.id AS band_id, l.trait_group_id, gt.trait_id \
                      FROM target_bands b \
                      LEFT JOIN target_band_trait_groups l ON l.target_band_id = b.id \
+                       AND {LIVE_GROUP_OF_LINK} \
                      LEFT JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id \
+                       AND {LIVE_TRAIT_OF_LINK} \
                      WHERE {}",
                     db.in_id_list("b.target_id", 1)
                 ),

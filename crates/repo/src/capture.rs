@@ -6,8 +6,10 @@
 //!   `me_files` insert and delete: one `sync_me_file` per affected me_file, unless one for it
 //!   is already waiting (the same rule as the plain-SQL push), so a bulk update of 100,000
 //!   rows pushes at most one job per me_file and a delete-then-insert in one transaction one.
-//! - `target_bands`, `target_band_trait_groups`, `trait_group_traits` (any change) and a
-//!   trait's `trait_name`, `parent_trait_id` or `display_order`: one `populate_target` per
+//! - `target_bands`, `target_band_trait_groups`, `trait_group_traits` (any change), a
+//!   trait's `trait_name`, `parent_trait_id` or `display_order`, a deleted trait, and a
+//!   trait group deleted or created (link rows to a missing group or trait do not count):
+//!   one `populate_target` per
 //!   affected target that is `populated` or `populating`, unless one is waiting; the target is
 //!   marked `populating` in the same transaction, as any populate push does.
 //!
@@ -27,7 +29,7 @@ use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 /// The version of the trigger functions this build installs.
-pub const CAPTURE_VERSION: u32 = 3;
+pub const CAPTURE_VERSION: u32 = 4;
 
 /// The first version safe to leave installed. Earlier ones ran their pushing functions as
 /// their owner with the caller's temporary schema first in `search_path` and EXECUTE open to
@@ -313,17 +315,42 @@ fn captures(v: u32, s: &str) -> Vec<Capture> {
                                OR o.display_order IS DISTINCT FROM n.display_order)"
         )),
     ));
+    // A deleted trait no longer counts: the groups listing it, or listing a child of it (a
+    // child without its parent leaves the snapshots), change.
+    all.push(capture(
+        "traits",
+        "traits",
+        "DELETE",
+        of_groups(format!(
+            "SELECT g.trait_group_id::bigint FROM {s}.trait_group_traits g \
+             WHERE g.trait_id IN (SELECT id FROM old_rows) \
+                OR g.trait_id IN (SELECT c.id FROM {s}.traits c \
+                                  WHERE c.parent_trait_id IN (SELECT id FROM old_rows))"
+        )),
+    ));
+    // A deleted trait group no longer counts for the bands linking it; one created under the
+    // id of a link row makes that row count again.
+    for event in ["INSERT", "DELETE"] {
+        let rows = changed_rows(event);
+        all.push(capture(
+            "trait_groups",
+            "trait_groups",
+            event,
+            of_groups(format!("SELECT id::bigint FROM {rows}")),
+        ));
+    }
     all
 }
 
 /// The tables capture puts triggers on.
-pub const CAPTURED_TABLES: [&str; 6] = [
+pub const CAPTURED_TABLES: [&str; 7] = [
     "me_file_tags",
     "me_files",
     "target_bands",
     "target_band_trait_groups",
     "trait_group_traits",
     "traits",
+    "trait_groups",
 ];
 
 /// Installs, lists and removes change capture.

@@ -21,6 +21,7 @@ WITH bands AS (
          row_number() OVER (PARTITION BY b.target_id
                             ORDER BY COUNT(DISTINCT l.trait_group_id), b.id) AS pos
   FROM target_bands b LEFT JOIN target_band_trait_groups l ON l.target_band_id = b.id
+    AND {LIVE_GROUP_OF_LINK}
   WHERE {TARGETS} GROUP BY b.id, b.target_id
 ),
 band_traits AS (
@@ -28,6 +29,7 @@ band_traits AS (
   FROM target_band_trait_groups l
   JOIN bands b ON b.id = l.target_band_id
   JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id
+  WHERE {LIVE_GROUP_OF_LINK} AND {LIVE_TRAIT_OF_LINK}
 ),
 band_trait_pairs AS (SELECT DISTINCT band_id, trait_id FROM band_traits)";
 
@@ -91,11 +93,7 @@ fn target_population_sql() -> String {
 /// [`TARGET_POPULATION_SQL`] after the band metadata of the targets `targets` picks, for
 /// the me_files `me_files` picks.
 fn population_sql(targets: &str, me_files: &str) -> String {
-    population_sql_after(
-        &BAND_METADATA_CTES.replace("{TARGETS}", targets),
-        me_files,
-        Children::AsPlanned,
-    )
+    population_sql_after(&band_metadata_ctes(targets), me_files, Children::AsPlanned)
 }
 
 /// How [`TARGET_POPULATION_SQL`]'s `children` CTE is evaluated.
@@ -129,7 +127,7 @@ const SYNCED_TARGETS_SQL: &str = "b.target_id IN (SELECT id FROM targets \
 /// The band metadata of the syncer's scope, kept in two tables (as the syncer keeps it in
 /// its cache) so that a reference sync does only the work of one me_file.
 fn reference_band_tables_sql() -> Vec<String> {
-    let metadata = BAND_METADATA_CTES.replace("{TARGETS}", SYNCED_TARGETS_SQL);
+    let metadata = band_metadata_ctes(SYNCED_TARGETS_SQL);
     vec![
         "DROP TABLE IF EXISTS snapline_reference_band_trait_pairs, \
          snapline_reference_band_traits, snapline_reference_bands"
@@ -505,6 +503,7 @@ band_traits AS (
   FROM target_band_trait_groups l
   JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id
   WHERE l.target_band_id IN (SELECT DISTINCT band_id FROM members)
+    AND {LIVE_GROUP_OF_LINK} AND {LIVE_TRAIT_OF_LINK}
 ),
 child_tags AS (
   SELECT DISTINCT ON (mb.me_file_id, mb.band_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
@@ -545,9 +544,20 @@ const BLANK_CHARACTERS_SQL: &str = r"E'\u0009\u000A\u000B\u000C\u000D\u0020\u008
 
 /// [`SNAPSHOTS_OF_PAIRS_CTE`] over `pairs`.
 fn snapshots_of_pairs(pairs: &str) -> String {
-    SNAPSHOTS_OF_PAIRS_CTE
+    with_live_links(SNAPSHOTS_OF_PAIRS_CTE)
         .replace("{pairs}", pairs)
         .replace("{BLANK}", BLANK_CHARACTERS_SQL)
+}
+
+/// [`BAND_METADATA_CTES`] for the targets `targets` picks.
+fn band_metadata_ctes(targets: &str) -> String {
+    with_live_links(BAND_METADATA_CTES).replace("{TARGETS}", targets)
+}
+
+/// `sql` with its link rows counted only while their group and trait exist.
+fn with_live_links(sql: &str) -> String {
+    sql.replace("{LIVE_GROUP_OF_LINK}", crate::bands::LIVE_GROUP_OF_LINK)
+        .replace("{LIVE_TRAIT_OF_LINK}", crate::bands::LIVE_TRAIT_OF_LINK)
 }
 
 /// Fills the NULL snapshots of `populations` (a table shaped like `target_populations`) from

@@ -154,6 +154,7 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
         [
             "snapline_leases",
             "snapline_populate_chunks",
+            "snapline_populate_failures",
             "snapline_populate_runs",
             "snapline_queue_pauses",
             "snapline_schema_settings"

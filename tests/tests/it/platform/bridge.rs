@@ -179,12 +179,9 @@ async fn the_platforms_own_jobs_go_to_snapline_once_and_come_back_on_disable() {
     assert_eq!((state.as_str(), meta.get("snapline")), ("available", None));
     assert!(snapline_jobs(&test).await.is_empty());
 
-    // `migration down` removes it too.
+    // Rolling snapline back (`migration reset`: every step down) removes it too.
     assert_ok(&run("snapctl", url, &["bridge", "enable"]), "bridge enable");
-    assert_ok(
-        &run("migration", url, &["down", "-n", "1"]),
-        "migration down",
-    );
+    assert_ok(&run("migration", url, &["reset"]), "migration reset");
     assert_eq!(
         scalar(
             &test.db,

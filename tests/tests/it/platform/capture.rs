@@ -554,3 +554,109 @@ async fn a_job_that_absorbed_a_push_is_not_taken_before_the_writer_commits() {
     assert_eq!(added.rows_affected(), 1);
     fetcher.rollback().await.unwrap();
 }
+
+/// A trait, a trait group or a link row deleted no longer counts (the platform's code
+/// ignores link rows whose trait or group is gone, and it has no foreign keys to delete them):
+/// the deletion is captured like an edit, and the populate it pushes drops what the deleted
+/// rows gave, in membership and in snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_traits_and_trait_groups_no_longer_count() {
+    let test = captured_platform().await;
+    let db = &test.db;
+    clear_queues(db).await;
+    // Members of the young sporty band (103: men, young, sporty = Golf or Tennis) by Golf
+    // alone; and band 502 (pet owners who cook: groups 7 and 8).
+    let golf_only = snapline_tests::entity_ids(
+        db,
+        "SELECT p.me_file_id::bigint FROM target_populations p WHERE p.target_band_id = 103 \
+         AND NOT EXISTS (SELECT 1 FROM me_file_tags t WHERE t.me_file_id = p.me_file_id AND t.trait_id = 32) \
+         ORDER BY 1",
+    )
+    .await;
+    assert!(!golf_only.is_empty(), "the data set has Golf-only members");
+
+    execute(db, "DELETE FROM traits WHERE id = 31").await;
+    assert_eq!(
+        waiting(db, populate_target::QUEUE).await,
+        [r#"{"target_id":1}"#],
+        "a deleted trait is captured"
+    );
+    clear_queues(db).await;
+    execute(db, "DELETE FROM trait_groups WHERE id = 8").await;
+    assert_eq!(
+        waiting(db, populate_target::QUEUE).await,
+        [r#"{"target_id":5}"#],
+        "a deleted trait group is captured"
+    );
+    for target in [1, 5] {
+        populate_target(db, TargetId(target), &PopulateOptions::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        scalar(
+            db,
+            &format!(
+                "SELECT COUNT(*) FROM target_populations WHERE target_band_id = 103 \
+                 AND me_file_id IN ({})",
+                golf_only
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        )
+        .await,
+        0,
+        "a tag of a deleted trait matches nothing"
+    );
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id \
+             WHERE b.target_id = 1 AND p.matching_tags_snapshot::text LIKE '%[31,%'"
+        )
+        .await,
+        0,
+        "no snapshot shows a deleted trait"
+    );
+    // Band 502 lost its Cooks group: with one group, like band 501, it is the innermost of
+    // the two, and takes every pet owner.
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM target_populations WHERE target_band_id = 501"
+        )
+        .await,
+        0
+    );
+    assert!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM target_populations WHERE target_band_id = 502"
+        )
+        .await
+            > 0
+    );
+    // A link row deleted, likewise.
+    clear_queues(db).await;
+    execute(
+        db,
+        "DELETE FROM trait_group_traits WHERE trait_group_id = 7 AND trait_id = 52",
+    )
+    .await;
+    assert_eq!(
+        waiting(db, populate_target::QUEUE).await,
+        [r#"{"target_id":2}"#, r#"{"target_id":5}"#],
+        "the two targets whose bands list the group"
+    );
+    for target in [2, 5] {
+        populate_target(db, TargetId(target), &PopulateOptions::default())
+            .await
+            .unwrap();
+    }
+    assert_every_target_exact(db).await;
+    for target in [1, 2, 5] {
+        snapline_tests::assert_population_as_sql_computes(db, TargetId(target)).await;
+    }
+}
