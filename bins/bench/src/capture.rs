@@ -121,3 +121,91 @@ pub(crate) async fn bench_capture(
     db.close().await;
     Ok(())
 }
+
+/// `bench bridge`: the platform's own Oban job inserts (a sync job per me_file, as its code
+/// enqueues one per registration or tag write) from `writers` connections, with the bridge
+/// off (Oban keeps them) and on (each is taken into snapline's queue in its transaction).
+pub(crate) async fn bench_bridge(
+    server: &str,
+    me_files: u64,
+    writers: usize,
+    inserts: u64,
+) -> anyhow::Result<()> {
+    let name = format!("snapline_bench_bridge_{me_files}");
+    let url = fresh_database(server, &name).await?;
+    let db = Db::connect(&DbOptions {
+        max_connections: writers as u32 + 2,
+        ..DbOptions::new(url.clone())
+    })
+    .await?;
+    seed_and_populate(&db, me_files, 10).await?;
+    db.reference()
+        .install_oban_table(include_str!("../../../tests/fixtures/oban_jobs.sql"))
+        .await?;
+    let members = db.reference().member_me_files().await?;
+    let worker = "Qlarius.Jobs.SyncMeFileToTargetPopulationsWorker";
+    println!(
+        "| me_files | bridge | Oban job inserts ({writers} connections) | rows stored | snapline jobs pushed |"
+    );
+    println!("|---:|---|---:|---|---:|");
+    for bridge in [false, true] {
+        if bridge {
+            db.bridge()
+                .enable(&settings::BridgeSettings::default().workers)
+                .await?;
+        }
+        db.bulk().checkpoint().await?;
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let per_writer = inserts.div_ceil(writers.max(1) as u64);
+        for w in 0..writers {
+            let (db, members) = (db.clone(), members.clone());
+            tasks.spawn(async move {
+                let mut states = std::collections::BTreeMap::<String, u64>::new();
+                for i in 0..per_writer {
+                    let me_file = members[((w as u64 * per_writer + i) as usize) % members.len()];
+                    let state = db
+                        .reference()
+                        .insert_oban_job(
+                            "targets",
+                            worker,
+                            &format!("{{\"me_file_id\": {me_file}}}"),
+                        )
+                        .await?;
+                    *states.entry(state).or_default() += 1;
+                }
+                Ok::<_, repo::RepoError>(states)
+            });
+        }
+        let mut states = std::collections::BTreeMap::<String, u64>::new();
+        while let Some(done) = tasks.join_next().await {
+            for (state, n) in done?? {
+                *states.entry(state).or_default() += n;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let total: u64 = states.values().sum();
+        let pushed: i64 = db
+            .queue_jobs()
+            .count_by_status(jobs::sync_me_file::QUEUE)
+            .await?
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        println!(
+            "| {me_files} | {} | {:.0} inserts/s | {} | {pushed} |",
+            if bridge { "on" } else { "off" },
+            total as f64 / elapsed,
+            states
+                .iter()
+                .map(|(state, n)| format!("{n} {state}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        db.queue_jobs()
+            .delete_all(jobs::sync_me_file::QUEUE)
+            .await?;
+    }
+    db.close().await;
+    Ok(())
+}

@@ -15,7 +15,7 @@ mod populate;
 mod sync;
 
 use backfill::bench_backfill;
-use capture::{CaptureLoad, bench_capture};
+use capture::{CaptureLoad, bench_bridge, bench_capture};
 use populate::{PopulateBench, bench_populate};
 use sync::{SyncLoad, TagEdit, bench_sync};
 
@@ -117,6 +117,19 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },
+    /// The cost of the bridge to the platform's own Oban job inserts: sync jobs inserted as
+    /// Oban writes them from several connections, with the bridge off and on.
+    /// Example: bench bridge --me-files 50000 --inserts 20000
+    Bridge {
+        #[arg(long, default_value_t = 50_000)]
+        me_files: u64,
+        /// Connections inserting at once.
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// Oban job inserts in all, per run.
+        #[arg(long, default_value_t = 20_000)]
+        inserts: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -194,6 +207,11 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Bench::Bridge {
+                me_files,
+                writers,
+                inserts,
+            } => bench_bridge(&cli.server, me_files, writers, inserts).await,
         }
     })
 }

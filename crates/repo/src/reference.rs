@@ -382,6 +382,37 @@ impl ReferenceRepo<'_> {
         Ok(rows.into_iter().map(|row| row.id.0).collect())
     }
 
+    /// Creates Oban's job table from `ddl` (the bridge benchmark's platform queue).
+    pub async fn install_oban_table(&self, ddl: &str) -> Result<(), RepoError> {
+        self.require_postgres()?;
+        self.db.conn().execute_unprepared(ddl).await?;
+        Ok(())
+    }
+
+    /// One job inserted into Oban's `oban_jobs` as Oban's `insert` writes it (every column
+    /// given, `ON CONFLICT DO NOTHING RETURNING`), in its own transaction: what the platform's
+    /// code does for each job it enqueues. Returns the state the row was stored in.
+    pub async fn insert_oban_job(
+        &self,
+        queue: &str,
+        worker: &str,
+        args: &str,
+    ) -> Result<String, RepoError> {
+        let row: Option<ObanStateRow> = self
+            .db
+            .fetch_optional(
+                self.db.conn(),
+                "INSERT INTO oban_jobs (state, queue, worker, args, errors, attempt, max_attempts, \
+                   inserted_at, scheduled_at, priority, tags, meta) \
+                 VALUES ('available', $1, $2, CAST($3 AS jsonb), ARRAY[]::jsonb[], 0, 3, \
+                   timezone('UTC', now()), timezone('UTC', now()), 0, ARRAY[]::text[], '{}'::jsonb) \
+                 ON CONFLICT DO NOTHING RETURNING state::text AS state",
+                vec![Value::from(queue), Value::from(worker), Value::from(args)],
+            )
+            .await?;
+        Ok(row.map(|r| r.state).unwrap_or_default())
+    }
+
     /// One platform-style write: the value of tag `id`, in its own transaction.
     pub async fn set_tag_value(&self, id: i64, value: &str) -> Result<(), RepoError> {
         self.db
@@ -777,4 +808,9 @@ impl ReferenceRepo<'_> {
 #[derive(FromQueryResult)]
 struct WellFormed {
     well_formed: bool,
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct ObanStateRow {
+    state: String,
 }
