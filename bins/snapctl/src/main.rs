@@ -14,7 +14,7 @@ mod jobs_cli;
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard, capture, bridge, jobs, queues, board"
+    about = "snapline admin CLI: demo, status, seed, guard, capture, bridge, doctor, jobs, queues, board"
 )]
 struct Cli {
     #[command(flatten)]
@@ -83,6 +83,22 @@ enum Command {
         /// how many jobs were taken. Example: snapctl bridge status
         #[arg(value_enum)]
         action: Switch,
+    },
+    /// What switching the platform over needs, checked on its database (PostgreSQL):
+    /// migrations, the server's connection and lock limits against the configured replicas,
+    /// the service role's rights (with --service-role), indexes, capture and bridge versions,
+    /// the platform's own hourly backfill, queue backlog, NULL snapshots. Says what to do for
+    /// each miss; exit 0 only when all hold. Example: snapctl doctor --service-role snapline_service
+    Doctor {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// The services' role, whose rights are checked. Example: --service-role snapline_service
+        #[arg(long)]
+        service_role: Option<String>,
+        /// Replicas of each service the deployment runs. Example: --replicas 3
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        replicas: u32,
     },
     /// Writes a deterministic synthetic data set into the configured (empty) database.
     /// Example: DATABASE_URL=postgres://postgres@127.0.0.1/bench snapctl seed --me-files 1000000
@@ -256,6 +272,47 @@ fn main() -> ExitCode {
                         "capture: UNSAFE: {unsafe_triggers} trigger(s) of a version before {} installed; run `snapctl capture enable` as the migration role now",
                         repo::FIRST_SAFE_CAPTURE_VERSION
                     );
+                }
+                Ok(())
+            }
+            Command::Doctor {
+                json,
+                service_role,
+                replicas,
+            } => {
+                let db = runtime::connect(&settings).await?;
+                let hourly = settings
+                    .bridge
+                    .workers
+                    .iter()
+                    .find(|(worker, queue)| {
+                        queue.as_str() == "backfill"
+                            && worker.ends_with("BackfillMissingSnapshotsWorker")
+                    })
+                    .map(|(worker, _)| worker.clone());
+                let options = jobs::doctor::DoctorOptions {
+                    service_role,
+                    replicas,
+                    pool_per_process: settings.database.max_connections,
+                    concurrency: [
+                        settings.queues.populate_target.concurrency as u32,
+                        settings.queues.sync_me_file.concurrency as u32,
+                        settings.queues.backfill.concurrency as u32,
+                    ],
+                    me_files_per_transaction: settings.syncer.me_files_per_transaction as u32,
+                    hourly_backfill_worker: hourly,
+                };
+                let checks = jobs::doctor::doctor(&db, &options)
+                    .await
+                    .map_err(|e| BadInput::wrap(runtime::job_error(e)))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&checks)?);
+                } else {
+                    print!("{}", jobs::doctor::report(&checks));
+                }
+                let missed = checks.iter().filter(|c| !c.ok).count();
+                if missed > 0 {
+                    anyhow::bail!("{missed} check(s) missed: not ready to switch over");
                 }
                 Ok(())
             }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod backfill;
 mod band_cache;
+pub mod doctor;
 mod error;
 mod lease;
 pub mod metrics;

@@ -310,6 +310,20 @@ impl Db {
         crate::BridgeRepo { db: self }
     }
 
+    pub fn doctor(&self) -> crate::DoctorRepo<'_> {
+        crate::DoctorRepo { db: self }
+    }
+
+    /// The names of the migrations not yet applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, RepoError> {
+        use migration::MigratorTrait as _;
+        Ok(migration::Migrator::get_pending_migrations(&self.conn)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect())
+    }
+
     /// Refuses `what` on SQLite, saying `why` it needs PostgreSQL.
     pub(crate) fn require_postgres(
         &self,

@@ -15,6 +15,7 @@ mod bridge;
 mod bulk;
 mod capture;
 mod db;
+mod doctor;
 mod error;
 mod events;
 mod guard;
@@ -44,6 +45,7 @@ pub use capture::{
     CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger, FIRST_SAFE_CAPTURE_VERSION,
 };
 pub use db::{Backend, Db, DbOptions};
+pub use doctor::{DoctorRepo, RoleRight, ServerLimits};
 pub use error::RepoError;
 pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
 pub use guard::{GuardRepo, GuardState};

@@ -23,6 +23,7 @@ use std::time::Duration;
 mod bridge;
 mod capture;
 mod capture_security;
+mod doctor;
 
 /// The platform's tables in the fixture: the twelve snapline reads, and two it never touches.
 fn fixture_tables() -> Vec<&'static str> {
