@@ -24,6 +24,7 @@ mod bridge;
 mod capture;
 mod capture_security;
 mod doctor;
+mod switch_over;
 
 /// The platform's tables in the fixture: the twelve snapline reads, and two it never touches.
 fn fixture_tables() -> Vec<&'static str> {
