@@ -616,6 +616,37 @@ fn psql(url: &str, script: &str, vars: &[(&str, &str)]) {
     );
 }
 
+/// The platform's database as deployed: Oban's table, snapline's two roles
+/// (`roles.sql`, the platform's owner `postgres`) and `extra` login roles of the test, `migration
+/// up` as the migration role, `grants.sql`. The roles (`service`, `migration`, then `extra`)
+/// and the migration role's URL.
+async fn deployed(test: &TestDb, extra: &[&str]) -> (snapline_tests::TestRoles, String) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
+        .execute(test.db.pg_pool().unwrap())
+        .await
+        .expect("Oban's table");
+    let mut suffixes = vec!["service", "migration"];
+    suffixes.extend(extra);
+    let roles = snapline_tests::TestRoles::for_test(test, &suffixes);
+    psql(
+        &test.url,
+        "roles.sql",
+        &[
+            ("service_role", roles.name("service")),
+            ("migration_role", roles.name("migration")),
+            ("platform_owner", "postgres"),
+        ],
+    );
+    let migration_url = as_role(&test.url, roles.name("migration"));
+    assert_ok(&run("migration", &migration_url, &["up"]), "migration up");
+    psql(
+        &migration_url,
+        "grants.sql",
+        &[("service_role", roles.name("service"))],
+    );
+    (roles, migration_url)
+}
+
 /// `url` with `role` as its user.
 fn as_role(url: &str, role: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL");

@@ -5,7 +5,7 @@
 //! (`deploy/postgres/roles.sql` and `grants.sql`), the platform's application role and a
 //! login with no rights at all.
 
-use super::{as_role, assert_ok, psql, run};
+use super::{as_role, assert_ok, run};
 use snapline_tests::{TestDb, TestRoles, execute, scalar};
 use sqlx::Connection;
 
@@ -14,7 +14,6 @@ struct Deployment {
     // Before `test`: the roles' rights in the database go before the database.
     _roles: TestRoles,
     test: TestDb,
-    migrator: String,
     service: String,
     app: String,
     stranger: String,
@@ -27,13 +26,8 @@ impl Deployment {
     /// login with no right granted.
     async fn new() -> Deployment {
         let test = TestDb::platform().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
-            .execute(test.db.pg_pool().unwrap())
-            .await
-            .expect("Oban's table");
-        let roles = TestRoles::for_test(&test, &["migration", "service", "app", "stranger"]);
+        let (roles, migration_url) = super::deployed(&test, &["app", "stranger"]).await;
         let deployment = Deployment {
-            migrator: roles.name("migration").to_owned(),
             service: roles.name("service").to_owned(),
             app: roles.name("app").to_owned(),
             stranger: roles.name("stranger").to_owned(),
@@ -41,22 +35,6 @@ impl Deployment {
             test,
         };
         let url = deployment.test.url.clone();
-        psql(
-            &url,
-            "roles.sql",
-            &[
-                ("service_role", &deployment.service),
-                ("migration_role", &deployment.migrator),
-                ("platform_owner", "postgres"),
-            ],
-        );
-        let migration_url = as_role(&url, &deployment.migrator);
-        assert_ok(&run("migration", &migration_url, &["up"]), "migration up");
-        psql(
-            &migration_url,
-            "grants.sql",
-            &[("service_role", &deployment.service)],
-        );
         for target in ["1", "2", "3", "5"] {
             assert_ok(
                 &run("populator", &url, &["run", "--target", target]),

@@ -1,11 +1,11 @@
 //! `snapctl doctor` on the platform's database as deployed: it names each miss of the
 //! switch-over with what to do, exits 1 while any remains, and 0 once every step is done.
 
-use super::{as_role, assert_ok, psql, run, run_with};
+use super::{as_role, assert_ok, run, run_with};
 
 /// The services never migrate (the migration role does).
 const NO_MIGRATE: [(&str, &str); 1] = [("SNAPLINE_DATABASE__MIGRATE_ON_START", "false")];
-use snapline_tests::{TestDb, TestRoles, execute};
+use snapline_tests::{TestDb, execute};
 
 /// `snapctl doctor --json` as `url`'s role: its exit code and checks by name.
 fn doctor(url: &str, service: &str) -> (Option<i32>, serde_json::Map<String, serde_json::Value>) {
@@ -46,24 +46,8 @@ fn misses(checks: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_each_miss_and_passes_once_the_switch_is_ready() {
     let test = TestDb::platform().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
-        .execute(test.db.pg_pool().unwrap())
-        .await
-        .expect("Oban's table");
-    let roles = TestRoles::for_test(&test, &["service", "migration"]);
-    let (service, migrator) = (roles.name("service"), roles.name("migration"));
-    psql(
-        &test.url,
-        "roles.sql",
-        &[
-            ("service_role", service),
-            ("migration_role", migrator),
-            ("platform_owner", "postgres"),
-        ],
-    );
-    let migration_url = as_role(&test.url, migrator);
-    assert_ok(&run("migration", &migration_url, &["up"]), "migration up");
-    psql(&migration_url, "grants.sql", &[("service_role", service)]);
+    let (roles, migration_url) = super::deployed(&test, &[]).await;
+    let service = roles.name("service");
     // The platform's own hourly backfill ran an hour ago, in its own worker.
     execute(
         &test.db,

@@ -6,9 +6,9 @@
 //! exactly once and give the oracle's rows; `doctor` then passes; bridge and capture off,
 //! the platform's next jobs are its own workers' again.
 
-use super::{TARGETS, as_role, assert_every_target_exact, assert_ok, psql, run};
+use super::{TARGETS, as_role, assert_every_target_exact, assert_ok, run};
 use domain::TargetId;
-use snapline_tests::{Served, TestDb, TestRoles, binary, scalar, wait_for};
+use snapline_tests::{Served, TestDb, binary, scalar, wait_for};
 
 const SYNC: &str = "Qlarius.Jobs.SyncMeFileToTargetPopulationsWorker";
 
@@ -64,24 +64,8 @@ async fn jobs_with(test: &TestDb, queue: &str, payload: &str) -> i64 {
 async fn the_platform_switches_over_with_no_change_to_its_code_and_back() {
     let test = TestDb::platform().await;
     let pool = test.db.pg_pool().unwrap().clone();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
-        .execute(&pool)
-        .await
-        .expect("Oban's table");
-    let roles = TestRoles::for_test(&test, &["service", "migration"]);
-    let (service, migrator) = (roles.name("service"), roles.name("migration"));
-    psql(
-        &test.url,
-        "roles.sql",
-        &[
-            ("service_role", service),
-            ("migration_role", migrator),
-            ("platform_owner", "postgres"),
-        ],
-    );
-    let migration_url = as_role(&test.url, migrator);
-    assert_ok(&run("migration", &migration_url, &["up"]), "migration up");
-    psql(&migration_url, "grants.sql", &[("service_role", service)]);
+    let (roles, migration_url) = super::deployed(&test, &[]).await;
+    let service = roles.name("service");
     assert_ok(
         &run("snapctl", &migration_url, &["capture", "enable"]),
         "capture",
@@ -237,5 +221,4 @@ async fn the_platform_switches_over_with_no_change_to_its_code_and_back() {
         jobs_with(&test, "sync_me_file", r#"{"me_file_id":6}"#).await,
         0
     );
-    drop(roles);
 }
