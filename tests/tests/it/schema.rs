@@ -336,7 +336,10 @@ async fn populate_tag_reads_are_index_only(backend: Backend) {
     assert!(batch.contains(&index_only), "{batch}");
 
     // Back before migration 12, and up again.
-    Migrator::down(db.conn(), Some(1)).await.expect("down one");
+    let past_the_covering_index = Migrator::migrations().len() as u32 - 11;
+    Migrator::down(db.conn(), Some(past_the_covering_index))
+        .await
+        .expect("down past migration 12");
     assert!(definition(db, covering).await.is_none());
     assert!(definition(db, narrower).await.is_some(), "put back");
     Migrator::up(db.conn(), None).await.expect("up again");
@@ -354,7 +357,9 @@ async fn populate_tag_reads_are_index_only(backend: Backend) {
         &format!("CREATE INDEX {platforms} ON me_file_tags (trait_id, me_file_id)"),
     )
     .await;
-    Migrator::down(db.conn(), Some(1)).await.expect("down one");
+    Migrator::down(db.conn(), Some(past_the_covering_index))
+        .await
+        .expect("down past migration 12");
     assert!(
         definition(db, narrower).await.is_none(),
         "the platform's serves"
