@@ -37,6 +37,24 @@ pub(crate) async fn single_row_writes(
     Ok(tags.len() as f64 / started.elapsed().as_secs_f64())
 }
 
+/// A fresh database `snapline_bench_<bench>_<me_files>`, seeded and its 10 targets populated,
+/// with a pool for `writers` connections writing at once: its URL and pool.
+async fn writers_database(
+    server: &str,
+    bench: &str,
+    me_files: u64,
+    writers: usize,
+) -> anyhow::Result<(String, Db)> {
+    let url = fresh_database(server, &format!("snapline_bench_{bench}_{me_files}")).await?;
+    let db = Db::connect(&DbOptions {
+        max_connections: writers as u32 + 2,
+        ..DbOptions::new(url.clone())
+    })
+    .await?;
+    seed_and_populate(&db, me_files, 10).await?;
+    Ok((url, db))
+}
+
 pub(crate) async fn bench_capture(
     server: &str,
     me_files: u64,
@@ -51,14 +69,7 @@ pub(crate) async fn bench_capture(
         paced,
         rate,
     } = load;
-    let name = format!("snapline_bench_capture_{me_files}");
-    let url = fresh_database(server, &name).await?;
-    let db = Db::connect(&DbOptions {
-        max_connections: writers as u32 + 2,
-        ..DbOptions::new(url.clone())
-    })
-    .await?;
-    seed_and_populate(&db, me_files, 10).await?;
+    let (url, db) = writers_database(server, "capture", me_files, writers).await?;
     let queue = jobs::sync_me_file::QUEUE;
     println!(
         "| me_files | capture | single-row writes ({writers} connections) | bulk update of {bulk} rows | sync jobs pushed |"
@@ -131,14 +142,7 @@ pub(crate) async fn bench_bridge(
     writers: usize,
     inserts: u64,
 ) -> anyhow::Result<()> {
-    let name = format!("snapline_bench_bridge_{me_files}");
-    let url = fresh_database(server, &name).await?;
-    let db = Db::connect(&DbOptions {
-        max_connections: writers as u32 + 2,
-        ..DbOptions::new(url.clone())
-    })
-    .await?;
-    seed_and_populate(&db, me_files, 10).await?;
+    let (_, db) = writers_database(server, "bridge", me_files, writers).await?;
     db.reference()
         .install_oban_table(include_str!("../../../tests/fixtures/oban_jobs.sql"))
         .await?;

@@ -22,7 +22,10 @@
 //! schema, and EXECUTE on all of them is revoked from PUBLIC. Objects are named
 //! `snapline_bridge_v<N>_...`; `disable` (and `migration down`) drops every version's.
 
-use crate::capture::{SAFE_SEARCH_PATH, quote_ident, quote_literal, revoke_from_public_sql};
+use crate::capture::{
+    SAFE_SEARCH_PATH, quote_ident, quote_literal, revoke_from_public_sql, version_of,
+    waiting_job_function_sql,
+};
 use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 use std::collections::BTreeMap;
@@ -66,28 +69,7 @@ fn install_sql(schema: &str, workers: &BTreeMap<String, String>) -> String {
     let map = quote_literal(&serde_json::to_string(workers).unwrap_or_default());
     format!(
         r#"
--- A job of `queue` with `payload`: the id of one waiting (locked until the inserting
--- transaction ends, so no worker starts it before the change it answers commits), or of
--- the one pushed.
-CREATE OR REPLACE FUNCTION {s}.snapline_bridge_v{v}_push(queue text, payload bytea) RETURNS text
-LANGUAGE plpgsql VOLATILE {SAFE_SEARCH_PATH}
-SET plan_cache_mode = force_custom_plan AS $f$
-DECLARE
-  waiting record;
-  pushed text;
-BEGIN
-  FOR waiting IN {waiting_jobs} LOOP
-    IF waiting.job_type = queue AND waiting.run_at <= now() + interval '60 seconds' THEN
-      RETURN waiting.id;
-    END IF;
-  END LOOP;
-  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-  VALUES (apalis.generate_ulid(), queue, payload, 'Pending', 0, 5, now(), 0)
-  RETURNING id INTO pushed;
-  RETURN pushed;
-END
-$f$;
-
+{waiting_function}
 CREATE OR REPLACE FUNCTION {s}.snapline_bridge_v{v}_take() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER {SAFE_SEARCH_PATH} AS $f$
 DECLARE
@@ -120,7 +102,12 @@ BEGIN
       UPDATE {s}.targets SET population_status = 'populating'
       WHERE id = id_value::text::bigint AND population_status IS DISTINCT FROM 'populating';
     END IF;
-    job_id := {s}.snapline_bridge_v{v}_push(queue, payload);
+    job_id := {s}.snapline_bridge_v{v}_waiting(queue, payload);
+    IF job_id IS NULL THEN
+      INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+      VALUES (apalis.generate_ulid(), queue, payload, 'Pending', 0, 5, now(), 0)
+      RETURNING id INTO job_id;
+    END IF;
     taken := jsonb_build_object('queue', queue, 'job_id', job_id);
   END IF;
   NEW.meta := COALESCE(NEW.meta, '{{}}'::jsonb) || jsonb_build_object('snapline', taken);
@@ -136,7 +123,7 @@ CREATE TRIGGER snapline_bridge_v{v}_take BEFORE INSERT ON {s}.oban_jobs
   FOR EACH ROW EXECUTE FUNCTION {s}.snapline_bridge_v{v}_take();
 {revoke}
 "#,
-        waiting_jobs = crate::capture::WAITING_JOBS_SQL,
+        waiting_function = waiting_job_function_sql(&format!("{s}.snapline_bridge_v{v}_waiting")),
         revoke = revoke_from_public_sql(schema, &format!("{PREFIX}{v}")),
     )
 }
@@ -158,6 +145,24 @@ struct TakenRow {
     taken: i64,
 }
 
+/// The current schema when it holds Oban's `oban_jobs` (where the bridge installs and the
+/// preflight looks), `None` otherwise.
+pub(crate) async fn oban_jobs_schema<C: ConnectionTrait>(
+    db: &Db,
+    conn: &C,
+) -> Result<Option<String>, RepoError> {
+    let row: Option<SchemaRow> = db
+        .fetch_optional(
+            conn,
+            "SELECT n.nspname::text AS name FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 'oban_jobs' AND n.nspname = current_schema()",
+            vec![],
+        )
+        .await?;
+    Ok(row.and_then(|row| row.name))
+}
+
 impl BridgeRepo<'_> {
     /// Installs this version's bridge for `workers` (worker -> queue) in place of any
     /// version's, in one transaction. Refused when the database has no `oban_jobs` in its
@@ -165,17 +170,7 @@ impl BridgeRepo<'_> {
     pub async fn enable(&self, workers: &BTreeMap<String, String>) -> Result<(), RepoError> {
         self.require_postgres()?;
         let txn = self.db.conn().begin().await?;
-        let schema: Option<SchemaRow> = self
-            .db
-            .fetch_optional(
-                &txn,
-                "SELECT n.nspname::text AS name FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relname = 'oban_jobs' AND n.nspname = current_schema()",
-                vec![],
-            )
-            .await?;
-        let Some(SchemaRow { name: Some(schema) }) = schema else {
+        let Some(schema) = oban_jobs_schema(self.db, &txn).await? else {
             return Err(RepoError::Data {
                 what: "oban_jobs",
                 detail: "the bridge needs Oban's oban_jobs table in the current schema; \
@@ -220,30 +215,14 @@ impl BridgeRepo<'_> {
             .await?;
         let (version, workers) = match installed {
             Some(row) => (
-                Some(
-                    row.name
-                        .strip_prefix(PREFIX)
-                        .and_then(|rest| rest.split('_').next())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                ),
+                Some(version_of(PREFIX, &row.name)),
                 row.workers
                     .and_then(|w| serde_json::from_str(&w).ok())
                     .unwrap_or_default(),
             ),
             None => (None, BTreeMap::new()),
         };
-        let has_oban = self
-            .db
-            .fetch_optional::<SchemaRow, _>(
-                conn,
-                "SELECT to_regclass('oban_jobs')::text AS name",
-                vec![],
-            )
-            .await?
-            .and_then(|row| row.name)
-            .is_some();
-        let taken = if has_oban {
+        let taken = if oban_jobs_schema(self.db, conn).await?.is_some() {
             let rows: Vec<TakenRow> = self
                 .db
                 .fetch_all(

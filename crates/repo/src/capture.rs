@@ -61,11 +61,42 @@ impl CaptureTrigger {
 /// built-in). Relations and snapline's functions are named with their schema anyway.
 pub(crate) const SAFE_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
 
-/// The waiting jobs with the payload `payload` (a parameter of the function it is in): a
-/// query naming no column but the payload and the status, so that the hash index on waiting
-/// payloads serves it, locking what it finds (`FOR UPDATE SKIP LOCKED`).
-pub(crate) const WAITING_JOBS_SQL: &str = "SELECT j.id, j.job_type, j.run_at FROM apalis.jobs j \
-     WHERE j.status = 'Pending' AND j.job = payload FOR UPDATE SKIP LOCKED";
+/// `CREATE FUNCTION {function}(queue text, payload bytea) RETURNS text`: the id of a job of
+/// `queue` with this payload that is waiting and due within a minute (the plain-SQL push's
+/// rule), or NULL: what capture and the bridge ask before they push.
+///
+/// A function probing one payload, not a NOT EXISTS in the pushing statement: the planner
+/// cannot see how many me_files an array holds, and the anti join it chose as if they were
+/// ten rescanned every waiting job per me_file (10 s for 8,000 me_files). Its query names no
+/// column but the payload and the status, so the hash index on waiting payloads is the only
+/// index that can serve it; it is planned at each call, so a plan made while the queue was
+/// nearly empty is not kept once the queue is long.
+/// The waiting job it finds stays locked until the writer commits: a worker's fetch skips a
+/// locked row, so the job that absorbed this push cannot start, and read the tags from
+/// before this change, while the change is uncommitted. One a fetch holds is skipped (it may
+/// already be reading): then the caller pushes a job.
+pub(crate) fn waiting_job_function_sql(function: &str) -> String {
+    format!(
+        r#"
+CREATE OR REPLACE FUNCTION {function}(queue text, payload bytea) RETURNS text
+LANGUAGE plpgsql VOLATILE {SAFE_SEARCH_PATH}
+SET plan_cache_mode = force_custom_plan AS $f$
+DECLARE
+  waiting record;
+BEGIN
+  FOR waiting IN SELECT j.id, j.job_type, j.run_at FROM apalis.jobs j
+                 WHERE j.status = 'Pending' AND j.job = payload
+                 FOR UPDATE SKIP LOCKED LOOP
+    IF waiting.job_type = queue AND waiting.run_at <= now() + interval '60 seconds' THEN
+      RETURN waiting.id;
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$f$;
+"#
+    )
+}
 
 /// `name` as an SQL identifier, quoted.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -112,41 +143,17 @@ $revoke$;
 fn install_sql(schema: &str) -> String {
     let v = CAPTURE_VERSION;
     let s = quote_ident(schema);
+    let waiting_function = waiting_job_function_sql(&format!("{s}.snapline_capture_v{v}_waiting"));
     let mut sql = format!(
         r#"
--- Whether a job with this payload is waiting and due within a minute (the plain-SQL push's
--- rule). A function probing one payload, not a NOT EXISTS in the pushing statement: the
--- planner cannot see how many me_files an array holds, and the anti join it chose as if
--- they were ten rescanned every waiting job per me_file (10 s for 8,000 me_files). Its
--- query names no column but the payload and the status, so the hash index on waiting
--- payloads is the only index that can serve it; it is planned at each call, so a plan made
--- while the queue was nearly empty is not kept once the queue is long.
--- The waiting job it finds stays locked until the writer commits: a worker's fetch skips a
--- locked row, so the job that absorbed this push cannot start, and read the tags from
--- before this change, while the change is uncommitted. One a fetch holds is skipped (it
--- may already be reading): then a job is pushed.
-CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_waiting(queue text, payload bytea) RETURNS boolean
-LANGUAGE plpgsql VOLATILE {SAFE_SEARCH_PATH}
-SET plan_cache_mode = force_custom_plan AS $f$
-DECLARE
-  waiting record;
-BEGIN
-  FOR waiting IN {WAITING_JOBS_SQL} LOOP
-    IF waiting.job_type = queue AND waiting.run_at <= now() + interval '60 seconds' THEN
-      RETURN true;
-    END IF;
-  END LOOP;
-  RETURN false;
-END
-$f$;
-
+{waiting_function}
 CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_push_syncs(me_file_ids bigint[]) RETURNS void
 LANGUAGE sql {SAFE_SEARCH_PATH} AS $f$
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
   SELECT apalis.generate_ulid(), 'sync_me_file', p.payload, 'Pending', 0, 5, now(), 0
   FROM (SELECT DISTINCT convert_to('{{"me_file_id":' || m || '}}', 'UTF8') AS payload
         FROM unnest(me_file_ids) AS m WHERE m IS NOT NULL) AS p
-  WHERE NOT {s}.snapline_capture_v{v}_waiting('sync_me_file', p.payload)
+  WHERE {s}.snapline_capture_v{v}_waiting('sync_me_file', p.payload) IS NULL
 $f$;
 
 CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_push_populates(target_ids bigint[]) RETURNS void
@@ -161,7 +168,7 @@ LANGUAGE sql {SAFE_SEARCH_PATH} AS $f$
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
   SELECT apalis.generate_ulid(), 'populate_target', p.payload, 'Pending', 0, 5, now(), 0
   FROM (SELECT convert_to('{{"target_id":' || id || '}}', 'UTF8') AS payload FROM affected) AS p
-  WHERE NOT {s}.snapline_capture_v{v}_waiting('populate_target', p.payload)
+  WHERE {s}.snapline_capture_v{v}_waiting('populate_target', p.payload) IS NULL
 $f$;
 
 CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_targets_of_groups(group_ids bigint[]) RETURNS bigint[]
@@ -423,7 +430,7 @@ impl CaptureRepo<'_> {
         Ok(rows
             .into_iter()
             .map(|row| CaptureTrigger {
-                version: version_of(&row.name),
+                version: version_of(PREFIX, &row.name),
                 table: row.table_name,
                 name: row.name,
             })
@@ -449,9 +456,10 @@ struct TriggerRow {
     name: String,
 }
 
-/// The version in a capture object's name (0 when it has none).
-fn version_of(name: &str) -> u32 {
-    name.strip_prefix(PREFIX)
+/// The version in the name of an object snapline installs, after `prefix`
+/// (`snapline_capture_v1_...` is 1); 0 when it has none.
+pub(crate) fn version_of(prefix: &str, name: &str) -> u32 {
+    name.strip_prefix(prefix)
         .and_then(|rest| rest.split('_').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

@@ -30,11 +30,6 @@ struct HeldRow {
     held: bool,
 }
 
-#[derive(FromQueryResult)]
-struct CountRow {
-    count: i64,
-}
-
 /// Catalog reads for the preflight.
 pub struct DoctorRepo<'a> {
     pub(crate) db: &'a Db,
@@ -169,17 +164,9 @@ impl DoctorRepo<'_> {
     /// Whether the current schema has Oban's `oban_jobs`.
     pub async fn has_oban_jobs(&self) -> Result<bool, RepoError> {
         self.require_postgres()?;
-        let table: Option<NameRow> = self
-            .db
-            .fetch_optional(
-                self.db.conn(),
-                "SELECT c.relname::text AS name FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relname = 'oban_jobs' AND n.nspname = current_schema()",
-                vec![],
-            )
-            .await?;
-        Ok(table.is_some())
+        Ok(crate::bridge::oban_jobs_schema(self.db, self.db.conn())
+            .await?
+            .is_some())
     }
 
     /// Rows of `worker` inserted into Oban's `oban_jobs` in the last `hours` hours and not
@@ -193,7 +180,7 @@ impl DoctorRepo<'_> {
         if !self.has_oban_jobs().await? {
             return Ok(None);
         }
-        let row: CountRow = self
+        let row: crate::rows::Count = self
             .db
             .fetch_one(
                 self.db.conn(),

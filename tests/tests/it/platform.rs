@@ -657,28 +657,8 @@ fn as_role(url: &str, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_run_as_the_least_privileged_role() {
     let test = TestDb::platform().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
-        .execute(test.db.pg_pool().unwrap())
-        .await
-        .expect("Oban's table");
-    let roles = snapline_tests::TestRoles::for_test(&test, &["service", "migration"]);
+    let (roles, migration_url) = deployed(&test, &[]).await;
     let service = roles.name("service").to_owned();
-    let migrator = roles.name("migration").to_owned();
-    psql(
-        &test.url,
-        "roles.sql",
-        &[
-            ("service_role", &service),
-            ("migration_role", &migrator),
-            ("platform_owner", "postgres"),
-        ],
-    );
-    let migration_url = as_role(&test.url, &migrator);
-    assert_ok(
-        &run("migration", &migration_url, &["up"]),
-        "migration up as the migration role",
-    );
-    psql(&migration_url, "grants.sql", &[("service_role", &service)]);
     psql(
         &migration_url,
         "grants_events.sql",
