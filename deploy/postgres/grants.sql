@@ -35,9 +35,10 @@ GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role
 
 -- snapline's own tables: the leases that keep two runs of one job apart, and the count of
 -- populates started per target (what syncs compare their cached bands with), the chunks of
--- a run, the queues an operator paused, and the targets whose populate failed for good.
+-- a run, the queues an operator paused, the targets whose populate failed for good, and the
+-- last audit.
 GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs, snapline_populate_chunks, snapline_queue_pauses,
-    snapline_populate_failures TO :"service_role";
+    snapline_populate_failures, snapline_audits TO :"service_role";
 
 -- The queues.
 GRANT USAGE ON SCHEMA apalis TO :"service_role";

@@ -8,7 +8,6 @@ use jobs::backfill::{
     BackfillerContext, ProgressLog, SnapshotBandPopulations,
 };
 use runtime::BadInput;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -215,44 +214,29 @@ fn band_jobs(bands: Vec<BandId>) -> Vec<BackfillJob> {
 /// An indicatif bar (rows done / total, rate, ETA) on a terminal; a log line every 5 s
 /// otherwise.
 struct Progress {
-    bar: Option<indicatif::ProgressBar>,
+    bar: runtime::TerminalBar,
     log: ProgressLog,
 }
 
 impl Progress {
     fn new(every: Duration) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} backfill [{bar:40}] {pos}/{len} rows  {per_sec}  ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar
-        });
         Self {
-            bar,
+            bar: runtime::TerminalBar::on_terminal(
+                "{spinner} backfill [{bar:40}] {pos}/{len} rows  {per_sec}  ETA {eta}",
+            ),
             log: ProgressLog::new(every),
         }
     }
 
     fn update(&self, progress: BackfillProgress) {
-        match &self.bar {
-            Some(bar) => {
-                bar.set_length(progress.total);
-                bar.set_position(progress.done);
-            }
-            None => {
-                self.log.update(progress);
-            }
+        if self.bar.is_shown() {
+            self.bar.update(progress.done, progress.total);
+        } else {
+            self.log.update(progress);
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bar.finish();
     }
 }

@@ -14,7 +14,7 @@ mod jobs_cli;
 #[command(
     name = "snapctl",
     version,
-    about = "snapline admin CLI: demo, status, seed, guard, capture, bridge, doctor, jobs, queues, board"
+    about = "snapline admin CLI: demo, status, audit, explain, seed, guard, capture, bridge, doctor, jobs, queues, board"
 )]
 struct Cli {
     #[command(flatten)]
@@ -62,6 +62,50 @@ enum Command {
         /// Last runs shown per queue. Example: --runs 20
         #[arg(long, default_value_t = 5, value_name = "N")]
         runs: u64,
+    },
+    /// Recomputes the populations of `populated` targets from the current tags and bands and
+    /// compares them with what is stored: missing rows, extra rows, rows in the wrong band,
+    /// stale and NULL snapshots, NULL snapshots of offers and ad_events. Prints counts per
+    /// kind and target with example ids; exit 0 without drift, 1 with. Read-only unless
+    /// --fix. Example: snapctl audit --target 12 --json
+    Audit {
+        /// Audit one target. Example: --target 12
+        #[arg(long, conflicts_with = "me_file")]
+        target: Option<i64>,
+        /// Audit one me_file in every populated target. Example: --me-file 4711
+        #[arg(long)]
+        me_file: Option<i64>,
+        /// Audit this many me_files drawn at random. Example: --sample 10000
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        sample: Option<u64>,
+        /// Repair what is found (each drifting me_file synced under the syncer's locks, NULL
+        /// copies backfilled), then audit again; exit 0 when nothing is left.
+        #[arg(long)]
+        fix: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Me_files read per batch (bounds memory). Example: --batch-size 2000
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Example rows shown per kind of drift. Example: --examples 20
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+        examples: u64,
+    },
+    /// Why a me_file is or is not in each target: every band from the innermost out, every
+    /// trait group passed or failed with the tags that matched, the band chosen, the stored
+    /// row and snapshot against the computed one as a diff. Read-only.
+    /// Example: snapctl explain --me-file 4711 --target 12
+    Explain {
+        /// The me_file. Example: --me-file 4711
+        #[arg(long)]
+        me_file: i64,
+        /// Only this target. Example: --target 12
+        #[arg(long)]
+        target: Option<i64>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Change capture (PostgreSQL, opt-in): triggers on the platform's tables that push
     /// `sync_me_file` (tag and me_file writes) and `populate_target` (band, group and trait
@@ -227,6 +271,75 @@ fn main() -> ExitCode {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
                     print!("{report}");
+                }
+                Ok(())
+            }
+            Command::Audit {
+                target,
+                me_file,
+                sample,
+                fix,
+                json,
+                batch_size,
+                examples,
+            } => {
+                let db = runtime::connect(&settings).await?;
+                let scope = match (target, me_file) {
+                    (Some(t), _) => jobs::audit::AuditScope::Target(domain::TargetId(t)),
+                    (None, Some(m)) => jobs::audit::AuditScope::MeFile(domain::MeFileId(m)),
+                    (None, None) => jobs::audit::AuditScope::All,
+                };
+                let stop = runtime::stop_on_signal();
+                let options = jobs::audit::AuditOptions {
+                    scope,
+                    sample,
+                    batch_size,
+                    examples: examples as usize,
+                    fix,
+                    stop,
+                };
+                let bar = runtime::TerminalBar::on_terminal(
+                    "audit [{bar:40}] {pos}/{len} me_files  {per_sec}  ETA {eta}",
+                );
+                let report = jobs::audit::audit(&db, &options, &|p| {
+                    bar.update(p.me_files_done, p.me_files_total)
+                })
+                .await
+                .map_err(runtime::job_error)?;
+                bar.finish();
+                if scope == jobs::audit::AuditScope::All {
+                    jobs::audit::record(&db, "snapctl", &runtime::host_name(), &report)
+                        .await
+                        .map_err(runtime::job_error)?;
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{report}");
+                }
+                let left = report.drift_left();
+                if left > 0 {
+                    anyhow::bail!("{left} rows of drift");
+                }
+                Ok(())
+            }
+            Command::Explain {
+                me_file,
+                target,
+                json,
+            } => {
+                let db = runtime::connect(&settings).await?;
+                let explanation = jobs::explain::explain(
+                    &db,
+                    domain::MeFileId(me_file),
+                    target.map(domain::TargetId),
+                )
+                .await
+                .map_err(runtime::job_error)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&explanation)?);
+                } else {
+                    print!("{explanation}");
                 }
                 Ok(())
             }

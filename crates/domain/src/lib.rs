@@ -14,7 +14,10 @@ pub use ids::{
     BandId, CampaignId, MeFileId, MeFileTagId, PopulationId, TargetId, TraitGroupId, TraitId,
 };
 pub use snapshot::{Snapshot, SnapshotChild, SnapshotParent};
-pub use target::{Band, BandTrait, Tag, TargetBands, TraitGroup, TraitInfo};
+pub use target::{
+    Band, BandTrait, BandVerdict, Explanation, GroupVerdict, Tag, TargetBands, TraitGroup,
+    TraitInfo,
+};
 
 /// `targets.population_status` values. snapline writes only the platform's three; a
 /// populate that fails for good leaves `NotPopulated` and records why in snapline's own

@@ -218,3 +218,74 @@ fn shown_value(tag: &Tag, child: &TraitInfo) -> String {
         _ => child.name.clone(),
     }
 }
+
+/// Why a me_file is or is not in a target ([`TargetBands::explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    /// Every band, innermost first.
+    pub bands: Vec<BandVerdict>,
+    /// The band the me_file belongs to ([`TargetBands::band_for`]), if any.
+    pub chosen: Option<BandId>,
+}
+
+/// One band of an [`Explanation`]: matched when every group passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BandVerdict {
+    pub band_id: BandId,
+    pub matched: bool,
+    pub groups: Vec<GroupVerdict>,
+}
+
+/// One trait group of a band: passed when one of the me_file's tags is on one of its traits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupVerdict {
+    pub group_id: TraitGroupId,
+    pub passed: bool,
+    /// The group's traits, ascending.
+    pub traits: Vec<TraitId>,
+    /// The me_file's tags on those traits, by tag id.
+    pub matching_tags: Vec<Tag>,
+}
+
+impl TargetBands {
+    /// Every band's and every group's verdict for `tags`, by the same rules as
+    /// [`TargetBands::band_for`]: what "why is this me_file (not) in my target?" needs.
+    pub fn explain(&self, tags: &[Tag]) -> Explanation {
+        let bands = self
+            .bands
+            .iter()
+            .rev()
+            .map(|band| {
+                let groups: Vec<GroupVerdict> = band
+                    .groups
+                    .iter()
+                    .map(|group| {
+                        let mut traits: Vec<TraitId> = group.traits.iter().copied().collect();
+                        traits.sort_unstable();
+                        let mut matching_tags: Vec<Tag> = tags
+                            .iter()
+                            .filter(|t| group.traits.contains(&t.trait_id))
+                            .cloned()
+                            .collect();
+                        matching_tags.sort_by_key(|t| t.id);
+                        GroupVerdict {
+                            group_id: group.id,
+                            passed: !matching_tags.is_empty(),
+                            traits,
+                            matching_tags,
+                        }
+                    })
+                    .collect();
+                BandVerdict {
+                    band_id: band.id,
+                    matched: band.matches(tags),
+                    groups,
+                }
+            })
+            .collect();
+        Explanation {
+            bands,
+            chosen: self.band_for(tags).map(|b| b.id),
+        }
+    }
+}

@@ -140,6 +140,35 @@ proptest! {
     }
 
     #[test]
+    fn explain_agrees_with_membership_band_by_band_and_group_by_group(
+        target in arb_target(), tags in arb_tags()
+    ) {
+        let explanation = target.explain(&tags);
+        prop_assert_eq!(explanation.chosen, target.band_for(&tags).map(|b| b.id));
+        let innermost_first: Vec<BandId> = target.bands().iter().rev().map(|b| b.id).collect();
+        let explained: Vec<BandId> = explanation.bands.iter().map(|b| b.band_id).collect();
+        prop_assert_eq!(explained, innermost_first);
+        for verdict in &explanation.bands {
+            let band = target.band(verdict.band_id).unwrap();
+            prop_assert_eq!(verdict.matched, band.matches(&tags));
+            prop_assert_eq!(
+                verdict.matched,
+                !verdict.groups.is_empty() && verdict.groups.iter().all(|g| g.passed)
+            );
+            for group in &verdict.groups {
+                let on_group: HashSet<i64> = tags
+                    .iter()
+                    .filter(|t| group.traits.contains(&t.trait_id))
+                    .map(|t| t.id.0)
+                    .collect();
+                let shown: HashSet<i64> = group.matching_tags.iter().map(|t| t.id.0).collect();
+                prop_assert_eq!(&shown, &on_group, "every tag on the group's traits, and only those");
+                prop_assert_eq!(group.passed, !on_group.is_empty());
+            }
+        }
+    }
+
+    #[test]
     fn bands_are_ordered_by_group_count_then_id(target in arb_target()) {
         let keys: Vec<(usize, BandId)> =
             target.bands().iter().map(|b| (b.groups.len(), b.id)).collect();

@@ -7,10 +7,12 @@
 //! write through `repo`, report. This crate never writes SQL of its own.
 
 pub mod admin;
+pub mod audit;
 pub mod backfill;
 mod band_cache;
 pub mod doctor;
 mod error;
+pub mod explain;
 mod lease;
 pub mod metrics;
 pub mod pause;
@@ -26,5 +28,5 @@ pub mod worker;
 
 pub use band_cache::BandCache;
 pub use error::JobError;
-pub use plan::{PopulationPlan, plan_population};
+pub use plan::{Drift, DriftKind, PopulationPlan, drift_of, plan_population};
 pub use stop::StopRequest;

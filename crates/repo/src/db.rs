@@ -295,6 +295,10 @@ impl Db {
         ReferenceRepo { db: self }
     }
 
+    pub fn audit(&self) -> crate::AuditRepo<'_> {
+        crate::AuditRepo { db: self }
+    }
+
     pub fn backfill(&self) -> BackfillRepo<'_> {
         BackfillRepo {
             db: self,

@@ -7,6 +7,7 @@
 //! statements; each is written once over `batch::RowBatch`'s row source. This crate knows SQL and nothing of jobs or queues; the rules of membership
 //! and snapshots belong to `domain`, never here.
 
+mod audit;
 mod backfill;
 mod bands;
 mod batch;
@@ -36,6 +37,7 @@ mod tags;
 mod targets;
 mod tx;
 
+pub use audit::{AuditRecord, AuditRepo, NullCopies};
 pub use backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
 pub use bands::BandRepo;
 pub use board::{BoardRepo, TargetBandRow};

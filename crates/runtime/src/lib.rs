@@ -5,8 +5,10 @@
 //!
 //! This crate holds no job logic and no SQL.
 
+mod progress;
 mod serve;
 
+pub use progress::TerminalBar;
 pub use serve::{Service, Stop, serve};
 
 use jobs::JobError;
@@ -187,9 +189,15 @@ pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions 
     }
 }
 
+/// The host's name as replicas are named after it (`HOSTNAME`, the pod's name on
+/// Kubernetes), or `local`.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into())
+}
+
 /// The worker policy of one queue; the worker is named after the queue, host and process.
 pub fn worker_options(queue: &str, settings: &QueueSettings) -> WorkerOptions {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let host = host_name();
     WorkerOptions {
         concurrency: settings.concurrency.max(1),
         max_attempts: settings.max_attempts.max(1),
