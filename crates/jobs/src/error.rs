@@ -12,6 +12,8 @@ pub enum JobError {
     UnknownTarget(TargetId),
     #[error("band {0} does not exist and no population refers to it")]
     UnknownBand(BandId),
+    #[error("me_file {0} does not exist and no population refers to it")]
+    UnknownMeFile(domain::MeFileId),
     #[error(
         "target {target} was deleted while it was being populated; the {removed} populations of its bands were removed"
     )]
@@ -64,6 +66,7 @@ impl JobError {
             JobError::Repo(err) => err.is_transient(),
             JobError::UnknownTarget(_)
             | JobError::UnknownBand(_)
+            | JobError::UnknownMeFile(_)
             | JobError::TargetDeleted { .. }
             | JobError::IdOutOfRange { .. }
             | JobError::Malformed(_)
@@ -79,6 +82,7 @@ impl JobError {
             self,
             JobError::UnknownTarget(_)
                 | JobError::UnknownBand(_)
+                | JobError::UnknownMeFile(_)
                 | JobError::TargetDeleted { .. }
                 | JobError::IdOutOfRange { .. }
                 | JobError::Malformed(_)

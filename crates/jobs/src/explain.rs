@@ -71,7 +71,8 @@ pub struct StoredRow {
     pub snapshot: Option<String>,
 }
 
-/// Explains `me_file` in `target` (any status), or in every target.
+/// Explains `me_file` in `target` (any status), or in every target. A me_file that
+/// neither exists nor has rows is bad input.
 pub async fn explain(
     db: &repo::Db,
     me_file: MeFileId,
@@ -94,6 +95,9 @@ pub async fn explain(
     let mut states = db.sync().me_files_state(&[me_file], &band_ids).await?;
     let state = states.remove(&me_file).unwrap_or_default();
     let exists = state.tags.is_some();
+    if !exists && state.rows.is_empty() {
+        return Err(JobError::UnknownMeFile(me_file));
+    }
     let tags: Vec<Tag> = state.tags.unwrap_or_default();
     let mut explanation = MeFileExplanation {
         me_file_id: me_file.0,

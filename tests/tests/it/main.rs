@@ -3,6 +3,7 @@
 //! `job_runtime.rs` stays its own binary: it reads the process-wide metrics recorder, which
 //! the workers of every other module would write to.
 
+mod audit;
 mod backfill;
 mod board;
 mod browser;
