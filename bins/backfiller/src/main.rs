@@ -38,7 +38,7 @@ struct Scope {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the cron schedule (backfiller.schedule, hourly by default; each tick once across
-    /// replicas) and consumes queue `backfill` until SIGTERM or Ctrl-C; /healthz, /readyz
+    /// replicas), the scheduled audit when audit.schedule is set, and consumes queue `backfill` until SIGTERM or Ctrl-C; /healthz, /readyz
     /// and /metrics on serve.backfiller_http (127.0.0.1:9183).
     /// Example: SNAPLINE_SERVE__BACKFILLER_HTTP=0.0.0.0:9183 backfiller serve
     Serve,
@@ -86,10 +86,16 @@ fn main() -> ExitCode {
                         .await?;
                 let options = runtime::worker_options(backfill::QUEUE, &settings.queues.backfill);
                 tracing::info!(worker = %options.name, schedule = %settings.backfiller.schedule, "backfiller serving");
+                let audit_schedule = match settings.audit.schedule.trim() {
+                    "" => None,
+                    schedule => Some(backfill::parse_schedule(schedule).map_err(BadInput::wrap)?),
+                };
                 let ctx = BackfillerContext {
                     db: db.clone(),
                     options: runtime::backfill_options(&settings),
+                    replica: options.name.clone(),
                 };
+                let audit_sample = settings.audit.sample;
                 runtime::serve(
                     &settings,
                     &db.clone(),
@@ -99,11 +105,33 @@ fn main() -> ExitCode {
                             db.clone(),
                             schedule,
                             options.name.clone(),
+                            backfill::Scheduled::Backfill,
                             stop.clone().wait(),
                         );
+                        let audit_cron = {
+                            let (db, replica, stop) =
+                                (db.clone(), options.name.clone(), stop.clone());
+                            async move {
+                                match audit_schedule {
+                                    Some(schedule) => {
+                                        backfill::serve_cron(
+                                            db,
+                                            schedule,
+                                            replica,
+                                            backfill::Scheduled::Audit {
+                                                sample: audit_sample,
+                                            },
+                                            stop.wait(),
+                                        )
+                                        .await
+                                    }
+                                    None => Ok(()),
+                                }
+                            }
+                        };
                         let options = options.reporting_to(health);
                         let queue = backfill::serve(ctx, &options, stop.wait());
-                        tokio::try_join!(cron, queue).map(|_| ())
+                        tokio::try_join!(cron, audit_cron, queue).map(|_| ())
                     },
                 )
                 .await

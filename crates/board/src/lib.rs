@@ -136,6 +136,7 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
             get(confirm_queue_action).post(queue_action),
         )
         .route("/targets", get(targets_page))
+        .route("/me_files/{id}", get(me_file_page))
         .route(STYLESHEET_PATH, get(stylesheet))
         .route(OVERVIEW_SCRIPT_PATH, get(overview_script))
         .with_state(board);
@@ -355,6 +356,22 @@ impl From<repo::RepoError> for PageError {
     }
 }
 
+impl From<jobs::JobError> for PageError {
+    fn from(err: jobs::JobError) -> Self {
+        match err {
+            jobs::JobError::Repo(err) => err.into(),
+            jobs::JobError::UnknownMeFile(_) | jobs::JobError::UnknownTarget(_) => {
+                PageError(StatusCode::NOT_FOUND, err.to_string())
+            }
+            other if other.is_bad_input() => PageError(StatusCode::BAD_REQUEST, other.to_string()),
+            other => {
+                tracing::warn!(error = %other, "board page");
+                PageError(StatusCode::INTERNAL_SERVER_ERROR, "the page failed".into())
+            }
+        }
+    }
+}
+
 impl From<jobs::admin::AdminError> for PageError {
     fn from(err: jobs::admin::AdminError) -> Self {
         match err {
@@ -372,7 +389,7 @@ type Page = Result<Html<String>, PageError>;
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
 nav a{margin-right:1rem}table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
 td,th{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}\
-td.n,th.n{text-align:right}.paused{color:#b35c00;font-weight:bold}.error{color:#a00}\
+td.n,th.n{text-align:right}.paused{color:#b35c00;font-weight:bold}.error{color:#a00}.ok{color:#1a6b1a}.failed,.drift{color:#a00;font-weight:bold}pre.diff{background:#f6f6f6;padding:.5rem}\
 code,pre{font-size:.9em}pre{white-space:pre-wrap;word-break:break-all;max-width:60rem}";
 
 fn layout(title: &str, body: Markup) -> Markup {
@@ -428,6 +445,7 @@ async fn overview(board: &Board) -> Result<Markup, PageError> {
         .populate_runs()
         .failures(jobs::status::FAILED_POPULATES_SHOWN)
         .await?;
+    let audits = db.audit().last().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -481,6 +499,36 @@ async fn overview(board: &Board) -> Result<Markup, PageError> {
                         td.n { (failure.target_id) }
                         td { ((now - failure.failed_at).max(0)) " s ago" }
                         td.error { (shorten(&failure.error, 300)) }
+                    }
+                }
+            }
+        }
+        h2 { "last audits" }
+        @if audits.is_empty() {
+            p #no-audit { "No audit of the whole database yet: `snapctl audit`, or set audit.schedule." }
+        } @else {
+            table #audits {
+                tr { th { "run" } th { "finished" } th { "by" } th.n { "me_files" } th.n { "drift" } th { "examples" } }
+                @for record in &audits {
+                    @let report = serde_json::from_str::<jobs::audit::AuditReport>(&record.report).ok();
+                    tr data-run=(record.run) {
+                        td { (record.run) }
+                        td { ((now - record.finished_at).max(0)) " s ago" }
+                        td { (record.ran_by) }
+                        td.n { (report.as_ref().map_or(0, |r| r.me_files_checked)) }
+                        td.n {
+                            @if record.drift > 0 { span.drift { (record.drift) " (drift)" } } @else { "0" }
+                        }
+                        td {
+                            @for drift in report.as_ref().map(|r| r.examples.as_slice()).unwrap_or_default().iter().take(10) {
+                                @if let Some(me_file) = drift.me_file_id {
+                                    a.example href={ "/me_files/" (me_file) } { (jobs::audit::describe(drift)) }
+                                } @else {
+                                    span.example { (jobs::audit::describe(drift)) }
+                                }
+                                br;
+                            }
+                        }
                     }
                 }
             }
@@ -661,6 +709,90 @@ async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
                 pre #payload { (shown_in_full_or_cut(&job.payload)) }
                 h2 { "last result" }
                 pre #last-result { (shown_in_full_or_cut(&or_dash(&job.last_result))) }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MeFileQuery {
+    target: Option<i64>,
+}
+
+/// Why a me_file is or is not in each target (`snapctl explain`).
+async fn me_file_page(
+    State(board): State<Board>,
+    Path(id): Path<String>,
+    Query(query): Query<MeFileQuery>,
+) -> Page {
+    let me_file: i64 = id
+        .parse()
+        .map_err(|_| PageError(StatusCode::BAD_REQUEST, "a me_file id is a number".into()))?;
+    let explanation = jobs::explain::explain(
+        &board.db,
+        domain::MeFileId(me_file),
+        query.target.map(domain::TargetId),
+    )
+    .await?;
+    Ok(Html(
+        layout(
+            &format!("me_file {me_file}"),
+            html! {
+                p {
+                    @if explanation.exists { (explanation.tags) " tag(s)" } @else { "does not exist (rows left from it are shown)" }
+                }
+                @for target in &explanation.targets {
+                    section.target data-target=(target.target_id) {
+                        h2 {
+                            "target " (target.target_id)
+                            @if let Some(title) = &target.title { " " (title) }
+                            " (" (target.status) ")"
+                        }
+                        @if target.bands.is_empty() { p { "no bands: matches nobody" } }
+                        table.bands {
+                            tr { th { "band (innermost first)" } th { "verdict" } th { "trait groups" } }
+                            @for band in &target.bands {
+                                tr data-band=(band.band_id) {
+                                    td.n { (band.band_id) }
+                                    td { @if band.matched { span.ok { "matched" } } @else { span.failed { "not matched" } } }
+                                    td {
+                                        @for group in &band.groups {
+                                            div.group {
+                                                "group " (group.group_id) ": "
+                                                @if group.passed { span.ok { "passed" } } @else { span.failed { "failed" } }
+                                                @for tag in &group.matching_tags {
+                                                    " tag " (tag.tag_id) " on "
+                                                    (tag.trait_name.clone().unwrap_or_default()) " (" (tag.trait_id) ") = "
+                                                    (tag.value.clone().unwrap_or_else(|| "NULL".into()))
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        p.chosen {
+                            @match target.chosen_band {
+                                Some(band) => { "chosen: band " (band) },
+                                None => { "chosen: none (the outermost band is not matched)" },
+                            }
+                        }
+                        @for row in &target.stored {
+                            p.stored { "stored: population " (row.population_id) " in band " (row.band_id) }
+                        }
+                        @if target.stored.is_empty() { p.stored { "stored: no row" } }
+                        @if !target.diff.is_empty() {
+                            pre.diff { @for line in &target.diff { (line) "\n" } }
+                        }
+                        @if target.drift.is_empty() {
+                            p.agree { "stored rows agree with the rules" }
+                        }
+                        @for drift in &target.drift {
+                            p.drift { "drift: " (jobs::audit::describe(drift)) }
+                        }
+                    }
+                }
             },
         )
         .into_string(),

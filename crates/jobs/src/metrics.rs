@@ -35,6 +35,13 @@ pub const NULL_SNAPSHOTS: &str = "snapline_null_snapshots";
 /// `snapctl status`), read when `/metrics` is scraped.
 pub const POPULATE_FAILURES: &str = "snapline_populate_failures";
 
+/// Rows of drift per `kind` found by the last audit of the whole database (scheduled or
+/// `snapctl audit`), from `snapline_audits` when `/metrics` is scraped: every replica
+/// reports the same. 0 when none was kept.
+pub const DRIFT_ROWS: &str = "snapline_drift_rows";
+/// When that audit finished (Unix seconds; 0 when none was kept).
+pub const AUDIT_LAST_RUN: &str = "snapline_audit_last_run_timestamp_seconds";
+
 /// Jobs of `queue` per `status` (`waiting`, `running`, `done`, `failed`, `killed`), read from
 /// the queue table when `/metrics` is scraped.
 pub const QUEUE_JOBS: &str = "snapline_queue_jobs";
@@ -132,6 +139,24 @@ pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
     ] {
         ::metrics::gauge!(NULL_SNAPSHOTS, "table" => table).set(rows as f64);
     }
+}
+
+/// Sets the [`DRIFT_ROWS`] and [`AUDIT_LAST_RUN`] gauges from the newest kept audit.
+pub fn last_audit(newest: Option<&repo::AuditRecord>) {
+    let report: Option<crate::audit::AuditReport> =
+        newest.and_then(|record| serde_json::from_str(&record.report).ok());
+    let left = report.map(|r| match r.after_fix {
+        Some(after) => after.drift,
+        None => r.drift,
+    });
+    for kind in crate::DriftKind::ALL {
+        let rows = left
+            .as_ref()
+            .and_then(|drift| drift.get(&kind).copied())
+            .unwrap_or(0);
+        ::metrics::gauge!(DRIFT_ROWS, "kind" => kind.as_str()).set(rows as f64);
+    }
+    ::metrics::gauge!(AUDIT_LAST_RUN).set(newest.map_or(0.0, |r| r.finished_at as f64));
 }
 
 /// Sets the [`POPULATE_FAILURES`] gauge.

@@ -109,11 +109,33 @@ where
     if db.queue_jobs().has_key(queue, key).await? {
         return Ok(false);
     }
-    push_task(db, queue, payload, max_attempts, Some(key)).await?;
-    Ok(true)
+    // SQLite's storage skips a push whose key exists without a word: whether this push
+    // added the job is whether its id is there.
+    let id = apalis::prelude::TaskId::from_ulid(ulid::Ulid::generate());
+    match push_task_with_id(
+        db,
+        queue,
+        payload,
+        max_attempts,
+        Some(key),
+        Some(id.clone()),
+    )
+    .await
+    {
+        Ok(()) if db.backend() == Backend::Sqlite => {
+            Ok(db.queue_jobs().has_id(queue, &id.to_string()).await?)
+        }
+        Ok(()) => Ok(true),
+        // Two replicas past the check at once: the queue table's unique key refused the
+        // second push, which is the tick already pushed, not an error.
+        Err(err) if db.queue_jobs().has_key(queue, key).await? => {
+            tracing::debug!(key, error = %err, "pushed meanwhile by another replica");
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
 }
 
-/// The one place a job is built and handed to the database's apalis storage.
 async fn push_task<T>(
     db: &Db,
     queue: &str,
@@ -124,9 +146,28 @@ async fn push_task<T>(
 where
     T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
 {
+    push_task_with_id(db, queue, payload, max_attempts, idempotency_key, None).await
+}
+
+/// The one place a job is built and handed to the database's apalis storage (`id`: the
+/// storage's own when `None`).
+async fn push_task_with_id<T>(
+    db: &Db,
+    queue: &str,
+    payload: T,
+    max_attempts: usize,
+    idempotency_key: Option<&str>,
+    id: Option<apalis::prelude::TaskId>,
+) -> Result<(), JobError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static,
+{
     let mut builder = TaskBuilder::new(payload).max_attempts(max_attempts);
     if let Some(key) = idempotency_key {
         builder = builder.idempotency_key(key);
+    }
+    if let Some(id) = id {
+        builder = builder.task_id(id);
     }
     let task = builder.build();
     match db.backend() {

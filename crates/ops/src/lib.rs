@@ -174,6 +174,7 @@ async fn refresh_database_gauges(probe: &Probe) {
     let read = async {
         jobs::metrics::null_snapshots(&db.stats().null_snapshots().await?);
         jobs::metrics::populate_failures(db.populate_runs().failure_count().await?);
+        jobs::metrics::last_audit(db.audit().last().await?.first());
         for queue in jobs::status::QUEUES {
             jobs::metrics::queue_depth(&db.queue_jobs().depth(queue).await?);
         }

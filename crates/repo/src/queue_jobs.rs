@@ -439,6 +439,20 @@ impl QueueJobRepo<'_> {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Whether `queue` holds the job `id` (in any state).
+    pub async fn has_id(&self, queue: &str, id: &str) -> Result<bool, RepoError> {
+        let table = self.table();
+        let row: Option<Present> = self
+            .db
+            .fetch_optional(
+                self.db.conn(),
+                format!("SELECT 1 AS present FROM {table} WHERE job_type = $1 AND id = $2"),
+                vec![Value::from(queue), Value::from(id)],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Whether `queue` holds a job (in any state) with the idempotency key `key`.
     pub async fn has_key(&self, queue: &str, key: &str) -> Result<bool, RepoError> {
         let table = self.table();

@@ -39,6 +39,8 @@ pub struct Settings {
     pub populator: PopulatorSettings,
     pub syncer: SyncerSettings,
     pub backfiller: BackfillerSettings,
+    #[serde(default)]
+    pub audit: AuditSettings,
     pub queues: QueuesSettings,
     pub serve: ServeSettings,
     pub events: EventsSettings,
@@ -252,6 +254,25 @@ pub struct BackfillerSettings {
     pub progress_log_secs: u64,
     pub lease_ttl_secs: u64,
     pub lock_wait_secs: u64,
+}
+
+/// The scheduled audit, run by `backfiller serve` (off by default).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// When to audit a sample of me_files: cron as `backfiller.schedule`; "" for never.
+    pub schedule: String,
+    /// Me_files drawn at random per scheduled audit.
+    pub sample: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            schedule: String::new(),
+            sample: 1_000,
+        }
+    }
 }
 
 /// Consumers of each queue.
@@ -511,6 +532,7 @@ impl Settings {
             ),
             (self.backfiller.batch_size, "backfiller.batch_size"),
             (self.backfiller.lease_ttl_secs, "backfiller.lease_ttl_secs"),
+            (self.audit.sample, "audit.sample"),
         ]
         .map(|(value, key)| (value, key.to_owned()))
         .into();

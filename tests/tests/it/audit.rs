@@ -491,3 +491,115 @@ async fn snapctl_audit_and_explain_say_it_in_their_exit_codes() {
     assert_population_exact(db, TargetId(1)).await;
     assert_eq!(db.audit().last().await.unwrap()[0].drift, 0);
 }
+
+async fn each_audit_tick_is_pushed_once_across_replicas(backend: Backend) {
+    let test = TestDb::migrated(backend).await;
+    let audit_tick = jobs::backfill::Scheduled::Audit { sample: 10 };
+    let (a, b) = tokio::join!(
+        jobs::backfill::on_tick(&test.db, audit_tick, 1_700_000_000, "replica-a"),
+        jobs::backfill::on_tick(&test.db, audit_tick, 1_700_000_000, "replica-b"),
+    );
+    let mut pushed = [a.unwrap(), b.unwrap()];
+    pushed.sort();
+    assert_eq!(pushed, [false, true], "exactly one replica pushes the tick");
+    // The same second's backfill tick is another job.
+    assert!(
+        jobs::backfill::on_cron_tick(&test.db, 1_700_000_000, "replica-a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        jobs::backfill::on_tick(&test.db, audit_tick, 1_700_000_060, "replica-b")
+            .await
+            .unwrap()
+    );
+}
+
+both_backends! {
+    audit_tick_once => each_audit_tick_is_pushed_once_across_replicas;
+}
+
+/// Two `backfiller serve` replicas with `audit.schedule` set audit a sample every second:
+/// the drift planted is kept as the last scheduled audit and every replica's /metrics
+/// reports it; once repaired, the next audit reports none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_audit_runs_on_the_backfillers_and_reports_drift_in_metrics() {
+    let test = clean(Backend::Postgres).await;
+    let db = &test.db;
+    let (row, _) = population_of(&test, 1, 0).await;
+    execute(
+        db,
+        &format!("UPDATE target_populations SET matching_tags_snapshot = '{{\"tags\": []}}' WHERE id = {row}"),
+    )
+    .await;
+    let ports = [snapline_tests::free_port(), snapline_tests::free_port()];
+    let _replicas: Vec<snapline_tests::Served> = ports
+        .iter()
+        .map(|port| {
+            snapline_tests::Served::start(
+                &binary("backfiller"),
+                &test.url,
+                &[
+                    ("SNAPLINE_AUDIT__SCHEDULE", "* * * * * *".to_owned()),
+                    ("SNAPLINE_AUDIT__SAMPLE", "5000".to_owned()),
+                    (
+                        "SNAPLINE_SERVE__BACKFILLER_HTTP",
+                        format!("127.0.0.1:{port}"),
+                    ),
+                ],
+            )
+        })
+        .collect();
+    snapline_tests::wait_for("a scheduled audit kept", || async {
+        db.audit()
+            .last()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.run == "scheduled" && r.drift == 1)
+    })
+    .await;
+    let kept = db.audit().last().await.unwrap();
+    let report: AuditReport = serde_json::from_str(&kept[0].report).unwrap();
+    assert_eq!(
+        report.me_files_checked, 1_200,
+        "the sample covers every me_file"
+    );
+    assert_eq!(report.drift[&DriftKind::Stale], 1);
+    for port in ports {
+        snapline_tests::wait_for("the drift gauge", || async move {
+            snapline_tests::http_get(port, "/metrics").is_some_and(|(_, body)| {
+                body.contains("snapline_drift_rows{kind=\"stale\"} 1")
+                    && body.contains("snapline_audit_last_run_timestamp_seconds")
+            })
+        })
+        .await;
+    }
+
+    let fixed = run(&test, AuditScope::All, None, true).await;
+    assert_eq!(fixed.drift_left(), 0);
+    snapline_tests::wait_for("a scheduled audit without drift", || async {
+        db.audit()
+            .last()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.run == "scheduled" && r.drift == 0)
+    })
+    .await;
+    // Each tick ran once: as many audit jobs as distinct ticks, whichever replica pushed.
+    let jobs = scalar(
+        db,
+        "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'backfill' AND convert_from(job, 'UTF8') LIKE '%audit_sample%'",
+    )
+    .await;
+    let ticks = scalar(
+        db,
+        "SELECT COUNT(DISTINCT idempotency_key) FROM apalis.jobs WHERE job_type = 'backfill' AND convert_from(job, 'UTF8') LIKE '%audit_sample%'",
+    )
+    .await;
+    assert!(
+        jobs >= 2 && jobs == ticks,
+        "{jobs} audit jobs for {ticks} ticks"
+    );
+}

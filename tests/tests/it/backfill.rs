@@ -420,9 +420,12 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
         on_cron_tick(&db, 1_700_000_000, "replica-a"),
         on_cron_tick(&db, 1_700_000_000, "replica-b")
     );
-    assert!(
-        a.as_ref().is_ok_and(|p| *p) || b.as_ref().is_ok_and(|p| *p),
-        "one of them pushed: {a:?} {b:?}"
+    let mut pushed = [a.unwrap(), b.unwrap()];
+    pushed.sort();
+    assert_eq!(
+        pushed,
+        [false, true],
+        "exactly one of them pushed, neither failed"
     );
     assert!(
         !on_cron_tick(&db, 1_700_000_000, "replica-c").await.unwrap(),
@@ -459,9 +462,15 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
         let schedule = schedule.clone();
         let mut stopped = stopped.clone();
         crons.push(tokio::spawn(async move {
-            jobs::backfill::serve_cron(db, schedule, replica.into(), async move {
-                let _ = stopped.changed().await;
-            })
+            jobs::backfill::serve_cron(
+                db,
+                schedule,
+                replica.into(),
+                jobs::backfill::Scheduled::Backfill,
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            )
             .await
         }));
     }
@@ -501,6 +510,7 @@ async fn backfill_jobs_run_through_a_worker(backend: Backend) {
     let ctx = jobs::backfill::BackfillerContext {
         db: db.clone(),
         options: options(),
+        replica: "test".into(),
     };
     let worker = InProcessWorker::start(move |stopped| async move {
         jobs::backfill::serve(

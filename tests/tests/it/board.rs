@@ -637,3 +637,81 @@ async fn empty_board_credentials_are_none() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("an empty one counts as unset"), "{stderr}");
 }
+
+/// The overview shows the last whole audit with its examples, each linking to the me_file's
+/// page, which explains it band by band; a bad or unknown me_file id is refused.
+async fn the_board_shows_the_last_audit_and_explains_a_me_file(backend: Backend) {
+    let test = TestDb::populated(
+        backend,
+        &SeedOptions {
+            me_files: 300,
+            targets: 6,
+            legacy_share: 0.0,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let db = &test.db;
+    let (port, _stop, _served) = start(db, false, None).await;
+    let (_, page) = get(port, "/overview").await;
+    assert!(page.contains("id=\"no-audit\""), "{page}");
+
+    let row = scalar(
+        db,
+        "SELECT MIN(p.id) FROM target_populations p JOIN target_bands b ON b.id = p.target_band_id WHERE b.target_id = 1",
+    )
+    .await;
+    let me_file = scalar(
+        db,
+        &format!("SELECT me_file_id FROM target_populations WHERE id = {row}"),
+    )
+    .await;
+    snapline_tests::execute(
+        db,
+        &format!("UPDATE target_populations SET matching_tags_snapshot = NULL WHERE id = {row}"),
+    )
+    .await;
+    let report = jobs::audit::audit(db, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    jobs::audit::record(db, "snapctl", "test", &report)
+        .await
+        .unwrap();
+
+    let (status, page) = get(port, "/overview").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("data-run=\"snapctl\""), "{page}");
+    assert!(page.contains("1 (drift)"), "{page}");
+    let link = format!("href=\"/me_files/{me_file}\"");
+    assert!(page.contains(&link), "{link} in {page}");
+
+    let (status, page) = get(port, &format!("/me_files/{me_file}?target=1")).await;
+    assert_eq!(status, 200, "{page}");
+    for needle in [
+        "target 1",
+        "chosen: band",
+        "matched",
+        "passed",
+        "drift: null_population",
+    ] {
+        assert!(page.contains(needle), "{needle:?} in {page}");
+    }
+    assert_eq!(get(port, "/me_files/abc").await.0, 400);
+    assert_eq!(get(port, "/me_files/99999999").await.0, 404);
+    assert_eq!(
+        get(port, &format!("/me_files/{me_file}?target=999999"))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_the_last_audit_and_explains_a_me_file_postgres() {
+    the_board_shows_the_last_audit_and_explains_a_me_file(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_the_last_audit_and_explains_a_me_file_sqlite() {
+    the_board_shows_the_last_audit_and_explains_a_me_file(Backend::Sqlite).await
+}

@@ -229,7 +229,8 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
                 backfill::serve(
                     BackfillerContext {
                         db: db.clone(),
-                        options: Default::default()
+                        options: Default::default(),
+                        replica: "test".into(),
                     },
                     &backfill_options,
                     wait(stopped)

@@ -23,7 +23,7 @@ pub use queue_jobs::{
     BackfillerContext, bands_of_target, bands_with_null_populations, enqueue, handle, serve,
 };
 pub use run::backfill;
-pub use schedule::{on_cron_tick, parse_schedule, serve_cron};
+pub use schedule::{Scheduled, on_cron_tick, on_tick, parse_schedule, serve_cron};
 
 use domain::BandId;
 use serde::{Deserialize, Serialize};
@@ -43,15 +43,32 @@ pub struct SnapshotBandPopulations {
     pub band_id: i64,
 }
 
+/// `{"audit_sample": N}`: the scheduled audit of N me_files drawn at random
+/// ([`crate::audit`]), run by the backfiller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSample {
+    pub audit_sample: u64,
+}
+
 /// The jobs of queue `backfill`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum BackfillJob {
     Band(SnapshotBandPopulations),
+    Audit(AuditSample),
     All(BackfillMissingSnapshots),
 }
 
-const PAYLOAD_SHAPE: &str = r#"{} or {"band_id": <integer>}"#;
+/// What a job of queue `backfill` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BackfillOutcome {
+    Backfill(BackfillReport),
+    Audit(Box<crate::audit::AuditReport>),
+}
+
+const PAYLOAD_SHAPE: &str = r#"{} or {"band_id": <integer>} or {"audit_sample": <integer>}"#;
 
 /// What a run covers.
 #[derive(Clone, Debug, PartialEq, Eq)]

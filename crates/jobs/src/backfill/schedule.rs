@@ -1,34 +1,83 @@
-//! The hourly schedule: each tick pushes one `backfill_missing_snapshots`, once across
+//! The schedules of queue `backfill`: each tick of the hourly one pushes one
+//! `backfill_missing_snapshots`, each tick of `audit.schedule` one sampled audit, once across
 //! replicas.
 
 use super::*;
 use crate::JobError;
 use repo::Db;
 
+/// What a schedule pushes on each tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduled {
+    /// `backfill_missing_snapshots {}` (`backfiller.schedule`).
+    Backfill,
+    /// `{"audit_sample": N}`: an audit of N me_files drawn at random (`audit.schedule`).
+    Audit { sample: u64 },
+}
+
+impl Scheduled {
+    fn job(self) -> BackfillJob {
+        match self {
+            Scheduled::Backfill => BackfillJob::All(BackfillMissingSnapshots {}),
+            Scheduled::Audit { sample } => BackfillJob::Audit(AuditSample {
+                audit_sample: sample,
+            }),
+        }
+    }
+
+    /// The idempotency key of the tick at `timestamp`.
+    fn key(self, timestamp: u64) -> String {
+        match self {
+            Scheduled::Backfill => format!("backfill_tick:{timestamp}"),
+            Scheduled::Audit { .. } => format!("audit_tick:{timestamp}"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scheduled::Backfill => "backfill_missing_snapshots",
+            Scheduled::Audit { .. } => "audit",
+        }
+    }
+}
+
 /// Pushes the cron tick at `timestamp` (seconds)'s `backfill_missing_snapshots`, once however
-/// many replicas call it: the job carries the idempotency key `backfill_tick:<timestamp>`, which
-/// the queue table keeps unique. Every replica pushes, so the tick runs as long as one replica
-/// is alive, even if another crashes in the middle of its push. Returns whether this call
-/// added the job (`false`: another replica's push came first).
+/// many replicas call it ([`on_tick`]).
 pub async fn on_cron_tick(db: &Db, timestamp: u64, replica: &str) -> Result<bool, JobError> {
+    on_tick(db, Scheduled::Backfill, timestamp, replica).await
+}
+
+/// Pushes the job of `what` for the tick at `timestamp` (seconds), once however many
+/// replicas call it: the job carries the idempotency key `<kind>_tick:<timestamp>`, which
+/// the queue table keeps unique. Every replica pushes, so the tick runs as long as one
+/// replica is alive, even if another crashes in the middle of its push. Returns whether this
+/// call added the job (`false`: another replica's push came first).
+pub async fn on_tick(
+    db: &Db,
+    what: Scheduled,
+    timestamp: u64,
+    replica: &str,
+) -> Result<bool, JobError> {
     let pushed = crate::queue::push_once(
         db,
         QUEUE,
-        BackfillJob::All(BackfillMissingSnapshots {}),
+        what.job(),
         crate::queue::DEFAULT_MAX_ATTEMPTS,
-        &format!("backfill_tick:{timestamp}"),
+        &what.key(timestamp),
     )
     .await?;
     if pushed {
         tracing::info!(
             tick = timestamp,
             replica,
-            "cron tick: backfill_missing_snapshots enqueued"
+            job = what.name(),
+            "cron tick: job enqueued"
         );
     } else {
         tracing::debug!(
             tick = timestamp,
             replica,
+            job = what.name(),
             "cron tick already enqueued by another replica"
         );
     }
@@ -55,28 +104,34 @@ pub fn parse_schedule(expression: &str) -> Result<::cron::Schedule, JobError> {
 struct CronContext {
     db: Db,
     replica: String,
+    what: Scheduled,
 }
 
 async fn handle_tick(
     tick: apalis_cron::Tick,
     ctx: apalis::prelude::Data<CronContext>,
 ) -> Result<bool, apalis::prelude::BoxDynError> {
-    let result = on_cron_tick(&ctx.db, tick.get_timestamp(), &ctx.replica).await;
-    crate::worker::into_apalis("backfill cron", result)
+    let result = on_tick(&ctx.db, ctx.what, tick.get_timestamp(), &ctx.replica).await;
+    crate::worker::into_apalis(ctx.what.name(), result)
 }
 
-/// Runs the cron schedule until `shutdown` completes: each tick is claimed by exactly one
-/// replica, which pushes `backfill_missing_snapshots` onto the queue.
+/// Runs the cron schedule of `what` until `shutdown` completes: each tick's job is pushed
+/// onto the queue once across replicas.
 pub async fn serve_cron(
     db: Db,
     schedule: ::cron::Schedule,
     replica: String,
+    what: Scheduled,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), JobError> {
     use apalis::prelude::WorkerBuilder;
-    WorkerBuilder::new(format!("backfill-cron@{replica}"))
+    let prefix = match what {
+        Scheduled::Backfill => "backfill-cron",
+        Scheduled::Audit { .. } => "audit-cron",
+    };
+    WorkerBuilder::new(format!("{prefix}@{replica}"))
         .backend(apalis_cron::CronScheduler::new(schedule))
-        .data(CronContext { db, replica })
+        .data(CronContext { db, replica, what })
         .build(handle_tick)
         .run_until(async move {
             shutdown.await;
