@@ -85,5 +85,16 @@ bench-backfill *ARGS="--me-files 1000000":
     cargo build --release -p bench -p backfiller
     SNAPLINE_BENCH_PG="{{bench_pg}}" ./target/release/bench backfill {{ARGS}}
 
+# A whole snapctl audit against populating every target (1M me_files, 100 targets), clean
+# and with planted drift it must count exactly
+bench-audit *ARGS="--me-files 1000000 --targets 100":
+    cargo build --release -p bench -p populator -p snapctl
+    SNAPLINE_BENCH_PG="{{bench_pg}}" ./target/release/bench audit {{ARGS}}
+
+# The soak under faults on PostgreSQL, judged by the audit: just soak --minutes 30 --seed 7
+soak *ARGS="--minutes 2":
+    cargo build -p bench -p populator -p syncer -p backfiller -p snapctl
+    SNAPLINE_BENCH_PG="{{bench_pg}}" ./target/debug/bench soak {{ARGS}}
+
 # All benchmarks
-bench: bench-seed bench-populate bench-sync bench-backfill
+bench: bench-seed bench-populate bench-sync bench-backfill bench-audit

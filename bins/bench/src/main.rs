@@ -8,12 +8,15 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod audit;
 mod backfill;
 mod capture;
 mod harness;
 mod populate;
+mod soak;
 mod sync;
 
+use audit::bench_audit;
 use backfill::bench_backfill;
 use capture::{CaptureLoad, bench_bridge, bench_capture};
 use populate::{PopulateBench, bench_populate};
@@ -117,6 +120,39 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },
+    /// A whole `snapctl audit` against populating every target with `populator run` (both
+    /// release child processes), clean and with drift planted by plain SQL that it must
+    /// count exactly. Example: bench audit --me-files 1000000 --targets 100
+    Audit {
+        #[arg(long, default_value_t = 1_000_000)]
+        me_files: u64,
+        #[arg(long, default_value_t = 100)]
+        targets: usize,
+        /// Reuse the database of an earlier run (already seeded and populated).
+        #[arg(long)]
+        reuse: bool,
+    },
+    /// The three services, two replicas each, under platform-shaped writes through capture
+    /// while faults are injected (kill -9, sessions terminated, one PostgreSQL restart,
+    /// queues paused); then the queues drain and `snapctl audit` must find zero drift and
+    /// no NULL snapshot. Uses the binaries built beside this one (debug or release).
+    /// Example: bench soak --minutes 30 --seed 7
+    Soak {
+        #[arg(long, default_value_t = 2.0)]
+        minutes: f64,
+        /// Fixes the fault schedule and the writers' choices (printed: replay with it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 20_000)]
+        me_files: u64,
+        #[arg(long, default_value_t = 12)]
+        targets: usize,
+        #[arg(long, default_value_t = 50)]
+        writes_per_sec: u64,
+        /// Do not restart the local PostgreSQL server (when not allowed to).
+        #[arg(long)]
+        no_restart: bool,
+    },
     /// The cost of the bridge to the platform's own Oban job inserts: sync jobs inserted as
     /// Oban writes them from several connections, with the bridge off and on.
     /// Example: bench bridge --me-files 50000 --inserts 20000
@@ -203,6 +239,32 @@ fn main() -> ExitCode {
                         bulk,
                         paced,
                         rate,
+                    },
+                )
+                .await
+            }
+            Bench::Audit {
+                me_files,
+                targets,
+                reuse,
+            } => bench_audit(&cli.server, me_files, targets, reuse).await,
+            Bench::Soak {
+                minutes,
+                seed,
+                me_files,
+                targets,
+                writes_per_sec,
+                no_restart,
+            } => {
+                soak::soak(
+                    &cli.server,
+                    soak::SoakOptions {
+                        minutes,
+                        seed,
+                        me_files,
+                        targets,
+                        writes_per_sec,
+                        restart_postgres: !no_restart,
                     },
                 )
                 .await
