@@ -418,9 +418,9 @@ async fn drain(db: &Db) -> anyhow::Result<Duration> {
                 .sum::<i64>();
             Ok::<i64, repo::RepoError>(open + populating)
         };
-        match open.await {
-            Ok(0) => return Ok(started.elapsed()),
-            Ok(_) | Err(_) => {}
+        // An error (the server restarting) is one more wait.
+        if let Ok(0) = open.await {
+            return Ok(started.elapsed());
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
@@ -482,7 +482,7 @@ async fn write_like_the_platform(
                     .await
                     .map(|_| ()),
             )
-        } else if deletions_left > 0 && n % 1_500 == 0 {
+        } else if deletions_left > 0 && n.is_multiple_of(1_500) {
             deletions_left -= 1;
             ("target deleted", delete_a_target(&pool).await)
         } else {
