@@ -40,6 +40,11 @@ GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role
 GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs, snapline_populate_chunks, snapline_queue_pauses,
     snapline_populate_failures, snapline_audits TO :"service_role";
 
+-- The changes capture's triggers leave for the syncers: taken with SELECT ... FOR UPDATE SKIP
+-- LOCKED (which PostgreSQL lets only a role with UPDATE do) and deleted; the triggers write
+-- them as the role that enabled capture.
+GRANT SELECT, UPDATE, DELETE ON snapline_capture_outbox TO :"service_role";
+
 -- The queues.
 GRANT USAGE ON SCHEMA apalis TO :"service_role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA apalis TO :"service_role";

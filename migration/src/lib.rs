@@ -22,6 +22,7 @@ mod m20261127_000012_covering_tag_index;
 mod m20261202_000013_bridge_teardown;
 mod m20261202_000014_populate_failures;
 mod m20261202_000015_audits;
+mod m20261202_000016_capture_outbox;
 
 pub use m20261126_000008_capture_teardown::drop_capture_sql;
 pub use m20261202_000013_bridge_teardown::drop_bridge_sql;
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_bridge_teardown::Migration),
             Box::new(m20261202_000014_populate_failures::Migration),
             Box::new(m20261202_000015_audits::Migration),
+            Box::new(m20261202_000016_capture_outbox::Migration),
         ]
     }
 }

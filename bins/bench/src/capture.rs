@@ -11,6 +11,7 @@ pub(crate) struct CaptureLoad {
     pub(crate) bulk: u64,
     pub(crate) paced: usize,
     pub(crate) rate: u64,
+    pub(crate) profile: bool,
 }
 
 /// Single-row tag writes from `writers` connections; returns writes per second.
@@ -37,6 +38,9 @@ pub(crate) async fn single_row_writes(
     Ok(tags.len() as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The writers' sessions, as the profile finds them.
+const WRITER_APPLICATION: &str = "bench-writer";
+
 /// A fresh database `snapline_bench_<bench>_<me_files>`, seeded and its 10 targets populated,
 /// with a pool for `writers` connections writing at once: its URL and pool.
 async fn writers_database(
@@ -48,6 +52,7 @@ async fn writers_database(
     let url = fresh_database(server, &format!("snapline_bench_{bench}_{me_files}")).await?;
     let db = Db::connect(&DbOptions {
         max_connections: writers as u32 + 2,
+        application_name: Some(WRITER_APPLICATION.to_owned()),
         ..DbOptions::new(url.clone())
     })
     .await?;
@@ -68,6 +73,7 @@ pub(crate) async fn bench_capture(
         bulk,
         paced,
         rate,
+        profile,
     } = load;
     let (url, db) = writers_database(server, "capture", me_files, writers).await?;
     let queue = jobs::sync_me_file::QUEUE;
@@ -81,7 +87,20 @@ pub(crate) async fn bench_capture(
         }
         let tags = db.reference().random_tag_ids(writes).await?;
         db.bulk().checkpoint().await?;
+        let profiling = if profile {
+            Some(crate::profile::ServerProfile::start(&url, WRITER_APPLICATION).await?)
+        } else {
+            None
+        };
         let per_sec = single_row_writes(&db, &tags, writers, value).await?;
+        if let Some(profiling) = profiling {
+            profiling
+                .finish(&format!(
+                    "single-row writes, capture {}",
+                    if capture { "on" } else { "off" }
+                ))
+                .await?;
+        }
         let started = Instant::now();
         let rows = db
             .reference()

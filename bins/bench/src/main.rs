@@ -13,6 +13,7 @@ mod backfill;
 mod capture;
 mod harness;
 mod populate;
+mod profile;
 mod soak;
 mod sync;
 
@@ -119,6 +120,10 @@ enum Bench {
         paced: usize,
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// Profile the single-row writes: statement times (pg_stat_statements, when the
+        /// server preloads it) and the writers' wait events, for capture off and on.
+        #[arg(long)]
+        profile: bool,
     },
     /// A whole `snapctl audit` against populating every target with `populator run` (both
     /// release child processes), clean and with drift planted by plain SQL that it must
@@ -229,6 +234,7 @@ fn main() -> ExitCode {
                 bulk,
                 paced,
                 rate,
+                profile,
             } => {
                 bench_capture(
                     &cli.server,
@@ -239,6 +245,7 @@ fn main() -> ExitCode {
                         bulk,
                         paced,
                         rate,
+                        profile,
                     },
                 )
                 .await

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod audit;
 pub mod backfill;
 mod band_cache;
+pub mod capture_drain;
 pub mod doctor;
 mod error;
 pub mod explain;

@@ -213,6 +213,10 @@ pub async fn sync_me_files(
 /// docs/benchmarks.md.
 pub const DEFAULT_ME_FILES_PER_TRANSACTION: usize = 16;
 
+/// How often an idle syncer drains change capture's outbox, unless configured
+/// (`syncer.capture_poll_ms`).
+pub const DEFAULT_CAPTURE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What a syncer process needs to serve the queue.
 #[derive(Clone, Debug)]
 pub struct SyncerContext {
@@ -221,6 +225,8 @@ pub struct SyncerContext {
     /// The most me_files one sync transaction takes (see [`crate::sync_group`]); 1 syncs
     /// each job in its own transaction.
     pub me_files_per_transaction: usize,
+    /// How often an idle syncer drains change capture's outbox ([`crate::capture_drain`]).
+    pub capture_poll: std::time::Duration,
 }
 
 impl SyncerContext {
@@ -229,6 +235,7 @@ impl SyncerContext {
             db,
             cache,
             me_files_per_transaction: DEFAULT_ME_FILES_PER_TRANSACTION,
+            capture_poll: DEFAULT_CAPTURE_POLL,
         }
     }
 }
@@ -287,7 +294,8 @@ pub async fn enqueue(db: &Db, me_file: MeFileId) -> Result<bool, JobError> {
 
 /// Consumes the `sync_me_file` queue until `shutdown` completes: `options.concurrency`
 /// workers and as many sync transactions at a time, each of up to
-/// `ctx.me_files_per_transaction` of the jobs waiting ([`crate::sync_group`]).
+/// `ctx.me_files_per_transaction` of the jobs waiting ([`crate::sync_group`]); beside them,
+/// on PostgreSQL, the drain of change capture's outbox ([`crate::capture_drain`]).
 pub async fn serve(
     ctx: SyncerContext,
     options: &crate::worker::WorkerOptions,
@@ -299,11 +307,17 @@ pub async fn serve(
         jobs_per_worker: ctx.me_files_per_transaction.max(1),
         ..options.clone()
     };
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    let drain = crate::capture_drain::serve(ctx.db.clone(), ctx.capture_poll, shutdown.clone());
     let groups = SyncGroups::start(
         ctx.db,
         ctx.cache,
         options.concurrency,
         ctx.me_files_per_transaction,
     );
-    crate::worker::serve_queue!(SyncMeFile, QUEUE, groups, &options, handle, shutdown)
+    let queue = async move {
+        crate::worker::serve_queue!(SyncMeFile, QUEUE, groups, &options, handle, shutdown)
+    };
+    tokio::try_join!(queue, drain).map(|_| ())
 }

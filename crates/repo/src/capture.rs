@@ -3,9 +3,13 @@
 //! change commits and the platform changes no code.
 //!
 //! - `me_file_tags` insert, delete, and update of `me_file_id`, `trait_id` or `tag_value`;
-//!   `me_files` insert and delete: one `sync_me_file` per affected me_file, unless one for it
-//!   is already waiting (the same rule as the plain-SQL push), so a bulk update of 100,000
-//!   rows pushes at most one job per me_file and a delete-then-insert in one transaction one.
+//!   `me_files` insert and delete: each affected me_file once per statement into
+//!   `snapline_capture_outbox`, a narrow append-only table of snapline's own (no index, no
+//!   notification, no lookup: the writer pays one small insert per statement). The syncers
+//!   drain it ([`CaptureRepo::drain`]): in one transaction, they delete what they take and
+//!   push one `sync_me_file` per me_file unless one for it is already waiting (the plain-SQL
+//!   push's rule), so a bulk update of 100,000 rows pushes at most one job per me_file. A
+//!   change rolled back leaves no outbox row; nothing is pushed before the writer commits.
 //! - `target_bands`, `target_band_trait_groups`, `trait_group_traits` (any change), a
 //!   trait's `trait_name`, `parent_trait_id` or `display_order`, a deleted trait, and a
 //!   trait group deleted or created (link rows to a missing group or trait do not count):
@@ -29,7 +33,7 @@ use crate::{Db, RepoError};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 /// The version of the trigger functions this build installs.
-pub const CAPTURE_VERSION: u32 = 4;
+pub const CAPTURE_VERSION: u32 = 5;
 
 /// The first version safe to leave installed. Earlier ones ran their pushing functions as
 /// their owner with the caller's temporary schema first in `search_path` and EXECUTE open to
@@ -147,15 +151,6 @@ fn install_sql(schema: &str) -> String {
     let mut sql = format!(
         r#"
 {waiting_function}
-CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_push_syncs(me_file_ids bigint[]) RETURNS void
-LANGUAGE sql {SAFE_SEARCH_PATH} AS $f$
-  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-  SELECT apalis.generate_ulid(), 'sync_me_file', p.payload, 'Pending', 0, 5, now(), 0
-  FROM (SELECT DISTINCT convert_to('{{"me_file_id":' || m || '}}', 'UTF8') AS payload
-        FROM unnest(me_file_ids) AS m WHERE m IS NOT NULL) AS p
-  WHERE {s}.snapline_capture_v{v}_waiting('sync_me_file', p.payload) IS NULL
-$f$;
-
 CREATE OR REPLACE FUNCTION {s}.snapline_capture_v{v}_push_populates(target_ids bigint[]) RETURNS void
 LANGUAGE sql {SAFE_SEARCH_PATH} AS $f$
   WITH affected AS (
@@ -186,16 +181,23 @@ $f$;
             "DELETE" => "REFERENCING OLD TABLE AS old_rows",
             _ => "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
         };
-        // EXECUTE: planned at each statement, for the size of its transition tables. A
-        // plan kept from single-row writes (a nested loop over them) took minutes over a
-        // 100,000-row update; a query without parameters keeps its first plan whatever
-        // `plan_cache_mode` says.
+        // The outbox inserts are static: planned once, they join nothing, so one plan fits
+        // a single-row write and a 100,000-row update alike, and a single-row write pays no
+        // planning. The others run by EXECUTE, planned at each statement for the size of
+        // its transition tables: a plan kept from single-row writes (a nested loop over
+        // them) took minutes over a 100,000-row update, and a query without parameters
+        // keeps its first plan whatever `plan_cache_mode` says.
+        let statement = if capture.planned_each_time {
+            format!("EXECUTE $q${}$q$", capture.body)
+        } else {
+            capture.body.clone()
+        };
         sql.push_str(&format!(
             r#"
 CREATE OR REPLACE FUNCTION {s}.{name}() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER {SAFE_SEARCH_PATH} AS $f$
 BEGIN
-  EXECUTE $q${body}$q$;
+  {statement};
   RETURN NULL;
 END
 $f$;
@@ -203,7 +205,6 @@ DROP TRIGGER IF EXISTS {name} ON {s}.{table};
 CREATE TRIGGER {name} AFTER {event} ON {s}.{table} {transition}
   FOR EACH STATEMENT EXECUTE FUNCTION {s}.{name}();
 "#,
-            body = capture.body,
             table = capture.table,
             event = capture.event,
         ));
@@ -220,8 +221,10 @@ struct Capture {
     name: String,
     table: &'static str,
     event: &'static str,
-    /// A query over the transition tables `new_rows` and/or `old_rows`, run by EXECUTE.
+    /// A query over the transition tables `new_rows` and/or `old_rows`.
     body: String,
+    /// Run by EXECUTE, planned for each statement's transition tables.
+    planned_each_time: bool,
 }
 
 /// The rows a statement changed, as a FROM item: an update's old and new rows together.
@@ -240,9 +243,16 @@ fn captures(v: u32, s: &str) -> Vec<Capture> {
         name: format!("{short}_{}", &event[..3].to_lowercase()),
         table,
         event,
+        planned_each_time: !body.starts_with("INSERT INTO"),
         body,
     };
-    let syncs = |ids: String| format!("SELECT {s}.snapline_capture_v{v}_push_syncs(ARRAY({ids}))");
+    // `ids` is a query of one column `m`.
+    let syncs = |ids: String| {
+        format!(
+            "INSERT INTO {s}.snapline_capture_outbox (me_file_id) \
+             SELECT DISTINCT m FROM ({ids}) AS changed WHERE m IS NOT NULL"
+        )
+    };
     let populates =
         |ids: String| format!("SELECT {s}.snapline_capture_v{v}_push_populates(ARRAY({ids}))");
     let of_groups = |groups: String| {
@@ -257,28 +267,29 @@ fn captures(v: u32, s: &str) -> Vec<Capture> {
             "tags",
             "me_file_tags",
             event,
-            syncs(format!("SELECT me_file_id::bigint FROM {rows}")),
+            syncs(format!("SELECT me_file_id::bigint AS m FROM {rows}")),
         ));
         all.push(capture(
             "me_files",
             "me_files",
             event,
-            syncs(format!("SELECT id::bigint FROM {rows}")),
+            syncs(format!("SELECT id::bigint AS m FROM {rows}")),
         ));
     }
-    // Only rows whose me_file, trait or value changed; both the old and the new me_file.
+    // Only rows whose me_file, trait or value changed (a row of one side not on the other,
+    // NULLs equal, as IS DISTINCT FROM): both the old and the new me_file. Set operations,
+    // not a join: the static plan hashes or sorts, whatever the statement's size.
+    let tag_columns = "id, me_file_id, trait_id, tag_value";
     all.push(capture(
         "tags",
         "me_file_tags",
         "UPDATE",
-        syncs(
-            "SELECT unnest(ARRAY[o.me_file_id::bigint, n.me_file_id::bigint]) \
-             FROM old_rows o JOIN new_rows n ON n.id = o.id \
-             WHERE o.me_file_id IS DISTINCT FROM n.me_file_id \
-                OR o.trait_id IS DISTINCT FROM n.trait_id \
-                OR o.tag_value IS DISTINCT FROM n.tag_value"
-                .into(),
-        ),
+        syncs(format!(
+            "SELECT me_file_id::bigint AS m FROM ( \
+               (SELECT {tag_columns} FROM new_rows EXCEPT ALL SELECT {tag_columns} FROM old_rows) \
+               UNION ALL \
+               (SELECT {tag_columns} FROM old_rows EXCEPT ALL SELECT {tag_columns} FROM new_rows)) AS moved"
+        )),
     ));
     for event in ["INSERT", "DELETE", "UPDATE"] {
         let rows = changed_rows(event);
@@ -400,6 +411,53 @@ impl CaptureRepo<'_> {
         Ok(())
     }
 
+    /// Takes up to `limit` me_files from `snapline_capture_outbox` (rows another drainer
+    /// holds are skipped) and pushes one `sync_me_file` per distinct me_file unless one for
+    /// it is waiting, in one statement: what is taken is pushed, or neither happens. Returns
+    /// (outbox rows taken, jobs pushed). Runs as the services' role.
+    pub async fn drain(&self, limit: u64) -> Result<(u64, u64), RepoError> {
+        self.require_postgres()?;
+        let row: Drained = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "capture outbox drain",
+                "WITH taken AS ( \
+                   DELETE FROM snapline_capture_outbox WHERE ctid = ANY(ARRAY( \
+                     SELECT ctid FROM snapline_capture_outbox LIMIT $1 FOR UPDATE SKIP LOCKED)) \
+                   RETURNING me_file_id), \
+                 payloads AS ( \
+                   SELECT DISTINCT convert_to('{\"me_file_id\":' || me_file_id || '}', 'UTF8') AS job \
+                   FROM taken), \
+                 pushed AS ( \
+                   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+                   SELECT apalis.generate_ulid(), 'sync_me_file', p.job, 'Pending', 0, 5, now(), 0 \
+                   FROM payloads p WHERE NOT EXISTS ( \
+                     SELECT 1 FROM apalis.jobs j WHERE j.job = p.job AND j.status = 'Pending' \
+                     AND j.job_type = 'sync_me_file' AND j.run_at <= now() + interval '60 seconds') \
+                   RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM taken) AS taken, (SELECT COUNT(*) FROM pushed) AS pushed",
+                vec![Value::from(limit as i64)],
+            )
+            .await?;
+        Ok((row.taken as u64, row.pushed as u64))
+    }
+
+    /// Me_files in the outbox not yet drained (rows, not distinct me_files).
+    pub async fn outbox_len(&self) -> Result<u64, RepoError> {
+        self.require_postgres()?;
+        let row: crate::rows::Count = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "capture outbox",
+                "SELECT COUNT(*) AS count FROM snapline_capture_outbox",
+                vec![],
+            )
+            .await?;
+        Ok(row.count as u64)
+    }
+
     /// The capture triggers installed, by table and name.
     pub async fn installed(&self) -> Result<Vec<CaptureTrigger>, RepoError> {
         self.require_postgres()?;
@@ -443,6 +501,12 @@ impl CaptureRepo<'_> {
             "it uses triggers with transition tables; on SQLite, push sync_me_file jobs from the writer",
         )
     }
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct Drained {
+    taken: i64,
+    pushed: i64,
 }
 
 #[derive(sea_orm::FromQueryResult)]

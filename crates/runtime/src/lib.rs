@@ -172,6 +172,7 @@ pub fn syncer_context(settings: &Settings, db: Db) -> jobs::sync_me_file::Syncer
         me_files_per_transaction: usize::try_from(settings.syncer.me_files_per_transaction)
             .unwrap_or(usize::MAX)
             .max(1),
+        capture_poll: Duration::from_millis(settings.syncer.capture_poll_ms),
         ..jobs::sync_me_file::SyncerContext::new(db, std::sync::Arc::new(cache))
     }
 }

@@ -227,6 +227,8 @@ pub struct SyncerSettings {
     /// The most me_files one sync transaction takes when that many jobs wait (1: each job
     /// in its own transaction).
     pub me_files_per_transaction: u64,
+    /// Milliseconds between two drains of change capture's outbox by an idle syncer.
+    pub capture_poll_ms: u64,
 }
 
 /// The most `populator.chunks_at_once` allowed (the same bound as `populator run
@@ -526,6 +528,7 @@ impl Settings {
                 self.syncer.me_files_per_transaction,
                 "syncer.me_files_per_transaction",
             ),
+            (self.syncer.capture_poll_ms, "syncer.capture_poll_ms"),
             (
                 self.populator.chunks_at_once.into(),
                 "populator.chunks_at_once",

@@ -155,6 +155,7 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
         tables,
         [
             "snapline_audits",
+            "snapline_capture_outbox",
             "snapline_leases",
             "snapline_populate_chunks",
             "snapline_populate_failures",

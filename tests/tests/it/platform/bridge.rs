@@ -153,6 +153,11 @@ async fn the_platforms_own_jobs_go_to_snapline_once_and_come_back_on_disable() {
     .unwrap();
     let (_, _, meta) = oban_insert(&mut *txn, "targets", SYNC, r#"{"me_file_id": 9}"#).await;
     txn.commit().await.unwrap();
+    assert_eq!(
+        test.db.capture().drain(100).await.unwrap(),
+        (1, 0),
+        "capture's change is absorbed by the bridged job"
+    );
     let jobs = snapline_jobs(&test).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(meta["snapline"]["job_id"], jobs[0].2.as_str());

@@ -27,8 +27,10 @@ async fn captured_platform() -> TestDb {
     test
 }
 
-/// The payloads of the waiting jobs of `queue`, sorted.
+/// The payloads of the waiting jobs of `queue`, sorted, once the capture outbox is drained
+/// (what a syncer does every `syncer.capture_poll_ms`).
 async fn waiting(db: &Db, queue: &str) -> Vec<String> {
+    while db.capture().drain(10_000).await.unwrap().0 > 0 {}
     let mut payloads: Vec<String> = db
         .queue_jobs()
         .of_queue(queue)
@@ -44,6 +46,7 @@ async fn waiting(db: &Db, queue: &str) -> Vec<String> {
 
 async fn clear_queues(db: &Db) {
     execute(db, "DELETE FROM apalis.jobs").await;
+    execute(db, "DELETE FROM snapline_capture_outbox").await;
 }
 
 /// Runs `statements` in one transaction, as the platform's code would.
@@ -487,13 +490,15 @@ async fn fetch_now(db: &Db, queue: &str) -> Vec<String> {
         .collect()
 }
 
-/// A push absorbed by a waiting job keeps that job from being taken until the writer
-/// commits: taken in between, the job would read the tags from before the change, and the
-/// change would never be synced (seen as a stale snapshot in
-/// `captured_writes_keep_every_population_exact`, now and then). For change capture and the
-/// plain-SQL pushes alike; a job a fetch already holds is not counted as waiting.
+/// Nothing is pushed before the writer commits: capture's outbox row is invisible to the
+/// drain until then, and a waiting job taken in between (it reads the tags from before the
+/// change, right at that moment) no longer absorbs the drain's push, so the committed change
+/// gets a sync of its own. A plain-SQL push absorbed by a waiting job keeps that job from
+/// being taken until the writer commits: taken in between, the job would read the tags from
+/// before the change, and the change would never be synced. A job a fetch already holds is
+/// not counted as waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_absorbed_a_push_is_not_taken_before_the_writer_commits() {
+async fn a_change_is_pushed_only_once_committed_and_never_lost_to_a_taken_job() {
     let test = captured_platform().await;
     let db = &test.db;
     clear_queues(db).await;
@@ -513,20 +518,39 @@ async fn a_job_that_absorbed_a_push_is_not_taken_before_the_writer_commits() {
         )
     };
 
-    // Capture: a waiting sync of me_file 60 absorbs the push of a tag edit of it.
+    // Capture: a tag edit of me_file 60, uncommitted, while a sync of it waits.
     db.conn().execute_raw(push(sync_60)).await.unwrap();
     let writer = db.conn().begin().await.unwrap();
     writer
         .execute_unprepared("UPDATE me_file_tags SET tag_value = 'edited' WHERE me_file_id = 60")
         .await
         .unwrap();
-    assert_eq!(waiting(db, "sync_me_file").await, [sync_60], "absorbed");
-    assert!(
-        fetch_now(db, "sync_me_file").await.is_empty(),
-        "the absorbing job is not taken while the edit is uncommitted"
+    assert_eq!(
+        db.capture().drain(100).await.unwrap(),
+        (0, 0),
+        "nothing to drain yet"
+    );
+    assert_eq!(
+        fetch_now(db, "sync_me_file").await,
+        [sync_60],
+        "the waiting job is taken before the edit commits"
     );
     writer.commit().await.unwrap();
+    assert_eq!(
+        db.capture().drain(100).await.unwrap(),
+        (1, 1),
+        "the committed edit gets a sync of its own: the taken one read the old tags"
+    );
     assert_eq!(fetch_now(db, "sync_me_file").await, [sync_60]);
+    // Committed while a sync waits untaken: that one absorbs it.
+    db.conn().execute_raw(push(sync_60)).await.unwrap();
+    execute(
+        db,
+        "UPDATE me_file_tags SET tag_value = 'again' WHERE me_file_id = 60",
+    )
+    .await;
+    assert_eq!(db.capture().drain(100).await.unwrap(), (1, 0), "absorbed");
+    assert_eq!(db.capture().outbox_len().await.unwrap(), 0);
 
     // The plain-SQL push, the same way.
     clear_queues(db).await;
