@@ -14,8 +14,14 @@ pub const DRAIN_BATCH: u64 = 1_000;
 /// How long the drain waits after an error (the database going away) before trying again.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
 
-/// Drains the outbox every `every` (at once again after a full batch) until `shutdown`
-/// completes. On SQLite, where capture does not exist, it only waits for `shutdown`.
+/// The wait after a drain that found changes: while the platform writes, the next ones are
+/// taken within a few milliseconds; the wait doubles with each empty drain up to `every`.
+const WHILE_BUSY: Duration = Duration::from_millis(2);
+
+/// Drains the outbox until `shutdown` completes: at once again after a full batch, 2 ms
+/// after a drain that found changes, and at most `every` apart once idle (the wait doubles
+/// with each empty drain). On SQLite, where capture does not exist, it only waits for
+/// `shutdown`.
 pub async fn serve(
     db: Db,
     every: Duration,
@@ -26,6 +32,7 @@ pub async fn serve(
         shutdown.await;
         return Ok(());
     }
+    let mut idle = WHILE_BUSY.min(every);
     loop {
         let pause = match db.capture().drain(DRAIN_BATCH).await {
             Ok((taken, pushed)) => {
@@ -34,8 +41,12 @@ pub async fn serve(
                 }
                 if taken >= DRAIN_BATCH {
                     Duration::ZERO
+                } else if taken > 0 {
+                    idle = WHILE_BUSY.min(every);
+                    idle
                 } else {
-                    every
+                    idle = (idle * 2).min(every);
+                    idle
                 }
             }
             Err(err) => {

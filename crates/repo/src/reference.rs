@@ -340,7 +340,8 @@ impl ReferenceRepo<'_> {
             .db
             .conn()
             .execute_raw(self.db.statement(
-                "UPDATE me_file_tags SET tag_value = 'edit ' || $2 || ' of ' || id \
+                "UPDATE me_file_tags SET tag_value = 'edit ' || $2 || ' of ' || id, \
+                 modified_date = clock_timestamp() AT TIME ZONE 'utc' \
                  WHERE id IN ( \
                    SELECT DISTINCT ON (p.me_file_id) t.id \
                    FROM target_populations p \
@@ -464,6 +465,54 @@ impl ReferenceRepo<'_> {
                    WHERE j.job_type = 'sync_me_file' AND j.status = 'Done' AND p.updated_at >= (j.run_at AT TIME ZONE 'utc') \
                    GROUP BY j.id, j.run_at, j.lock_at) AS d",
                 vec![],
+            )
+            .await?;
+        Ok(SyncCommitLatency {
+            committed: row.committed,
+            p50_ms: row.p50_ms,
+            p99_ms: row.p99_ms,
+            max_ms: row.max_ms,
+            pickup_p50_ms: row.pickup_p50_ms,
+            pickup_p99_ms: row.pickup_p99_ms,
+        })
+    }
+}
+
+impl ReferenceRepo<'_> {
+    /// Forgets every change capture left in its outbox (a benchmark between phases, as it
+    /// deletes the queue's jobs).
+    pub async fn clear_capture_outbox(&self) -> Result<u64, RepoError> {
+        self.require_postgres()?;
+        Ok(self
+            .db
+            .conn()
+            .execute_unprepared("DELETE FROM snapline_capture_outbox")
+            .await?
+            .rows_affected())
+    }
+
+    /// From each tag write of round `round` ([`ReferenceRepo::touch_one_tag`], which stamps
+    /// `modified_date` as the statement ends, just before its commit) to the last commit of
+    /// its me_file's rows: the lag a platform's write sees, whatever carried it to the
+    /// syncer (a job pushed in the write, or capture's outbox drained after it). Only
+    /// me_files synced since their write count.
+    pub async fn write_to_sync_latency(&self, round: i64) -> Result<SyncCommitLatency, RepoError> {
+        self.require_postgres()?;
+        let row: SyncCommitLatencyRow = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "write to sync latency",
+                "SELECT COUNT(*) AS committed, \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
+                 COALESCE(MAX(ms), 0) AS max_ms, \
+                 0::float8 AS pickup_p50_ms, 0::float8 AS pickup_p99_ms FROM ( \
+                   SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - t.modified_date)::float8 * 1000 AS ms \
+                   FROM me_file_tags t JOIN target_populations p ON p.me_file_id = t.me_file_id \
+                   WHERE t.tag_value LIKE 'edit ' || $1 || ' of %' AND p.updated_at >= t.modified_date \
+                   GROUP BY t.id, t.modified_date) AS d",
+                vec![Value::from(round.to_string())],
             )
             .await?;
         Ok(SyncCommitLatency {
