@@ -75,7 +75,7 @@ impl ServerProfile {
         println!("| wait event | share |");
         println!("|---|---:|");
         let mut by_count: Vec<_> = waits.into_iter().collect();
-        by_count.sort_by(|a, b| b.1.cmp(&a.1));
+        by_count.sort_by_key(|e| std::cmp::Reverse(e.1));
         for (event, n) in by_count.iter().take(10) {
             println!(
                 "| {event} | {:.1}% |",
