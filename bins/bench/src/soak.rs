@@ -245,23 +245,7 @@ pub(crate) async fn soak(server: &str, options: SoakOptions) -> anyhow::Result<(
         .await?;
     let drained = drain(&db).await;
     replicas.lock().await.stop_all();
-    let drained = drained?;
-
-    let mut audit = sibling("snapctl")?;
-    audit
-        .args(["audit", "--json"])
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn");
-    let output = audit.output()?;
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
-        anyhow::anyhow!(
-            "snapctl audit printed no report ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })?;
-    let nulls = db.stats().null_snapshots().await?;
     let jobs_run = jobs_by_queue(&db).await?;
-
     println!("\nfaults injected:");
     for (kind, n) in &injected {
         println!("  {kind}: {n}");
@@ -277,6 +261,29 @@ pub(crate) async fn soak(server: &str, options: SoakOptions) -> anyhow::Result<(
     for (queue, counts) in &jobs_run {
         println!("  {queue}: {counts:?}");
     }
+    let drained = match drained {
+        Ok(drained) => drained,
+        Err(err) => {
+            for (queue, held) in db.reference().unfinished_jobs().await? {
+                println!("  left open in {queue}: {held}");
+            }
+            anyhow::bail!("{err} (seed {}; service logs above)", options.seed);
+        }
+    };
+
+    let mut audit = sibling("snapctl")?;
+    audit
+        .args(["audit", "--json"])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn");
+    let output = audit.output()?;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "snapctl audit printed no report ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    let nulls = db.stats().null_snapshots().await?;
     println!("drained in {:.1} s", drained.as_secs_f64());
     println!(
         "audit: {} me_files, {} targets, drift {} ({}), exit {:?}",

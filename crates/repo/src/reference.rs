@@ -479,6 +479,23 @@ impl ReferenceRepo<'_> {
 }
 
 impl ReferenceRepo<'_> {
+    /// The jobs neither done nor killed, described (queue, `status payload locked by ...
+    /// since ...`): what a drain that timed out left.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<(String, String)>, RepoError> {
+        self.require_postgres()?;
+        let rows: Vec<UnfinishedJob> = self
+            .db
+            .fetch_all(
+                self.db.conn(),
+                "SELECT job_type, status || ' ' || convert_from(job, 'UTF8') || ' attempts ' || attempts \
+                 || COALESCE(' locked by ' || lock_by || ' since ' || lock_at::text, '') AS held \
+                 FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed') ORDER BY job_type, id LIMIT 50",
+                vec![],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.job_type, r.held)).collect())
+    }
+
     /// Forgets every change capture left in its outbox (a benchmark between phases, as it
     /// deletes the queue's jobs).
     pub async fn clear_capture_outbox(&self) -> Result<u64, RepoError> {
@@ -524,6 +541,12 @@ impl ReferenceRepo<'_> {
             pickup_p99_ms: row.pickup_p99_ms,
         })
     }
+}
+
+#[derive(FromQueryResult)]
+struct UnfinishedJob {
+    job_type: String,
+    held: String,
 }
 
 #[derive(FromQueryResult)]

@@ -109,7 +109,7 @@ async fn the_platform_switches_over_with_no_change_to_its_code_and_back() {
     .await;
 
     // A registration (the me_file, its tags, the platform's sync job, one transaction) and a
-    // tag delete with deleted_trait_ids, each twice over: capture and bridge push one job.
+    // tag delete with deleted_trait_ids, each twice over.
     let mut txn = pool.begin().await.unwrap();
     sqlx::raw_sql(
         "INSERT INTO me_files (id, display_name, created_at, updated_at) VALUES (401, 'new', now(), now()); \
@@ -167,14 +167,19 @@ async fn the_platform_switches_over_with_no_change_to_its_code_and_back() {
             "target {target} populated once"
         );
     }
-    assert_eq!(
-        jobs_with(&test, "sync_me_file", r#"{"me_file_id":401}"#).await,
-        1
-    );
-    assert_eq!(
-        jobs_with(&test, "sync_me_file", r#"{"me_file_id":5}"#).await,
-        1
-    );
+    // The bridge pushes its job in the writer's transaction; capture's outbox row is drained
+    // after the commit and absorbed by that job while it waits. A syncer that took the
+    // bridged job first (it reads the committed tags) makes the drain push a second,
+    // redundant sync: never more, and the rows are exact either way (below).
+    for me_file in [401, 5] {
+        let syncs = jobs_with(
+            &test,
+            "sync_me_file",
+            &format!(r#"{{"me_file_id":{me_file}}}"#),
+        )
+        .await;
+        assert!((1..=2).contains(&syncs), "me_file {me_file}: {syncs} syncs");
+    }
     assert_eq!(
         scalar(
             &test.db,
