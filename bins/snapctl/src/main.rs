@@ -267,11 +267,7 @@ fn main() -> ExitCode {
                 let report = jobs::status::status(&db, runs)
                     .await
                     .map_err(runtime::job_error)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
-                } else {
-                    print!("{report}");
-                }
+                print_as(json, &report)?;
                 Ok(())
             }
             Command::Audit {
@@ -312,11 +308,7 @@ fn main() -> ExitCode {
                         .await
                         .map_err(runtime::job_error)?;
                 }
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
-                } else {
-                    print!("{report}");
-                }
+                print_as(json, &report)?;
                 let left = report.drift_left();
                 if left > 0 {
                     anyhow::bail!("{left} rows of drift");
@@ -336,11 +328,7 @@ fn main() -> ExitCode {
                 )
                 .await
                 .map_err(runtime::job_error)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&explanation)?);
-                } else {
-                    print!("{explanation}");
-                }
+                print_as(json, &explanation)?;
                 Ok(())
             }
             Command::Capture { action } => {
@@ -489,6 +477,16 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `value` as pretty JSON (`--json`, for scripts) or as its text for people.
+fn print_as(json: bool, value: &(impl serde::Serialize + std::fmt::Display)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{value}");
+    }
+    Ok(())
 }
 
 async fn seed(db: &Db, options: &SeedOptions) -> anyhow::Result<synth::SeedReport> {

@@ -445,26 +445,41 @@ impl ReferenceRepo<'_> {
     /// of its rows (the latest `updated_at` it wrote), and the part of it spent waiting to be
     /// taken (`lock_at`): where a slow sync lost its time.
     pub async fn sync_commit_latency(&self) -> Result<SyncCommitLatency, RepoError> {
+        self.latency(
+            "SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - (j.run_at AT TIME ZONE 'utc'))::float8 * 1000 AS ms, \
+                    EXTRACT(EPOCH FROM j.lock_at - j.run_at)::float8 * 1000 AS pickup_ms \
+             FROM apalis.jobs j \
+             JOIN target_populations p \
+               ON p.me_file_id = (convert_from(j.job, 'UTF8')::jsonb ->> 'me_file_id')::bigint \
+             WHERE j.job_type = 'sync_me_file' AND j.status = 'Done' AND p.updated_at >= (j.run_at AT TIME ZONE 'utc') \
+             GROUP BY j.id, j.run_at, j.lock_at",
+            vec![],
+        )
+        .await
+    }
+
+    /// Percentiles of `ms` and `pickup_ms` over the rows of `durations`.
+    async fn latency(
+        &self,
+        durations: &str,
+        values: Vec<Value>,
+    ) -> Result<SyncCommitLatency, RepoError> {
         self.require_postgres()?;
         let row: SyncCommitLatencyRow = self
             .db
             .fetch_one(
                 self.db.conn(),
-                "sync commit latency",
-                "SELECT COUNT(*) AS committed, \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
-                 COALESCE(MAX(ms), 0) AS max_ms, \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup_ms), 0) AS pickup_p50_ms, \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY pickup_ms), 0) AS pickup_p99_ms FROM ( \
-                   SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - (j.run_at AT TIME ZONE 'utc'))::float8 * 1000 AS ms, \
-                          EXTRACT(EPOCH FROM j.lock_at - j.run_at)::float8 * 1000 AS pickup_ms \
-                   FROM apalis.jobs j \
-                   JOIN target_populations p \
-                     ON p.me_file_id = (convert_from(j.job, 'UTF8')::jsonb ->> 'me_file_id')::bigint \
-                   WHERE j.job_type = 'sync_me_file' AND j.status = 'Done' AND p.updated_at >= (j.run_at AT TIME ZONE 'utc') \
-                   GROUP BY j.id, j.run_at, j.lock_at) AS d",
-                vec![],
+                "latency",
+                format!(
+                    "SELECT COUNT(*) AS committed, \
+                     COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
+                     COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
+                     COALESCE(MAX(ms), 0) AS max_ms, \
+                     COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY pickup_ms), 0) AS pickup_p50_ms, \
+                     COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY pickup_ms), 0) AS pickup_p99_ms \
+                     FROM ({durations}) AS d"
+                ),
+                values,
             )
             .await?;
         Ok(SyncCommitLatency {
@@ -514,32 +529,15 @@ impl ReferenceRepo<'_> {
     /// syncer (a job pushed in the write, or capture's outbox drained after it). Only
     /// me_files synced since their write count.
     pub async fn write_to_sync_latency(&self, round: i64) -> Result<SyncCommitLatency, RepoError> {
-        self.require_postgres()?;
-        let row: SyncCommitLatencyRow = self
-            .db
-            .fetch_one(
-                self.db.conn(),
-                "write to sync latency",
-                "SELECT COUNT(*) AS committed, \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
-                 COALESCE(MAX(ms), 0) AS max_ms, \
-                 0::float8 AS pickup_p50_ms, 0::float8 AS pickup_p99_ms FROM ( \
-                   SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - t.modified_date)::float8 * 1000 AS ms \
-                   FROM me_file_tags t JOIN target_populations p ON p.me_file_id = t.me_file_id \
-                   WHERE t.tag_value LIKE 'edit ' || $1 || ' of %' AND p.updated_at >= t.modified_date \
-                   GROUP BY t.id, t.modified_date) AS d",
-                vec![Value::from(round.to_string())],
-            )
-            .await?;
-        Ok(SyncCommitLatency {
-            committed: row.committed,
-            p50_ms: row.p50_ms,
-            p99_ms: row.p99_ms,
-            max_ms: row.max_ms,
-            pickup_p50_ms: row.pickup_p50_ms,
-            pickup_p99_ms: row.pickup_p99_ms,
-        })
+        self.latency(
+            "SELECT EXTRACT(EPOCH FROM MAX(p.updated_at) - t.modified_date)::float8 * 1000 AS ms, \
+                    NULL::float8 AS pickup_ms \
+             FROM me_file_tags t JOIN target_populations p ON p.me_file_id = t.me_file_id \
+             WHERE t.tag_value LIKE 'edit ' || $1 || ' of %' AND p.updated_at >= t.modified_date \
+             GROUP BY t.id, t.modified_date",
+            vec![Value::from(round.to_string())],
+        )
+        .await
     }
 }
 
