@@ -635,6 +635,19 @@ pub fn binary(name: &str) -> String {
     path.display().to_string()
 }
 
+/// `snapctl ARGS` on the test database at `url`, as a user runs it (the `test` profile,
+/// warnings only, no stdin); its output.
+pub fn snapctl(url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary("snapctl"))
+        .args(args)
+        .env("SNAPLINE_PROFILE", "test")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("snapctl starts")
+}
+
 /// A snapline binary serving in a child process, killed when dropped.
 pub struct Served {
     pub child: std::process::Child,

@@ -16,28 +16,12 @@ struct AuditRun {
 }
 
 fn audit(url: &str) -> anyhow::Result<AuditRun> {
-    let started = std::time::Instant::now();
-    let child = sibling("snapctl")?
-        .args(["audit", "--json"])
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let sampler = peak_rss_sampler(child.id());
-    let output = child.wait_with_output()?;
-    let elapsed = started.elapsed();
-    let report = serde_json::from_slice(&output.stdout).map_err(|e| {
-        anyhow::anyhow!(
-            "snapctl audit printed no report ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })?;
+    let (report, elapsed, peak_kib, exit) = snapctl_audit(url)?;
     Ok(AuditRun {
         report,
         elapsed,
-        peak_kib: sampler.join().unwrap_or(0),
-        exit: output.status.code(),
+        peak_kib,
+        exit,
     })
 }
 

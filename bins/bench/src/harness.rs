@@ -78,10 +78,26 @@ pub(crate) fn sibling(name: &str) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-/// Runs a child to completion; returns (stdout, wall time, peak RSS in KiB). The peak is
-/// the child's own `VmHWM`, sampled until it exits (rusage would also count the memory the
-/// child shared with this process between fork and exec).
-pub(crate) fn run_child(mut command: Command) -> anyhow::Result<(String, Duration, u64)> {
+/// Runs a child to completion; returns (stdout, wall time, peak RSS in KiB), or an error
+/// with its stderr when it fails.
+pub(crate) fn run_child(command: Command) -> anyhow::Result<(String, Duration, u64)> {
+    let (output, elapsed, peak) = run_child_accepting(command, &[0])?;
+    Ok((
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        elapsed,
+        peak,
+    ))
+}
+
+/// Runs a child to completion whatever its exit code; returns its output, wall time and
+/// peak RSS in KiB, or an error with its stderr when it exits with a code `accepted` does
+/// not hold ([`run_child`]: success only). The peak is the child's own `VmHWM`, sampled until
+/// it exits (rusage would also count the memory the child shared with this process between
+/// fork and exec).
+pub(crate) fn run_child_accepting(
+    mut command: Command,
+    accepted: &[i32],
+) -> anyhow::Result<(std::process::Output, Duration, u64)> {
     let started = Instant::now();
     let child = command
         .stdout(std::process::Stdio::piped())
@@ -91,18 +107,34 @@ pub(crate) fn run_child(mut command: Command) -> anyhow::Result<(String, Duratio
     let output = child.wait_with_output()?;
     let elapsed = started.elapsed();
     let peak = sampler.join().unwrap_or(0);
-    if !output.status.success() {
+    if !output.status.code().is_some_and(|c| accepted.contains(&c)) {
         bail!(
             "{:?} failed: {}",
             command,
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok((
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        elapsed,
-        peak,
-    ))
+    Ok((output, elapsed, peak))
+}
+
+/// `snapctl audit --json` on `url` (exit 0: no drift, 1: drift): the report, wall time,
+/// peak RSS in KiB and exit code.
+pub(crate) fn snapctl_audit(
+    url: &str,
+) -> anyhow::Result<(serde_json::Value, Duration, u64, Option<i32>)> {
+    let mut audit = sibling("snapctl")?;
+    audit
+        .args(["audit", "--json"])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn");
+    let (output, elapsed, peak) = run_child_accepting(audit, &[0, 1])?;
+    let report = serde_json::from_slice(&output.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "snapctl audit printed no report ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    Ok((report, elapsed, peak, output.status.code()))
 }
 
 /// A thread sampling process `pid`'s peak RSS (`VmHWM`, KiB) until it exits; join it for

@@ -271,18 +271,7 @@ pub(crate) async fn soak(server: &str, options: SoakOptions) -> anyhow::Result<(
         }
     };
 
-    let mut audit = sibling("snapctl")?;
-    audit
-        .args(["audit", "--json"])
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn");
-    let output = audit.output()?;
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
-        anyhow::anyhow!(
-            "snapctl audit printed no report ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })?;
+    let (report, _, _, exit) = snapctl_audit(&url)?;
     let nulls = db.stats().null_snapshots().await?;
     println!("drained in {:.1} s", drained.as_secs_f64());
     println!(
@@ -293,7 +282,7 @@ pub(crate) async fn soak(server: &str, options: SoakOptions) -> anyhow::Result<(
             .as_object()
             .map_or(0, |d| d.values().filter_map(|v| v.as_u64()).sum::<u64>()),
         report["drift"],
-        output.status.code()
+        exit
     );
     println!(
         "NULL snapshots: {} populations, {} offers, {} ad_events",
@@ -305,7 +294,7 @@ pub(crate) async fn soak(server: &str, options: SoakOptions) -> anyhow::Result<(
         schedule.len() as u64 - injected.values().sum::<u64>()
     );
     anyhow::ensure!(
-        output.status.code() == Some(0),
+        exit == Some(0),
         "the audit found drift after the soak (seed {}): {}",
         options.seed,
         report["examples"]
@@ -325,10 +314,11 @@ async fn sleep_until(started: Instant, at_secs: f64) {
 }
 
 /// Retries a database call through a restart of the server.
-async fn retry<T, F, Fut>(mut call: F) -> anyhow::Result<T>
+async fn retry<T, E, F, Fut>(mut call: F) -> anyhow::Result<T>
 where
+    E: std::fmt::Display + Into<anyhow::Error>,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, jobs::JobError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut attempts = 0;
     loop {
@@ -345,12 +335,7 @@ where
 }
 
 async fn resume(db: &Db, queue: &'static str) {
-    let _ = retry(|| async {
-        jobs::admin::resume_queue(db, queue)
-            .await
-            .map_err(|e| jobs::JobError::Queue(e.into()))
-    })
-    .await;
+    let _ = retry(|| jobs::admin::resume_queue(db, queue)).await;
 }
 
 async fn resume_due(db: &Db, resumes: &mut Vec<(f64, &'static str)>, now: f64) {

@@ -134,11 +134,16 @@ impl AuditReport {
         self.drift.values().sum()
     }
 
-    /// The drift left: after the fix when there was one.
-    pub fn drift_left(&self) -> u64 {
+    /// The drift left per kind: after the fix when there was one.
+    pub fn drift_left_by_kind(&self) -> &BTreeMap<DriftKind, u64> {
         self.after_fix
             .as_ref()
-            .map_or_else(|| self.drift_rows(), |after| after.drift_rows())
+            .map_or(&self.drift, |after| &after.drift)
+    }
+
+    /// The rows of drift left: after the fix when there was one.
+    pub fn drift_left(&self) -> u64 {
+        self.drift_left_by_kind().values().sum()
     }
 
     /// Keeps the first `examples` of each kind.
@@ -151,9 +156,15 @@ impl AuditReport {
         });
     }
 
+    /// Counts `found` (the report's first drift) and keeps the first `examples` of each
+    /// kind.
     fn count(&mut self, found: &[Drift], examples: usize) {
         for drift in found {
-            *self.drift.entry(drift.kind).or_default() += 1;
+            let of_kind = self.drift.entry(drift.kind).or_default();
+            *of_kind += 1;
+            if *of_kind as usize <= examples {
+                self.examples.push(drift.clone());
+            }
             if let Some(target) = drift.target_id {
                 *self
                     .by_target
@@ -162,9 +173,7 @@ impl AuditReport {
                     .entry(drift.kind)
                     .or_default() += 1;
             }
-            self.examples.push(drift.clone());
         }
-        self.keep_examples(examples);
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::{Drift, JobError, drift_of};
 use domain::{MeFileId, Snapshot, Tag, TargetBands, TargetId};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Why one me_file is where it is, target by target.
 #[derive(Clone, Debug, Serialize)]
@@ -98,11 +98,13 @@ pub async fn explain(
     if !exists && state.rows.is_empty() {
         return Err(JobError::UnknownMeFile(me_file));
     }
-    let tags: Vec<Tag> = state.tags.unwrap_or_default();
+    // By me_file, as the rules' planner reads tags: built once for every target.
+    let tags: HashMap<MeFileId, Vec<Tag>> =
+        HashMap::from([(me_file, state.tags.unwrap_or_default())]);
     let mut explanation = MeFileExplanation {
         me_file_id: me_file.0,
         exists,
-        tags: tags.len(),
+        tags: tags[&me_file].len(),
         targets: Vec::new(),
     };
     for row in targets {
@@ -134,9 +136,10 @@ fn explain_target(
     status: &str,
     me_file: MeFileId,
     exists: bool,
-    tags: &[Tag],
+    own_tags: &HashMap<MeFileId, Vec<Tag>>,
     rows: Vec<repo::PopulationRow>,
 ) -> TargetExplanation {
+    let tags = own_tags[&me_file].as_slice();
     let verdicts = target.explain(tags);
     let trait_name = |id| target.trait_info(id).map(|t| t.child.name.clone());
     let bands = verdicts
@@ -168,8 +171,7 @@ fn explain_target(
         .collect();
     let computed = verdicts.chosen.and_then(|band| target.snapshot(band, tags));
     let present: &[MeFileId] = if exists { &[me_file] } else { &[] };
-    let own_tags = std::collections::HashMap::from([(me_file, tags.to_vec())]);
-    let drift = drift_of(target, present, &own_tags, rows.clone());
+    let drift = drift_of(target, present, own_tags, rows.clone());
     // The row the chosen band's snapshot is compared with: the one in that band, else any.
     let compared = rows
         .iter()

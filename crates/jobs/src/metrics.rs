@@ -145,14 +145,10 @@ pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
 pub fn last_audit(newest: Option<&repo::AuditRecord>) {
     let report: Option<crate::audit::AuditReport> =
         newest.and_then(|record| serde_json::from_str(&record.report).ok());
-    let left = report.map(|r| match r.after_fix {
-        Some(after) => after.drift,
-        None => r.drift,
-    });
     for kind in crate::DriftKind::ALL {
-        let rows = left
+        let rows = report
             .as_ref()
-            .and_then(|drift| drift.get(&kind).copied())
+            .and_then(|r| r.drift_left_by_kind().get(&kind).copied())
             .unwrap_or(0);
         ::metrics::gauge!(DRIFT_ROWS, "kind" => kind.as_str()).set(rows as f64);
     }

@@ -394,15 +394,9 @@ both_backends! {
     skipped_and_unknown => targets_not_populated_are_skipped_and_unknown_ids_refused;
 }
 
+/// `snapctl ARGS` on the test's database; its output.
 fn snapctl(test: &TestDb, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(binary("snapctl"))
-        .args(args)
-        .env("SNAPLINE_PROFILE", "test")
-        .env("DATABASE_URL", &test.url)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("snapctl starts")
+    snapline_tests::snapctl(&test.url, args)
 }
 
 /// `snapctl audit` exits 0 without drift, 1 with, 2 on an unknown id; `--fix` repairs and

@@ -9,15 +9,8 @@ use std::process::Output;
 use synth::SeedOptions;
 
 /// `snapctl ARGS` on the test's database; its output.
-fn snapctl(test: &TestDb, args: &[&str]) -> Output {
-    std::process::Command::new(binary("snapctl"))
-        .args(args)
-        .env("SNAPLINE_PROFILE", "test")
-        .env("DATABASE_URL", &test.url)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("snapctl starts")
+fn snapctl(test: &TestDb, args: &[&str]) -> std::process::Output {
+    snapline_tests::snapctl(&test.url, args)
 }
 
 fn stdout(out: &Output) -> String {
