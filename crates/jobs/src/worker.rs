@@ -349,10 +349,14 @@ macro_rules! run_worker {
                                 .retry_if($crate::worker::is_retryable),
                         )
                         .timeout(options.timeout)
+                        .layer($crate::pause::PauseLayer::new(pause.clone()))
                         .build($handler)
-                        .run_with_ctx({
-                            let pause = pause.clone();
-                            move |ctx| $crate::pause::obey(ctx, stop.clone(), pause.clone())
+                        .run_with_ctx(move |ctx| {
+                            let stop = stop.clone();
+                            async move {
+                                stop.await;
+                                ctx.stop()
+                            }
                         });
                     tokio::pin!(run);
                     let result = if failures == 0 {

@@ -430,6 +430,83 @@ async fn a_paused_queue_is_taken_by_no_replica_sqlite() {
     a_paused_queue_is_taken_by_no_replica(Backend::Sqlite).await;
 }
 
+/// A queue paused and resumed again and again while two replicas fetch and run its jobs:
+/// after the last resume every job pushed is done. (The thirty-minute soak once found a
+/// populate fetched just before a pause stay locked by its live worker for good: the resume
+/// woke nothing that would run it.)
+async fn pauses_in_a_row_strand_no_job(backend: Backend) {
+    const TARGETS: i64 = 24;
+    let test = TestDb::seeded(
+        backend,
+        &SeedOptions {
+            me_files: 3_000,
+            targets: TARGETS as usize,
+            ..SeedOptions::default()
+        },
+    )
+    .await;
+    let _replicas: Vec<Served> = (0..2)
+        .map(|_| {
+            Served::start(
+                &binary("populator"),
+                &test.url,
+                &[
+                    (
+                        "SNAPLINE_SERVE__POPULATOR_HTTP",
+                        format!("127.0.0.1:{}", snapline_tests::free_port()),
+                    ),
+                    ("SNAPLINE_POPULATOR__BATCH_SIZE", "500".to_owned()),
+                    ("RUST_LOG", "error".to_owned()),
+                ],
+            )
+        })
+        .collect();
+    let mut next = 1;
+    for round in 0..8u64 {
+        // a few pushes land while the queue runs, a few while it is paused
+        for _ in 0..2 {
+            populate_target::enqueue(&test.db, domain::TargetId(next))
+                .await
+                .unwrap();
+            next += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150 * round)).await;
+        jobs::admin::pause_queue(&test.db, "populate_target")
+            .await
+            .unwrap();
+        populate_target::enqueue(&test.db, domain::TargetId(next))
+            .await
+            .unwrap();
+        next += 1;
+        tokio::time::sleep(jobs::pause::PAUSE_POLL + std::time::Duration::from_millis(100 * round))
+            .await;
+        jobs::admin::resume_queue(&test.db, "populate_target")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(next, TARGETS + 1);
+    wait_for("every populate done after the last resume", || async {
+        let jobs = snapctl_json(&test, &["jobs", "list", "--queue", "populate_target"]);
+        let jobs = jobs.as_array().unwrap();
+        jobs.len() == TARGETS as usize && jobs.iter().all(|job| job["status"] == "Done")
+    })
+    .await;
+    for target in 1..=TARGETS {
+        snapline_tests::assert_population_exact(&test.db, domain::TargetId(target)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_in_a_row_strand_no_job_postgres() {
+    pauses_in_a_row_strand_no_job(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_in_a_row_strand_no_job_sqlite() {
+    pauses_in_a_row_strand_no_job(Backend::Sqlite).await;
+}
+
 /// A job that changes status while `jobs list` reads is listed once: the list reads every
 /// (queue, status) range in one statement. Read one range after the other, a job taken
 /// between the `Pending` and the `Queued` read was listed twice (seen once in the paused-queue
