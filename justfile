@@ -21,7 +21,15 @@ test:
 # under the three services, and the web board in headless Chromium (Debian's chromium and
 # chromium-driver)
 chaos:
-    cargo test --workspace -- --ignored --test-threads=1
+    cargo test --workspace -- --ignored --test-threads=1 --skip pooler::
+
+# The populate, sync, backfill, capture and queue-admin tests through PgBouncer in
+# transaction mode (started by .ci/pgbouncer on 127.0.0.1:6432), as .ci/run runs them
+test-pooler:
+    bash .ci/pgbouncer
+    POOLER_FOR_TESTS=127.0.0.1:6432 SNAPLINE_DATABASE__POOLER=transaction SNAPLINE_DATABASE__MIGRATE_ON_START=false \
+      cargo test -p snapline-tests --test it -- --include-ignored populate:: sync:: backfill:: platform::capture:: operator:: pooler:: \
+      --skip sqlite --skip purge_refuses_an_age_out_of_range --skip idle_workers_wait_instead_of_polling
 
 # The board in headless Chromium alone, writing its screenshots to docs/screenshots
 screenshots:

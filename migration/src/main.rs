@@ -32,13 +32,40 @@ struct Cli {
     #[arg(long, global = true)]
     drop_tables_snapline_did_not_create: bool,
 
+    /// What sits between this binary and PostgreSQL, as the services' `database.pooler`:
+    /// `transaction` (a transaction-mode pooler such as PgBouncer) is refused, since
+    /// migrating holds a session advisory lock; give the server's own address instead.
+    #[arg(
+        long,
+        global = true,
+        env = "SNAPLINE_DATABASE__POOLER",
+        default_value = "none"
+    )]
+    pooler: String,
+
     #[command(subcommand)]
     command: Option<MigrateSubcommands>,
 }
 
+/// What to do about a URL that reaches PostgreSQL through a transaction-mode pooler.
+const THROUGH_A_POOLER: &str = "migrations need a session of their own (the queue tables' setup holds a session advisory lock, and every statement is prepared), which a transaction-mode pooler such as PgBouncer does not give: set DATABASE_URL to PostgreSQL itself, not the pooler, for `migration`";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.pooler.as_str() {
+        "none" => {}
+        "transaction" => {
+            eprintln!("error: database pooler is \"transaction\": {THROUGH_A_POOLER}");
+            return ExitCode::from(2);
+        }
+        other => {
+            eprintln!(
+                "error: unknown pooler `{other}` (SNAPLINE_DATABASE__POOLER / --pooler): use none or transaction"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let Some(url) = cli.database_url.clone() else {
         eprintln!("error: no database: set DATABASE_URL or pass --database-url");
         return ExitCode::from(2);
@@ -81,6 +108,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
+            // What sqlx's named statements meet on a server session another client used.
+            if err.to_string().contains("prepared statement \"sqlx_s_") {
+                eprintln!("hint: this looks like a transaction-mode pooler: {THROUGH_A_POOLER}");
+            }
             ExitCode::FAILURE
         }
     }

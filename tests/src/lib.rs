@@ -22,13 +22,28 @@ pub enum Backend {
 /// A database that exists for one test.
 pub struct TestDb {
     pub db: Db,
+    /// What the code under test connects to: the database, or the pooler in front of it
+    /// (see [`pooler_address`]).
     pub url: String,
+    /// The database itself, never through a pooler (migrations need a session).
+    pub direct_url: String,
     pub backend: Backend,
     name: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `host:port` of a transaction-mode pooler (PgBouncer) in front of the test server, when
+/// the tests run through one (`POOLER_FOR_TESTS`): the PostgreSQL tests' databases are
+/// then created and migrated directly and everything else reaches them through the pooler,
+/// with `database.pooler = "transaction"` (which the run sets for the binaries it starts,
+/// `SNAPLINE_DATABASE__POOLER`).
+pub fn pooler_address() -> Option<String> {
+    std::env::var("POOLER_FOR_TESTS")
+        .ok()
+        .filter(|address| !address.trim().is_empty())
+}
 
 /// The PostgreSQL URL tests create their databases through (`SNAPLINE_TEST_PG_URL`).
 pub fn admin_url() -> String {
@@ -53,7 +68,7 @@ impl TestDb {
     /// An empty database, no tables.
     pub async fn empty(backend: Backend) -> TestDb {
         let name = unique_name();
-        let (url, dir) = match backend {
+        let (url, direct_url, dir) = match backend {
             Backend::Postgres => {
                 let admin = admin_url();
                 let mut conn = sqlx::PgConnection::connect(&admin)
@@ -64,14 +79,21 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-                (format!("{base}/{name}"), None)
+                let direct = format!("{base}/{name}");
+                let url = match pooler_address() {
+                    Some(address) => format!("postgres://postgres@{address}/{name}"),
+                    None => direct.clone(),
+                };
+                (url, direct, None)
             }
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let path = dir.path().join(format!("{name}.db"));
-                (format!("sqlite://{}", path.display()), Some(dir))
+                let url = format!("sqlite://{}", path.display());
+                (url.clone(), url, Some(dir))
             }
         };
+        let pooled = url != direct_url;
         let db = Db::connect(&DbOptions {
             url: url.clone(),
             max_connections: 8,
@@ -79,12 +101,18 @@ impl TestDb {
             synchronous_commit: None,
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             application_name: None,
+            pooler: if pooled {
+                repo::Pooler::Transaction
+            } else {
+                repo::Pooler::None
+            },
         })
         .await
         .expect("connect to test database");
         TestDb {
             db,
             url,
+            direct_url,
             backend,
             name,
             _dir: dir,
@@ -94,8 +122,25 @@ impl TestDb {
     /// A database with every migration applied.
     pub async fn migrated(backend: Backend) -> TestDb {
         let test_db = Self::empty(backend).await;
-        test_db.db.migrate().await.expect("migrations apply");
+        test_db.migrate().await;
         test_db
+    }
+
+    /// Applies every migration, on a connection of its own to the database itself when the
+    /// tests run through a pooler (migrations need a session).
+    pub async fn migrate(&self) {
+        if self.url == self.direct_url {
+            self.db.migrate().await.expect("migrations apply");
+            return;
+        }
+        let direct = Db::connect(&DbOptions {
+            max_connections: 2,
+            ..DbOptions::new(self.direct_url.clone())
+        })
+        .await
+        .expect("connect to the test database directly");
+        direct.migrate().await.expect("migrations apply");
+        direct.close().await;
     }
 
     /// A migrated database holding the synthetic data set for `options`, every target
@@ -151,13 +196,18 @@ impl TestDb {
     /// [`PLATFORM_DATA`]; snapline's migrations not applied.
     pub async fn platform() -> TestDb {
         let test = Self::empty(Backend::Postgres).await;
-        let pool = test.db.pg_pool().expect("a PostgreSQL pool");
+        // On a session of its own: a pg_dump sets session settings (search_path), which
+        // must not stay on a pooler's server session.
+        let mut direct = sqlx::PgConnection::connect(&test.direct_url)
+            .await
+            .expect("connect to the test database directly");
         for sql in [PLATFORM_SCHEMA, PLATFORM_DATA] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(pool)
+                .execute(&mut direct)
                 .await
                 .expect("build the platform's schema and data");
         }
+        direct.close().await.expect("close");
         test
     }
 }

@@ -84,7 +84,8 @@ fn main() -> ExitCode {
                 let db =
                     runtime::connect_for_workers(&settings, settings.queues.backfill.concurrency)
                         .await?;
-                let options = runtime::worker_options(backfill::QUEUE, &settings.queues.backfill);
+                let options =
+                    runtime::worker_options(&settings, backfill::QUEUE, &settings.queues.backfill);
                 tracing::info!(worker = %options.name, schedule = %settings.backfiller.schedule, "backfiller serving");
                 let audit_schedule = match settings.audit.schedule.trim() {
                     "" => None,

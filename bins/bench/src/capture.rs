@@ -119,7 +119,7 @@ pub(crate) async fn bench_capture(
     }
 
     // Lag at a steady rate, capture on, the syncer serving.
-    let (mut syncer, synchronous_commit) = spawn_syncer(&url)?;
+    let (mut syncer, synchronous_commit) = spawn_syncer(&url, None)?;
     let members = db.reference().member_me_files().await?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let chosen: Vec<i64> = sample(&mut rng, members.len(), paced.min(members.len()))

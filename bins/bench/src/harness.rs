@@ -242,15 +242,40 @@ pub(crate) async fn seed_and_populate(
 /// `syncer serve` on `url`, with `synchronous_commit` as deployed
 /// (deploy/kubernetes/syncer.yaml: `off`) unless the caller's environment says otherwise;
 /// returns the child and that setting.
-pub(crate) fn spawn_syncer(url: &str) -> anyhow::Result<(std::process::Child, String)> {
+///
+/// `through`: a transaction-mode pooler's `host:port` in front of `url`'s server, which the
+/// syncer then connects to instead, with `database.pooler = "transaction"`.
+pub(crate) fn spawn_syncer(
+    url: &str,
+    through: Option<&str>,
+) -> anyhow::Result<(std::process::Child, String)> {
     let synchronous_commit =
         std::env::var("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT").unwrap_or_else(|_| "off".into());
-    let syncer = sibling("syncer")?
+    let mut syncer = sibling("syncer")?;
+    syncer
         .arg("serve")
-        .env("DATABASE_URL", url)
         .env("SNAPLINE_DATABASE__SYNCHRONOUS_COMMIT", &synchronous_commit)
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    Ok((syncer, synchronous_commit))
+        .stdout(std::process::Stdio::null());
+    match through {
+        Some(address) => syncer
+            .env("DATABASE_URL", with_address(url, address)?)
+            .env("SNAPLINE_DATABASE__POOLER", "transaction")
+            .env("SNAPLINE_DATABASE__MIGRATE_ON_START", "false"),
+        None => syncer.env("DATABASE_URL", url),
+    };
+    Ok((syncer.spawn()?, synchronous_commit))
+}
+
+/// `url` (`postgres://[user@]host:port/db...`) with `address` as its host and port.
+fn with_address(url: &str, address: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow::anyhow!("not a database URL: {url}"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let user = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    Ok(format!("{scheme}://{user}{address}{path}"))
 }

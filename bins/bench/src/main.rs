@@ -99,6 +99,11 @@ enum Bench {
         /// me_file's snapshots (the usual event), or every tag value of the me_file.
         #[arg(long, value_enum, default_value_t = TagEdit::One)]
         edit: TagEdit,
+        /// The syncer reaches the database through this transaction-mode pooler (PgBouncer's
+        /// HOST:PORT, in front of the server), with database.pooler = "transaction"; the
+        /// pushes and the SQL limit stay direct. Example: --through 127.0.0.1:6432
+        #[arg(long)]
+        through: Option<String>,
     },
     /// The cost of change capture to the platform's writers: single-row tag writes from
     /// several connections and one bulk update, with capture off and on; then, with capture
@@ -212,6 +217,7 @@ fn main() -> ExitCode {
                 rate,
                 reuse,
                 edit,
+                through,
             } => {
                 bench_sync(
                     &cli.server,
@@ -222,6 +228,7 @@ fn main() -> ExitCode {
                         paced,
                         rate,
                         edit,
+                        through,
                     },
                     reuse,
                 )

@@ -17,6 +17,8 @@ pub(crate) struct SyncLoad {
     pub(crate) paced: usize,
     pub(crate) rate: u64,
     pub(crate) edit: TagEdit,
+    /// A transaction-mode pooler's `host:port` the syncer goes through.
+    pub(crate) through: Option<String>,
 }
 
 pub(crate) async fn bench_sync(
@@ -31,6 +33,7 @@ pub(crate) async fn bench_sync(
         paced,
         rate,
         edit,
+        through,
     } = load;
     use rand::SeedableRng;
     use rand::seq::index::sample;
@@ -88,7 +91,7 @@ pub(crate) async fn bench_sync(
     let concurrency =
         std::env::var("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY").unwrap_or_else(|_| "4".into());
     let started = Instant::now();
-    let (mut syncer, synchronous_commit) = spawn_syncer(&url)?;
+    let (mut syncer, synchronous_commit) = spawn_syncer(&url, through.as_deref())?;
     wait_until_drained(&db, queue, burst.len()).await?;
     // From the first job taken to the last one done: the syncer's start-up is not counted.
     let burst_time = Duration::from_secs_f64(db.queue_jobs().latency(queue).await?.span_secs);
@@ -169,6 +172,13 @@ pub(crate) async fn bench_sync(
         percentile(&sql_paced, 1.0),
     );
     println!();
+    println!(
+        "The syncer connected {}.",
+        match &through {
+            Some(address) => format!("through the transaction-mode pooler at {address}"),
+            None => "directly".to_owned(),
+        }
+    );
     println!("What the server did during the paced syncs:");
     println!("- syncer: {syncer_server}");
     println!("- SQL function: {sql_server}");

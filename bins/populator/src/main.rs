@@ -69,6 +69,7 @@ fn main() -> ExitCode {
                     options: runtime::populate_options(&settings),
                 };
                 let options = runtime::worker_options(
+                    &settings,
                     populate_target::QUEUE,
                     &settings.queues.populate_target,
                 );

@@ -80,7 +80,8 @@ pub async fn run(
                 .map_err(runtime::job_error)?,
         );
     }
-    let worker = runtime::worker_options(sync_me_file::QUEUE, &settings.queues.sync_me_file);
+    let worker =
+        runtime::worker_options(settings, sync_me_file::QUEUE, &settings.queues.sync_me_file);
     let ctx = runtime::syncer_context(settings, db.clone());
     sync_me_file::serve(ctx, &worker, queue_drained(db.clone(), sync_me_file::QUEUE))
         .await

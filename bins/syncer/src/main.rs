@@ -56,8 +56,11 @@ fn main() -> ExitCode {
         let ctx = runtime::syncer_context(&settings, db.clone());
         match cli.command {
             Command::Serve => {
-                let options =
-                    runtime::worker_options(sync_me_file::QUEUE, &settings.queues.sync_me_file);
+                let options = runtime::worker_options(
+                    &settings,
+                    sync_me_file::QUEUE,
+                    &settings.queues.sync_me_file,
+                );
                 tracing::info!(
                     worker = %options.name,
                     concurrency = options.concurrency,

@@ -57,22 +57,34 @@ pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresSto
     )
 }
 
+/// What wakes an idle worker of a PostgreSQL queue to fetch: a notification per push, or
+/// a clock through a transaction-mode pooler.
+pub type Wakeups = futures::stream::BoxStream<'static, ()>;
+
 /// [`postgres_storage`] woken by the notification apalis's insert trigger sends for each job
 /// pushed onto `queue` (its own LISTEN connection), coalesced ([`CoalescedWakeups`]); without
-/// a notification it fetches on its heartbeat.
+/// a notification it fetches on its heartbeat. Through a transaction-mode pooler, which
+/// passes no notification (LISTEN needs a session of its own), it fetches every `poll`
+/// instead.
 pub fn postgres_storage_woken_by_pushes<T>(
     db: &Db,
     queue: &str,
-) -> PollWith<
-    apalis_postgres::PostgresStorage<T>,
-    StreamStrategy<CoalescedWakeups<apalis_postgres::Pubsub>>,
-> {
-    let pushes =
-        apalis_postgres::Pubsub::new(db.pg_pool().expect("pg pool").clone(), queue.to_string());
-    PollWith::new(
-        postgres_storage(db, queue),
-        StreamStrategy::new(CoalescedWakeups::new(pushes)),
-    )
+    poll: Duration,
+) -> PollWith<apalis_postgres::PostgresStorage<T>, StreamStrategy<Wakeups>> {
+    use futures::StreamExt;
+    let wakeups: Wakeups = match db.pooler() {
+        repo::Pooler::None => CoalescedWakeups::new(apalis_postgres::Pubsub::new(
+            db.pg_pool().expect("pg pool").clone(),
+            queue.to_string(),
+        ))
+        .boxed(),
+        repo::Pooler::Transaction => futures::stream::unfold((), move |()| async move {
+            tokio::time::sleep(poll).await;
+            Some(((), ()))
+        })
+        .boxed(),
+    };
+    PollWith::new(postgres_storage(db, queue), StreamStrategy::new(wakeups))
 }
 
 pub fn sqlite_storage<T>(db: &Db, queue: &str) -> apalis_sqlite::SqliteStorage<T> {

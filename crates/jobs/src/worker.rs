@@ -29,6 +29,8 @@ pub struct WorkerOptions {
     pub health: WorkerHealth,
     /// The queue pause switches a serving process watches; `None`: never paused.
     pub pauses: Option<crate::pause::Pauses>,
+    /// Through a transaction-mode pooler (no LISTEN): how often an idle worker fetches.
+    pub pooler_poll: Duration,
 }
 
 impl WorkerOptions {
@@ -43,6 +45,7 @@ impl WorkerOptions {
             backoff_max: Duration::from_secs(30),
             health: WorkerHealth::default(),
             pauses: None,
+            pooler_poll: Duration::from_millis(100),
         }
     }
 
@@ -428,12 +431,13 @@ macro_rules! serve_queue {
                 async move { $crate::queue::settle_failed_worker(&db, $queue, &worker).await }
             }
         };
+        let poll = $options.pooler_poll;
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
                 $queue,
                 move || {
                     $crate::queue::postgres_storage_woken_by_pushes::<$crate::queue::Payload<$job>>(
-                        &db, $queue,
+                        &db, $queue, poll,
                     )
                 },
                 settle,

@@ -3,7 +3,7 @@ use crate::rows::{Count, MeFileBand, Present};
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId, PopulationId};
 use entity::Id;
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 use std::collections::HashMap;
 
 /// The tables whose snapshot is a copy of a population's: never overwritten once set.
@@ -88,7 +88,7 @@ struct PlanLine {
 /// The backfiller's reads and writes of NULL snapshots. Every read of NULL rows goes through
 /// the partial `*_null_snapshot_idx` indexes; every write re-checks `IS NULL`, so a snapshot
 /// written meanwhile by the populator or the syncer is never overwritten.
-pub struct BackfillRepo<'a, C = DatabaseConnection> {
+pub struct BackfillRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

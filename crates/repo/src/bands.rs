@@ -4,9 +4,7 @@ use domain::{
     Band, BandId, BandTrait, TargetBands, TargetId, TraitGroup, TraitGroupId, TraitId, TraitInfo,
 };
 use entity::{Id, target_bands};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter};
 use std::collections::{BTreeMap, HashMap};
 
 /// A band with one of its groups and one trait of that group (NULL where it has none).
@@ -31,7 +29,7 @@ struct TraitMetadataRow {
 
 /// Band metadata: which bands a target has, their trait groups, and the traits (with
 /// parents) those groups name. Two statements however many targets are asked for.
-pub struct BandRepo<'a, C = DatabaseConnection> {
+pub struct BandRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

@@ -1,7 +1,6 @@
 use crate::batch::push_json_string;
 use crate::{Backend, Db, RepoError};
 use sea_orm::{ConnectionTrait, Value};
-use sqlx::postgres::PgPoolCopyExt;
 use std::fmt::Write;
 
 /// One value of a bulk-loaded row.
@@ -88,7 +87,10 @@ impl BulkLoader<'_> {
             }
             csv.push('\n');
         }
-        let mut copy = pool
+        // Committed before it returns, also through a transaction-mode pooler (see
+        // `PoolConn`): the next table's rows may refer to these.
+        let mut txn = pool.begin().await?;
+        let mut copy = txn
             .copy_in_raw(&format!(
                 "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
                 rows.table,
@@ -96,7 +98,9 @@ impl BulkLoader<'_> {
             ))
             .await?;
         copy.send(csv.into_bytes()).await?;
-        Ok(copy.finish().await?)
+        let written = copy.finish().await?;
+        txn.commit().await?;
+        Ok(written)
     }
 
     async fn insert_sqlite(&self, rows: &TableRows, chunk: &[Vec<Cell>]) -> Result<u64, RepoError> {
@@ -170,10 +174,12 @@ impl BulkLoader<'_> {
     /// What autovacuum does after a large load on the platform's database: planner
     /// statistics, and on PostgreSQL the visibility map too (`VACUUM (ANALYZE)`), without which
     /// every index-only read (the populate's tags, the me_file ids) visits the table.
+    /// Through a transaction-mode pooler every statement runs in a transaction, where
+    /// `VACUUM` cannot: statistics only.
     pub async fn vacuum_analyze(&self) -> Result<(), RepoError> {
-        let sql = match self.db.backend() {
-            Backend::Postgres => "VACUUM (ANALYZE)",
-            Backend::Sqlite => "ANALYZE",
+        let sql = match (self.db.backend(), self.db.pooler()) {
+            (Backend::Postgres, crate::Pooler::None) => "VACUUM (ANALYZE)",
+            (Backend::Postgres, crate::Pooler::Transaction) | (Backend::Sqlite, _) => "ANALYZE",
         };
         self.db.conn().execute_unprepared(sql).await?;
         Ok(())

@@ -7,9 +7,8 @@ use crate::{
 };
 use migration::MigratorTrait;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, SqliteTransactionMode,
-    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait,
-    Value,
+    ConnectionTrait, DbBackend, FromQueryResult, SqliteTransactionMode, SqlxPostgresConnector,
+    SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait, Value,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -41,6 +40,29 @@ pub struct DbOptions {
     /// PostgreSQL's `application_name` for this pool's sessions (what `pg_stat_activity`
     /// and the server's logs show); one given in the URL wins. `None` sends none.
     pub application_name: Option<String>,
+    /// What sits between this pool and PostgreSQL.
+    pub pooler: Pooler,
+}
+
+/// What sits between snapline's pool and PostgreSQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// Each connection is a session of its own (direct, or a pooler in session mode).
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`): the server
+    /// session behind a connection may change whenever no transaction is open.
+    ///
+    /// sqlx sends a statement's Parse and its Bind in two exchanges, each ended by a Sync,
+    /// and names the statement it prepares; between the two such a pooler may hand the
+    /// connection to another session, and the names collide with another client's on the
+    /// same server session. So every checkout of a connection runs inside one transaction
+    /// (`BEGIN` on checkout, `COMMIT` on release), which pins one server session for it; the
+    /// statements another client left on that session are dropped first (`DEALLOCATE ALL`);
+    /// no statement is cached across checkouts; session settings are set per transaction
+    /// (`SET LOCAL`). A transaction the code begins inside a checkout is the same one (the
+    /// server warns of the extra `BEGIN`, which is harmless).
+    Transaction,
 }
 
 impl DbOptions {
@@ -52,6 +74,7 @@ impl DbOptions {
             synchronous_commit: None,
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             application_name: None,
+            pooler: Pooler::None,
         }
     }
 }
@@ -59,12 +82,13 @@ impl DbOptions {
 /// The one handle to the database: a sqlx pool wrapped by sea-orm.
 #[derive(Clone, Debug)]
 pub struct Db {
-    conn: DatabaseConnection,
+    conn: crate::PoolConn,
     backend: Backend,
     /// The largest id of each table's `id` column, read once (see [`SchemaRepo::id_max`]).
     pub(crate) id_limits: Arc<OnceLock<HashMap<String, i64>>>,
     /// What writers tell the platform ([`crate::EventRepo`]); off by default.
     events: Arc<crate::EventOptions>,
+    pooler: Pooler,
 }
 
 impl Db {
@@ -84,29 +108,85 @@ impl Db {
             {
                 connect = connect.application_name(name);
             }
-            let pool = PgPoolOptions::new()
+            let pooler = options.pooler;
+            if pooler == Pooler::Transaction {
+                // Nothing cached refers to a statement another session may not hold; no
+                // startup parameter PgBouncer refuses unless told to ignore it.
+                connect = connect.statement_cache_capacity(0).extra_float_digits(None);
+            }
+            let mut settings = Vec::new();
+            if let Some(level) = synchronous_commit {
+                settings.push(format!("synchronous_commit = {level}"));
+            }
+            if let Some(ms) = idle_in_transaction_ms {
+                settings.push(format!("idle_in_transaction_session_timeout = {ms}"));
+            }
+            let session_sql: Arc<str> = settings
+                .iter()
+                .map(|setting| format!("SET {setting};"))
+                .collect::<String>()
+                .into();
+            // The server warns of the code's own BEGIN inside the checkout's transaction, and
+            // of the release's COMMIT after the code's own: both as planned, neither logged.
+            let checkout_sql: Arc<str> = ["BEGIN;", "SET LOCAL client_min_messages = error;"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(
+                    settings
+                        .iter()
+                        .map(|setting| format!("SET LOCAL {setting};")),
+                )
+                .chain(std::iter::once("DEALLOCATE ALL;".to_owned()))
+                .collect::<String>()
+                .into();
+            let mut pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        disable_nagle_on_tcp_sockets();
-                        if let Some(level) = synchronous_commit {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                                "SET synchronous_commit = {level}"
-                            )))
-                            .execute(&mut *conn)
-                            .await?;
-                        }
-                        if let Some(ms) = idle_in_transaction_ms {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                                "SET idle_in_transaction_session_timeout = {ms}"
-                            )))
-                            .execute(&mut *conn)
-                            .await?;
-                        }
-                        Ok(())
+                .after_connect({
+                    let checkout_sql = checkout_sql.clone();
+                    move |conn, _meta| {
+                        let sql = match pooler {
+                            Pooler::None => session_sql.clone(),
+                            // a new connection goes to its first user without the
+                            // before_acquire hook
+                            Pooler::Transaction => checkout_sql.clone(),
+                        };
+                        Box::pin(async move {
+                            disable_nagle_on_tcp_sockets();
+                            if !sql.is_empty() {
+                                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                            Ok(())
+                        })
+                    }
+                });
+            if pooler == Pooler::Transaction {
+                pool = pool
+                    .before_acquire(move |conn, _meta| {
+                        let sql = checkout_sql.clone();
+                        Box::pin(async move {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(true)
+                        })
                     })
-                })
+                    .after_release(|conn, _meta| {
+                        Box::pin(async move {
+                            // Ends the checkout's transaction (a ROLLBACK if a statement
+                            // failed in it), which frees the server session for others.
+                            sqlx::raw_sql(
+                                "SET client_min_messages = error; COMMIT; RESET client_min_messages",
+                            )
+                            .execute(&mut *conn)
+                            .await?;
+                            Ok(true)
+                        })
+                    });
+            }
+            let pool = pool
                 // Connected by the warm-up: all its connections at once.
                 .connect_lazy_with(connect.clone());
             let warming = tokio::spawn(warm_up(
@@ -126,10 +206,14 @@ impl Db {
                 .unwrap_or_else(|join| Err(sqlx::Error::Io(std::io::Error::other(join))))
                 .map_err(connect_error)?;
             Ok(Db {
-                conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                conn: crate::PoolConn::new(
+                    SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                    pooler,
+                ),
                 backend: Backend::Postgres,
                 id_limits: Arc::default(),
                 events: Arc::default(),
+                pooler,
             })
         } else {
             let connect = SqliteConnectOptions::from_str(url)
@@ -145,10 +229,14 @@ impl Db {
                 .await
                 .map_err(connect_error)?;
             Ok(Db {
-                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                conn: crate::PoolConn::new(
+                    SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                    Pooler::None,
+                ),
                 backend: Backend::Sqlite,
                 id_limits: Arc::default(),
                 events: Arc::default(),
+                pooler: Pooler::None,
             })
         }
     }
@@ -160,11 +248,16 @@ impl Db {
     /// apply the same migration; the losers fail on the migrations table's key. They try
     /// again: by then the winner has applied it and `up` finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), RepoError> {
+        if self.pooler == Pooler::Transaction {
+            return Err(RepoError::NeedsSession(
+                "applying migrations (the queue tables' setup holds a session advisory lock)",
+            ));
+        }
         const TRIES: u32 = 10;
         let mut tries = 0;
         loop {
             tries += 1;
-            match migration::Migrator::up(&self.conn, None).await {
+            match migration::Migrator::up(self.conn.inner(), None).await {
                 Ok(()) => return Ok(()),
                 Err(err) if tries < TRIES => {
                     tracing::debug!(error = %err, tries, "migrating raced another process; trying again");
@@ -186,8 +279,14 @@ impl Db {
         self.backend
     }
 
-    /// The sea-orm connection, for entity queries and transactions.
-    pub fn conn(&self) -> &DatabaseConnection {
+    /// What sits between this pool and PostgreSQL.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
+    }
+
+    /// The pool, for entity queries and transactions (each statement on it a transaction of
+    /// its own: [`crate::PoolConn`]).
+    pub fn conn(&self) -> &crate::PoolConn {
         &self.conn
     }
 
@@ -224,7 +323,7 @@ impl Db {
     }
 
     pub async fn close(self) {
-        let _ = self.conn.close().await;
+        let _ = self.conn.inner().clone().close().await;
     }
 
     pub fn targets(&self) -> TargetRepo<'_> {
@@ -321,11 +420,13 @@ impl Db {
     /// The names of the migrations not yet applied.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, RepoError> {
         use migration::MigratorTrait as _;
-        Ok(migration::Migrator::get_pending_migrations(&self.conn)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect())
+        Ok(
+            migration::Migrator::get_pending_migrations(self.conn.inner())
+                .await?
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect(),
+        )
     }
 
     /// Refuses `what` on SQLite, saying `why` it needs PostgreSQL.

@@ -20,6 +20,10 @@ pub enum RepoError {
         what: &'static str,
         why: &'static str,
     },
+    #[error(
+        "{0} needs a database session of its own, which a transaction-mode pooler does not give: connect to PostgreSQL itself (not the pooler) for it, with database.pooler = \"none\""
+    )]
+    NeedsSession(&'static str),
 }
 
 impl RepoError {
@@ -30,7 +34,9 @@ impl RepoError {
             RepoError::Db(err) => db_err_is_transient(err),
             RepoError::Sqlx(err) => sqlx_is_transient(err),
             RepoError::Connect { cause, .. } => sqlx_is_transient(cause),
-            RepoError::Data { .. } | RepoError::NeedsPostgres { .. } => false,
+            RepoError::Data { .. }
+            | RepoError::NeedsPostgres { .. }
+            | RepoError::NeedsSession(_) => false,
         }
     }
 }

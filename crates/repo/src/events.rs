@@ -4,7 +4,7 @@
 //! PostgreSQL only; off unless configured.
 
 use crate::{Backend, Db, RepoError};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+use sea_orm::{ConnectionTrait, Value};
 
 /// The channel of snapline's notifications.
 pub const EVENTS_CHANNEL: &str = "snapline_events";
@@ -32,7 +32,7 @@ impl EventOptions {
 }
 
 /// Emits events on a connection or transaction of [`Db`].
-pub struct EventRepo<'a, C = DatabaseConnection> {
+pub struct EventRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

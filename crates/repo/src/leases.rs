@@ -1,14 +1,12 @@
 use crate::{Db, RepoError};
 use entity::snapline_leases::{Column, Entity};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Value,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Value};
 use std::time::Duration;
 
 /// Named, expiring locks in `snapline_leases`: one holder at a time, taken over once the
 /// holder stops renewing (it crashed), on both backends and across processes.
-pub struct LeaseRepo<'a, C = DatabaseConnection> {
+pub struct LeaseRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

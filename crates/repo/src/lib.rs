@@ -22,6 +22,7 @@ mod events;
 mod guard;
 mod job_admin;
 mod leases;
+mod pool;
 mod populate_runs;
 mod populations;
 mod queue_jobs;
@@ -46,13 +47,14 @@ pub use bulk::{BulkLoader, Cell, TableRows};
 pub use capture::{
     CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger, FIRST_SAFE_CAPTURE_VERSION,
 };
-pub use db::{Backend, Db, DbOptions};
+pub use db::{Backend, Db, DbOptions, Pooler};
 pub use doctor::{DoctorRepo, RoleRight, ServerLimits};
 pub use error::RepoError;
 pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
 pub use guard::{GuardRepo, GuardState};
 pub use job_admin::{ActionOutcome, JobAdminRepo, JobDetail, JobFilter, JobStatus};
 pub use leases::{LeaseHolder, LeaseRepo};
+pub use pool::PoolConn;
 pub use populate_runs::{ChunkFinished, ChunkRange, PopulateFailure, PopulateRunRepo};
 pub use populations::{
     AppliedChanges, ME_FILE_LOCK_RANGE, PopulationChanges, PopulationPage, PopulationRepo,

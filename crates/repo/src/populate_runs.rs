@@ -6,10 +6,10 @@
 use crate::rows::Count;
 use crate::{Db, RepoError};
 use domain::{MeFileId, TargetId};
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 /// Runs and chunks of populates.
-pub struct PopulateRunRepo<'a, C = DatabaseConnection> {
+pub struct PopulateRunRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

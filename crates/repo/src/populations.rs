@@ -3,7 +3,7 @@ use crate::rows::{Count, IdOnly};
 use crate::{Backend, Db, RepoError};
 use domain::{BandId, MeFileId, PopulationId, TargetId};
 use entity::Id;
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 /// One `target_populations` row, its snapshot as JSON text (`None` when NULL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl From<PopulationRecord> for PopulationRow {
 }
 
 /// Reads and writes of `target_populations`.
-pub struct PopulationRepo<'a, C = DatabaseConnection> {
+pub struct PopulationRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,
@@ -299,7 +299,7 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
     }
 }
 
-impl PopulationRepo<'_, DatabaseConnection> {
+impl PopulationRepo<'_, crate::PoolConn> {
     /// Populations whose band no longer exists (the platform has no foreign keys), or whose
     /// band or me_file reference is NULL (the platform's columns allow it). No job reads or
     /// changes them. On the pool, not in a transaction.

@@ -104,7 +104,7 @@ impl StatsRepo<'_> {
 }
 
 /// The rows `select` finds (`COUNT(*)` in the database).
-async fn count<E>(select: Select<E>, conn: &sea_orm::DatabaseConnection) -> Result<i64, RepoError>
+async fn count<E>(select: Select<E>, conn: &crate::PoolConn) -> Result<i64, RepoError>
 where
     E: EntityTrait,
     E::Model: FromQueryResult + Send + Sync,

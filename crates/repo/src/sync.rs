@@ -6,7 +6,7 @@ use crate::populations::{lock_ranges_sql, me_file_lock_ranges};
 use crate::{Backend, Db, PopulationRow, RepoError};
 use domain::{BandId, MeFileId, MeFileTagId, PopulationId, Tag, TargetId, TraitId};
 use entity::Id;
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 use std::collections::{HashMap, HashSet};
 
 /// [`ScopedTarget::version`] of a `targets` row `t`, on both backends.
@@ -39,7 +39,7 @@ struct StateRow {
 }
 
 /// Reads of `sync_me_file`.
-pub struct SyncRepo<'a, C = DatabaseConnection> {
+pub struct SyncRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

@@ -1,12 +1,12 @@
 use crate::rows::{IdOnly, TagRecord};
 use crate::{Db, RepoError};
 use domain::{MeFileId, Tag, TraitId};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use std::collections::HashMap;
 
 /// Reads of `me_file_tags`, and the platform's own writes to it (which snapline never makes:
 /// the demo and tests use them to play the platform).
-pub struct TagRepo<'a, C = DatabaseConnection> {
+pub struct TagRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

@@ -3,10 +3,7 @@ use domain::{PopulationStatus, TargetId};
 use entity::Id;
 use entity::targets;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 /// A target as the jobs see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +15,7 @@ pub struct TargetRow {
 }
 
 /// Reads and status changes of `targets`.
-pub struct TargetRepo<'a, C = DatabaseConnection> {
+pub struct TargetRepo<'a, C = crate::PoolConn> {
     pub(crate) db: &'a Db,
     /// The pool, or the transaction of a [`crate::Tx`].
     pub(crate) conn: &'a C,

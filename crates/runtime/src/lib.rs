@@ -103,6 +103,10 @@ async fn open(settings: &Settings, url: &str, max_connections: u32) -> anyhow::R
             .then(|| Duration::from_secs(settings.database.idle_in_transaction_timeout_secs)),
         // how this process's sessions show in pg_stat_activity and the server's logs
         application_name: Some(settings::process_name()),
+        pooler: match settings.database.pooler {
+            settings::PoolerMode::None => repo::Pooler::None,
+            settings::PoolerMode::Transaction => repo::Pooler::Transaction,
+        },
     })
     .await?
     .with_events(event_options(settings));
@@ -196,13 +200,19 @@ pub fn host_name() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into())
 }
 
-/// The worker policy of one queue; the worker is named after the queue, host and process.
-pub fn worker_options(queue: &str, settings: &QueueSettings) -> WorkerOptions {
+/// The worker policy of one queue (`queue_settings` among `settings`); the worker is named
+/// after the queue, host and process.
+pub fn worker_options(
+    settings: &Settings,
+    queue: &str,
+    queue_settings: &QueueSettings,
+) -> WorkerOptions {
     let host = host_name();
     WorkerOptions {
-        concurrency: settings.concurrency.max(1),
-        max_attempts: settings.max_attempts.max(1),
-        timeout: Duration::from_secs(settings.timeout_secs.max(1)),
+        concurrency: queue_settings.concurrency.max(1),
+        max_attempts: queue_settings.max_attempts.max(1),
+        timeout: Duration::from_secs(queue_settings.timeout_secs.max(1)),
+        pooler_poll: Duration::from_millis(settings.database.pooler_poll_ms.max(1)),
         ..WorkerOptions::new(format!("{queue}@{host}:{}", std::process::id()))
     }
 }

@@ -75,6 +75,31 @@ pub struct DatabaseSettings {
     /// the server's setting. snapline's transactions never pause between statements.
     #[serde(default = "default_idle_in_transaction")]
     pub idle_in_transaction_timeout_secs: u64,
+    /// What sits between snapline and PostgreSQL: `none` (a direct connection or a
+    /// session-mode pooler) or `transaction` (PgBouncer and the like in transaction mode: no
+    /// prepared statement outlives its transaction, no LISTEN, session settings per
+    /// transaction). See docs/operations.md, "Behind PgBouncer".
+    #[serde(default)]
+    pub pooler: PoolerMode,
+    /// With `pooler = "transaction"`: how often an idle worker looks for new jobs, since no
+    /// notification reaches it through the pooler.
+    #[serde(default = "default_pooler_poll_ms")]
+    pub pooler_poll_ms: u64,
+}
+
+/// What sits between snapline and PostgreSQL (`database.pooler`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolerMode {
+    /// A session of its own per connection: direct, or a pooler in session mode.
+    #[default]
+    None,
+    /// A pooler in transaction mode: the server session changes between transactions.
+    Transaction,
+}
+
+fn default_pooler_poll_ms() -> u64 {
+    100
 }
 
 fn default_idle_in_transaction() -> u64 {
@@ -354,6 +379,14 @@ pub enum SettingsError {
     #[error("profile `production` expects PostgreSQL, but database.url is `{0}`")]
     ProductionNeedsPostgres(String),
     #[error(
+        "database.pooler = \"transaction\" is for PostgreSQL behind a pooler, but database.url is `{0}`"
+    )]
+    PoolerNeedsPostgres(String),
+    #[error(
+        "database.migrate_on_start needs a session of its own (the queue tables' setup holds a session advisory lock), which a transaction-mode pooler does not give: set database.migrate_on_start = false (SNAPLINE_DATABASE__MIGRATE_ON_START=false) and run `migration up` with DATABASE_URL pointing at PostgreSQL itself, not the pooler"
+    )]
+    MigrationsThroughPooler,
+    #[error(
         "{key} = {value} is not allowed: it must be at least 1 (set in a config file or {env})"
     )]
     TooSmall {
@@ -494,6 +527,12 @@ impl Settings {
         if self.is_production() && !postgres {
             return Err(SettingsError::ProductionNeedsPostgres(url.to_owned()));
         }
+        if self.database.pooler == PoolerMode::Transaction && !postgres {
+            return Err(SettingsError::PoolerNeedsPostgres(url.to_owned()));
+        }
+        if self.database.pooler == PoolerMode::Transaction && self.database.migrate_on_start {
+            return Err(SettingsError::MigrationsThroughPooler);
+        }
         for (worker, queue) in &self.bridge.workers {
             if worker.is_empty()
                 || worker.chars().count() > 127
@@ -521,6 +560,7 @@ impl Settings {
                 self.database.acquire_timeout_secs,
                 "database.acquire_timeout_secs",
             ),
+            (self.database.pooler_poll_ms, "database.pooler_poll_ms"),
             (self.populator.batch_size, "populator.batch_size"),
             (self.populator.chunk_me_files, "populator.chunk_me_files"),
             (self.populator.lease_ttl_secs, "populator.lease_ttl_secs"),

@@ -112,6 +112,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         synchronous_commit: None,
         idle_in_transaction_timeout: None,
         application_name: None,
+        pooler: repo::Pooler::None,
     })
     .await
     .unwrap();
@@ -136,6 +137,7 @@ async fn an_exhausted_pool_and_a_statement_timeout_are_transient() {
         synchronous_commit: None,
         idle_in_transaction_timeout: None,
         application_name: None,
+        pooler: repo::Pooler::None,
     })
     .await
     .unwrap();

@@ -15,6 +15,7 @@ mod kill_points;
 mod monitoring;
 mod operator;
 mod platform;
+mod pooler;
 mod populate;
 mod populate_worker;
 mod replicas;

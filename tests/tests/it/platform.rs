@@ -94,7 +94,7 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
     let db = &test.db;
     let before = index_identities(db).await;
 
-    Migrator::up(db.conn(), None).await.expect("up");
+    Migrator::up(db.conn().inner(), None).await.expect("up");
 
     let after = index_identities(db).await;
     let mut names_by_identity: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -188,18 +188,22 @@ async fn up_then_down_leaves_every_platform_table_row_and_index_as_found() {
     let catalog = platform_catalog(db).await;
     let data = data_digest(db, &fixture_tables()).await;
 
-    Migrator::up(db.conn(), None).await.expect("up");
+    Migrator::up(db.conn().inner(), None).await.expect("up");
     assert_ne!(platform_catalog(db).await, catalog, "up built something");
-    Migrator::down(db.conn(), None).await.expect("down");
+    Migrator::down(db.conn().inner(), None).await.expect("down");
     assert_eq!(platform_catalog(db).await, catalog);
     assert_eq!(data_digest(db, &fixture_tables()).await, data);
 
     // And again after the jobs have run: only population rows differ.
-    Migrator::up(db.conn(), None).await.expect("up again");
+    Migrator::up(db.conn().inner(), None)
+        .await
+        .expect("up again");
     populate_target(db, TargetId(1), &Default::default())
         .await
         .expect("populate");
-    Migrator::down(db.conn(), None).await.expect("down again");
+    Migrator::down(db.conn().inner(), None)
+        .await
+        .expect("down again");
     assert_eq!(platform_catalog(db).await, catalog);
 }
 
@@ -253,7 +257,7 @@ async fn platform_tag(db: &Db, me_file: i64, trait_id: i64, value: &str) {
 async fn populate_sync_and_backfill_are_exact_on_the_platform_schema() {
     let test = TestDb::platform().await;
     let db = &test.db;
-    db.migrate().await.expect("migrate");
+    test.migrate().await;
     insert_rows_with_null_references(db).await;
     let orphans = null_reference_rows(db).await;
     assert_eq!(orphans, 6);
@@ -837,7 +841,7 @@ async fn seed_refuses_the_platforms_schema_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_populate_that_fails_for_good_leaves_not_populated_and_says_why() {
     let test = TestDb::platform().await;
-    test.db.migrate().await.expect("migrate");
+    test.migrate().await;
     execute(
         &test.db,
         "CREATE FUNCTION refuse_band() RETURNS trigger LANGUAGE plpgsql AS \

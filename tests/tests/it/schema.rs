@@ -40,7 +40,7 @@ async fn text(db: &Db, sql: &str) -> String {
 async fn up_down_up_on_an_empty_database(backend: Backend) {
     let test = TestDb::empty(backend).await;
     let db = &test.db;
-    Migrator::up(db.conn(), None).await.expect("up");
+    Migrator::up(db.conn().inner(), None).await.expect("up");
     for table in TABLES {
         assert!(definition(db, table).await.is_some(), "{table} created");
     }
@@ -50,7 +50,7 @@ async fn up_down_up_on_an_empty_database(backend: Backend) {
             .is_some()
     );
 
-    Migrator::down(db.conn(), None).await.expect("down");
+    Migrator::down(db.conn().inner(), None).await.expect("down");
     for table in TABLES {
         assert!(
             definition(db, table).await.is_none(),
@@ -59,7 +59,9 @@ async fn up_down_up_on_an_empty_database(backend: Backend) {
     }
     assert!(definition(db, "snapline_schema_objects").await.is_none());
 
-    Migrator::up(db.conn(), None).await.expect("up again");
+    Migrator::up(db.conn().inner(), None)
+        .await
+        .expect("up again");
     assert!(
         definition(db, "ad_events_null_snapshot_idx")
             .await
@@ -72,7 +74,7 @@ async fn up_down_up_on_an_empty_database(backend: Backend) {
 /// column snapline does not know and a row of data; snapline's own hot-query indexes are
 /// missing.
 async fn create_platform_tables(db: &Db) {
-    Migrator::up(db.conn(), None)
+    Migrator::up(db.conn().inner(), None)
         .await
         .expect("build the platform's schema");
     let conn = db.conn();
@@ -94,7 +96,7 @@ async fn down_never_drops_what_the_platform_created(backend: Backend) {
     let db = &test.db;
     create_platform_tables(db).await;
 
-    Migrator::up(db.conn(), None)
+    Migrator::up(db.conn().inner(), None)
         .await
         .expect("up over platform tables");
     assert!(
@@ -102,9 +104,13 @@ async fn down_never_drops_what_the_platform_created(backend: Backend) {
             .await
             .is_some()
     );
-    Migrator::down(db.conn(), None).await.expect("down");
-    Migrator::up(db.conn(), None).await.expect("up again");
-    Migrator::down(db.conn(), None).await.expect("down again");
+    Migrator::down(db.conn().inner(), None).await.expect("down");
+    Migrator::up(db.conn().inner(), None)
+        .await
+        .expect("up again");
+    Migrator::down(db.conn().inner(), None)
+        .await
+        .expect("down again");
 
     for table in TABLES {
         assert!(
@@ -184,11 +190,13 @@ async fn partial_and_gin_indexes_have_the_fixed_names_and_predicates(backend: Ba
         assert_eq!(options().await, tuned);
         // Back to the fifth migration: the tuning is the sixth.
         let past_the_tuning = Migrator::migrations().len() as u32 - 5;
-        Migrator::down(db.conn(), Some(past_the_tuning))
+        Migrator::down(db.conn().inner(), Some(past_the_tuning))
             .await
             .expect("down past the tuning");
         assert_eq!(options().await, " ");
-        Migrator::up(db.conn(), None).await.expect("up again");
+        Migrator::up(db.conn().inner(), None)
+            .await
+            .expect("up again");
         assert_eq!(options().await, tuned);
     }
     let unique = definition(db, "target_populations_band_me_file_key")
@@ -337,12 +345,14 @@ async fn populate_tag_reads_are_index_only(backend: Backend) {
 
     // Back before migration 12, and up again.
     let past_the_covering_index = Migrator::migrations().len() as u32 - 11;
-    Migrator::down(db.conn(), Some(past_the_covering_index))
+    Migrator::down(db.conn().inner(), Some(past_the_covering_index))
         .await
         .expect("down past migration 12");
     assert!(definition(db, covering).await.is_none());
     assert!(definition(db, narrower).await.is_some(), "put back");
-    Migrator::up(db.conn(), None).await.expect("up again");
+    Migrator::up(db.conn().inner(), None)
+        .await
+        .expect("up again");
     assert!(definition(db, covering).await.is_some());
     assert!(definition(db, narrower).await.is_none());
 
@@ -357,14 +367,16 @@ async fn populate_tag_reads_are_index_only(backend: Backend) {
         &format!("CREATE INDEX {platforms} ON me_file_tags (trait_id, me_file_id)"),
     )
     .await;
-    Migrator::down(db.conn(), Some(past_the_covering_index))
+    Migrator::down(db.conn().inner(), Some(past_the_covering_index))
         .await
         .expect("down past migration 12");
     assert!(
         definition(db, narrower).await.is_none(),
         "the platform's serves"
     );
-    Migrator::up(db.conn(), None).await.expect("up again");
+    Migrator::up(db.conn().inner(), None)
+        .await
+        .expect("up again");
     assert!(definition(db, covering).await.is_some());
     assert!(
         definition(db, platforms).await.is_some(),

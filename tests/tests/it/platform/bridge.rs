@@ -22,7 +22,7 @@ async fn platform_with_oban() -> TestDb {
         .execute(test.db.pg_pool().unwrap())
         .await
         .expect("Oban's table");
-    test.db.migrate().await.expect("migrate");
+    test.migrate().await;
     for target in TARGETS {
         populate_target(&test.db, TargetId(target), &PopulateOptions::default())
             .await

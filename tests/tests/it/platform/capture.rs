@@ -17,7 +17,7 @@ use std::time::Duration;
 /// The platform's schema and data, migrated, every target populated, capture on.
 async fn captured_platform() -> TestDb {
     let test = TestDb::platform().await;
-    test.db.migrate().await.expect("migrate");
+    test.migrate().await;
     for target in TARGETS {
         populate_target(&test.db, TargetId(target), &PopulateOptions::default())
             .await
@@ -219,11 +219,11 @@ async fn capture_pushes_one_job_per_me_file_and_per_target() {
     db.capture().enable().await.unwrap();
     // Down past the eighth migration, capture's teardown.
     let past_capture_teardown = Migrator::migrations().len() as u32 - 7;
-    Migrator::down(db.conn(), Some(past_capture_teardown))
+    Migrator::down(db.conn().inner(), Some(past_capture_teardown))
         .await
         .expect("down");
     assert!(db.capture().installed().await.unwrap().is_empty());
-    Migrator::up(db.conn(), None).await.expect("up");
+    Migrator::up(db.conn().inner(), None).await.expect("up");
     assert!(db.capture().installed().await.unwrap().is_empty());
 }
 
@@ -350,7 +350,7 @@ async fn drain(listener: &mut sqlx::postgres::PgListener, quiet: Duration) -> Ve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_told_in_the_transaction_of_the_change() {
     let test = TestDb::platform().await;
-    test.db.migrate().await.expect("migrate");
+    test.migrate().await;
     let pool = test.db.pg_pool().unwrap().clone();
     sqlx::raw_sql(sqlx::AssertSqlSafe(snapline_tests::OBAN_SCHEMA))
         .execute(&pool)
@@ -362,7 +362,9 @@ async fn events_are_told_in_the_transaction_of_the_change() {
         me_file_bands_changed_sql: Some(recipe.to_owned()),
         target_populated_sql: None,
     });
-    let mut listener = sqlx::postgres::PgListener::connect(&test.url)
+    // The platform listens on a session of its own: LISTEN never goes through a
+    // transaction-mode pooler (it would leave the server session listening for others).
+    let mut listener = sqlx::postgres::PgListener::connect(&test.direct_url)
         .await
         .unwrap();
     listener.listen(repo::EVENTS_CHANNEL).await.unwrap();
@@ -449,7 +451,7 @@ async fn events_are_told_in_the_transaction_of_the_change() {
 async fn the_plain_sql_populate_push_marks_the_target() {
     let test = TestDb::platform().await;
     let db = &test.db;
-    db.migrate().await.expect("migrate");
+    test.migrate().await;
     populate_target(db, TargetId(2), &PopulateOptions::default())
         .await
         .unwrap();
