@@ -28,7 +28,7 @@ chaos:
 test-pooler:
     bash .ci/pgbouncer
     POOLER_FOR_TESTS=127.0.0.1:6432 SNAPLINE_DATABASE__POOLER=transaction SNAPLINE_DATABASE__MIGRATE_ON_START=false \
-      cargo test -p snapline-tests --test it -- --include-ignored populate:: sync:: backfill:: platform::capture:: operator:: pooler:: \
+      cargo test --workspace --test it -- --include-ignored populate:: sync:: backfill:: platform::capture:: operator:: pooler:: \
       --skip sqlite --skip purge_refuses_an_age_out_of_range --skip idle_workers_wait_instead_of_polling
 
 # The board in headless Chromium alone, writing its screenshots to docs/screenshots
