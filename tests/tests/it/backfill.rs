@@ -5,7 +5,7 @@ use jobs::backfill::{BackfillOptions, BackfillScope, backfill, on_cron_tick};
 use jobs::populate_target::{PopulateOptions, populate_target};
 use snapline_tests::{
     Backend, InProcessWorker, TestDb, assert_backfill_owed, both_backends, entity_ids, execute,
-    expected_rows, null_snapshot_ids, scalar,
+    expected_rows, null_snapshot_ids, scalar, wait_for,
 };
 use std::collections::HashMap;
 use synth::SeedOptions;
@@ -454,6 +454,21 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
     .await;
 
     // Two real schedulers firing every second for a while.
+    let now_secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let table = match test.backend {
+        Backend::Postgres => "apalis.jobs",
+        Backend::Sqlite => "Jobs",
+    };
+    let ticks_sql = |what: &str| {
+        format!("SELECT {what} FROM {table} WHERE idempotency_key LIKE 'backfill_tick:%'",)
+    };
+    let tick_second = "CAST(substr(idempotency_key, 15) AS BIGINT)";
+    let started_at = now_secs();
     let schedule = jobs::backfill::parse_schedule("* * * * * *").unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut crons = Vec::new();
@@ -475,6 +490,16 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    // Stopped only once the tick of this second is in: none may be missing at the end.
+    let last_due = now_secs();
+    wait_for(
+        "the tick of the second the schedulers are stopped in",
+        || async {
+            entity_ids(&db, &ticks_sql(&format!("COALESCE(MAX({tick_second}), 0)"))).await[0]
+                >= last_due
+        },
+    )
+    .await;
     stop.send(true).unwrap();
     for cron in crons {
         cron.await.unwrap().unwrap();
@@ -484,21 +509,27 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
         .of_queue(jobs::backfill::QUEUE)
         .await
         .unwrap();
-    let table = match test.backend {
-        Backend::Postgres => "apalis.jobs",
-        Backend::Sqlite => "Jobs",
-    };
-    let distinct_ticks = entity_ids(
-        &db,
-        &format!("SELECT COUNT(DISTINCT idempotency_key) FROM {table} WHERE idempotency_key LIKE 'backfill_tick:%'"),
-    )
-    .await[0];
-    assert!(distinct_ticks >= 3, "ticks: {distinct_ticks}");
+    let distinct_ticks = entity_ids(&db, &ticks_sql("COUNT(DISTINCT idempotency_key)")).await[0];
+    let first = entity_ids(&db, &ticks_sql(&format!("MIN({tick_second})"))).await[0];
+    let last = entity_ids(&db, &ticks_sql(&format!("MAX({tick_second})"))).await[0];
     assert_eq!(
         jobs.len() as i64,
         distinct_ticks,
         "one job per tick: {jobs:?}"
     );
+    // None lost: every second from the first tick to the last has its tick, the first is
+    // the next second after the start (or the one after, when a scheduler's task started
+    // across a second boundary) and the last is the second they were stopped in.
+    assert_eq!(
+        last - first + 1,
+        distinct_ticks,
+        "every second from {first} to {last} has its tick"
+    );
+    assert!(
+        first <= started_at + 2,
+        "first tick {first}, schedulers started at {started_at}"
+    );
+    assert!(last >= last_due, "last tick {last}, stopped at {last_due}");
 }
 
 async fn backfill_jobs_run_through_a_worker(backend: Backend) {
