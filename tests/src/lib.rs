@@ -550,6 +550,20 @@ pub async fn entity_ids(db: &Db, sql: &str) -> Vec<i64> {
         .collect()
 }
 
+/// NULL snapshots per table, `(target_populations, offers, ad_events)`, each a plain
+/// `COUNT(*)`: what the board and `snapctl status` show is checked against this, never
+/// against the function they render.
+pub async fn plain_null_counts(db: &Db) -> (i64, i64, i64) {
+    let count = |table: &str| {
+        format!("SELECT COUNT(*) AS id FROM {table} WHERE matching_tags_snapshot IS NULL")
+    };
+    (
+        entity_ids(db, &count("target_populations")).await[0],
+        entity_ids(db, &count("offers")).await[0],
+        entity_ids(db, &count("ad_events")).await[0],
+    )
+}
+
 /// Runs statements (test fixtures and mutations).
 pub async fn execute(db: &Db, sql: &str) -> u64 {
     db.conn()

@@ -164,15 +164,18 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
     assert_eq!(queue_cell(&page, "sync_me_file", "waiting"), "2");
     assert_eq!(queue_cell(&page, "populate_target", "waiting"), "1");
     assert_eq!(queue_cell(&page, "backfill", "waiting"), "0");
-    let nulls = db.stats().null_snapshots().await.unwrap();
-    assert!(nulls.offers > 0, "the data set has NULL offers");
-    assert!(
-        page.contains(&format!(
-            "<td>offers</td><td class=\"n\">{}</td>",
-            nulls.offers
-        )),
-        "{page}"
-    );
+    let (populations, offers, ad_events) = snapline_tests::plain_null_counts(db).await;
+    assert!(offers > 0, "the data set has NULL offers");
+    for (table, nulls) in [
+        ("target_populations", populations),
+        ("offers", offers),
+        ("ad_events", ad_events),
+    ] {
+        assert!(
+            page.contains(&format!("<td>{table}</td><td class=\"n\">{nulls}</td>")),
+            "{table}: {nulls} NULL: {page}"
+        );
+    }
     assert!(
         page.contains("<script src=\"/static/overview.js\">"),
         "the overview refreshes itself: {page}"

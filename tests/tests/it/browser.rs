@@ -91,7 +91,7 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
         },
     ));
     let base = format!("http://127.0.0.1:{port}");
-    let nulls = db.stats().null_snapshots().await.unwrap();
+    let (_, null_offers, null_ad_events) = snapline_tests::plain_null_counts(&db).await;
     let db_for_browser = db.clone();
     let url = test.url.clone();
 
@@ -107,8 +107,8 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
         );
         let nulls_text = browser.text("#nulls");
         assert!(
-            nulls_text.contains(&format!("offers {}", nulls.offers))
-                && nulls_text.contains(&format!("ad_events {}", nulls.ad_events)),
+            nulls_text.contains(&format!("offers {null_offers}"))
+                && nulls_text.contains(&format!("ad_events {null_ad_events}")),
             "{nulls_text}"
         );
         keep_screenshot(&browser.screenshot(), "overview.png");
