@@ -782,12 +782,16 @@ impl Drop for Served {
 pub async fn unfinished_jobs(db: &Db) -> (Vec<String>, Vec<String>) {
     let (mut open, mut killed) = (Vec::new(), Vec::new());
     for queue in jobs::status::QUEUES {
-        for (status, n) in db
-            .queue_jobs()
-            .count_by_status(queue)
-            .await
-            .unwrap_or_default()
-        {
+        // A read that fails (the server restarting) proves nothing finished: it counts as
+        // open, so a caller waiting for the queues to drain keeps waiting.
+        let counts = match db.queue_jobs().count_by_status(queue).await {
+            Ok(counts) => counts,
+            Err(err) => {
+                open.push(format!("{queue}: unknown ({err})"));
+                continue;
+            }
+        };
+        for (status, n) in counts {
             match status.as_str() {
                 "Done" => {}
                 "Killed" => killed.push(format!("{queue}: {n} {status}")),

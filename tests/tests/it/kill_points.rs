@@ -121,7 +121,15 @@ async fn syncer_killed_at_several_points_loses_no_sync() {
                     .unwrap(),
             );
         }
-        let syncer = Served::start(&binary("syncer"), &test.url, &[]);
+        // One sync at a time, so that the round's 300 are still under way at the kill.
+        let syncer = Served::start(
+            &binary("syncer"),
+            &test.url,
+            &env(&[
+                ("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY", "1"),
+                ("SNAPLINE_SYNCER__ME_FILES_PER_TRANSACTION", "1"),
+            ]),
+        );
         wait_for("some syncs done", || async {
             test.db
                 .queue_jobs()
@@ -135,6 +143,20 @@ async fn syncer_killed_at_several_points_loses_no_sync() {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         syncer.signal("KILL");
         drop(syncer);
+        let done: i64 = test
+            .db
+            .queue_jobs()
+            .count_by_status(sync_me_file::QUEUE)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|(status, _)| status == "Done")
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            (done as u64) < pushed,
+            "round {round}: every sync was done before the kill ({done} of {pushed}): it hit an idle syncer"
+        );
     }
     // A new replica picks up what the killed ones had taken (after their heartbeats stop).
     let _syncer = Served::start(&binary("syncer"), &test.url, &[]);
