@@ -279,33 +279,66 @@ async fn a_waiting_sync_absorbs_duplicate_pushes(backend: Backend) {
 
     // A push while the sync of me_file 7 runs adds a job: the running one may have read its
     // tags before the change this push announces.
-    let table = match backend {
-        Backend::Postgres => "apalis.jobs",
-        Backend::Sqlite => "Jobs",
+    let of_7 = || async {
+        db.queue_jobs()
+            .of_queue(jobs::sync_me_file::QUEUE)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.payload == r#"{"me_file_id":7}"#)
+            .map(|j| j.status)
+            .collect::<Vec<_>>()
     };
-    let payload = match backend {
-        Backend::Postgres => "convert_from(job, 'UTF8')",
-        Backend::Sqlite => "CAST(job AS TEXT)",
-    };
-    execute(
-        db,
-        &format!("UPDATE {table} SET status = 'Running' WHERE {payload} = '{{\"me_file_id\":7}}'"),
-    )
-    .await;
-    assert!(
-        jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap(),
-        "a push while the sync runs is kept"
-    );
-    let of_7 = db
-        .queue_jobs()
-        .of_queue(jobs::sync_me_file::QUEUE)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|j| j.payload == r#"{"me_file_id":7}"#)
-        .map(|j| j.status)
-        .collect::<Vec<_>>();
-    assert_eq!(of_7, ["Running", "Pending"]);
+    match backend {
+        Backend::Postgres => {
+            // A real sync in flight: held at me_file 7's write lock, which a transaction of
+            // the test takes first. apalis keeps it `Queued`, locked by the worker.
+            let holder = db.begin_write().await.unwrap();
+            holder
+                .populations()
+                .lock_me_files(&[MeFileId(7)])
+                .await
+                .unwrap();
+            let worker = start_syncer(db, "in-flight", 1);
+            wait_for("the sync of me_file 7 taken by the worker", || async {
+                scalar(
+                    db,
+                    "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'sync_me_file' \
+                     AND convert_from(job, 'UTF8') = '{\"me_file_id\":7}' AND lock_by IS NOT NULL",
+                )
+                .await
+                    == 1
+            })
+            .await;
+            assert!(
+                jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap(),
+                "a push while the sync runs is kept"
+            );
+            let mut statuses = of_7().await;
+            statuses.sort();
+            assert_eq!(statuses, ["Pending", "Queued"]);
+            drop(holder); // rolled back: the lock is released
+            wait_for("both syncs of me_file 7 done", || async {
+                of_7().await == ["Done", "Done"]
+            })
+            .await;
+            worker.stop().await;
+        }
+        Backend::Sqlite => {
+            // apalis's SQLite storage marks a job it runs `Running` (a sync cannot be held
+            // in flight here without holding the write lock its worker's fetch needs too).
+            execute(
+                db,
+                "UPDATE Jobs SET status = 'Running' WHERE CAST(job AS TEXT) = '{\"me_file_id\":7}'",
+            )
+            .await;
+            assert!(
+                jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap(),
+                "a push while the sync runs is kept"
+            );
+            assert_eq!(of_7().await, ["Running", "Pending"]);
+        }
+    }
 }
 
 /// A band edit without a repopulate reaches syncs once their cached band metadata is older
