@@ -394,7 +394,11 @@ async fn a_second_populate_of_the_same_target_waits(backend: Backend) {
         scalar(&db, rows_of_target_1).await >= 100
     })
     .await;
-    let second_started = std::time::Instant::now();
+    // Runs of target 1 started so far: a run counts itself once it holds the lease.
+    let runs_started =
+        "SELECT COALESCE(MAX(started), 0) FROM snapline_populate_runs WHERE target_id = 1";
+    let first_run = scalar(&db, runs_started).await;
+    assert!(first_run > 0);
     let second = {
         let (db, options) = (db.clone(), options.clone());
         tokio::spawn(async move { populate_target(&db, TargetId(1), &options).await })
@@ -419,15 +423,30 @@ async fn a_second_populate_of_the_same_target_waits(backend: Backend) {
         !first.is_finished(),
         "the change was made during the first run"
     );
+    // Until the first run is over, no second run has started: the count is read before
+    // asking whether the first is over, so a second run counted while the first still
+    // runs is an overlap, never a race of the check.
+    let mut samples = 0;
+    loop {
+        let started = scalar(&db, runs_started).await;
+        if first.is_finished() {
+            break;
+        }
+        assert_eq!(
+            started, first_run,
+            "a second run started while the first still ran"
+        );
+        samples += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(samples > 0, "the first run was watched while it ran");
     let a = first.await.unwrap().expect("first run");
-    let first_done = second_started.elapsed();
     let b = second.await.unwrap().expect("second run");
     assert!(a.inserted > 0, "{a}");
-    assert!(
-        b.elapsed_ms as u128 >= first_done.as_millis(),
-        "the second run ({} ms) waited for the first ({} ms after the second started)",
-        b.elapsed_ms,
-        first_done.as_millis()
+    assert_eq!(
+        scalar(&db, runs_started).await,
+        first_run + 1,
+        "the second run started after the first"
     );
     assert_eq!(b.inserted, 0, "the first run inserted everything: {b}");
     assert!(
