@@ -870,14 +870,6 @@ async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
     .await;
     // xmin is the 32-bit transaction id
     let before = scalar(&db, "SELECT txid_current() % 4294967296").await;
-    let metrics = ops::prometheus().expect("recorder");
-    let splits = || {
-        snapline_tests::metric_value(
-            &metrics.render(),
-            r#"snapline_sync_transactions_total{outcome="split"}"#,
-        )
-    };
-    let splits_before = splits();
     for me_file in &members {
         assert!(
             jobs::sync_me_file::enqueue(&db, MeFileId(*me_file))
@@ -885,18 +877,18 @@ async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
                 .unwrap()
         );
     }
-    // One transaction at a time, up to 8 me_files each: the 40 jobs wait in groups.
-    let ctx = jobs::sync_me_file::SyncerContext {
-        me_files_per_transaction: 8,
-        ..jobs::sync_me_file::SyncerContext::new(db.clone(), Arc::new(fresh_cache()))
-    };
-    let options = jobs::worker::WorkerOptions {
-        concurrency: 1,
-        ..jobs::worker::WorkerOptions::new("group-test-worker")
-    };
-    let worker = InProcessWorker::start(move |stopped| async move {
-        jobs::sync_me_file::serve(ctx, &options, stopped).await
-    });
+    // One transaction at a time, up to 8 me_files each: the 40 jobs wait in groups. A
+    // syncer of its own, whose metrics no other test's workers write to.
+    let port = snapline_tests::free_port();
+    let syncer = snapline_tests::Served::start(
+        &snapline_tests::binary("syncer"),
+        &test.url,
+        &[
+            ("SNAPLINE_SERVE__SYNCER_HTTP", format!("127.0.0.1:{port}")),
+            ("SNAPLINE_SYNCER__ME_FILES_PER_TRANSACTION", "8".to_owned()),
+            ("SNAPLINE_QUEUES__SYNC_ME_FILE__CONCURRENCY", "1".to_owned()),
+        ],
+    );
     let started = std::time::Instant::now();
     let jobs = loop {
         let jobs = db
@@ -916,7 +908,9 @@ async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    worker.stop().await;
+    let (status, metrics) = snapline_tests::http_get(port, "/metrics").expect("/metrics answers");
+    assert_eq!(status, 200);
+    drop(syncer);
     for job in &jobs {
         if job.payload == format!(r#"{{"me_file_id":{poison}}}"#) {
             assert_eq!(
@@ -933,7 +927,13 @@ async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
             assert_eq!(job.status, "Done", "{job:?}");
         }
     }
-    assert!(splits() > splits_before, "the poisoned group was split");
+    assert!(
+        snapline_tests::metric_value(
+            &metrics,
+            r#"snapline_sync_transactions_total{outcome="split"}"#
+        ) > 0.0,
+        "the poisoned group was split: {metrics}"
+    );
     // Rows rewritten by one transaction share its id (xmin): fewer transactions than
     // me_files means groups.
     let written = format!(
