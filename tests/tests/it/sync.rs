@@ -387,79 +387,101 @@ async fn a_band_edit_reaches_syncs_within_the_cache_age(backend: Backend) {
 
 /// Many syncs at once, of the same and of different me_files, of tags changed while a
 /// populate of target 1 runs (so every sync finds it `populating`, in its scope): no
-/// deadlock left unretried, and the rows end exactly right.
+/// deadlock left unretried, and the rows end exactly right. And the scope rule itself: a
+/// change to a me_file the populate has already passed reaches target 1 only through a
+/// sync, which must not skip a `populating` target.
 async fn concurrent_syncs_and_a_populate(backend: Backend) {
     let test = TestDb::seeded(backend, &data()).await;
     populate_all(&test).await;
     let db = test.db.clone();
     let cache = std::sync::Arc::new(BandCache::new(Duration::from_secs(60)));
+    // Target 1's rows written again from none: its committed rows show how far the
+    // populate has got (it takes the me_files in ascending order).
+    let rows_of_target_1 = "FROM target_populations WHERE target_band_id IN \
+                            (SELECT id FROM target_bands WHERE target_id = 1)";
+    execute(&db, &format!("DELETE {rows_of_target_1}")).await;
     let populate = {
         let db = db.clone();
         tokio::spawn(async move {
             populate_target(
                 &db,
                 TargetId(1),
-                // 150 batches, 10 ms apart: the run lasts seconds however fast the backend.
+                // 150 batches, 20 ms apart: the run lasts seconds however fast the backend.
                 &PopulateOptions {
                     batch_size: 10,
-                    batch_pause: Duration::from_millis(10),
+                    batch_pause: Duration::from_millis(20),
                     ..PopulateOptions::default()
                 },
             )
             .await
         })
     };
-    snapline_tests::wait_until_populating(&db, TargetId(1)).await;
+    wait_for("the populate's first batches committed", || async {
+        scalar(&db, &format!("SELECT COUNT(*) {rows_of_target_1}")).await >= 100
+    })
+    .await;
+    let passed = scalar(&db, &format!("SELECT MAX(me_file_id) {rows_of_target_1}")).await;
     execute(
         &db,
-        "UPDATE me_file_tags SET tag_value = 'changed' WHERE me_file_id % 3 = 0",
+        &format!(
+            "UPDATE me_file_tags SET tag_value = 'changed' WHERE me_file_id % 3 = 0 AND me_file_id <= {passed}"
+        ),
     )
     .await;
     execute(
         &db,
-        "DELETE FROM me_file_tags WHERE me_file_id % 7 = 0 AND trait_id BETWEEN 20001 AND 20006",
+        &format!(
+            "DELETE FROM me_file_tags WHERE me_file_id % 7 = 0 AND me_file_id <= {passed} \
+             AND trait_id BETWEEN 20001 AND 20006"
+        ),
+    )
+    .await;
+    // The passed me_files whose tags changed, synced while the populate still runs: target
+    // 1's rows of them carry the new values, which only these syncs can have written.
+    for me_file in (1..=passed).filter(|m| m % 3 == 0) {
+        sync_me_file(&db, &cache, MeFileId(me_file))
+            .await
+            .expect("sync");
+    }
+    let synced_into_target_1 = scalar(
+        &db,
+        &format!(
+            "SELECT COUNT(*) {rows_of_target_1} AND me_file_id <= {passed} \
+             AND CAST(matching_tags_snapshot AS TEXT) LIKE '%changed%'"
+        ),
     )
     .await;
     assert!(
         !populate.is_finished(),
-        "the tags changed while the populate ran"
+        "target 1 was still populating when its rows were read"
     );
+    assert!(
+        synced_into_target_1 > 0,
+        "syncs wrote target 1's rows of me_files its populate had passed"
+    );
+
     let mut tasks = Vec::new();
     for worker in 0..6i64 {
         let db = db.clone();
         let cache = cache.clone();
         tasks.push(tokio::spawn(async move {
             // overlapping ranges: every me_file is synced by two workers
-            let mut changes_during_populate = 0;
             for me_file in (1..=1_500i64).filter(|m| m % 3 == worker % 3) {
                 let mut attempt = 0;
                 loop {
-                    let populating = snapline_tests::target_status(&db, TargetId(1)).await
-                        == Some(PopulationStatus::Populating);
                     match sync_me_file(&db, &cache, MeFileId(me_file)).await {
-                        Ok(summary) => {
-                            if populating {
-                                changes_during_populate += summary.changes();
-                            }
-                            break;
-                        }
+                        Ok(_) => break,
                         Err(err) if err.is_transient() && attempt < 5 => attempt += 1,
                         Err(err) => panic!("sync {me_file}: {err}"),
                     }
                 }
             }
-            changes_during_populate
         }));
     }
-    let mut changes_while_populating = 0;
     for task in tasks {
-        changes_while_populating += task.await.expect("sync task");
+        task.await.expect("sync task");
     }
     populate.await.unwrap().expect("populate");
-    assert!(
-        changes_while_populating > 0,
-        "syncs wrote rows while target 1 was populating"
-    );
     for target in all_targets() {
         assert_population_exact(&db, target).await;
     }
