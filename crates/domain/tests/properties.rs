@@ -50,25 +50,42 @@ fn arb_group() -> impl Strategy<Value = Vec<i64>> {
     prop::collection::vec(1..=TRAITS, 0..5)
 }
 
-/// A target as plain data: 0..5 bands, each with 0..4 groups of 0..5 trait ids.
-type RawTarget = Vec<Vec<Vec<i64>>>;
+/// A target as plain data: 0..5 bands, each linked to 0..5 groups (group id, its 0..5
+/// trait ids) drawn from a pool of 0..6: a group may be linked to one band twice and shared
+/// between bands, as the platform's link table allows.
+type RawTarget = Vec<Vec<(i64, Vec<i64>)>>;
 
 fn arb_raw_target() -> impl Strategy<Value = RawTarget> {
-    prop::collection::vec(prop::collection::vec(arb_group(), 0..4), 0..5)
+    prop::collection::vec(arb_group(), 0..6).prop_flat_map(|pool| {
+        let picks = if pool.is_empty() {
+            prop::collection::vec(Just(0usize), 0..1).boxed()
+        } else {
+            prop::collection::vec(0..pool.len(), 0..5).boxed()
+        };
+        prop::collection::vec(picks, 0..5).prop_map(move |bands| {
+            bands
+                .into_iter()
+                .map(|picks| {
+                    picks
+                        .into_iter()
+                        .map(|i| (i as i64 + 1, pool[i].clone()))
+                        .collect()
+                })
+                .collect()
+        })
+    })
 }
 
-/// Band `i` of the raw target is band id 100 + i; groups are numbered from 1 in order.
+/// Band `i` of the raw target is band id 100 + i; group ids are the pool's, from 1.
 fn build_target(raw: &RawTarget) -> TargetBands {
-    let mut group_id = 0;
     let bands: Vec<Band> = raw
         .iter()
         .enumerate()
         .map(|(i, groups)| {
             let groups: Vec<TraitGroup> = groups
                 .iter()
-                .map(|traits| {
-                    group_id += 1;
-                    TraitGroup::new(TraitGroupId(group_id), traits.iter().copied().map(TraitId))
+                .map(|(id, traits)| {
+                    TraitGroup::new(TraitGroupId(*id), traits.iter().copied().map(TraitId))
                 })
                 .collect();
             Band::new(BandId(100 + i as i64), groups)
@@ -280,20 +297,29 @@ mod model {
 
     /// A band matches when it has groups and every group has a trait the me_file is tagged
     /// with (AND across groups, OR within one).
-    fn matches(groups: &[Vec<i64>], tags: &Tags) -> bool {
+    fn matches(groups: &[(i64, Vec<i64>)], tags: &Tags) -> bool {
         !groups.is_empty()
             && groups
                 .iter()
-                .all(|group| group.iter().any(|t| has_tag_on(tags, *t)))
+                .all(|(_, group)| group.iter().any(|t| has_tag_on(tags, *t)))
+    }
+
+    /// Groups linked to a band, each counted once however often it is linked.
+    fn distinct_groups(groups: &[(i64, Vec<i64>)]) -> usize {
+        groups
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     }
 
     /// The id of the innermost band of the chain the me_file matches from the outermost one
     /// (bands ordered by their number of distinct groups, then id), or none.
     pub fn band(raw: &RawTarget, tags: &Tags) -> Option<i64> {
-        let mut order: Vec<(usize, i64, &Vec<Vec<i64>>)> = raw
+        let mut order: Vec<(usize, i64, &Vec<(i64, Vec<i64>)>)> = raw
             .iter()
             .enumerate()
-            .map(|(i, groups)| (groups.len(), 100 + i as i64, groups))
+            .map(|(i, groups)| (distinct_groups(groups), 100 + i as i64, groups))
             .collect();
         order.sort_by_key(|b| (b.0, b.1));
         let mut member = None;
@@ -316,7 +342,10 @@ mod model {
 
     /// The snapshot of band `band` (index into `raw`) as JSON.
     pub fn snapshot(raw: &RawTarget, band: usize, tags: &Tags, traits: &[BandTrait]) -> Value {
-        let band_traits: Vec<i64> = raw[band].iter().flatten().copied().collect();
+        let band_traits: Vec<i64> = raw[band]
+            .iter()
+            .flat_map(|(_, traits)| traits.iter().copied())
+            .collect();
         // The first tag (lowest id) of each of the band's traits that has a parent.
         let mut by_id = tags.clone();
         by_id.sort_by_key(|t| t.0);
