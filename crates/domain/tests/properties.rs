@@ -316,10 +316,10 @@ mod model {
     /// The id of the innermost band of the chain the me_file matches from the outermost one
     /// (bands ordered by their number of distinct groups, then id), or none.
     pub fn band(raw: &RawTarget, tags: &Tags) -> Option<i64> {
-        let mut order: Vec<(usize, i64, &Vec<(i64, Vec<i64>)>)> = raw
+        let mut order: Vec<(usize, i64, &[(i64, Vec<i64>)])> = raw
             .iter()
             .enumerate()
-            .map(|(i, groups)| (distinct_groups(groups), 100 + i as i64, groups))
+            .map(|(i, groups)| (distinct_groups(groups), 100 + i as i64, groups.as_slice()))
             .collect();
         order.sort_by_key(|b| (b.0, b.1));
         let mut member = None;
