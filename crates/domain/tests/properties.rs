@@ -53,7 +53,9 @@ fn arb_group() -> impl Strategy<Value = Vec<i64>> {
 /// A target as plain data: 0..5 bands, each linked to 0..5 groups (group id, its 0..5
 /// trait ids) drawn from a pool of 0..6: a group may be linked to one band twice and shared
 /// between bands, as the platform's link table allows.
-type RawTarget = Vec<Vec<(i64, Vec<i64>)>>;
+type RawTarget = Vec<RawBand>;
+/// One band's group links: (group id, the group's trait ids).
+type RawBand = Vec<(i64, Vec<i64>)>;
 
 fn arb_raw_target() -> impl Strategy<Value = RawTarget> {
     prop::collection::vec(arb_group(), 0..6).prop_flat_map(|pool| {
@@ -284,7 +286,7 @@ proptest! {
 /// A second statement of the rules, written from DESIGN sections 2 and 3 without the
 /// domain's code: plain loops over the raw target, tags and trait table.
 mod model {
-    use super::RawTarget;
+    use super::{RawBand, RawTarget};
     use domain::BandTrait;
     use serde_json::{Value, json};
 
@@ -316,10 +318,10 @@ mod model {
     /// The id of the innermost band of the chain the me_file matches from the outermost one
     /// (bands ordered by their number of distinct groups, then id), or none.
     pub fn band(raw: &RawTarget, tags: &Tags) -> Option<i64> {
-        let mut order: Vec<(usize, i64, &[(i64, Vec<i64>)])> = raw
+        let mut order: Vec<(usize, i64, &RawBand)> = raw
             .iter()
             .enumerate()
-            .map(|(i, groups)| (distinct_groups(groups), 100 + i as i64, groups.as_slice()))
+            .map(|(i, groups)| (distinct_groups(groups), 100 + i as i64, groups))
             .collect();
         order.sort_by_key(|b| (b.0, b.1));
         let mut member = None;
