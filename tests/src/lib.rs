@@ -777,6 +777,18 @@ impl Drop for Served {
     }
 }
 
+/// How many jobs of `queue` are done.
+pub async fn done_jobs(db: &Db, queue: &str) -> i64 {
+    db.queue_jobs()
+        .count_by_status(queue)
+        .await
+        .expect("job counts")
+        .into_iter()
+        .filter(|(status, _)| status == "Done")
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// The jobs of snapline's queues that have not ended and those killed (failed for good), as
 /// `queue: N status` lines.
 pub async fn unfinished_jobs(db: &Db) -> (Vec<String>, Vec<String>) {

@@ -77,15 +77,7 @@ async fn workers_survive_the_database_dropping_every_connection() {
     let mut drops_with_jobs_open = 0;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let done = db
-            .queue_jobs()
-            .count_by_status(sync_me_file::QUEUE)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|(status, _)| status == "Done")
-            .map(|(_, n)| n)
-            .sum::<i64>();
+        let done = snapline_tests::done_jobs(&db, sync_me_file::QUEUE).await;
         let dropped = drop_connections(database_name(&test.url)).await;
         if done < 400 && dropped > 0 {
             drops_with_jobs_open += 1;

@@ -143,16 +143,7 @@ async fn syncer_killed_at_several_points_loses_no_sync() {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         syncer.signal("KILL");
         drop(syncer);
-        let done: i64 = test
-            .db
-            .queue_jobs()
-            .count_by_status(sync_me_file::QUEUE)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|(status, _)| status == "Done")
-            .map(|(_, n)| n)
-            .sum();
+        let done = snapline_tests::done_jobs(&test.db, sync_me_file::QUEUE).await;
         assert!(
             (done as u64) < pushed,
             "round {round}: every sync was done before the kill ({done} of {pushed}): it hit an idle syncer"
