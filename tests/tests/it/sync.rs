@@ -314,9 +314,14 @@ async fn a_waiting_sync_absorbs_duplicate_pushes(backend: Backend) {
                 jobs::sync_me_file::enqueue(db, MeFileId(7)).await.unwrap(),
                 "a push while the sync runs is kept"
             );
-            let mut statuses = of_7().await;
-            statuses.sort();
-            assert_eq!(statuses, ["Pending", "Queued"]);
+            // Two jobs now; the worker may already have fetched the second into its batch
+            // (`Queued` too), but neither has run.
+            let statuses = of_7().await;
+            assert_eq!(statuses.len(), 2, "{statuses:?}");
+            assert!(
+                statuses.iter().all(|s| s == "Pending" || s == "Queued"),
+                "{statuses:?}"
+            );
             drop(holder); // rolled back: the lock is released
             wait_for("both syncs of me_file 7 done", || async {
                 of_7().await == ["Done", "Done"]
