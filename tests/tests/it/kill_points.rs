@@ -269,6 +269,49 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
     }
     run_to_completion("backfiller", &["run"], &test.url, &env);
     snapline_tests::assert_backfill_owed(&test.db, &null_ids).await;
+    let unfixable_populations = null_in("target_populations").await;
+    let unfixable_offers = null_in("offers").await;
+
+    // A kill in the copy phase: NULL offers on populations already filled (copied from
+    // them) and orphan offers (a band the me_file is not in: built from its tags), with no
+    // population left to fill.
+    execute(
+        &test.db,
+        "INSERT INTO offers (campaign_id, me_file_id, target_band_id) \
+         SELECT 1, me_file_id, target_band_id FROM target_populations \
+         WHERE matching_tags_snapshot IS NOT NULL",
+    )
+    .await;
+    execute(
+        &test.db,
+        "INSERT INTO offers (campaign_id, me_file_id, target_band_id) \
+         SELECT 1, m.id, b.id FROM me_files m CROSS JOIN target_bands b \
+         WHERE m.id % 40 = 0 AND NOT EXISTS (SELECT 1 FROM target_populations p \
+           WHERE p.me_file_id = m.id AND p.target_band_id = b.id)",
+    )
+    .await;
+    let copy_null_ids = snapline_tests::null_snapshot_ids(&test.db).await;
+    let offers_at_copy = null_in("offers").await;
+    assert!(offers_at_copy > 1_000, "{offers_at_copy} NULL offers");
+    let run = Served::spawn(&binary("backfiller"), &["run"], &test.url, &slow);
+    wait_for("the copies under way", || async {
+        null_in("offers").await < offers_at_copy - 100
+    })
+    .await;
+    run.signal("KILL");
+    drop(run);
+    let offers_left = null_in("offers").await;
+    assert_eq!(
+        null_in("target_populations").await,
+        unfixable_populations,
+        "killed in the copy phase: no population was left to fill"
+    );
+    assert!(
+        offers_left > unfixable_offers,
+        "killed in the middle of the copies: {offers_left} of {offers_at_copy} NULL offers left"
+    );
+    run_to_completion("backfiller", &["run"], &test.url, &env);
+    snapline_tests::assert_backfill_owed(&test.db, &copy_null_ids).await;
     // Only the data set's six rows on deleted bands are left NULL.
     assert_eq!(nulls().await, 6);
     // Every (legacy) population carries the snapshot the rules give for its band.
