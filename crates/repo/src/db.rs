@@ -88,7 +88,6 @@ pub struct Db {
     pub(crate) id_limits: Arc<OnceLock<HashMap<String, i64>>>,
     /// What writers tell the platform ([`crate::EventRepo`]); off by default.
     events: Arc<crate::EventOptions>,
-    pooler: Pooler,
 }
 
 impl Db {
@@ -213,7 +212,6 @@ impl Db {
                 backend: Backend::Postgres,
                 id_limits: Arc::default(),
                 events: Arc::default(),
-                pooler,
             })
         } else {
             let connect = SqliteConnectOptions::from_str(url)
@@ -236,7 +234,6 @@ impl Db {
                 backend: Backend::Sqlite,
                 id_limits: Arc::default(),
                 events: Arc::default(),
-                pooler: Pooler::None,
             })
         }
     }
@@ -248,7 +245,7 @@ impl Db {
     /// apply the same migration; the losers fail on the migrations table's key. They try
     /// again: by then the winner has applied it and `up` finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), RepoError> {
-        if self.pooler == Pooler::Transaction {
+        if self.pooler() == Pooler::Transaction {
             return Err(RepoError::NeedsSession(
                 "applying migrations (the queue tables' setup holds a session advisory lock)",
             ));
@@ -281,7 +278,7 @@ impl Db {
 
     /// What sits between this pool and PostgreSQL.
     pub fn pooler(&self) -> Pooler {
-        self.pooler
+        self.conn.pooler()
     }
 
     /// The pool, for entity queries and transactions (each statement on it a transaction of

@@ -26,6 +26,11 @@ impl PoolConn {
         Self { inner, pooler }
     }
 
+    /// What sits between this pool and PostgreSQL.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
+    }
+
     /// The sea-orm connection itself (for sea-orm-migration, which takes no other).
     pub fn inner(&self) -> &DatabaseConnection {
         &self.inner

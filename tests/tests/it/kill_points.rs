@@ -137,13 +137,7 @@ async fn syncer_killed_at_several_points_loses_no_sync() {
             ]),
         );
         wait_for("some syncs done", || async {
-            test.db
-                .queue_jobs()
-                .count_by_status(sync_me_file::QUEUE)
-                .await
-                .unwrap()
-                .iter()
-                .any(|(status, n)| status == "Done" && *n as u64 > pushed - 300)
+            snapline_tests::done_jobs(&test.db, sync_me_file::QUEUE).await as u64 > pushed - 300
         })
         .await;
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -112,12 +112,7 @@ async fn workers_poll_through_the_pooler_and_listen_nowhere() {
             .expect("push a sync");
     }
     wait_for("the 50 syncs done through the pooler", || async {
-        scalar(
-            &test.db,
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'sync_me_file' AND status = 'Done'",
-        )
-        .await
-            == 50
+        snapline_tests::done_jobs(&test.db, sync_me_file::QUEUE).await == 50
     })
     .await;
     let direct = Db::connect(&DbOptions::new(test.direct_url.clone()))
