@@ -1,15 +1,14 @@
 //! Queue pauses (`snapctl queues pause Q`): the switch is a row in the database, so every
-//! replica obeys it. Each serving process reads the switches every [`PAUSE_POLL`] and its
-//! workers of a paused queue stop asking for jobs ([`PauseLayer`]: the service is not ready,
-//! so the backend is not polled); the jobs they run finish; pushes still land.
+//! replica obeys it. Each serving process reads the switches every [`PAUSE_POLL`] and stops
+//! its workers of a paused queue the way a shutdown does (the jobs they run finish; jobs
+//! fetched but not started go back to the queue), building them again at the resume
+//! (`worker::run_worker`); pushes still land.
 
 use crate::status::QUEUES;
 use repo::Db;
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -96,82 +95,5 @@ impl QueuePause {
         {
             std::future::pending::<()>().await;
         }
-    }
-}
-
-/// Holds a worker's fetching while its queue is paused: a tower layer whose service is not
-/// ready while the switch says paused, so the worker asks its backend for no new job; the
-/// jobs it runs finish. Apalis's own worker pause is not used: in apalis 1.0 its resume wakes
-/// the one waker the worker context keeps, and a worker whose fetch was in flight at the pause
-/// was seen (in a thirty-minute soak) never to be polled again, holding a job it had fetched.
-/// Here the worker's own task waits on the switch, so a resume always reaches it.
-#[derive(Clone, Debug)]
-pub struct PauseLayer {
-    pause: Option<QueuePause>,
-}
-
-impl PauseLayer {
-    /// `None`: a queue nobody pauses (the layer lets everything through).
-    pub fn new(pause: Option<QueuePause>) -> Self {
-        Self { pause }
-    }
-}
-
-impl<S> apalis::prelude::Layer<S> for PauseLayer {
-    type Service = PauseGate<S>;
-
-    fn layer(&self, inner: S) -> PauseGate<S> {
-        PauseGate {
-            inner,
-            pause: self.pause.clone(),
-            resumed: None,
-        }
-    }
-}
-
-/// The service [`PauseLayer`] makes.
-pub struct PauseGate<S> {
-    inner: S,
-    pause: Option<QueuePause>,
-    /// While paused: completes at the resume, and wakes the task that polls it.
-    resumed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-}
-
-impl<S: Clone> Clone for PauseGate<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            pause: self.pause.clone(),
-            resumed: None,
-        }
-    }
-}
-
-impl<S, Request> apalis::prelude::Service<Request> for PauseGate<S>
-where
-    S: apalis::prelude::Service<Request>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        if let Some(pause) = &self.pause
-            && pause.is_paused()
-        {
-            let resumed = self.resumed.get_or_insert_with(|| {
-                let mut pause = pause.clone();
-                Box::pin(async move { pause.until(false).await })
-            });
-            if resumed.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }
-        self.resumed = None;
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> S::Future {
-        self.inner.call(request)
     }
 }

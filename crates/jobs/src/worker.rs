@@ -242,6 +242,36 @@ impl Drop for FinishGuard {
     }
 }
 
+/// Runs a worker (`run`, named `name`) to its end. Once its queue is paused the worker
+/// stops, its running jobs finishing first; apalis beats no heartbeat for a stopping worker,
+/// and jobs of a worker silent for a few beats are handed out again, so until it ends this
+/// marks the worker alive every [`crate::queue::HEARTBEAT`] itself.
+pub async fn alive_while_stopping<T>(
+    db: &repo::Db,
+    name: &str,
+    pause: Option<crate::pause::QueuePause>,
+    run: impl std::future::Future<Output = T>,
+) -> T {
+    let keep_alive = async {
+        match pause {
+            Some(mut pause) => pause.until(true).await,
+            None => std::future::pending().await,
+        }
+        loop {
+            if let Err(err) = db.queue_jobs().keep_worker_alive(name).await {
+                tracing::debug!(worker = name, error = %err, "could not mark a stopping worker alive");
+            }
+            tokio::time::sleep(crate::queue::HEARTBEAT).await;
+        }
+    };
+    tokio::pin!(run);
+    tokio::select! {
+        biased;
+        result = &mut run => result,
+        never = keep_alive => never,
+    }
+}
+
 /// How long a worker whose backend failed waits before starting again: 200 ms doubling with
 /// each failure in a row, at most 10 s.
 pub fn restart_pause(failures: u32) -> std::time::Duration {
@@ -281,17 +311,16 @@ pub fn is_retryable(err: &BoxDynError) -> bool {
 /// milliseconds under a steady stream of single pushes. Separate workers (each with its own
 /// LISTEN connection on PostgreSQL, `FOR UPDATE SKIP LOCKED` between them) spread that work.
 macro_rules! run_worker {
-    ($queue:expr, $make_storage:expr, $settle:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
+    ($queue:expr, $make_storage:expr, $db:expr, $options:expr, $data:expr, $handler:expr, $shutdown:expr) => {{
         use apalis::layers::WorkerBuilderExt;
         use apalis::layers::retry::HasherRng;
         use apalis::layers::retry::RetryPolicy;
         use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
         use apalis::prelude::WorkerBuilder;
         use futures::FutureExt;
+        // Before the storage maker, which may take the caller's `Db`.
+        let db: repo::Db = $db;
         let make_storage = $make_storage;
-        // Called with a worker's name when it stops on a backend error: ends the jobs it
-        // held (see `queue::settle_failed_worker`).
-        let settle = $settle;
         let data = $data;
         let options: $crate::worker::WorkerOptions = $options.clone();
         let pause = options.pauses.as_ref().map(|p| p.for_queue($queue));
@@ -305,7 +334,7 @@ macro_rules! run_worker {
         for index in 0..options.concurrency.max(1) {
             let shutdown = shutdown.clone();
             let make_storage = make_storage.clone();
-            let settle = settle.clone();
+            let db = db.clone();
             let data = data.clone();
             let options = options.clone();
             let mut pause = pause.clone();
@@ -333,6 +362,7 @@ macro_rules! run_worker {
                     .expect("valid backoff bounds")
                     .make_backoff();
                     let stop = shutdown.clone();
+                    let stop_at_pause = pause.clone();
                     // A restarted worker takes a new name: jobs the failed one had fetched
                     // stay locked by the old name, whose heartbeats stop, so the queue hands
                     // them out again once it counts as dead.
@@ -352,33 +382,50 @@ macro_rules! run_worker {
                                 .retry_if($crate::worker::is_retryable),
                         )
                         .timeout(options.timeout)
-                        .layer($crate::pause::PauseLayer::new(pause.clone()))
                         .build($handler)
+                        // Stopped at the shutdown, or at a pause of its queue: apalis's own
+                        // stop lets the running jobs finish, returns fetched jobs not yet
+                        // started to the queue and drops a fetch in flight (its transaction
+                        // rolled back). Holding a worker back instead (apalis's pause, or a
+                        // service that reports not ready) leaves a fetch that was in flight
+                        // half done, its transaction open: on SQLite that held the
+                        // database's write lock until the resume.
                         .run_with_ctx(move |ctx| {
                             let stop = stop.clone();
+                            let mut pause = stop_at_pause.clone();
                             async move {
-                                stop.await;
+                                match pause.as_mut() {
+                                    Some(pause) => tokio::select! {
+                                        _ = stop => {}
+                                        _ = pause.until(true) => {}
+                                    },
+                                    None => stop.await,
+                                }
                                 ctx.stop()
                             }
                         });
                     tokio::pin!(run);
                     let result = if failures == 0 {
-                        run.await
+                        $crate::worker::alive_while_stopping(&db, &name, pause.clone(), run).await
                     } else {
                         tokio::select! {
                             result = &mut run => result,
                             _ = tokio::time::sleep($crate::worker::RECOVERED_AFTER) => {
                                 options.health.recovered(index);
-                                run.await
+                                $crate::worker::alive_while_stopping(&db, &name, pause.clone(), run).await
                             }
                         }
                     };
                     match result {
-                        Ok(()) => return Ok(()),
+                        Ok(()) if shutdown.peek().is_some() => return Ok(()),
+                        // Stopped by a pause: the loop waits for the resume, then builds
+                        // the worker again (under a new name: apalis refuses to register a
+                        // name seen alive moments ago).
+                        Ok(()) => {}
                         Err(_) if shutdown.peek().is_some() => return Ok(()),
                         Err(err) => {
                             options.health.backend_failed(index, &err.to_string());
-                            settle(name).await;
+                            $crate::queue::settle_failed_worker(&db, $queue, &name).await;
                             failures = failures.saturating_add(1);
                             let pause = $crate::worker::restart_pause(failures);
                             tracing::warn!(
@@ -424,13 +471,6 @@ macro_rules! serve_queue {
         // Owned: every (re)started worker, in its own task, builds its storage and data
         // from clones of them.
         let db = ctx.db.clone();
-        let settle = {
-            let db = db.clone();
-            move |worker: String| {
-                let db = db.clone();
-                async move { $crate::queue::settle_failed_worker(&db, $queue, &worker).await }
-            }
-        };
         let poll = $options.pooler_poll;
         match db.backend() {
             repo::Backend::Postgres => $crate::worker::run_worker!(
@@ -440,7 +480,7 @@ macro_rules! serve_queue {
                         &db, $queue, poll,
                     )
                 },
-                settle,
+                db.clone(),
                 $options,
                 ctx,
                 $handler,
@@ -449,7 +489,7 @@ macro_rules! serve_queue {
             repo::Backend::Sqlite => $crate::worker::run_worker!(
                 $queue,
                 move || $crate::queue::sqlite_storage::<$crate::queue::Payload<$job>>(&db, $queue),
-                settle,
+                db.clone(),
                 $options,
                 ctx,
                 $handler,

@@ -690,10 +690,7 @@ impl QueueJobRepo<'_> {
                 break;
             }
         }
-        let workers = match self.db.backend() {
-            Backend::Postgres => "apalis.workers",
-            Backend::Sqlite => "Workers",
-        };
+        let workers = self.workers_table();
         self.db
             .conn()
             .execute_raw(self.db.statement(
@@ -707,6 +704,23 @@ impl QueueJobRepo<'_> {
         Ok(deleted)
     }
 
+    /// Marks worker `worker` alive now, as apalis's heartbeat does: for a worker stopped by a
+    /// pause whose running jobs are still finishing (apalis beats no heartbeat while a
+    /// stopping worker drains, and a worker silent for a few beats has its jobs handed out
+    /// again).
+    pub async fn keep_worker_alive(&self, worker: &str) -> Result<(), RepoError> {
+        let workers = self.workers_table();
+        let now = self.db.queue_now_sql();
+        self.db
+            .conn()
+            .execute_raw(self.db.statement(
+                format!("UPDATE {workers} SET last_seen = {now} WHERE id = $1"),
+                vec![worker.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Seconds from the database clock back to `column` (a queue timestamp), as a float.
     fn age_secs_sql(&self, column: &str) -> String {
         match self.db.backend() {
@@ -717,5 +731,13 @@ impl QueueJobRepo<'_> {
 
     fn table(&self) -> &'static str {
         self.db.jobs_table()
+    }
+
+    /// apalis's worker table: `apalis.workers`, or SQLite's `Workers`.
+    fn workers_table(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => "apalis.workers",
+            Backend::Sqlite => "Workers",
+        }
     }
 }
