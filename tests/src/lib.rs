@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role allowed to create databases.
 
 pub mod cli;
+pub mod oracle;
 pub mod webdriver;
 
 use repo::{Db, DbOptions};
@@ -406,28 +407,6 @@ use std::collections::BTreeMap;
 /// A target's rows as stored: me_file -> (band, snapshot; `None` when NULL).
 pub type StoredRows = BTreeMap<MeFileId, Vec<(BandId, Option<Snapshot>)>>;
 
-/// A target's rows as the rules want them, recomputed from scratch: me_file -> (band,
-/// snapshot). An oracle independent of the jobs' batching and diffing.
-pub async fn expected_rows(db: &Db, target_id: TargetId) -> BTreeMap<MeFileId, (BandId, Snapshot)> {
-    let target = db.bands().of_target(target_id).await.expect("bands");
-    let me_files: Vec<MeFileId> = entity_ids(db, "SELECT id FROM me_files ORDER BY id")
-        .await
-        .into_iter()
-        .map(MeFileId)
-        .collect();
-    let mut expected = BTreeMap::new();
-    for chunk in me_files.chunks(5_000) {
-        let tags = db.tags().of_me_files(chunk, None).await.expect("tags");
-        for me_file in chunk {
-            let me_file_tags = tags.get(me_file).cloned().unwrap_or_default();
-            if let Some(band) = target.band_for(&me_file_tags) {
-                expected.insert(*me_file, (band.id, target.snapshot_of(band, &me_file_tags)));
-            }
-        }
-    }
-    expected
-}
-
 /// A target's stored rows.
 pub async fn stored_rows(db: &Db, target_id: TargetId) -> StoredRows {
     let mut stored: StoredRows = BTreeMap::new();
@@ -453,38 +432,16 @@ pub async fn stored_rows(db: &Db, target_id: TargetId) -> StoredRows {
 }
 
 /// Asserts the target's stored rows are exactly what the rules give: one row per member, in
-/// the right band, with the right snapshot, and nothing else.
+/// the right band, with the right snapshot, and nothing else. Checked against the rules'
+/// model over plain SQL reads (both backends) and, on PostgreSQL, the set-based SQL too.
 pub async fn assert_population_exact(db: &Db, target_id: TargetId) {
-    let expected = expected_rows(db, target_id).await;
-    let stored = stored_rows(db, target_id).await;
-    let as_stored: StoredRows = expected
-        .into_iter()
-        .map(|(m, (band, snapshot))| (m, vec![(band, Some(snapshot))]))
-        .collect();
-    if stored != as_stored {
-        let wrong: Vec<_> = as_stored
-            .iter()
-            .filter(|(m, rows)| stored.get(m) != Some(rows))
-            .take(3)
-            .collect();
-        let extra: Vec<_> = stored
-            .keys()
-            .filter(|m| !as_stored.contains_key(m))
-            .take(3)
-            .collect();
-        panic!(
-            "target {target_id}: {} rows stored, {} expected; first differences {wrong:?} {:?}; extra {extra:?}",
-            stored.len(),
-            as_stored.len(),
-            wrong.iter().map(|(m, _)| stored.get(m)).collect::<Vec<_>>()
-        );
-    }
+    oracle::assert_rows_as_rules_give(db, target_id).await;
     assert_population_as_sql_computes(db, target_id).await;
 }
 
 /// On PostgreSQL, asserts the target's stored rows equal the set-based SQL's
-/// (`repo::ReferenceRepo`), an oracle that shares no code with the jobs or with
-/// [`expected_rows`]: a rule, planner or band-reading bug they share still fails here.
+/// (`repo::ReferenceRepo`), an oracle that shares no code with the jobs or with the rules'
+/// model: a rule, planner or band-reading bug they share still fails here.
 pub async fn assert_population_as_sql_computes(db: &Db, target_id: TargetId) {
     if db.backend() != repo::Backend::Postgres {
         return;
@@ -513,13 +470,13 @@ pub async fn null_snapshot_ids(db: &Db) -> [Vec<i64>; 3] {
     ids
 }
 
-const SNAPSHOT_TABLES: [&str; 3] = ["target_populations", "offers", "ad_events"];
+pub(crate) const SNAPSHOT_TABLES: [&str; 3] = ["target_populations", "offers", "ad_events"];
 
-/// On PostgreSQL, asserts that each row that had a NULL snapshot (`before`, from
-/// [`null_snapshot_ids`]) now holds what the set-based SQL says a backfill owes it: a
-/// population the snapshot of its tags, an offer or ad_event its population's snapshot or,
-/// for an orphan, the snapshot of its tags; NULL where its band is gone.
+/// Asserts that each row that had a NULL snapshot (`before`, from [`null_snapshot_ids`])
+/// now holds what a backfill owes it (see [`oracle::assert_backfill_owed_by_rules`]), by the
+/// rules' model on both backends and, on PostgreSQL, by the set-based SQL too.
 pub async fn assert_backfill_owed(db: &Db, before: &[Vec<i64>; 3]) {
+    oracle::assert_backfill_owed_by_rules(db, before).await;
     if db.backend() != repo::Backend::Postgres {
         return;
     }
@@ -573,13 +530,13 @@ pub async fn execute(db: &Db, sql: &str) -> u64 {
         .rows_affected()
 }
 
-/// One scalar bigint.
 /// Orphan populations counted the plain way, by a scan of the whole table: the oracle for
 /// `PopulationRepo::count_orphans`, which walks the indexes instead.
 pub const ORPHAN_POPULATIONS_BY_SCAN: &str = "SELECT COUNT(*) FROM target_populations p \
      WHERE p.me_file_id IS NULL \
      OR NOT EXISTS (SELECT 1 FROM target_bands b WHERE b.id = p.target_band_id)";
 
+/// One scalar bigint.
 pub async fn scalar(db: &Db, sql: &str) -> i64 {
     entity_ids(db, sql).await.first().copied().unwrap_or(0)
 }
@@ -613,7 +570,6 @@ pub async fn raw_rows(
     rows
 }
 
-/// A SQL string literal.
 /// The value of one series (its name and labels, as Prometheus text prints them) in
 /// `metrics`, a recorder's rendered text; 0 when absent.
 pub fn metric_value(metrics: &str, series: &str) -> f64 {
@@ -625,6 +581,7 @@ pub fn metric_value(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A SQL string literal.
 pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

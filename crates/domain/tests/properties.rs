@@ -283,116 +283,44 @@ proptest! {
     }
 }
 
-/// A second statement of the rules, written from DESIGN sections 2 and 3 without the
-/// domain's code: plain loops over the raw target, tags and trait table.
-mod model {
-    use super::{RawBand, RawTarget};
-    use domain::BandTrait;
-    use serde_json::{Value, json};
-
-    /// (tag id, trait id, value) rows of one me_file.
-    pub type Tags = Vec<(i64, i64, Option<String>)>;
-
-    fn has_tag_on(tags: &Tags, trait_id: i64) -> bool {
-        tags.iter().any(|t| t.1 == trait_id)
-    }
-
-    /// A band matches when it has groups and every group has a trait the me_file is tagged
-    /// with (AND across groups, OR within one).
-    fn matches(groups: &[(i64, Vec<i64>)], tags: &Tags) -> bool {
-        !groups.is_empty()
-            && groups
-                .iter()
-                .all(|(_, group)| group.iter().any(|t| has_tag_on(tags, *t)))
-    }
-
-    /// Groups linked to a band, each counted once however often it is linked.
-    fn distinct_groups(groups: &[(i64, Vec<i64>)]) -> usize {
-        groups
-            .iter()
-            .map(|(id, _)| *id)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    }
-
-    /// The id of the innermost band of the chain the me_file matches from the outermost one
-    /// (bands ordered by their number of distinct groups, then id), or none.
-    pub fn band(raw: &RawTarget, tags: &Tags) -> Option<i64> {
-        let mut order: Vec<(usize, i64, &RawBand)> = raw
-            .iter()
-            .enumerate()
-            .map(|(i, groups)| (distinct_groups(groups), 100 + i as i64, groups))
-            .collect();
-        order.sort_by_key(|b| (b.0, b.1));
-        let mut member = None;
-        for (_, id, groups) in order {
-            if !matches(groups, tags) {
-                break;
-            }
-            member = Some(id);
+/// The trait table [`all_traits`] describes, as rows for the model: every child, and each
+/// parent once.
+fn trait_rows() -> rules_model::Traits {
+    let mut rows = rules_model::Traits::new();
+    for t in all_traits() {
+        if let Some(parent) = &t.parent {
+            rows.insert(
+                parent.id.0,
+                rules_model::TraitRow {
+                    id: parent.id.0,
+                    name: parent.name.clone(),
+                    display_order: parent.display_order,
+                    parent_id: None,
+                },
+            );
         }
-        member
+        rows.insert(
+            t.child.id.0,
+            rules_model::TraitRow {
+                id: t.child.id.0,
+                name: t.child.name.clone(),
+                display_order: t.child.display_order,
+                parent_id: t.parent.as_ref().map(|p| p.id.0),
+            },
+        );
     }
+    rows
+}
 
-    fn blank(value: &str) -> bool {
-        value.chars().all(char::is_whitespace)
-    }
-
-    fn order_key(order: Option<i32>, id: i64) -> (bool, i32, i64) {
-        (order.is_none(), order.unwrap_or(0), id)
-    }
-
-    /// The snapshot of band `band` (index into `raw`) as JSON.
-    pub fn snapshot(raw: &RawTarget, band: usize, tags: &Tags, traits: &[BandTrait]) -> Value {
-        let band_traits: Vec<i64> = raw[band]
-            .iter()
-            .flat_map(|(_, traits)| traits.iter().copied())
-            .collect();
-        // The first tag (lowest id) of each of the band's traits that has a parent.
-        let mut by_id = tags.clone();
-        by_id.sort_by_key(|t| t.0);
-        let mut children: Vec<(i64, i64, String, Option<i32>)> = Vec::new(); // parent, child, shown, order
-        for (_, trait_id, value) in by_id {
-            if !band_traits.contains(&trait_id) || children.iter().any(|c| c.1 == trait_id) {
-                continue;
-            }
-            let Some(info) = traits.iter().find(|t| t.child.id.0 == trait_id) else {
-                continue;
-            };
-            let Some(parent) = &info.parent else { continue };
-            let shown = match value {
-                Some(v) if !blank(&v) => v,
-                _ => info.child.name.clone(),
-            };
-            children.push((parent.id.0, trait_id, shown, info.child.display_order));
-        }
-        let mut parents: Vec<&BandTrait> = Vec::new();
-        for child in &children {
-            let info = traits.iter().find(|t| t.child.id.0 == child.1).unwrap();
-            if !parents
-                .iter()
-                .any(|p| p.parent.as_ref().unwrap().id.0 == child.0)
-            {
-                parents.push(info);
-            }
-        }
-        parents.sort_by_key(|p| {
-            let parent = p.parent.as_ref().unwrap();
-            order_key(parent.display_order, parent.id.0)
-        });
-        let listed: Vec<Value> = parents
-            .iter()
-            .map(|p| {
-                let parent = p.parent.as_ref().unwrap();
-                let mut kids: Vec<&(i64, i64, String, Option<i32>)> =
-                    children.iter().filter(|c| c.0 == parent.id.0).collect();
-                kids.sort_by_key(|c| order_key(c.3, c.1));
-                let kids: Vec<Value> = kids.iter().map(|c| json!([c.1, c.2, c.3])).collect();
-                json!([parent.id.0, parent.name, parent.display_order, kids])
-            })
-            .collect();
-        json!({ "tags": listed })
-    }
+/// The raw target as the model reads it: band 100 + i.
+fn model_bands(raw: &RawTarget) -> Vec<rules_model::BandLinks> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, groups)| rules_model::BandLinks {
+            band_id: 100 + i as i64,
+            groups: groups.clone(),
+        })
+        .collect()
 }
 
 proptest! {
@@ -401,23 +329,29 @@ proptest! {
         raw in arb_raw_target(), tags in arb_tags()
     ) {
         let target = build_target(&raw);
-        let model_tags: model::Tags = tags
+        let traits = trait_rows();
+        let bands = model_bands(&raw);
+        let model_tags: Vec<rules_model::TagRow> = tags
             .iter()
-            .map(|t| (t.id.0, t.trait_id.0, t.tag_value.clone()))
+            .map(|t| rules_model::TagRow {
+                id: t.id.0,
+                trait_id: t.trait_id.0,
+                value: t.tag_value.clone(),
+            })
             .collect();
         prop_assert_eq!(
             target.band_for(&tags).map(|b| b.id.0),
-            model::band(&raw, &model_tags)
+            rules_model::band(&bands, &model_tags, &traits)
         );
-        for (i, _) in raw.iter().enumerate() {
+        for band_links in &bands {
             let band = target
                 .bands()
                 .iter()
-                .find(|b| b.id == BandId(100 + i as i64))
+                .find(|b| b.id == BandId(band_links.band_id))
                 .expect("every band kept");
             let ours: serde_json::Value =
                 serde_json::from_str(&target.snapshot_of(band, &tags).to_json()).unwrap();
-            prop_assert_eq!(ours, model::snapshot(&raw, i, &model_tags, &all_traits()));
+            prop_assert_eq!(ours, rules_model::snapshot(band_links, &model_tags, &traits));
         }
     }
 }

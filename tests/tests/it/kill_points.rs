@@ -5,8 +5,8 @@
 use domain::{MeFileId, PopulationStatus, TargetId};
 use jobs::sync_me_file;
 use snapline_tests::{
-    Backend, Served, TestDb, assert_population_exact, binary, execute, expected_rows, quote,
-    scalar, stored_rows, wait_for,
+    Backend, Served, TestDb, assert_population_exact, binary, execute, oracle, quote, scalar,
+    wait_for,
 };
 use std::time::Duration;
 use synth::SeedOptions;
@@ -310,9 +310,9 @@ async fn backfiller_killed_at_several_points_then_rerun_fixes_everything_once() 
     assert_eq!(nulls().await, 6);
     // Every (legacy) population carries the snapshot the rules give for its band.
     for target in 1..=6 {
-        let expected = expected_rows(&test.db, TargetId(target)).await;
-        for (me_file, rows) in stored_rows(&test.db, TargetId(target)).await {
-            let want = expected
+        let wanted = oracle::rows_by_rules(&test.db, TargetId(target)).await;
+        for (me_file, rows) in oracle::stored_json_rows(&test.db, TargetId(target)).await {
+            let want = wanted
                 .get(&me_file)
                 .map(|(band, s)| vec![(*band, Some(s.clone()))]);
             assert_eq!(Some(rows), want, "target {target} me_file {me_file:?}");
