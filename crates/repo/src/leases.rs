@@ -20,28 +20,6 @@ pub struct LeaseHolder {
 }
 
 impl<C: ConnectionTrait> LeaseRepo<'_, C> {
-    /// Takes `name` for `owner` when it is free, expired or already `owner`'s; returns whether
-    /// `owner` now holds it.
-    pub async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, RepoError> {
-        let now = self.db.epoch_now_sql();
-        let sql = format!(
-            "INSERT INTO snapline_leases (name, owner, expires_at) VALUES ($1, $2, {now} + $3) \
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE snapline_leases.expires_at < {now} OR snapline_leases.owner = excluded.owner"
-        );
-        let result = self
-            .db
-            .conn()
-            .execute_raw(self.db.statement(sql, lease_values(name, owner, ttl)))
-            .await?;
-        Ok(result.rows_affected() == 1)
-    }
-
     /// Extends `owner`'s hold, on `conn` (a batch's own transaction, so renewing costs no
     /// extra commit); `false` when the lease was lost (expired and taken over).
     pub async fn renew(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, RepoError> {
@@ -99,4 +77,28 @@ fn lease_values(name: &str, owner: &str, ttl: Duration) -> Vec<Value> {
 /// A lease lives at least a second.
 fn ttl_secs(ttl: Duration) -> i64 {
     Ord::max(ttl.as_secs(), 1) as i64
+}
+
+impl LeaseRepo<'_, crate::PoolConn> {
+    /// Takes `name` for `owner` when it is free, expired or already `owner`'s; returns whether
+    /// `owner` now holds it.
+    pub async fn try_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, RepoError> {
+        let now = self.db.epoch_now_sql();
+        let sql = format!(
+            "INSERT INTO snapline_leases (name, owner, expires_at) VALUES ($1, $2, {now} + $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE snapline_leases.expires_at < {now} OR snapline_leases.owner = excluded.owner"
+        );
+        let result = self
+            .db
+            .conn()
+            .execute_raw(self.db.statement(sql, lease_values(name, owner, ttl)))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
 }

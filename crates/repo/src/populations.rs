@@ -271,7 +271,9 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
         }
         Ok(applied)
     }
+}
 
+impl PopulationRepo<'_, crate::PoolConn> {
     /// Deletes up to `limit` populations of `band_ids`; returns how many (0 when none are
     /// left). Called in a loop, so a big target is removed in bounded transactions.
     pub async fn delete_some_of_bands(
@@ -297,9 +299,7 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
             .await?;
         Ok(result.rows_affected())
     }
-}
 
-impl PopulationRepo<'_, crate::PoolConn> {
     /// Populations whose band no longer exists (the platform has no foreign keys), or whose
     /// band or me_file reference is NULL (the platform's columns allow it). No job reads or
     /// changes them. On the pool, not in a transaction.
@@ -400,7 +400,7 @@ pub(crate) fn lock_ranges_sql(param: &str) -> String {
     )
 }
 
-impl<C: ConnectionTrait> PopulationRepo<'_, C> {
+impl PopulationRepo<'_, crate::PoolConn> {
     /// Sets the snapshot of every `every`-th population (by id) to NULL, as a writer from
     /// before snapshots did; returns how many. For the demo and tests of the backfill: no job
     /// calls it.

@@ -54,7 +54,15 @@ chain AS (
 members AS (
   SELECT DISTINCT ON (me_file_id, target_id) me_file_id, band_id
   FROM chain WHERE rn = pos ORDER BY me_file_id, target_id, pos DESC
-),
+){SNAPSHOTS_OF_MEMBERS}
+SELECT band_id, me_file_id, snapshot FROM snapshots";
+
+/// Snapshots (DESIGN section 2) continuing CTEs `members (me_file_id, band_id)` and
+/// `band_trait_pairs (band_id, trait_id)` (each band's live traits), as the CTEs ending in
+/// `snapshots (band_id, me_file_id, snapshot jsonb)`, one per member; `{CHILDREN}` is empty
+/// or `MATERIALIZED `. The one statement of the rule in SQL: populates, syncs and backfills
+/// of the reference all continue it.
+const SNAPSHOTS_OF_MEMBERS_CTES: &str = ",
 child_tags AS (
   SELECT DISTINCT ON (mb.me_file_id, mb.band_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
   FROM members mb
@@ -74,16 +82,31 @@ children AS {CHILDREN}(
   JOIN traits c ON c.id = ct.trait_id
   JOIN traits p ON p.id = c.parent_trait_id
   GROUP BY ct.me_file_id, ct.band_id, p.id, p.trait_name, p.display_order
-)
-SELECT mb.band_id, mb.me_file_id,
-       jsonb_build_object('tags', COALESCE(
-         jsonb_agg(jsonb_build_array(ch.parent_id, ch.parent_name, ch.parent_order, ch.kids)
-                   ORDER BY ch.parent_order NULLS LAST, ch.parent_id)
-           FILTER (WHERE ch.parent_id IS NOT NULL),
-         '[]'::jsonb)) AS snapshot
-FROM members mb
-LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
-GROUP BY mb.band_id, mb.me_file_id";
+),
+snapshots AS (
+  SELECT mb.band_id, mb.me_file_id,
+         jsonb_build_object('tags', COALESCE(
+           jsonb_agg(jsonb_build_array(ch.parent_id, ch.parent_name, ch.parent_order, ch.kids)
+                     ORDER BY ch.parent_order NULLS LAST, ch.parent_id)
+             FILTER (WHERE ch.parent_id IS NOT NULL),
+           '[]'::jsonb)) AS snapshot
+  FROM members mb
+  LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
+  GROUP BY mb.band_id, mb.me_file_id
+)";
+
+/// [`SNAPSHOTS_OF_MEMBERS_CTES`] with `children` evaluated as `children` says.
+fn snapshots_of_members(children: Children) -> String {
+    SNAPSHOTS_OF_MEMBERS_CTES
+        .replace("{BLANK}", BLANK_CHARACTERS_SQL)
+        .replace(
+            "{CHILDREN}",
+            match children {
+                Children::AsPlanned => "",
+                Children::Once => "MATERIALIZED ",
+            },
+        )
+}
 
 /// [`TARGET_POPULATION_SQL`] for every me_file of target `$1`.
 fn target_population_sql() -> String {
@@ -108,15 +131,8 @@ enum Children {
 /// [`TARGET_POPULATION_SQL`] after `band_metadata` (CTEs named as [`BAND_METADATA_CTES`]'s).
 fn population_sql_after(band_metadata: &str, me_files: &str, children: Children) -> String {
     let rest = TARGET_POPULATION_SQL
-        .replace("{BLANK}", BLANK_CHARACTERS_SQL)
-        .replace("{ME_FILES}", me_files)
-        .replace(
-            "{CHILDREN}",
-            match children {
-                Children::AsPlanned => "",
-                Children::Once => "MATERIALIZED ",
-            },
-        );
+        .replace("{SNAPSHOTS_OF_MEMBERS}", &snapshots_of_members(children))
+        .replace("{ME_FILES}", me_files);
     format!("{band_metadata}{rest}")
 }
 
@@ -599,44 +615,13 @@ WITH members AS (
   SELECT DISTINCT pr.me_file_id, pr.band_id
   FROM ({pairs}) pr JOIN target_bands b ON b.id = pr.band_id
 ),
-band_traits AS (
+band_trait_pairs AS (
   SELECT DISTINCT l.target_band_id AS band_id, gt.trait_id
   FROM target_band_trait_groups l
   JOIN trait_group_traits gt ON gt.trait_group_id = l.trait_group_id
   WHERE l.target_band_id IN (SELECT DISTINCT band_id FROM members)
     AND {LIVE_GROUP_OF_LINK} AND {LIVE_TRAIT_OF_LINK}
-),
-child_tags AS (
-  SELECT DISTINCT ON (mb.me_file_id, mb.band_id, t.trait_id) mb.me_file_id, mb.band_id, t.trait_id, t.tag_value
-  FROM members mb
-  JOIN me_file_tags t ON t.me_file_id = mb.me_file_id
-  JOIN band_traits bt ON bt.band_id = mb.band_id AND bt.trait_id = t.trait_id
-  ORDER BY mb.me_file_id, mb.band_id, t.trait_id, t.id
-),
-children AS (
-  SELECT ct.me_file_id, ct.band_id, p.id AS parent_id, p.trait_name AS parent_name,
-         p.display_order AS parent_order,
-         jsonb_agg(jsonb_build_array(c.id,
-                     CASE WHEN ct.tag_value IS NULL OR btrim(ct.tag_value, {BLANK}) = '' THEN c.trait_name
-                          ELSE ct.tag_value END,
-                     c.display_order)
-                   ORDER BY c.display_order NULLS LAST, c.id) AS kids
-  FROM child_tags ct
-  JOIN traits c ON c.id = ct.trait_id
-  JOIN traits p ON p.id = c.parent_trait_id
-  GROUP BY ct.me_file_id, ct.band_id, p.id, p.trait_name, p.display_order
-),
-snapshots AS (
-  SELECT mb.band_id, mb.me_file_id,
-         jsonb_build_object('tags', COALESCE(
-           jsonb_agg(jsonb_build_array(ch.parent_id, ch.parent_name, ch.parent_order, ch.kids)
-                     ORDER BY ch.parent_order NULLS LAST, ch.parent_id)
-             FILTER (WHERE ch.parent_id IS NOT NULL),
-           '[]'::jsonb)) AS snapshot
-  FROM members mb
-  LEFT JOIN children ch ON ch.me_file_id = mb.me_file_id AND ch.band_id = mb.band_id
-  GROUP BY mb.band_id, mb.me_file_id
-)";
+){SNAPSHOTS_OF_MEMBERS}";
 
 /// Every character Unicode calls white space (what Rust's `char::is_whitespace` and
 /// Elixir's `String.trim` strip), as a PostgreSQL string: a tag value made only of these is
@@ -646,8 +631,11 @@ const BLANK_CHARACTERS_SQL: &str = r"E'\u0009\u000A\u000B\u000C\u000D\u0020\u008
 /// [`SNAPSHOTS_OF_PAIRS_CTE`] over `pairs`.
 fn snapshots_of_pairs(pairs: &str) -> String {
     with_live_links(SNAPSHOTS_OF_PAIRS_CTE)
+        .replace(
+            "{SNAPSHOTS_OF_MEMBERS}",
+            &snapshots_of_members(Children::AsPlanned),
+        )
         .replace("{pairs}", pairs)
-        .replace("{BLANK}", BLANK_CHARACTERS_SQL)
 }
 
 /// [`BAND_METADATA_CTES`] for the targets `targets` picks.

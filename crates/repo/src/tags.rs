@@ -139,8 +139,8 @@ fn tags_by_me_file(rows: Vec<TagRecord>) -> HashMap<MeFileId, Vec<Tag>> {
 }
 
 /// The platform's writes to `me_file_tags`: snapline itself never changes tags; the demo and
-/// tests use these to play the platform.
-impl<C: ConnectionTrait> TagRepo<'_, C> {
+/// tests use these to play the platform, each write on its own.
+impl TagRepo<'_, crate::PoolConn> {
     /// Adds a tag (a `None` value is stored as NULL).
     pub async fn platform_add(
         &self,
