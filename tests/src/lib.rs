@@ -750,7 +750,7 @@ pub async fn done_jobs(db: &Db, queue: &str) -> i64 {
 /// `queue: N status` lines.
 pub async fn unfinished_jobs(db: &Db) -> (Vec<String>, Vec<String>) {
     let (mut open, mut killed) = (Vec::new(), Vec::new());
-    for queue in jobs::status::QUEUES {
+    for queue in jobs::queues::ALL {
         // A read that fails (the server restarting) proves nothing finished: it counts as
         // open, so a caller waiting for the queues to drain keeps waiting.
         let counts = match db.queue_jobs().count_by_status(queue).await {

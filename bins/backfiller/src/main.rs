@@ -4,9 +4,9 @@
 use clap::{Args, Parser, Subcommand};
 use domain::{BandId, TargetId};
 use jobs::backfill::{
-    self, BackfillJob, BackfillOptions, BackfillProgress, BackfillReport, BackfillScope,
-    BackfillerContext, ProgressLog, SnapshotBandPopulations,
+    self, BackfillOptions, BackfillProgress, BackfillReport, BackfillScope, ProgressLog,
 };
+use jobs::backfill_queue::{self, BackfillJob, BackfillerContext, SnapshotBandPopulations};
 use runtime::BadInput;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -79,17 +79,22 @@ fn main() -> ExitCode {
         let settings = runtime::load_settings(cli.config)?;
         match cli.command {
             Command::Serve => {
-                let schedule = backfill::parse_schedule(&settings.backfiller.schedule)
+                let schedule = backfill_queue::parse_schedule(&settings.backfiller.schedule)
                     .map_err(BadInput::wrap)?;
                 let db =
                     runtime::connect_for_workers(&settings, settings.queues.backfill.concurrency)
                         .await?;
-                let options =
-                    runtime::worker_options(&settings, backfill::QUEUE, &settings.queues.backfill);
+                let options = runtime::worker_options(
+                    &settings,
+                    backfill_queue::QUEUE,
+                    &settings.queues.backfill,
+                );
                 tracing::info!(worker = %options.name, schedule = %settings.backfiller.schedule, "backfiller serving");
                 let audit_schedule = match settings.audit.schedule.trim() {
                     "" => None,
-                    schedule => Some(backfill::parse_schedule(schedule).map_err(BadInput::wrap)?),
+                    schedule => {
+                        Some(backfill_queue::parse_schedule(schedule).map_err(BadInput::wrap)?)
+                    }
                 };
                 let ctx = BackfillerContext {
                     db: db.clone(),
@@ -102,11 +107,11 @@ fn main() -> ExitCode {
                     &db.clone(),
                     runtime::Service::Backfiller,
                     |stop, health| async move {
-                        let cron = backfill::serve_cron(
+                        let cron = backfill_queue::serve_cron(
                             db.clone(),
                             schedule,
                             options.name.clone(),
-                            backfill::Scheduled::Backfill,
+                            backfill_queue::Scheduled::Backfill,
                             stop.clone().wait(),
                         );
                         let audit_cron = {
@@ -115,11 +120,11 @@ fn main() -> ExitCode {
                             async move {
                                 match audit_schedule {
                                     Some(schedule) => {
-                                        backfill::serve_cron(
+                                        backfill_queue::serve_cron(
                                             db,
                                             schedule,
                                             replica,
-                                            backfill::Scheduled::Audit {
+                                            backfill_queue::Scheduled::Audit {
                                                 sample: audit_sample,
                                             },
                                             stop.wait(),
@@ -131,7 +136,7 @@ fn main() -> ExitCode {
                             }
                         };
                         let options = options.reporting_to(health);
-                        let queue = backfill::serve(ctx, &options, stop.wait());
+                        let queue = backfill_queue::serve(ctx, &options, stop.wait());
                         tokio::try_join!(cron, audit_cron, queue).map(|_| ())
                     },
                 )
@@ -157,14 +162,14 @@ fn main() -> ExitCode {
                     vec![BackfillJob::All(Default::default())]
                 };
                 for job in &jobs {
-                    backfill::enqueue(&db, job.clone())
+                    backfill_queue::enqueue(&db, job.clone())
                         .await
                         .map_err(runtime::job_error)?;
                 }
                 println!(
                     "enqueued {} backfill job(s) on queue {}",
                     jobs.len(),
-                    backfill::QUEUE
+                    backfill_queue::QUEUE
                 );
                 Ok(())
             }

@@ -73,7 +73,7 @@ fn fault_schedule(rng: &mut ChaCha8Rng, options: &SoakOptions) -> Vec<(f64, Faul
                 },
                 5..=7 => Fault::TerminateSessions,
                 _ => Fault::Pause {
-                    queue: jobs::status::QUEUES[rng.random_range(0..jobs::status::QUEUES.len())],
+                    queue: jobs::queues::ALL[rng.random_range(0..jobs::queues::ALL.len())],
                     secs: rng.random_range(2..8),
                 },
             };
@@ -241,8 +241,13 @@ pub(crate) async fn soak(server: &str, options: SoakOptions) -> anyhow::Result<(
 
     // The legacy NULLs and anything a kill left: one more backfill, then every queue empty
     // and no populate running.
-    retry(|| jobs::backfill::enqueue(&db, jobs::backfill::BackfillJob::All(Default::default())))
-        .await?;
+    retry(|| {
+        jobs::backfill_queue::enqueue(
+            &db,
+            jobs::backfill_queue::BackfillJob::All(Default::default()),
+        )
+    })
+    .await?;
     let drained = drain(&db).await;
     replicas.lock().await.stop_all();
     let jobs_run = jobs_by_queue(&db).await?;
@@ -393,7 +398,7 @@ async fn drain(db: &Db) -> anyhow::Result<Duration> {
     loop {
         let open = async {
             let mut open = 0i64;
-            for queue in jobs::status::QUEUES {
+            for queue in jobs::queues::ALL {
                 for (status, n) in db.queue_jobs().count_by_status(queue).await? {
                     if !matches!(status.as_str(), "Done" | "Killed") {
                         open += n;
@@ -424,7 +429,7 @@ async fn drain(db: &Db) -> anyhow::Result<Duration> {
 
 async fn jobs_by_queue(db: &Db) -> anyhow::Result<BTreeMap<&'static str, Vec<(String, i64)>>> {
     let mut all = BTreeMap::new();
-    for queue in jobs::status::QUEUES {
+    for queue in jobs::queues::ALL {
         all.insert(queue, db.queue_jobs().count_by_status(queue).await?);
     }
     Ok(all)

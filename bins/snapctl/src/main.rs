@@ -387,7 +387,7 @@ fn main() -> ExitCode {
                     .workers
                     .iter()
                     .find(|(worker, queue)| {
-                        queue.as_str() == "backfill"
+                        queue.as_str() == jobs::queues::BACKFILL
                             && worker.ends_with("BackfillMissingSnapshotsWorker")
                     })
                     .map(|(worker, _)| worker.clone());

@@ -593,7 +593,7 @@ async fn jobs_page(State(board): State<Board>, Query(query): Query<JobsQuery>) -
                 form method="get" action="/jobs" {
                     label { "queue " select name="queue" {
                         option value="" { "any" }
-                        @for q in jobs::status::QUEUES {
+                        @for q in jobs::queues::ALL {
                             option value=(q) selected[filter.queue.as_deref() == Some(q)] { (q) }
                         }
                     } }

@@ -3,7 +3,7 @@
 //! purge old ones) and to whole queues (pause, resume). The rules of what may change live
 //! here; the statements in `repo::JobAdminRepo` and `repo::QueuePauseRepo`.
 
-use crate::status::QUEUES;
+use crate::queues::ALL as QUEUES;
 use repo::{ActionOutcome, Db, JobDetail, JobFilter, JobStatus, RepoError};
 use std::time::Duration;
 

@@ -519,7 +519,7 @@ async fn fix(db: &Db, options: &AuditOptions, found: &AuditReport) -> Result<Fix
     let cache = BandCache::new(Duration::ZERO);
     for chunk in me_files.chunks(FIX_BATCH) {
         options.stop.check("audit --fix")?;
-        let synced = crate::sync_me_file::sync_me_files(db, &cache, chunk).await?;
+        let synced = crate::sync::sync_me_files(db, &cache, chunk).await?;
         summary.me_files_synced += synced.len() as u64;
         summary.population_rows_changed += synced.iter().map(|s| s.changes()).sum::<u64>();
     }
@@ -675,4 +675,19 @@ pub async fn record(
         .record(run, ran_by, report.drift_left() as i64, &json)
         .await?;
     Ok(())
+}
+
+/// Sets the [`crate::metrics::DRIFT_ROWS`] and [`crate::metrics::AUDIT_LAST_RUN`] gauges from the newest kept audit.
+pub fn record_last_in_metrics(newest: Option<&repo::AuditRecord>) {
+    let report: Option<AuditReport> =
+        newest.and_then(|record| serde_json::from_str(&record.report).ok());
+    for kind in crate::DriftKind::ALL {
+        let rows = report
+            .as_ref()
+            .and_then(|r| r.drift_left_by_kind().get(&kind).copied())
+            .unwrap_or(0);
+        ::metrics::gauge!(crate::metrics::DRIFT_ROWS, "kind" => kind.as_str()).set(rows as f64);
+    }
+    ::metrics::gauge!(crate::metrics::AUDIT_LAST_RUN)
+        .set(newest.map_or(0.0, |r| r.finished_at as f64));
 }

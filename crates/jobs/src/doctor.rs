@@ -218,7 +218,7 @@ pub async fn doctor(db: &Db, options: &DoctorOptions) -> Result<Vec<Check>, JobE
     }
 
     let mut backlog = Vec::new();
-    for queue in crate::status::QUEUES {
+    for queue in crate::queues::ALL {
         let depth = db.queue_jobs().depth(queue).await?;
         if let Some(age) = depth.oldest_waiting_secs.filter(|age| *age > BACKLOG_SECS) {
             backlog.push(format!("{queue}: oldest waiting {age:.0} s"));

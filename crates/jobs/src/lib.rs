@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod audit;
 pub mod backfill;
+pub mod backfill_queue;
 mod band_cache;
 pub mod capture_drain;
 pub mod doctor;
@@ -20,8 +21,10 @@ pub mod pause;
 mod plan;
 pub mod populate_target;
 pub mod queue;
+pub mod queues;
 pub mod status;
 mod stop;
+mod sync;
 pub mod sync_group;
 pub mod sync_me_file;
 pub mod wakeups;

@@ -141,20 +141,6 @@ pub fn null_snapshots(counts: &repo::NullSnapshotCounts) {
     }
 }
 
-/// Sets the [`DRIFT_ROWS`] and [`AUDIT_LAST_RUN`] gauges from the newest kept audit.
-pub fn last_audit(newest: Option<&repo::AuditRecord>) {
-    let report: Option<crate::audit::AuditReport> =
-        newest.and_then(|record| serde_json::from_str(&record.report).ok());
-    for kind in crate::DriftKind::ALL {
-        let rows = report
-            .as_ref()
-            .and_then(|r| r.drift_left_by_kind().get(&kind).copied())
-            .unwrap_or(0);
-        ::metrics::gauge!(DRIFT_ROWS, "kind" => kind.as_str()).set(rows as f64);
-    }
-    ::metrics::gauge!(AUDIT_LAST_RUN).set(newest.map_or(0.0, |r| r.finished_at as f64));
-}
-
 /// Sets the [`POPULATE_FAILURES`] gauge.
 pub fn populate_failures(targets: i64) {
     ::metrics::gauge!(POPULATE_FAILURES).set(targets as f64);

@@ -4,7 +4,7 @@
 //! fetched but not started go back to the queue), building them again at the resume
 //! (`worker::run_worker`); pushes still land.
 
-use crate::status::QUEUES;
+use crate::queues::ALL as QUEUES;
 use repo::Db;
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-pub const QUEUE: &str = "populate_target";
+pub const QUEUE: &str = crate::queues::POPULATE_TARGET;
 
 /// The queue of a run's chunks, served by every populator beside [`QUEUE`].
-pub const CHUNK_QUEUE: &str = "populate_chunk";
+pub const CHUNK_QUEUE: &str = crate::queues::POPULATE_CHUNK;
 
 const PAYLOAD_SHAPE: &str = r#"{"target_id": <integer>}"#;
 

@@ -2,6 +2,7 @@
 //! PostgreSQL (production), the apalis tables on SQLite (the embedded default).
 
 use crate::JobError;
+use crate::queues::{FETCH_BATCH, fetch_batch};
 use crate::wakeups::CoalescedWakeups;
 use apalis::prelude::{PollWith, StreamStrategy, TaskBuilder, TaskSink};
 use repo::{Backend, Db};
@@ -12,40 +13,10 @@ use std::time::Duration;
 /// this many attempts were made; a worker that dies mid-job also uses one up).
 pub const DEFAULT_MAX_ATTEMPTS: usize = 5;
 
-/// Creates or upgrades the queue tables (apalis's own migrations).
-pub async fn setup(db: &Db) -> Result<(), JobError> {
-    match db.backend() {
-        Backend::Postgres => {
-            apalis_postgres::PostgresStorage::setup(db.pg_pool().expect("pg pool"))
-                .await
-                .map_err(|e| JobError::Queue(e.into()))
-        }
-        Backend::Sqlite => {
-            apalis_sqlite::SqliteStorage::setup(db.sqlite_pool().expect("sqlite pool"))
-                .await
-                .map_err(|e| JobError::Queue(e.into()))
-        }
-    }
-}
-
 /// How often a worker reports it is alive. apalis also records finished jobs on this beat
 /// when no new job arrives, so it bounds how long a finished job may still show `Running`;
 /// a worker silent for several beats has its jobs re-enqueued for another replica.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// Jobs a worker takes from the queue per fetch.
-pub const FETCH_BATCH: usize = 50;
-
-/// Jobs a worker of `queue` takes per fetch: one for the populator's long jobs, so a run's
-/// chunks (and several targets' populates) spread over every replica instead of waiting in
-/// the first fetcher's hands; [`FETCH_BATCH`] for the short ones.
-pub fn fetch_batch(queue: &str) -> usize {
-    if queue == crate::populate_target::QUEUE || queue == crate::populate_target::CHUNK_QUEUE {
-        1
-    } else {
-        FETCH_BATCH
-    }
-}
 
 pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresStorage<T> {
     apalis_postgres::PostgresStorage::new(db.pg_pool().expect("pg pool")).with_config(

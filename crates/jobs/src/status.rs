@@ -6,13 +6,7 @@ use crate::JobError;
 use repo::{Db, JobRun, NullSnapshotCounts, QueueDepth};
 use serde::Serialize;
 
-/// Every queue snapline consumes.
-pub const QUEUES: [&str; 4] = [
-    crate::populate_target::QUEUE,
-    crate::populate_target::CHUNK_QUEUE,
-    crate::sync_me_file::QUEUE,
-    crate::backfill::QUEUE,
-];
+use crate::queues::ALL as QUEUES;
 
 /// A snapshot of the system's state.
 #[derive(Clone, Debug, Serialize)]

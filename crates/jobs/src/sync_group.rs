@@ -14,7 +14,7 @@
 
 use crate::BandCache;
 use crate::JobError;
-use crate::sync_me_file::{SyncSummary, sync_me_files};
+use crate::sync::{SyncSummary, sync_me_files};
 use domain::MeFileId;
 use repo::Db;
 use std::collections::{HashSet, VecDeque};

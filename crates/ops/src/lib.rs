@@ -174,12 +174,14 @@ async fn refresh_database_gauges(probe: &Probe) {
     let read = async {
         jobs::metrics::null_snapshots(&db.stats().null_snapshots().await?);
         jobs::metrics::populate_failures(db.populate_runs().failure_count().await?);
-        jobs::metrics::last_audit(db.audit().last().await?.first());
-        for queue in jobs::status::QUEUES {
+        jobs::audit::record_last_in_metrics(db.audit().last().await?.first());
+        for queue in jobs::queues::ALL {
             jobs::metrics::queue_depth(&db.queue_jobs().depth(queue).await?);
         }
         jobs::metrics::backfill_last_success(
-            db.queue_jobs().last_done_at(jobs::backfill::QUEUE).await?,
+            db.queue_jobs()
+                .last_done_at(jobs::backfill_queue::QUEUE)
+                .await?,
         );
         Ok::<(), repo::RepoError>(())
     };

@@ -158,12 +158,12 @@ async fn check_lock_table(db: &Db) {
 
 pub fn populate_options(settings: &Settings) -> PopulateOptions {
     PopulateOptions {
-        batch_size: settings.populator.batch_size.max(1),
-        chunk_me_files: settings.populator.chunk_me_files.max(1),
+        batch_size: settings.populator.batch_size,
+        chunk_me_files: settings.populator.chunk_me_files,
         lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
         lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
         batch_pause: Duration::from_millis(settings.populator.batch_pause_ms),
-        chunks_at_once: usize::from(settings.populator.chunks_at_once.max(1)),
+        chunks_at_once: usize::from(settings.populator.chunks_at_once),
         stop: jobs::StopRequest::default(),
     }
 }
@@ -174,8 +174,7 @@ pub fn syncer_context(settings: &Settings, db: Db) -> jobs::sync_me_file::Syncer
     let cache = jobs::BandCache::new(Duration::from_secs(settings.syncer.band_cache_secs));
     jobs::sync_me_file::SyncerContext {
         me_files_per_transaction: usize::try_from(settings.syncer.me_files_per_transaction)
-            .unwrap_or(usize::MAX)
-            .max(1),
+            .unwrap_or(usize::MAX),
         capture_poll: Duration::from_millis(settings.syncer.capture_poll_ms),
         ..jobs::sync_me_file::SyncerContext::new(db, std::sync::Arc::new(cache))
     }
@@ -183,7 +182,7 @@ pub fn syncer_context(settings: &Settings, db: Db) -> jobs::sync_me_file::Syncer
 
 pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions {
     jobs::backfill::BackfillOptions {
-        batch_size: settings.backfiller.batch_size.max(1),
+        batch_size: settings.backfiller.batch_size,
         dry_run: false,
         warn_threshold: settings.backfiller.warn_threshold,
         unfixable_ids_kept: settings.backfiller.unfixable_ids_kept,
@@ -209,10 +208,10 @@ pub fn worker_options(
 ) -> WorkerOptions {
     let host = host_name();
     WorkerOptions {
-        concurrency: queue_settings.concurrency.max(1),
-        max_attempts: queue_settings.max_attempts.max(1),
-        timeout: Duration::from_secs(queue_settings.timeout_secs.max(1)),
-        pooler_poll: Duration::from_millis(settings.database.pooler_poll_ms.max(1)),
+        concurrency: queue_settings.concurrency,
+        max_attempts: queue_settings.max_attempts,
+        timeout: Duration::from_secs(queue_settings.timeout_secs),
+        pooler_poll: Duration::from_millis(settings.database.pooler_poll_ms),
         ..WorkerOptions::new(format!("{queue}@{host}:{}", std::process::id()))
     }
 }
@@ -322,6 +321,13 @@ mod tests {
             "error occurred while decoding column \"id\": mismatched types".into(),
         );
         anyhow::Error::new(repo::RepoError::Db(cause))
+    }
+
+    /// Settings name the queues they configure and bridge (they cannot depend on `jobs`): the
+    /// same names as the registry's, or a queue would go unconfigured or unbridgeable.
+    #[test]
+    fn settings_name_the_registrys_queues() {
+        assert_eq!(settings::BRIDGE_QUEUES, jobs::queues::CONFIGURED);
     }
 
     #[test]

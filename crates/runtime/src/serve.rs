@@ -70,7 +70,7 @@ where
     let prune_task = tokio::spawn(prune_finished_jobs(
         db.clone(),
         Duration::from_secs(settings.serve.job_retention_hours.saturating_mul(3600)),
-        Duration::from_secs(settings.serve.prune_interval_secs.max(1)),
+        Duration::from_secs(settings.serve.prune_interval_secs),
         stop.clone(),
     ));
 

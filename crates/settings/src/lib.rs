@@ -59,7 +59,6 @@ pub struct DatabaseSettings {
     /// `sqlite://FILE` or `postgres://...`.
     pub url: String,
     pub max_connections: u32,
-    #[serde(default = "default_acquire_timeout")]
     pub acquire_timeout_secs: u64,
     /// Apply migrations when a binary starts (the embedded default); production runs the
     /// `migration` binary instead.
@@ -73,7 +72,6 @@ pub struct DatabaseSettings {
     /// without a statement (`idle_in_transaction_session_timeout`), so a transaction left
     /// open by a job cut off mid-way (timeout, kill of its task) releases its locks; 0 keeps
     /// the server's setting. snapline's transactions never pause between statements.
-    #[serde(default = "default_idle_in_transaction")]
     pub idle_in_transaction_timeout_secs: u64,
     /// What sits between snapline and PostgreSQL: `none` (a direct connection or a
     /// session-mode pooler) or `transaction` (PgBouncer and the like in transaction mode: no
@@ -83,7 +81,6 @@ pub struct DatabaseSettings {
     pub pooler: PoolerMode,
     /// With `pooler = "transaction"`: how often an idle worker looks for new jobs, since no
     /// notification reaches it through the pooler.
-    #[serde(default = "default_pooler_poll_ms")]
     pub pooler_poll_ms: u64,
 }
 
@@ -96,14 +93,6 @@ pub enum PoolerMode {
     None,
     /// A pooler in transaction mode: the server session changes between transactions.
     Transaction,
-}
-
-fn default_pooler_poll_ms() -> u64 {
-    100
-}
-
-fn default_idle_in_transaction() -> u64 {
-    60
 }
 
 /// The values PostgreSQL accepts for `synchronous_commit`.
@@ -133,10 +122,6 @@ impl SynchronousCommitLevel {
             SynchronousCommitLevel::RemoteApply => "remote_apply",
         }
     }
-}
-
-fn default_acquire_timeout() -> u64 {
-    30
 }
 
 /// Tuning of `populate_target` runs.
@@ -576,6 +561,7 @@ impl Settings {
             (self.backfiller.batch_size, "backfiller.batch_size"),
             (self.backfiller.lease_ttl_secs, "backfiller.lease_ttl_secs"),
             (self.audit.sample, "audit.sample"),
+            (self.serve.prune_interval_secs, "serve.prune_interval_secs"),
         ]
         .map(|(value, key)| (value, key.to_owned()))
         .into();

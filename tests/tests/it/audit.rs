@@ -488,22 +488,22 @@ async fn snapctl_audit_and_explain_say_it_in_their_exit_codes() {
 
 async fn each_audit_tick_is_pushed_once_across_replicas(backend: Backend) {
     let test = TestDb::migrated(backend).await;
-    let audit_tick = jobs::backfill::Scheduled::Audit { sample: 10 };
+    let audit_tick = jobs::backfill_queue::Scheduled::Audit { sample: 10 };
     let (a, b) = tokio::join!(
-        jobs::backfill::on_tick(&test.db, audit_tick, 1_700_000_000, "replica-a"),
-        jobs::backfill::on_tick(&test.db, audit_tick, 1_700_000_000, "replica-b"),
+        jobs::backfill_queue::on_tick(&test.db, audit_tick, 1_700_000_000, "replica-a"),
+        jobs::backfill_queue::on_tick(&test.db, audit_tick, 1_700_000_000, "replica-b"),
     );
     let mut pushed = [a.unwrap(), b.unwrap()];
     pushed.sort();
     assert_eq!(pushed, [false, true], "exactly one replica pushes the tick");
     // The same second's backfill tick is another job.
     assert!(
-        jobs::backfill::on_cron_tick(&test.db, 1_700_000_000, "replica-a")
+        jobs::backfill_queue::on_cron_tick(&test.db, 1_700_000_000, "replica-a")
             .await
             .unwrap()
     );
     assert!(
-        jobs::backfill::on_tick(&test.db, audit_tick, 1_700_000_060, "replica-b")
+        jobs::backfill_queue::on_tick(&test.db, audit_tick, 1_700_000_060, "replica-b")
             .await
             .unwrap()
     );

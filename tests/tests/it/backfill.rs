@@ -1,7 +1,8 @@
 //! The backfiller, end to end on PostgreSQL and SQLite.
 
 use domain::{BandId, Snapshot, TargetId};
-use jobs::backfill::{BackfillOptions, BackfillScope, backfill, on_cron_tick};
+use jobs::backfill::{BackfillOptions, BackfillScope, backfill};
+use jobs::backfill_queue::on_cron_tick;
 use jobs::populate_target::{PopulateOptions, populate_target};
 use snapline_tests::{
     Backend, InProcessWorker, TestDb, assert_backfill_owed, both_backends, entity_ids, execute,
@@ -442,7 +443,7 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
     );
     assert_eq!(
         db.queue_jobs()
-            .of_queue(jobs::backfill::QUEUE)
+            .of_queue(jobs::backfill_queue::QUEUE)
             .await
             .unwrap()
             .len(),
@@ -478,7 +479,7 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
     };
     let tick_second = "CAST(substr(idempotency_key, 15) AS BIGINT)";
     let started_at = now_secs();
-    let schedule = jobs::backfill::parse_schedule("* * * * * *").unwrap();
+    let schedule = jobs::backfill_queue::parse_schedule("* * * * * *").unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut crons = Vec::new();
     for replica in ["replica-a", "replica-b"] {
@@ -486,11 +487,11 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
         let schedule = schedule.clone();
         let mut stopped = stopped.clone();
         crons.push(tokio::spawn(async move {
-            jobs::backfill::serve_cron(
+            jobs::backfill_queue::serve_cron(
                 db,
                 schedule,
                 replica.into(),
-                jobs::backfill::Scheduled::Backfill,
+                jobs::backfill_queue::Scheduled::Backfill,
                 async move {
                     let _ = stopped.changed().await;
                 },
@@ -515,7 +516,7 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
     }
     let jobs = db
         .queue_jobs()
-        .of_queue(jobs::backfill::QUEUE)
+        .of_queue(jobs::backfill_queue::QUEUE)
         .await
         .unwrap();
     let distinct_ticks = entity_ids(&db, &ticks_sql("COUNT(DISTINCT idempotency_key)")).await[0];
@@ -544,16 +545,19 @@ async fn a_cron_tick_runs_once_with_two_backfillers(backend: Backend) {
 async fn backfill_jobs_run_through_a_worker(backend: Backend) {
     let test = TestDb::seeded(backend, &data(0.2)).await;
     let db = test.db.clone();
-    jobs::backfill::enqueue(&db, jobs::backfill::BackfillJob::All(Default::default()))
-        .await
-        .unwrap();
-    let ctx = jobs::backfill::BackfillerContext {
+    jobs::backfill_queue::enqueue(
+        &db,
+        jobs::backfill_queue::BackfillJob::All(Default::default()),
+    )
+    .await
+    .unwrap();
+    let ctx = jobs::backfill_queue::BackfillerContext {
         db: db.clone(),
         options: options(),
         replica: "test".into(),
     };
     let worker = InProcessWorker::start(move |stopped| async move {
-        jobs::backfill::serve(
+        jobs::backfill_queue::serve(
             ctx,
             &jobs::worker::WorkerOptions::new("backfill-test"),
             stopped,
@@ -563,7 +567,7 @@ async fn backfill_jobs_run_through_a_worker(backend: Backend) {
     let started = std::time::Instant::now();
     while !db
         .queue_jobs()
-        .of_queue(jobs::backfill::QUEUE)
+        .of_queue(jobs::backfill_queue::QUEUE)
         .await
         .unwrap()
         .iter()
@@ -755,9 +759,9 @@ async fn a_served_backfill_logs_its_progress() {
         .stderr(log)
         .spawn()
         .expect("backfiller serve starts");
-    jobs::backfill::enqueue(
+    jobs::backfill_queue::enqueue(
         &test.db,
-        jobs::backfill::BackfillJob::All(Default::default()),
+        jobs::backfill_queue::BackfillJob::All(Default::default()),
     )
     .await
     .unwrap();

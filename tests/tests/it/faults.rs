@@ -253,9 +253,12 @@ where
         .await;
     }
     populate_target::enqueue(&db, TargetId(1)).await.unwrap();
-    jobs::backfill::enqueue(&db, jobs::backfill::BackfillJob::All(Default::default()))
-        .await
-        .unwrap();
+    jobs::backfill_queue::enqueue(
+        &db,
+        jobs::backfill_queue::BackfillJob::All(Default::default()),
+    )
+    .await
+    .unwrap();
     for me_file in 1..=300i64 {
         execute(&db, &format!("DELETE FROM me_file_tags WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = {me_file})")).await;
         sync_me_file::enqueue(&db, MeFileId(me_file)).await.unwrap();

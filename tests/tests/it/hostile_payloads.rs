@@ -4,7 +4,7 @@
 //! attempt, or a harmless success) while the data stays exactly as it was.
 
 use jobs::BandCache;
-use jobs::backfill::{self, BackfillerContext};
+use jobs::backfill_queue::{self, BackfillerContext};
 use jobs::populate_target::{self, PopulatorContext};
 use jobs::sync_me_file::{self, SyncerContext};
 use jobs::worker::WorkerOptions;
@@ -40,7 +40,7 @@ fn cases() -> Vec<Case> {
     use Expect::*;
     let populate = populate_target::QUEUE;
     let sync = sync_me_file::QUEUE;
-    let backfill = backfill::QUEUE;
+    let backfill = backfill_queue::QUEUE;
     let shape_target = r#"is not {"target_id": <integer>}"#;
     let shape_me_file = r#"is not {"me_file_id": <integer>}"#;
     let shape_band = r#"is not {} or {"band_id": <integer>}"#;
@@ -167,9 +167,9 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
     )
     .await;
     let db = test.db.clone();
-    backfill::backfill(
+    jobs::backfill::backfill(
         &db,
-        &backfill::BackfillScope::All,
+        &jobs::backfill::BackfillScope::All,
         &Default::default(),
         &|_| {},
     )
@@ -207,7 +207,7 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
             let (populate_options, sync_options, backfill_options) = (
                 options(populate_target::QUEUE),
                 options(sync_me_file::QUEUE),
-                options(backfill::QUEUE),
+                options(backfill_queue::QUEUE),
             );
             tokio::try_join!(
                 populate_target::serve(
@@ -226,7 +226,7 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
                     &sync_options,
                     wait(stopped.clone())
                 ),
-                backfill::serve(
+                backfill_queue::serve(
                     BackfillerContext {
                         db: db.clone(),
                         options: Default::default(),
@@ -241,7 +241,7 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
     let started = std::time::Instant::now();
     loop {
         let mut open = Vec::new();
-        for queue in jobs::status::QUEUES {
+        for queue in jobs::queues::ALL {
             for job in db.queue_jobs().of_queue(queue).await.unwrap() {
                 if job.status != "Done" && job.status != "Killed" {
                     open.push(format!(

@@ -8,7 +8,7 @@
 //! while twelve processes run.
 
 use domain::{BandId, MeFileId, TargetId, TraitId};
-use jobs::{backfill, populate_target, sync_me_file};
+use jobs::{backfill_queue, populate_target, sync_me_file};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snapline_tests::{
@@ -103,9 +103,11 @@ async fn four_replicas_of_each_binary_under_a_driver_leave_everything_exact() {
         }
         if changes % 90 == 0 {
             let band = bands[rng.random_range(0..bands.len())];
-            backfill::enqueue(
+            backfill_queue::enqueue(
                 &db,
-                backfill::BackfillJob::Band(backfill::SnapshotBandPopulations { band_id: band }),
+                backfill_queue::BackfillJob::Band(backfill_queue::SnapshotBandPopulations {
+                    band_id: band,
+                }),
             )
             .await
             .unwrap();

@@ -1,6 +1,6 @@
 //! One backfill run: populations first, then offers and ad_events, in batches.
 
-use super::*;
+use super::types::*;
 use crate::BandCache;
 use crate::JobError;
 use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId, TraitId};

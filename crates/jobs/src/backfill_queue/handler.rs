@@ -1,23 +1,11 @@
-//! The backfill queue: its handler, pushes, and what `--target`/`--all` expand to.
+//! The handler of queue `backfill`, its pushes and its consumer.
 
-use super::*;
+use super::payloads::*;
 use crate::JobError;
+use crate::backfill::{BackfillOptions, BackfillScope, ProgressLog, backfill};
 use crate::queue::Payload;
-use domain::{BandId, PopulationId, TargetId};
+use domain::BandId;
 use repo::Db;
-
-/// The bands a `--target` backfill covers (all of the target's bands).
-pub async fn bands_of_target(db: &Db, target: TargetId) -> Result<Vec<BandId>, JobError> {
-    crate::error::check_target_exists(db, target).await?;
-    Ok(db
-        .bands()
-        .of_target(target)
-        .await?
-        .bands()
-        .iter()
-        .map(|b| b.id)
-        .collect())
-}
 
 /// What a backfiller worker needs for every job.
 #[derive(Clone, Debug)]
@@ -100,22 +88,6 @@ pub async fn enqueue(db: &Db, job: BackfillJob) -> Result<(), JobError> {
         crate::error::check_band_known(db, BandId(band.band_id)).await?;
     }
     crate::queue::push(db, QUEUE, job, crate::queue::DEFAULT_MAX_ATTEMPTS).await
-}
-
-/// Bands that hold populations with a NULL snapshot (for `enqueue --all`: one job each).
-pub async fn bands_with_null_populations(db: &Db) -> Result<Vec<BandId>, JobError> {
-    let mut bands = std::collections::BTreeSet::new();
-    let mut after = PopulationId(0);
-    loop {
-        let rows = db
-            .backfill()
-            .null_populations_after(after, 10_000, None)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.id;
-        bands.extend(rows.iter().map(|r| r.band_id));
-    }
-    Ok(bands.into_iter().collect())
 }
 
 /// Consumes queue `backfill` until `shutdown` completes.

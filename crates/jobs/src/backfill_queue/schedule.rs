@@ -2,7 +2,7 @@
 //! `backfill_missing_snapshots`, each tick of `audit.schedule` one sampled audit, once across
 //! replicas.
 
-use super::*;
+use super::payloads::*;
 use crate::JobError;
 use repo::Db;
 
