@@ -6,7 +6,7 @@
 use crate::rows::{Count, IdOnly};
 use crate::{CopyTable, Db, RepoError};
 use domain::{BandId, MeFileId};
-use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+use sea_orm::{FromQueryResult, Value};
 
 /// Audits and their record.
 pub struct AuditRepo<'a> {
@@ -152,8 +152,8 @@ impl AuditRepo<'_> {
         report: &str,
     ) -> Result<(), RepoError> {
         self.db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!(
                     "INSERT INTO snapline_audits (run, finished_at, ran_by, drift, report) \
                      VALUES ($1, CAST({} AS BIGINT), $2, $3, $4) \
@@ -162,7 +162,7 @@ impl AuditRepo<'_> {
                     self.db.epoch_now_sql()
                 ),
                 vec![run.into(), ran_by.into(), drift.into(), report.into()],
-            ))
+            )
             .await?;
         Ok(())
     }

@@ -209,10 +209,7 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
              updated_at = {now} FROM {rows} AS u \
              WHERE p.id = u.id AND p.matching_tags_snapshot IS NULL"
         );
-        Ok(conn
-            .execute_raw(db.statement(sql, values))
-            .await?
-            .rows_affected())
+        db.execute(conn, sql, values).await
     }
 
     /// Writes snapshots of populations that are still NULL and, in the same statement, copies
@@ -420,10 +417,7 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
              FROM {rows} AS u WHERE c.me_file_id = u.me_file_id AND c.target_band_id = u.band_id \
              AND c.matching_tags_snapshot IS NULL"
         );
-        Ok(conn
-            .execute_raw(db.statement(sql, values))
-            .await?
-            .rows_affected())
+        db.execute(conn, sql, values).await
     }
 
     /// Replaces populations' malformed snapshots: each of `rows` is (me_file, band, the
@@ -442,8 +436,9 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
         };
         let mut written = 0;
         for (me_file, band, read, snapshot) in rows {
-            written += conn
-                .execute_raw(db.statement(
+            written += db
+                .execute(
+                    conn,
                     format!(
                         "UPDATE target_populations SET matching_tags_snapshot = {new}, \
                          updated_at = {now} WHERE me_file_id = $1 AND target_band_id = $2 AND {old}"
@@ -454,9 +449,8 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
                         Value::from(read.clone()),
                         Value::from(snapshot.clone()),
                     ],
-                ))
-                .await?
-                .rows_affected();
+                )
+                .await?;
         }
         Ok(written)
     }
@@ -535,12 +529,13 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
     /// Turns hash and merge joins off until the end of the caller's transaction: a batch's
     /// joins become one index lookup per row, whatever PostgreSQL estimates.
     async fn index_lookups_only(&self) -> Result<(), RepoError> {
-        self.conn
-            .execute_raw(self.db.statement(
+        self.db
+            .execute(
+                self.conn,
                 "SELECT set_config('enable_hashjoin', 'off', true), \
                  set_config('enable_mergejoin', 'off', true)",
                 vec![],
-            ))
+            )
             .await?;
         Ok(())
     }

@@ -178,23 +178,19 @@ impl BridgeRepo<'_> {
                     .into(),
             });
         };
-        txn.execute_unprepared(&migration::drop_bridge_sql())
-            .await?;
-        txn.execute_unprepared(&install_sql(&schema, workers))
-            .await?;
-        txn.commit().await?;
-        Ok(())
+        crate::capture::replace_installed(
+            txn,
+            &migration::drop_bridge_sql(),
+            &install_sql(&schema, workers),
+        )
+        .await
     }
 
     /// Removes every bridge trigger and function, of any version: the platform's next
     /// inserts are left to its own workers.
     pub async fn disable(&self) -> Result<(), RepoError> {
         self.require_postgres()?;
-        self.db
-            .conn()
-            .execute_unprepared(&migration::drop_bridge_sql())
-            .await?;
-        Ok(())
+        crate::capture::remove_installed(self.db, &migration::drop_bridge_sql()).await
     }
 
     /// What is installed, what it maps and how many rows it took.

@@ -138,10 +138,9 @@ impl BulkLoader<'_> {
         );
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(sql, vec![Value::from(json)]))
+            .execute(self.db.conn(), sql, vec![Value::from(json)])
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// After loading rows with explicit ids, moves each table's id sequence past its

@@ -371,6 +371,25 @@ pub const CAPTURED_TABLES: [&str; 7] = [
     "trait_groups",
 ];
 
+/// Runs `drop` (removing every version of what snapline installed: capture, the bridge) then
+/// `install` in `txn`, and commits: the platform's writers see the old version or the new one.
+pub(crate) async fn replace_installed(
+    txn: sea_orm::DatabaseTransaction,
+    drop: &str,
+    install: &str,
+) -> Result<(), RepoError> {
+    txn.execute_unprepared(drop).await?;
+    txn.execute_unprepared(install).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Runs `drop`, removing every version of what snapline installed (capture, the bridge).
+pub(crate) async fn remove_installed(db: &Db, drop: &str) -> Result<(), RepoError> {
+    db.conn().execute_unprepared(drop).await?;
+    Ok(())
+}
+
 /// Installs, lists and removes change capture.
 pub struct CaptureRepo<'a> {
     pub(crate) db: &'a Db,
@@ -393,22 +412,14 @@ impl CaptureRepo<'_> {
                 detail: "no current schema: set search_path to the platform's schema".into(),
             });
         };
-        txn.execute_unprepared(&migration::drop_capture_sql())
-            .await?;
-        txn.execute_unprepared(&install_sql(&schema)).await?;
-        txn.commit().await?;
-        Ok(())
+        replace_installed(txn, &migration::drop_capture_sql(), &install_sql(&schema)).await
     }
 
     /// Removes every capture trigger and function, of any version (what `migration down`
     /// does too).
     pub async fn disable(&self) -> Result<(), RepoError> {
         self.require_postgres()?;
-        self.db
-            .conn()
-            .execute_unprepared(&migration::drop_capture_sql())
-            .await?;
-        Ok(())
+        remove_installed(self.db, &migration::drop_capture_sql()).await
     }
 
     /// Takes up to `limit` me_files from `snapline_capture_outbox` (rows another drainer

@@ -565,6 +565,19 @@ impl Db {
             .await?)
     }
 
+    /// Runs one statement on `conn`; returns the rows it changed.
+    pub(crate) async fn execute<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        sql: impl Into<String>,
+        values: Vec<Value>,
+    ) -> Result<u64, RepoError> {
+        Ok(conn
+            .execute_raw(self.statement(sql, values))
+            .await?
+            .rows_affected())
+    }
+
     /// The first row of a query (if any), decoded by column name into `T`.
     pub(crate) async fn fetch_optional<T: FromQueryResult, C: ConnectionTrait>(
         &self,

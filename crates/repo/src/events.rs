@@ -49,15 +49,17 @@ impl<C: ConnectionTrait> EventRepo<'_, C> {
         }
         let ids = Value::from(me_files.to_vec());
         if options.notify {
-            txn.execute_raw(self.db.statement(
-                format!(
-                    "SELECT pg_notify('{EVENTS_CHANNEL}', \
+            self.db
+                .execute(
+                    txn,
+                    format!(
+                        "SELECT pg_notify('{EVENTS_CHANNEL}', \
                      '{{\"event\":\"me_file_bands_changed\",\"me_file_id\":' || m || '}}') \
                      FROM unnest($1::bigint[]) AS m"
-                ),
-                vec![ids.clone()],
-            ))
-            .await?;
+                    ),
+                    vec![ids.clone()],
+                )
+                .await?;
         }
         if let Some(sql) = &options.me_file_bands_changed_sql {
             txn.execute_raw(self.db.statement(sql.clone(), vec![ids]))
@@ -75,14 +77,16 @@ impl<C: ConnectionTrait> EventRepo<'_, C> {
             return Ok(());
         }
         if options.notify {
-            txn.execute_raw(self.db.statement(
-                format!(
-                    "SELECT pg_notify('{EVENTS_CHANNEL}', \
+            self.db
+                .execute(
+                    txn,
+                    format!(
+                        "SELECT pg_notify('{EVENTS_CHANNEL}', \
                      '{{\"event\":\"target_populated\",\"target_id\":' || $1::bigint || '}}')"
-                ),
-                vec![Value::from(target)],
-            ))
-            .await?;
+                    ),
+                    vec![Value::from(target)],
+                )
+                .await?;
         }
         if let Some(sql) = &options.target_populated_sql {
             txn.execute_raw(self.db.statement(sql.clone(), vec![Value::from(target)]))

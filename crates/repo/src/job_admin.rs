@@ -6,7 +6,7 @@
 //! no worker holds.
 
 use crate::{Backend, Db, RepoError};
-use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+use sea_orm::{FromQueryResult, Value};
 use serde::Serialize;
 
 /// A job's state, as apalis names it.
@@ -308,13 +308,13 @@ impl JobAdminRepo<'_> {
         let (set, _) = self.retry_sql();
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!("UPDATE {table} SET {set} WHERE job_type = $1 AND status = $2"),
                 vec![Value::from(queue), Value::from(status.as_str())],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// Marks each of `ids` that is waiting (Pending, or Failed with a retry ahead) Killed:
@@ -355,11 +355,10 @@ impl JobAdminRepo<'_> {
         loop {
             let result = self
                 .db
-                .conn()
-                .execute_raw(self.db.statement(sql.clone(), values.clone()))
+                .execute(self.db.conn(), sql.clone(), values.clone())
                 .await?;
-            deleted += result.rows_affected();
-            if result.rows_affected() < PURGE_CHUNK {
+            deleted += result;
+            if result < PURGE_CHUNK {
                 return Ok(deleted);
             }
         }

@@ -96,9 +96,8 @@ impl LeaseRepo<'_, crate::PoolConn> {
         );
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(sql, lease_values(name, owner, ttl)))
+            .execute(self.db.conn(), sql, lease_values(name, owner, ttl))
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(result == 1)
     }
 }

@@ -55,8 +55,9 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
     /// bounded length), replacing an earlier record.
     pub async fn record_failure(&self, target_id: TargetId, error: &str) -> Result<(), RepoError> {
         let error: String = error.chars().take(FAILURE_ERROR_CHARS).collect();
-        self.conn
-            .execute_raw(self.db.statement(
+        self.db
+            .execute(
+                self.conn,
                 format!(
                     "INSERT INTO snapline_populate_failures (target_id, failed_at, error) \
                      VALUES ($1, CAST({} AS BIGINT), $2) \
@@ -65,18 +66,19 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
                     self.db.epoch_now_sql()
                 ),
                 vec![target_id.0.into(), error.into()],
-            ))
+            )
             .await?;
         Ok(())
     }
 
     /// Forgets a failure of `target_id` (a populate of it succeeded).
     pub async fn clear_failure(&self, target_id: TargetId) -> Result<(), RepoError> {
-        self.conn
-            .execute_raw(self.db.statement(
+        self.db
+            .execute(
+                self.conn,
                 "DELETE FROM snapline_populate_failures WHERE target_id = $1",
                 vec![target_id.0.into()],
-            ))
+            )
             .await?;
         Ok(())
     }
@@ -151,11 +153,12 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
         run: i64,
         chunks: &[ChunkRange],
     ) -> Result<(), RepoError> {
-        self.conn
-            .execute_raw(self.db.statement(
+        self.db
+            .execute(
+                self.conn,
                 "DELETE FROM snapline_populate_chunks WHERE target_id = $1 AND run <> $2",
                 vec![target_id.0.into(), run.into()],
-            ))
+            )
             .await?;
         for part in chunks.chunks(500) {
             let mut sql = String::from(
@@ -176,9 +179,7 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
                 ]);
             }
             sql.push_str(" ON CONFLICT DO NOTHING");
-            self.conn
-                .execute_raw(self.db.statement(sql, values))
-                .await?;
+            self.db.execute(self.conn, sql, values).await?;
         }
         Ok(())
     }
@@ -192,14 +193,15 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
     ) -> Result<ChunkFinished, RepoError> {
         let key: Vec<Value> = vec![target_id.0.into(), run.into(), after.0.into()];
         let marked = self
-            .conn
-            .execute_raw(self.db.statement(
+            .db
+            .execute(
+                self.conn,
                 "UPDATE snapline_populate_chunks SET done = TRUE \
                  WHERE target_id = $1 AND run = $2 AND after_me_file = $3 AND NOT done",
                 key.clone(),
-            ))
+            )
             .await?;
-        if marked.rows_affected() == 1 {
+        if marked == 1 {
             return Ok(ChunkFinished::Now {
                 left: self.chunks_left(target_id, run).await?,
             });

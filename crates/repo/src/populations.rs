@@ -153,11 +153,13 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
         if self.db.backend() != Backend::Postgres || me_file_ids.is_empty() {
             return Ok(());
         }
-        txn.execute_raw(self.db.statement(
-            lock_ranges_sql("$1"),
-            vec![me_file_lock_ranges(me_file_ids)],
-        ))
-        .await?;
+        self.db
+            .execute(
+                txn,
+                lock_ranges_sql("$1"),
+                vec![me_file_lock_ranges(me_file_ids)],
+            )
+            .await?;
         Ok(())
     }
 
@@ -210,10 +212,9 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
                 "DELETE FROM target_populations WHERE {}",
                 db.in_id_list("id", 1)
             );
-            applied.deleted = txn
-                .execute_raw(db.statement(sql, vec![population_id_list(db, &changes.deletes)]))
-                .await?
-                .rows_affected();
+            applied.deleted = db
+                .execute(txn, sql, vec![population_id_list(db, &changes.deletes)])
+                .await?;
         }
         if !changes.deletes_if_me_file_gone.is_empty() {
             let sql = format!(
@@ -245,10 +246,7 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
                  matching_tags_snapshot = u.snapshot, updated_at = {now} \
                  FROM {rows} AS u WHERE p.id = u.id"
             );
-            applied.updated = txn
-                .execute_raw(db.statement(sql, values))
-                .await?
-                .rows_affected();
+            applied.updated = db.execute(txn, sql, values).await?;
         }
         if !changes.inserts.is_empty() {
             let (rows, values) = RowBatch::new()
@@ -264,10 +262,7 @@ impl<C: ConnectionTrait> PopulationRepo<'_, C> {
                  WHERE true ON CONFLICT (target_band_id, me_file_id) DO UPDATE SET \
                  matching_tags_snapshot = excluded.matching_tags_snapshot, updated_at = {now}"
             );
-            applied.inserted = txn
-                .execute_raw(db.statement(sql, values))
-                .await?
-                .rows_affected();
+            applied.inserted = db.execute(txn, sql, values).await?;
         }
         Ok(applied)
     }
@@ -287,17 +282,17 @@ impl PopulationRepo<'_, crate::PoolConn> {
         let db = self.db;
         let bands: Vec<i64> = band_ids.iter().map(|b| b.0).collect();
         let result = db
-            .conn()
-            .execute_raw(db.statement(
+            .execute(
+                db.conn(),
                 format!(
                     "DELETE FROM target_populations WHERE id IN \
                      (SELECT id FROM target_populations WHERE {} LIMIT $2)",
                     db.in_id_list("target_band_id", 1)
                 ),
                 vec![db.id_list(&bands), Value::from(limit as i64)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// Populations whose band no longer exists (the platform has no foreign keys), or whose
@@ -407,13 +402,13 @@ impl PopulationRepo<'_, crate::PoolConn> {
     pub async fn forget_snapshots(&self, every: i64) -> Result<u64, RepoError> {
         let db = self.db;
         let result = db
-            .conn()
-            .execute_raw(db.statement(
+            .execute(
+                db.conn(),
                 "UPDATE target_populations SET matching_tags_snapshot = NULL \
                  WHERE id % $1 = 0 AND matching_tags_snapshot IS NOT NULL",
                 vec![every.max(1).into()],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 }

@@ -407,13 +407,13 @@ impl QueueJobRepo<'_> {
     ) -> Result<bool, RepoError> {
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 PLAIN_SQL_PUSH_POPULATE,
                 vec![Value::from(target), Value::from(max_attempts)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(result == 1)
     }
 
     /// Pushes with [`PLAIN_SQL_PUSH`], as other services do (PostgreSQL only); returns
@@ -426,17 +426,17 @@ impl QueueJobRepo<'_> {
     ) -> Result<bool, RepoError> {
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 PLAIN_SQL_PUSH,
                 vec![
                     Value::from(queue),
                     Value::from(payload_json),
                     Value::from(max_attempts),
                 ],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(result == 1)
     }
 
     /// Whether `queue` holds the job `id` (in any state).
@@ -523,13 +523,13 @@ impl QueueJobRepo<'_> {
         let table = self.table();
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!("DELETE FROM {table} WHERE job_type = $1"),
                 vec![Value::from(queue)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// Deletes the queue's finished jobs (`Done`, `Killed`, and `Failed` with no attempt
@@ -538,16 +538,16 @@ impl QueueJobRepo<'_> {
         let table = self.table();
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!(
                     "DELETE FROM {table} WHERE job_type = $1 AND (status IN ('Done', 'Killed') \
                      OR (status = 'Failed' AND attempts >= max_attempts))"
                 ),
                 vec![Value::from(queue)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// The backlog of `queue`: jobs per state, each counted up to [`DEPTH_COUNT_CAP`], and
@@ -682,24 +682,23 @@ impl QueueJobRepo<'_> {
         loop {
             let result = self
                 .db
-                .conn()
-                .execute_raw(self.db.statement(jobs.clone(), vec![secs.clone()]))
+                .execute(self.db.conn(), jobs.clone(), vec![secs.clone()])
                 .await?;
-            deleted += result.rows_affected();
-            if result.rows_affected() < PRUNE_CHUNK {
+            deleted += result;
+            if result < PRUNE_CHUNK {
                 break;
             }
         }
         let workers = self.workers_table();
         self.db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!(
                     "DELETE FROM {workers} WHERE last_seen < {cutoff} \
                      AND NOT EXISTS (SELECT 1 FROM {table} j WHERE j.lock_by = {workers}.id)"
                 ),
                 vec![secs],
-            ))
+            )
             .await?;
         Ok(deleted)
     }
@@ -712,11 +711,11 @@ impl QueueJobRepo<'_> {
         let workers = self.workers_table();
         let now = self.db.queue_now_sql();
         self.db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!("UPDATE {workers} SET last_seen = {now} WHERE id = $1"),
                 vec![worker.into()],
-            ))
+            )
             .await?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! `snapline_queue_pauses`: which queues an operator paused.
 
 use crate::{Db, RepoError};
-use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+use sea_orm::{FromQueryResult, Value};
 
 #[derive(FromQueryResult)]
 struct PauseRow {
@@ -20,29 +20,29 @@ impl QueuePauseRepo<'_> {
         let now = self.db.epoch_now_sql();
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 format!(
                     "INSERT INTO snapline_queue_pauses (queue, paused_at) VALUES ($1, {now}) \
                      ON CONFLICT (queue) DO NOTHING"
                 ),
                 vec![Value::from(queue)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(result == 1)
     }
 
     /// Resumes `queue`; returns whether it was paused.
     pub async fn resume(&self, queue: &str) -> Result<bool, RepoError> {
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 "DELETE FROM snapline_queue_pauses WHERE queue = $1",
                 vec![Value::from(queue)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(result == 1)
     }
 
     /// The paused queues with when each was paused (Unix seconds), by name.

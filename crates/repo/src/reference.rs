@@ -258,10 +258,9 @@ impl ReferenceRepo<'_> {
         );
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(sql, vec![Value::from(target_id)]))
+            .execute(self.db.conn(), sql, vec![Value::from(target_id)])
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// Rows that differ (band, me_file or snapshot) between the target's populations and
@@ -309,11 +308,11 @@ impl ReferenceRepo<'_> {
     /// Syncs `me_file` with `snapline_reference_sync`, in one statement of its own.
     pub async fn sync_in_sql(&self, me_file: i64) -> Result<(), RepoError> {
         self.db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 "SELECT snapline_reference_sync($1)",
                 vec![Value::from(me_file)],
-            ))
+            )
             .await?;
         Ok(())
     }
@@ -332,17 +331,17 @@ impl ReferenceRepo<'_> {
     pub async fn touch_tags(&self, me_files: &[i64], round: i64) -> Result<u64, RepoError> {
         let db = self.db;
         let result = db
-            .conn()
-            .execute_raw(db.statement(
+            .execute(
+                db.conn(),
                 format!(
                     "UPDATE me_file_tags SET tag_value = 'edit ' || $2 || ' of ' || id \
                      WHERE {} ",
                     db.in_id_list("me_file_id", 1)
                 ),
                 vec![db.id_list(me_files), Value::from(round)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 }
 
@@ -354,8 +353,8 @@ impl ReferenceRepo<'_> {
         self.require_postgres()?;
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 "UPDATE me_file_tags SET tag_value = 'edit ' || $2 || ' of ' || id, \
                  modified_date = clock_timestamp() AT TIME ZONE 'utc' \
                  WHERE id IN ( \
@@ -367,9 +366,9 @@ impl ReferenceRepo<'_> {
                    WHERE p.me_file_id = ANY($1) \
                    ORDER BY p.me_file_id, t.id)",
                 vec![Value::from(me_files.to_vec()), Value::from(round)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// Me_files with at least one population row, ascending (benchmarks pick syncs whose
@@ -433,11 +432,11 @@ impl ReferenceRepo<'_> {
     /// One platform-style write: the value of tag `id`, in its own transaction.
     pub async fn set_tag_value(&self, id: i64, value: &str) -> Result<(), RepoError> {
         self.db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 "UPDATE me_file_tags SET tag_value = $1 WHERE id = $2",
                 vec![Value::from(value), Value::from(id)],
-            ))
+            )
             .await?;
         Ok(())
     }
@@ -447,14 +446,14 @@ impl ReferenceRepo<'_> {
     pub async fn set_tag_values_in_bulk(&self, rows: u64, value: &str) -> Result<u64, RepoError> {
         let result = self
             .db
-            .conn()
-            .execute_raw(self.db.statement(
+            .execute(
+                self.db.conn(),
                 "UPDATE me_file_tags SET tag_value = $1 \
                  WHERE id IN (SELECT id FROM me_file_tags ORDER BY id LIMIT $2)",
                 vec![Value::from(value), Value::from(rows as i64)],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected())
+        Ok(result)
     }
 
     /// For each finished `sync_me_file` job, the time from its push (`run_at`) to the commit

@@ -149,16 +149,16 @@ impl TagRepo<'_, crate::PoolConn> {
         tag_value: Option<&str>,
     ) -> Result<(), RepoError> {
         let db = self.db;
-        self.conn
-            .execute_raw(db.statement(
-                "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) VALUES ($1, $2, $3)",
-                vec![
-                    me_file.0.into(),
-                    trait_id.0.into(),
-                    tag_value.map(str::to_owned).into(),
-                ],
-            ))
-            .await?;
+        db.execute(
+            self.conn,
+            "INSERT INTO me_file_tags (me_file_id, trait_id, tag_value) VALUES ($1, $2, $3)",
+            vec![
+                me_file.0.into(),
+                trait_id.0.into(),
+                tag_value.map(str::to_owned).into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -170,27 +170,27 @@ impl TagRepo<'_, crate::PoolConn> {
     ) -> Result<bool, RepoError> {
         let db = self.db;
         let result = db
-            .conn()
-            .execute_raw(db.statement(
+            .execute(
+                db.conn(),
                 "UPDATE me_file_tags SET tag_value = $1 \
                  WHERE id = (SELECT MIN(id) FROM me_file_tags WHERE me_file_id = $2)",
                 vec![tag_value.into(), me_file.0.into()],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected() > 0)
+        Ok(result > 0)
     }
 
     /// Deletes the me_file's newest tag; returns whether it had one.
     pub async fn platform_delete_last(&self, me_file: MeFileId) -> Result<bool, RepoError> {
         let db = self.db;
         let result = db
-            .conn()
-            .execute_raw(db.statement(
+            .execute(
+                db.conn(),
                 "DELETE FROM me_file_tags \
                  WHERE id = (SELECT MAX(id) FROM me_file_tags WHERE me_file_id = $1)",
                 vec![me_file.0.into()],
-            ))
+            )
             .await?;
-        Ok(result.rows_affected() > 0)
+        Ok(result > 0)
     }
 }
