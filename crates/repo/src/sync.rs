@@ -27,8 +27,8 @@ struct ScopeRow {
     version: String,
 }
 
-/// One row of [`SyncRepo::me_files_state`]'s union: kind 0 a tag (`id` NULL when the
-/// me_file has none), kind 1 a population (`reference` its band).
+/// One row of [`SyncRepo::me_files_state`]'s union, as the statement returns it: its
+/// columns mean one thing or another by `kind` ([`StateRow::read`] says which).
 #[derive(FromQueryResult)]
 struct StateRow {
     kind: i32,
@@ -36,6 +36,55 @@ struct StateRow {
     id: Option<Id>,
     reference: Option<Id>,
     text: Option<String>,
+}
+
+/// What a row of [`SyncRepo::me_files_state`]'s union is.
+enum StateRecord {
+    /// A me_file that exists, with one of its tags (`None`: it has none).
+    Tag { me_file: MeFileId, tag: Option<Tag> },
+    /// One of its population rows; `band` is NULLable on the platform (an orphan no
+    /// target owns).
+    Population {
+        me_file: MeFileId,
+        id: PopulationId,
+        band: Option<BandId>,
+        snapshot: Option<String>,
+    },
+}
+
+impl StateRow {
+    /// Kind 0: (me_file, tag id or NULL, trait, value); kind 1: (me_file, population id,
+    /// band, snapshot text).
+    fn read(self) -> Result<StateRecord, RepoError> {
+        let me_file = MeFileId(self.me_file_id.0);
+        match (self.kind, self.id) {
+            (0, None) => Ok(StateRecord::Tag { me_file, tag: None }),
+            (0, Some(id)) => {
+                let trait_id = self.reference.ok_or_else(|| RepoError::Data {
+                    what: "me_file tag",
+                    detail: format!("tag {id} of me_file {me_file} has no trait"),
+                })?;
+                Ok(StateRecord::Tag {
+                    me_file,
+                    tag: Some(Tag {
+                        id: MeFileTagId(id.0),
+                        trait_id: TraitId(trait_id.0),
+                        tag_value: self.text,
+                    }),
+                })
+            }
+            (1, Some(id)) => Ok(StateRecord::Population {
+                me_file,
+                id: PopulationId(id.0),
+                band: self.reference.map(|b| BandId(b.0)),
+                snapshot: self.text,
+            }),
+            (kind, id) => Err(RepoError::Data {
+                what: "me_file state",
+                detail: format!("a row of kind {kind} with id {id:?} for me_file {me_file}"),
+            }),
+        }
+    }
 }
 
 /// Reads of `sync_me_file`.
@@ -146,7 +195,7 @@ impl<C: ConnectionTrait> SyncRepo<'_, C> {
         let db = self.db;
         let ids: Vec<i64> = me_files.iter().map(|m| m.0).collect();
         // Kind 0: the me_files that exist and their tags, a NULL tag id for one with none;
-        // kind 1: their population rows.
+        // kind 1: their population rows ([`StateRow::read`]).
         let rows: Vec<StateRow> = db
             .fetch_all(
                 txn,
@@ -170,34 +219,30 @@ impl<C: ConnectionTrait> SyncRepo<'_, C> {
             .map(|m| (*m, MeFileState::default()))
             .collect();
         for row in rows {
-            let me_file = MeFileId(row.me_file_id.0);
-            let state = states.entry(me_file).or_default();
-            if row.kind == 0 {
-                let tags = state.tags.get_or_insert_with(Vec::new);
-                if let Some(id) = row.id {
-                    let trait_id = row.reference.ok_or_else(|| RepoError::Data {
-                        what: "me_file tag",
-                        detail: format!("tag {id} of me_file {me_file} has no trait"),
-                    })?;
-                    tags.push(Tag {
-                        id: MeFileTagId(id.0),
-                        trait_id: TraitId(trait_id.0),
-                        tag_value: row.text,
+            match row.read()? {
+                StateRecord::Tag { me_file, tag } => {
+                    let tags = states
+                        .entry(me_file)
+                        .or_default()
+                        .tags
+                        .get_or_insert_with(Vec::new);
+                    tags.extend(tag);
+                }
+                StateRecord::Population {
+                    me_file,
+                    id,
+                    band: Some(band_id),
+                    snapshot,
+                } if wanted.contains(&band_id) => {
+                    states.entry(me_file).or_default().rows.push(PopulationRow {
+                        id,
+                        band_id,
+                        me_file_id: me_file,
+                        snapshot,
                     });
                 }
-                continue;
-            }
-            // A row without a band (NULLable on the platform) is an orphan no target owns.
-            let Some(band_id) = row.reference.map(|b| BandId(b.0)) else {
-                continue;
-            };
-            if let (Some(id), true) = (row.id, wanted.contains(&band_id)) {
-                state.rows.push(PopulationRow {
-                    id: PopulationId(id.0),
-                    band_id,
-                    me_file_id: me_file,
-                    snapshot: row.text,
-                });
+                // Rows of other bands, and orphans without a band.
+                StateRecord::Population { .. } => {}
             }
         }
         for state in states.values_mut() {
