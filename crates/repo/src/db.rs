@@ -374,6 +374,7 @@ impl Db {
         crate::JobAdminRepo { db: self }
     }
 
+    #[cfg(feature = "reference")]
     pub fn server_stats(&self) -> crate::ServerStatsRepo<'_> {
         crate::ServerStatsRepo { db: self }
     }

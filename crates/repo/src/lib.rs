@@ -31,6 +31,7 @@ mod queue_pauses;
 mod reference;
 mod rows;
 mod schema;
+#[cfg(feature = "reference")]
 mod server_stats;
 mod stats;
 mod sync;
@@ -61,13 +62,15 @@ pub use populations::{
     PopulationRow, me_file_lock_range,
 };
 pub use queue_jobs::{
-    DEPTH_COUNT_CAP, JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob,
-    QueueJobRepo, QueueLatency,
+    DEPTH_COUNT_CAP, JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJobRepo,
 };
+#[cfg(feature = "reference")]
+pub use queue_jobs::{QueueJob, QueueLatency};
 pub use queue_pauses::QueuePauseRepo;
 #[cfg(feature = "reference")]
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use schema::SchemaRepo;
+#[cfg(feature = "reference")]
 pub use server_stats::ServerStatsRepo;
 pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
 pub use sync::{MeFileState, ScopedTarget, SyncRepo};

@@ -1,7 +1,10 @@
-use crate::rows::{Present, StatusCount};
+use crate::rows::Present;
+#[cfg(feature = "reference")]
+use crate::rows::StatusCount;
 use crate::{Backend, Db, RepoError};
 use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
+#[cfg(feature = "reference")]
 /// One job as apalis stores it (`apalis.jobs` on PostgreSQL, `Jobs` on SQLite).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueJob {
@@ -17,6 +20,7 @@ pub struct QueueJob {
     pub last_result: Option<String>,
 }
 
+#[cfg(feature = "reference")]
 /// How [`QueueJob`] is read.
 #[derive(FromQueryResult)]
 struct QueueJobRecord {
@@ -37,6 +41,7 @@ struct FetchedJob {
     held: bool,
 }
 
+#[cfg(feature = "reference")]
 #[derive(FromQueryResult)]
 struct LatencyRow {
     jobs: i64,
@@ -72,6 +77,7 @@ struct RunRow {
     last_result: Option<String>,
 }
 
+#[cfg(feature = "reference")]
 impl QueueJob {
     /// The error of a job that failed, from apalis's recorded result.
     pub fn error(&self) -> Option<String> {
@@ -97,39 +103,6 @@ impl QueueJobRepo<'_> {
             .query_all_raw(self.db.statement(sql, vec![]))
             .await?;
         Ok(())
-    }
-
-    /// The jobs of `queue`, oldest first.
-    pub async fn of_queue(&self, queue: &str) -> Result<Vec<QueueJob>, RepoError> {
-        let sql = match self.db.backend() {
-            Backend::Postgres => {
-                "SELECT id, job_type, status, attempts::bigint AS attempts, \
-                 max_attempts::bigint AS max_attempts, job, last_result::text AS last_result \
-                 FROM apalis.jobs WHERE job_type = $1 ORDER BY run_at, id"
-            }
-            Backend::Sqlite => {
-                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS BLOB) AS job, \
-                 last_result \
-                 FROM Jobs WHERE job_type = $1 ORDER BY run_at, id"
-            }
-        };
-        let rows: Vec<QueueJobRecord> = self
-            .db
-            .fetch_all(self.db.conn(), sql, vec![Value::from(queue)])
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| QueueJob {
-                id: row.id,
-                queue: row.job_type,
-                status: row.status,
-                attempts: row.attempts,
-                max_attempts: row.max_attempts,
-                // Another service may have written bytes that are not text.
-                payload: String::from_utf8_lossy(&row.job).into_owned(),
-                last_result: row.last_result,
-            })
-            .collect())
     }
 }
 
@@ -356,6 +329,7 @@ pub const DEPTH_COUNT_CAP: i64 = 100_000;
 /// read that index.
 pub const LAST_ACTIVITY: &str = "COALESCE(done_at, lock_at, run_at)";
 
+#[cfg(feature = "reference")]
 /// Push-to-finish latency of a queue's finished jobs, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct QueueLatency {
@@ -416,29 +390,6 @@ impl QueueJobRepo<'_> {
         Ok(result == 1)
     }
 
-    /// Pushes with [`PLAIN_SQL_PUSH`], as other services do (PostgreSQL only); returns
-    /// whether a job was added.
-    pub async fn push_plain_sql(
-        &self,
-        queue: &str,
-        payload_json: &str,
-        max_attempts: i32,
-    ) -> Result<bool, RepoError> {
-        let result = self
-            .db
-            .execute(
-                self.db.conn(),
-                PLAIN_SQL_PUSH,
-                vec![
-                    Value::from(queue),
-                    Value::from(payload_json),
-                    Value::from(max_attempts),
-                ],
-            )
-            .await?;
-        Ok(result == 1)
-    }
-
     /// Whether `queue` holds the job `id` (in any state).
     pub async fn has_id(&self, queue: &str, id: &str) -> Result<bool, RepoError> {
         let table = self.table();
@@ -467,87 +418,6 @@ impl QueueJobRepo<'_> {
             )
             .await?;
         Ok(row.is_some())
-    }
-
-    /// Jobs of `queue` per status.
-    pub async fn count_by_status(&self, queue: &str) -> Result<Vec<(String, i64)>, RepoError> {
-        let table = self.table();
-        let rows: Vec<StatusCount> = self
-            .db
-            .fetch_all(
-                self.db.conn(),
-                format!(
-                    "SELECT status, COUNT(*) AS count FROM {table} WHERE job_type = $1 \
-                     GROUP BY status ORDER BY status"
-                ),
-                vec![Value::from(queue)],
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (row.status, row.count))
-            .collect())
-    }
-
-    /// Latency from push (`run_at`) to finish (`done_at`) of the queue's `Done` jobs
-    /// (PostgreSQL only).
-    pub async fn latency(&self, queue: &str) -> Result<QueueLatency, RepoError> {
-        let row: Option<LatencyRow> = self
-            .db
-            .fetch_optional(
-                self.db.conn(),
-                "SELECT COUNT(*) AS jobs, \
-                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
-                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
-                 COALESCE(MAX(ms), 0) AS max_ms, \
-                 COALESCE(EXTRACT(EPOCH FROM MAX(done_at) - MIN(lock_at))::float8, 0) AS span_secs \
-                 FROM (SELECT EXTRACT(EPOCH FROM done_at - run_at)::float8 * 1000 AS ms, done_at, lock_at \
-                       FROM apalis.jobs WHERE job_type = $1 AND status = 'Done') AS d",
-                vec![Value::from(queue)],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Ok(QueueLatency::default());
-        };
-        Ok(QueueLatency {
-            jobs: row.jobs,
-            p50_ms: row.p50_ms,
-            p99_ms: row.p99_ms,
-            max_ms: row.max_ms,
-            span_secs: row.span_secs,
-        })
-    }
-
-    /// Deletes every job of `queue`, whatever its state (benchmarks between phases).
-    pub async fn delete_all(&self, queue: &str) -> Result<u64, RepoError> {
-        let table = self.table();
-        let result = self
-            .db
-            .execute(
-                self.db.conn(),
-                format!("DELETE FROM {table} WHERE job_type = $1"),
-                vec![Value::from(queue)],
-            )
-            .await?;
-        Ok(result)
-    }
-
-    /// Deletes the queue's finished jobs (`Done`, `Killed`, and `Failed` with no attempt
-    /// left); returns how many.
-    pub async fn delete_finished(&self, queue: &str) -> Result<u64, RepoError> {
-        let table = self.table();
-        let result = self
-            .db
-            .execute(
-                self.db.conn(),
-                format!(
-                    "DELETE FROM {table} WHERE job_type = $1 AND (status IN ('Done', 'Killed') \
-                     OR (status = 'Failed' AND attempts >= max_attempts))"
-                ),
-                vec![Value::from(queue)],
-            )
-            .await?;
-        Ok(result)
     }
 
     /// The backlog of `queue`: jobs per state, each counted up to [`DEPTH_COUNT_CAP`], and
@@ -738,5 +608,146 @@ impl QueueJobRepo<'_> {
             Backend::Postgres => "apalis.workers",
             Backend::Sqlite => "Workers",
         }
+    }
+}
+
+/// What only the tests and the benchmarks read and write of the queue table.
+#[cfg(feature = "reference")]
+impl QueueJobRepo<'_> {
+    /// The jobs of `queue`, oldest first.
+    pub async fn of_queue(&self, queue: &str) -> Result<Vec<QueueJob>, RepoError> {
+        let sql = match self.db.backend() {
+            Backend::Postgres => {
+                "SELECT id, job_type, status, attempts::bigint AS attempts, \
+                 max_attempts::bigint AS max_attempts, job, last_result::text AS last_result \
+                 FROM apalis.jobs WHERE job_type = $1 ORDER BY run_at, id"
+            }
+            Backend::Sqlite => {
+                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS BLOB) AS job, \
+                 last_result \
+                 FROM Jobs WHERE job_type = $1 ORDER BY run_at, id"
+            }
+        };
+        let rows: Vec<QueueJobRecord> = self
+            .db
+            .fetch_all(self.db.conn(), sql, vec![Value::from(queue)])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| QueueJob {
+                id: row.id,
+                queue: row.job_type,
+                status: row.status,
+                attempts: row.attempts,
+                max_attempts: row.max_attempts,
+                // Another service may have written bytes that are not text.
+                payload: String::from_utf8_lossy(&row.job).into_owned(),
+                last_result: row.last_result,
+            })
+            .collect())
+    }
+
+    /// Pushes with [`PLAIN_SQL_PUSH`], as other services do (PostgreSQL only); returns
+    /// whether a job was added.
+    pub async fn push_plain_sql(
+        &self,
+        queue: &str,
+        payload_json: &str,
+        max_attempts: i32,
+    ) -> Result<bool, RepoError> {
+        let result = self
+            .db
+            .execute(
+                self.db.conn(),
+                PLAIN_SQL_PUSH,
+                vec![
+                    Value::from(queue),
+                    Value::from(payload_json),
+                    Value::from(max_attempts),
+                ],
+            )
+            .await?;
+        Ok(result == 1)
+    }
+
+    /// Jobs of `queue` per status.
+    pub async fn count_by_status(&self, queue: &str) -> Result<Vec<(String, i64)>, RepoError> {
+        let table = self.table();
+        let rows: Vec<StatusCount> = self
+            .db
+            .fetch_all(
+                self.db.conn(),
+                format!(
+                    "SELECT status, COUNT(*) AS count FROM {table} WHERE job_type = $1 \
+                     GROUP BY status ORDER BY status"
+                ),
+                vec![Value::from(queue)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.status, row.count))
+            .collect())
+    }
+
+    /// Latency from push (`run_at`) to finish (`done_at`) of the queue's `Done` jobs
+    /// (PostgreSQL only).
+    pub async fn latency(&self, queue: &str) -> Result<QueueLatency, RepoError> {
+        let row: Option<LatencyRow> = self
+            .db
+            .fetch_optional(
+                self.db.conn(),
+                "SELECT COUNT(*) AS jobs, \
+                 COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), 0) AS p50_ms, \
+                 COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), 0) AS p99_ms, \
+                 COALESCE(MAX(ms), 0) AS max_ms, \
+                 COALESCE(EXTRACT(EPOCH FROM MAX(done_at) - MIN(lock_at))::float8, 0) AS span_secs \
+                 FROM (SELECT EXTRACT(EPOCH FROM done_at - run_at)::float8 * 1000 AS ms, done_at, lock_at \
+                       FROM apalis.jobs WHERE job_type = $1 AND status = 'Done') AS d",
+                vec![Value::from(queue)],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(QueueLatency::default());
+        };
+        Ok(QueueLatency {
+            jobs: row.jobs,
+            p50_ms: row.p50_ms,
+            p99_ms: row.p99_ms,
+            max_ms: row.max_ms,
+            span_secs: row.span_secs,
+        })
+    }
+
+    /// Deletes every job of `queue`, whatever its state (benchmarks between phases).
+    pub async fn delete_all(&self, queue: &str) -> Result<u64, RepoError> {
+        let table = self.table();
+        let result = self
+            .db
+            .execute(
+                self.db.conn(),
+                format!("DELETE FROM {table} WHERE job_type = $1"),
+                vec![Value::from(queue)],
+            )
+            .await?;
+        Ok(result)
+    }
+
+    /// Deletes the queue's finished jobs (`Done`, `Killed`, and `Failed` with no attempt
+    /// left); returns how many.
+    pub async fn delete_finished(&self, queue: &str) -> Result<u64, RepoError> {
+        let table = self.table();
+        let result = self
+            .db
+            .execute(
+                self.db.conn(),
+                format!(
+                    "DELETE FROM {table} WHERE job_type = $1 AND (status IN ('Done', 'Killed') \
+                     OR (status = 'Failed' AND attempts >= max_attempts))"
+                ),
+                vec![Value::from(queue)],
+            )
+            .await?;
+        Ok(result)
     }
 }
