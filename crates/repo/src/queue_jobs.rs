@@ -379,15 +379,16 @@ impl QueueJobRepo<'_> {
         target: i64,
         max_attempts: i32,
     ) -> Result<bool, RepoError> {
-        let result = self
-            .db
-            .execute(
-                self.db.conn(),
-                PLAIN_SQL_PUSH_POPULATE,
-                vec![Value::from(target), Value::from(max_attempts)],
-            )
-            .await?;
-        Ok(result == 1)
+        self.push_with(
+            PLAIN_SQL_PUSH_POPULATE,
+            vec![Value::from(target), Value::from(max_attempts)],
+        )
+        .await
+    }
+
+    /// Runs a plain-SQL push (`sql` with `values`); returns whether it added a job.
+    async fn push_with(&self, sql: &str, values: Vec<Value>) -> Result<bool, RepoError> {
+        Ok(self.db.execute(self.db.conn(), sql, values).await? == 1)
     }
 
     /// Whether `queue` holds the job `id` (in any state).
@@ -655,19 +656,15 @@ impl QueueJobRepo<'_> {
         payload_json: &str,
         max_attempts: i32,
     ) -> Result<bool, RepoError> {
-        let result = self
-            .db
-            .execute(
-                self.db.conn(),
-                PLAIN_SQL_PUSH,
-                vec![
-                    Value::from(queue),
-                    Value::from(payload_json),
-                    Value::from(max_attempts),
-                ],
-            )
-            .await?;
-        Ok(result == 1)
+        self.push_with(
+            PLAIN_SQL_PUSH,
+            vec![
+                Value::from(queue),
+                Value::from(payload_json),
+                Value::from(max_attempts),
+            ],
+        )
+        .await
     }
 
     /// Jobs of `queue` per status.
