@@ -404,15 +404,16 @@ macro_rules! run_worker {
                                 ctx.stop()
                             }
                         });
+                    let run = $crate::worker::alive_while_stopping(&db, &name, pause.clone(), run);
                     tokio::pin!(run);
                     let result = if failures == 0 {
-                        $crate::worker::alive_while_stopping(&db, &name, pause.clone(), run).await
+                        run.await
                     } else {
                         tokio::select! {
                             result = &mut run => result,
                             _ = tokio::time::sleep($crate::worker::RECOVERED_AFTER) => {
                                 options.health.recovered(index);
-                                $crate::worker::alive_while_stopping(&db, &name, pause.clone(), run).await
+                                run.await
                             }
                         }
                     };
