@@ -124,8 +124,7 @@ pub async fn run_queues(db: &Db, command: QueuesCommand) -> anyhow::Result<()> {
             let changed = admin::pause_queue(db, &queue).await.map_err(admin_error)?;
             if changed {
                 println!(
-                    "paused {queue}: replicas stop taking its jobs within {}s; running jobs finish",
-                    jobs::pause::PAUSE_POLL.as_secs().max(1) * 2
+                    "paused {queue}: no replica takes its jobs from now on; running jobs finish"
                 );
             } else {
                 println!("{queue} was already paused");

@@ -176,8 +176,8 @@ pub async fn queues(db: &Db) -> Result<Vec<QueueState>, AdminError> {
     Ok(states)
 }
 
-/// Pauses `queue` on every replica (within [`crate::pause::PAUSE_POLL`]); returns whether
-/// it was running.
+/// Pauses `queue` on every replica from this call's commit on (the queue table refuses its
+/// jobs to every fetch; running jobs finish); returns whether it was running.
 pub async fn pause_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
     let queue = known_queue(queue)?;
     let changed = db.queue_pauses().pause(queue).await?;

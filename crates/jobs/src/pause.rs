@@ -1,99 +1,48 @@
-//! Queue pauses (`snapctl queues pause Q`): the switch is a row in the database, so every
-//! replica obeys it. Each serving process reads the switches every [`PAUSE_POLL`] and stops
-//! its workers of a paused queue the way a shutdown does (the jobs they run finish; jobs
-//! fetched but not started go back to the queue), building them again at the resume
-//! (`worker::run_worker`); pushes still land.
+//! Queue pauses (`snapctl queues pause Q`): the switch is a row in the database that the
+//! queue table itself enforces (migration 17: no fetch takes a paused queue's jobs), so every
+//! replica obeys it from the pause's commit on, its workers running on and finding nothing;
+//! running jobs finish and pushes still land. What runs here only reports the switches.
 
 use crate::queues::ALL as QUEUES;
 use repo::Db;
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
-/// How often a serving process reads the pause switches: a pause takes effect within about
-/// this long.
+/// How often a serving process reads the pause switches for `snapline_queue_paused`.
 pub const PAUSE_POLL: Duration = Duration::from_secs(1);
 
-/// The paused queues as this process last read them.
-#[derive(Clone, Debug)]
-pub struct Pauses(watch::Receiver<Arc<BTreeSet<String>>>);
-
-impl Pauses {
-    /// Reads the switches every [`PAUSE_POLL`] until `stop`, in a task of its own; a read
-    /// that fails keeps the last state (and says so in the log).
-    pub fn watch(db: Db, stop: impl Future<Output = ()> + Send + 'static) -> Pauses {
-        let (tx, rx) = watch::channel(Arc::new(BTreeSet::new()));
-        tokio::spawn(async move {
-            tokio::pin!(stop);
-            let mut failing = false;
-            loop {
-                match db.queue_pauses().paused().await {
-                    Ok(rows) => {
-                        let now: BTreeSet<String> = rows.into_iter().map(|(q, _)| q).collect();
-                        for queue in QUEUES {
-                            crate::metrics::queue_paused(queue, now.contains(queue));
-                        }
-                        tx.send_if_modified(|seen| {
-                            if **seen == now {
-                                return false;
-                            }
-                            tracing::info!(
-                                paused = ?now,
-                                "queue pauses changed"
-                            );
-                            *seen = Arc::new(now);
-                            true
-                        });
-                        failing = false;
+/// Reads the switches every [`PAUSE_POLL`] until `stop`, in a task of its own, and sets
+/// `snapline_queue_paused` from them; a read that fails keeps the gauges as they were (and
+/// says so in the log, once until a read succeeds).
+pub fn report_pauses(db: Db, stop: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        let mut failing = false;
+        let mut seen: Option<BTreeSet<String>> = None;
+        loop {
+            match db.queue_pauses().paused().await {
+                Ok(rows) => {
+                    let now: BTreeSet<String> = rows.into_iter().map(|(q, _)| q).collect();
+                    for queue in QUEUES {
+                        crate::metrics::queue_paused(queue, now.contains(queue));
                     }
-                    Err(err) if !failing => {
-                        tracing::warn!(error = %err, "reading the queue pauses failed; keeping the last ones read");
-                        failing = true;
+                    if seen.as_ref() != Some(&now) {
+                        tracing::info!(paused = ?now, "queue pauses read");
+                        seen = Some(now);
                     }
-                    Err(_) => {}
+                    failing = false;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(PAUSE_POLL) => {}
-                    _ = &mut stop => return,
+                Err(err) if !failing => {
+                    tracing::warn!(error = %err, "reading the queue pauses failed; the gauges keep the last ones read");
+                    failing = true;
                 }
+                Err(_) => {}
             }
-        });
-        Pauses(rx)
-    }
-
-    /// The switch of one queue.
-    pub fn for_queue(&self, queue: &'static str) -> QueuePause {
-        QueuePause {
-            queue,
-            pauses: self.0.clone(),
+            tokio::select! {
+                _ = tokio::time::sleep(PAUSE_POLL) => {}
+                _ = &mut stop => return,
+            }
         }
-    }
-}
-
-/// One queue's pause switch, as its workers see it.
-#[derive(Clone, Debug)]
-pub struct QueuePause {
-    queue: &'static str,
-    pauses: watch::Receiver<Arc<BTreeSet<String>>>,
-}
-
-impl QueuePause {
-    pub fn is_paused(&self) -> bool {
-        self.pauses.borrow().contains(self.queue)
-    }
-
-    /// Completes once the queue is (or is already) `paused`; never if the watcher ended.
-    pub async fn until(&mut self, paused: bool) {
-        let queue = self.queue;
-        if self
-            .pauses
-            .wait_for(|set| set.contains(queue) == paused)
-            .await
-            .is_err()
-        {
-            std::future::pending::<()>().await;
-        }
-    }
+    });
 }

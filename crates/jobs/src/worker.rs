@@ -27,8 +27,6 @@ pub struct WorkerOptions {
     pub backoff_max: Duration,
     /// Where the workers report a backend failure (what `/readyz` reads).
     pub health: WorkerHealth,
-    /// The queue pause switches a serving process watches; `None`: never paused.
-    pub pauses: Option<crate::pause::Pauses>,
     /// Through a transaction-mode pooler (no LISTEN): how often an idle worker fetches.
     pub pooler_poll: Duration,
 }
@@ -44,19 +42,13 @@ impl WorkerOptions {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             health: WorkerHealth::default(),
-            pauses: None,
             pooler_poll: Duration::from_millis(100),
         }
     }
 
-    /// These options with the workers reporting to `health` (a serving process's `/readyz`)
-    /// and obeying the pauses it watches.
+    /// These options with the workers reporting to `health` (a serving process's `/readyz`).
     pub fn reporting_to(self, health: WorkerHealth) -> Self {
-        Self {
-            pauses: health.pauses(),
-            health,
-            ..self
-        }
+        Self { health, ..self }
     }
 }
 
@@ -73,8 +65,6 @@ pub struct WorkerHealth(Arc<Mutex<HealthState>>);
 #[derive(Debug, Default)]
 struct HealthState {
     running: bool,
-    /// The queue pauses the serving process watches, handed to its workers' options.
-    pauses: Option<crate::pause::Pauses>,
     /// Worker index -> when it last failed, and why.
     failing: std::collections::BTreeMap<usize, (Instant, String)>,
 }
@@ -82,15 +72,6 @@ struct HealthState {
 impl WorkerHealth {
     pub fn set_running(&self, running: bool) {
         self.state().running = running;
-    }
-
-    /// Hands the serving process's view of the queue pauses to the workers that report here.
-    pub fn set_pauses(&self, pauses: crate::pause::Pauses) {
-        self.state().pauses = Some(pauses);
-    }
-
-    pub fn pauses(&self) -> Option<crate::pause::Pauses> {
-        self.state().pauses.clone()
     }
 
     /// Records that worker `index` stopped on a backend error (`error`, one line).
@@ -242,36 +223,6 @@ impl Drop for FinishGuard {
     }
 }
 
-/// Runs a worker (`run`, named `name`) to its end. Once its queue is paused the worker
-/// stops, its running jobs finishing first; apalis beats no heartbeat for a stopping worker,
-/// and jobs of a worker silent for a few beats are handed out again, so until it ends this
-/// marks the worker alive every [`crate::queue::HEARTBEAT`] itself.
-pub async fn alive_while_stopping<T>(
-    db: &repo::Db,
-    name: &str,
-    pause: Option<crate::pause::QueuePause>,
-    run: impl std::future::Future<Output = T>,
-) -> T {
-    let keep_alive = async {
-        match pause {
-            Some(mut pause) => pause.until(true).await,
-            None => std::future::pending().await,
-        }
-        loop {
-            if let Err(err) = db.queue_jobs().keep_worker_alive(name).await {
-                tracing::debug!(worker = name, error = %err, "could not mark a stopping worker alive");
-            }
-            tokio::time::sleep(crate::queue::HEARTBEAT).await;
-        }
-    };
-    tokio::pin!(run);
-    tokio::select! {
-        biased;
-        result = &mut run => result,
-        never = keep_alive => never,
-    }
-}
-
 /// How long a worker whose backend failed waits before starting again: 200 ms doubling with
 /// each failure in a row, at most 10 s.
 pub fn restart_pause(failures: u32) -> std::time::Duration {
@@ -323,7 +274,6 @@ macro_rules! run_worker {
         let make_storage = $make_storage;
         let data = $data;
         let options: $crate::worker::WorkerOptions = $options.clone();
-        let pause = options.pauses.as_ref().map(|p| p.for_queue($queue));
         let retries = options.max_attempts.saturating_sub(1);
         let shutdown = $shutdown.boxed().shared();
         // One task per worker: a worker is polled only when its own waker fires, and the
@@ -337,7 +287,6 @@ macro_rules! run_worker {
             let db = db.clone();
             let data = data.clone();
             let options = options.clone();
-            let mut pause = pause.clone();
             workers.spawn(async move {
                 // A worker whose backend fails (the database dropped its connections, a
                 // restart) is built again after a pause, so the process never needs a
@@ -346,13 +295,6 @@ macro_rules! run_worker {
                 // Workers built so far: each new one takes a new name (see below).
                 let mut generation: u32 = 0;
                 loop {
-                    // A paused queue: no worker is built (so none fetches) until it resumes.
-                    if let Some(pause) = pause.as_mut() {
-                        tokio::select! {
-                            _ = pause.until(false) => {}
-                            _ = shutdown.clone() => return Ok::<(), apalis::prelude::WorkerError>(()),
-                        }
-                    }
                     let backoff = ExponentialBackoffMaker::new(
                         options.backoff_min,
                         options.backoff_max,
@@ -362,7 +304,6 @@ macro_rules! run_worker {
                     .expect("valid backoff bounds")
                     .make_backoff();
                     let stop = shutdown.clone();
-                    let stop_at_pause = pause.clone();
                     // A restarted worker takes a new name: jobs the failed one had fetched
                     // stay locked by the old name, whose heartbeats stop, so the queue hands
                     // them out again once it counts as dead.
@@ -383,28 +324,15 @@ macro_rules! run_worker {
                         )
                         .timeout(options.timeout)
                         .build($handler)
-                        // Stopped at the shutdown, or at a pause of its queue: apalis's own
-                        // stop lets the running jobs finish, returns fetched jobs not yet
-                        // started to the queue and drops a fetch in flight (its transaction
-                        // rolled back). Holding a worker back instead (apalis's pause, or a
-                        // service that reports not ready) leaves a fetch that was in flight
-                        // half done, its transaction open: on SQLite that held the
-                        // database's write lock until the resume.
+                        // A pause stops no worker: the queue table refuses a paused queue's
+                        // jobs to every fetch (migration 17), and the workers find nothing.
                         .run_with_ctx(move |ctx| {
                             let stop = stop.clone();
-                            let mut pause = stop_at_pause.clone();
                             async move {
-                                match pause.as_mut() {
-                                    Some(pause) => tokio::select! {
-                                        _ = stop => {}
-                                        _ = pause.until(true) => {}
-                                    },
-                                    None => stop.await,
-                                }
+                                stop.await;
                                 ctx.stop()
                             }
                         });
-                    let run = $crate::worker::alive_while_stopping(&db, &name, pause.clone(), run);
                     tokio::pin!(run);
                     let result = if failures == 0 {
                         run.await
@@ -418,11 +346,7 @@ macro_rules! run_worker {
                         }
                     };
                     match result {
-                        Ok(()) if shutdown.peek().is_some() => return Ok(()),
-                        // Stopped by a pause: the loop waits for the resume, then builds
-                        // the worker again (under a new name: apalis refuses to register a
-                        // name seen alive moments ago).
-                        Ok(()) => {}
+                        Ok(()) => return Ok(()),
                         Err(_) if shutdown.peek().is_some() => return Ok(()),
                         Err(err) => {
                             options.health.backend_failed(index, &err.to_string());

@@ -574,23 +574,6 @@ impl QueueJobRepo<'_> {
         Ok(deleted)
     }
 
-    /// Marks worker `worker` alive now, as apalis's heartbeat does: for a worker stopped by a
-    /// pause whose running jobs are still finishing (apalis beats no heartbeat while a
-    /// stopping worker drains, and a worker silent for a few beats has its jobs handed out
-    /// again).
-    pub async fn keep_worker_alive(&self, worker: &str) -> Result<(), RepoError> {
-        let workers = self.workers_table();
-        let now = self.db.queue_now_sql();
-        self.db
-            .execute(
-                self.db.conn(),
-                format!("UPDATE {workers} SET last_seen = {now} WHERE id = $1"),
-                vec![worker.into()],
-            )
-            .await?;
-        Ok(())
-    }
-
     /// Seconds from the database clock back to `column` (a queue timestamp), as a float.
     fn age_secs_sql(&self, column: &str) -> String {
         match self.db.backend() {

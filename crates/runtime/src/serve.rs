@@ -74,8 +74,8 @@ where
         stop.clone(),
     ));
 
-    // Every replica reads the queue pause switches; its workers obey them.
-    health.set_pauses(jobs::pause::Pauses::watch(db.clone(), stop.clone().wait()));
+    // The queue table enforces the pause switches; each replica reports them.
+    jobs::pause::report_pauses(db.clone(), stop.clone().wait());
     health.set_running(true);
     let workers = workers(stop.clone(), health.clone());
     tokio::pin!(workers);

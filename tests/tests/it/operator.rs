@@ -353,7 +353,8 @@ async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout(&out).starts_with("paused populate_target"));
-    // Every replica reads the switch within a second or two.
+    // The queue table refuses the queue's jobs from the pause on; the replicas' gauges show
+    // it within a second or two.
     tokio::time::sleep(2 * jobs::pause::PAUSE_POLL + std::time::Duration::from_millis(500)).await;
     // A push still lands; the running job finishes; no replica takes the new one.
     let running = populate_job(&test, 1);
@@ -370,6 +371,20 @@ async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(populate_job(&test, 2)["status"], "Pending");
+    // What an operator does to a paused queue's job still applies (the refusal is only of
+    // fetches): a waiting job is killed, and retried back to waiting.
+    populate_target::enqueue(&test.db, domain::TargetId(3))
+        .await
+        .unwrap();
+    let third = populate_job(&test, 3)["id"].as_str().unwrap().to_owned();
+    jobs::admin::kill(&test.db, std::slice::from_ref(&third))
+        .await
+        .unwrap();
+    assert_eq!(populate_job(&test, 3)["status"], "Killed");
+    jobs::admin::retry(&test.db, std::slice::from_ref(&third))
+        .await
+        .unwrap();
+    assert_eq!(populate_job(&test, 3)["status"], "Pending");
     for port in ports {
         let ready = snapline_tests::http_get(port, "/readyz").expect("/readyz answers");
         assert_eq!(ready.0, 200, "a paused replica stays ready: {}", ready.1);
@@ -413,11 +428,12 @@ async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
     // Resumed: a replica takes the waiting job.
     let out = snapctl(&test, &["queues", "resume", "populate_target"]);
     assert_eq!(stdout(&out).trim(), "resumed populate_target");
-    wait_for("the waiting populate done after the resume", || async {
-        populate_job(&test, 2)["status"] == "Done"
+    wait_for("the waiting populates done after the resume", || async {
+        populate_job(&test, 2)["status"] == "Done" && populate_job(&test, 3)["status"] == "Done"
     })
     .await;
     snapline_tests::assert_population_exact(&test.db, domain::TargetId(2)).await;
+    snapline_tests::assert_population_exact(&test.db, domain::TargetId(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
