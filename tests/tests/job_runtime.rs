@@ -38,12 +38,7 @@ async fn populate_behind_a_held_lease(
 ) -> repo::QueueJob {
     let test = TestDb::seeded(
         backend,
-        &SeedOptions {
-            me_files,
-            targets: 6,
-            legacy_share: 0.0,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(me_files, 6).with_legacy_share(0.0),
     )
     .await;
     let db = test.db.clone();
@@ -188,15 +183,7 @@ async fn mark(test: &TestDb, target: i64, status: &str, attempts: i64, days_ago:
 }
 
 async fn finished_jobs_are_pruned_after_the_retention(backend: Backend) {
-    let test = TestDb::seeded(
-        backend,
-        &SeedOptions {
-            me_files: 10,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::seeded(backend, &SeedOptions::sized(10, 6)).await;
     for target in 1..=6 {
         populate_target::enqueue(&test.db, TargetId(target))
             .await

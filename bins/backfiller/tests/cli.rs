@@ -120,13 +120,7 @@ fn enqueue_says_how_many_jobs_it_pushed() {
 #[test]
 fn a_zero_batch_size_exits_2_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_backfiller"))
-        .args(["run", "--batch-size", "0"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("SNAPLINE_PROFILE")
-        .output()
-        .unwrap();
+    let out = backfiller(dir.path(), &["run", "--batch-size", "0"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--batch-size"), "{stderr}");

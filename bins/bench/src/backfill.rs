@@ -25,12 +25,7 @@ pub(crate) async fn bench_backfill(
     // and ad_event.
     let seeded = seed(
         &db,
-        SeedOptions {
-            me_files,
-            targets: 1,
-            legacy_share,
-            ..SeedOptions::default()
-        },
+        SeedOptions::sized(me_files, 1).with_legacy_share(legacy_share),
     )
     .await?;
     eprintln!(

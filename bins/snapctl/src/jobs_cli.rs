@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use jobs::admin::{self, AdminError};
 use jobs::status::printable;
-use repo::{ActionOutcome, Db, JobDetail, JobFilter, JobStatus};
+use repo::{ActionOutcome, Db, JobFilter, JobStatus, QueueJob};
 use runtime::BadInput;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -307,7 +307,7 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-fn print_list(jobs: &[JobDetail], limit: u64) {
+fn print_list(jobs: &[QueueJob], limit: u64) {
     if jobs.is_empty() {
         println!("no job matches");
         return;
@@ -339,7 +339,7 @@ fn print_list(jobs: &[JobDetail], limit: u64) {
     }
 }
 
-fn print_job(job: &JobDetail) {
+fn print_job(job: &QueueJob) {
     let or_dash = |v: &Option<String>| printable(v.as_deref().unwrap_or("-")).into_owned();
     println!("id:          {}", printable(&job.id));
     println!("queue:       {}", printable(&job.queue));

@@ -56,13 +56,7 @@ fn a_non_numeric_id_exits_2() {
 #[test]
 fn a_me_file_id_that_cannot_exist_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncer"))
-        .args(["enqueue", "--me-file", "-42"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("SNAPLINE_PROFILE")
-        .output()
-        .unwrap();
+    let out = syncer(dir.path(), &["enqueue", "--me-file", "-42"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--me-file"));
 }

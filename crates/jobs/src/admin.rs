@@ -4,7 +4,7 @@
 //! here; the statements in `repo::JobAdminRepo` and `repo::QueuePauseRepo`.
 
 use crate::queues::ALL as QUEUES;
-use repo::{ActionOutcome, Db, JobDetail, JobFilter, JobStatus, RepoError};
+use repo::{ActionOutcome, Db, JobFilter, JobStatus, QueueJob, RepoError};
 use std::time::Duration;
 
 /// Why an operator's request was refused or failed.
@@ -55,7 +55,7 @@ pub fn known_queue(queue: &str) -> Result<&'static str, AdminError> {
 /// (queue, status) the filter leaves open is read on its own and the lists merged: each read
 /// walks that pair's range of the `(job_type, status, last activity)` index, newest first,
 /// and stops after `limit`, instead of sorting every job of the table.
-pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<JobDetail>, AdminError> {
+pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<QueueJob>, AdminError> {
     let queues: Vec<&str> = match &filter.queue {
         Some(queue) => vec![known_queue(queue)?],
         None => QUEUES.to_vec(),
@@ -77,7 +77,7 @@ pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<JobDeta
         .collect();
     let mut jobs = db.job_admin().list_each(&each, limit).await?;
     // RFC 3339 times in UTC: their text sorts as the times do
-    let activity = |job: &JobDetail| {
+    let activity = |job: &QueueJob| {
         job.finished_at
             .clone()
             .or_else(|| job.started_at.clone())
@@ -89,7 +89,7 @@ pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<JobDeta
 }
 
 /// One job.
-pub async fn show(db: &Db, id: &str) -> Result<JobDetail, AdminError> {
+pub async fn show(db: &Db, id: &str) -> Result<QueueJob, AdminError> {
     db.job_admin()
         .get(id)
         .await?

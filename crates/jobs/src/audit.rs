@@ -66,7 +66,8 @@ impl Default for AuditOptions {
         Self {
             scope: AuditScope::All,
             sample: None,
-            batch_size: 5_000,
+            // the audit reads me_files in batches as a populate does
+            batch_size: settings::Settings::defaults().populator.batch_size,
             examples: 5,
             fix: false,
             stop: StopRequest::default(),

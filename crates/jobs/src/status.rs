@@ -3,7 +3,7 @@
 //! the last runs of each job type with their state, attempts, duration and error.
 
 use crate::JobError;
-use repo::{Db, JobRun, NullSnapshotCounts, QueueDepth};
+use repo::{Db, NullSnapshotCounts, QueueDepth, QueueJob};
 use serde::Serialize;
 
 use crate::queues::ALL as QUEUES;
@@ -18,7 +18,7 @@ pub struct StatusReport {
     /// The queues an operator paused (`snapctl queues pause`): no replica takes their jobs.
     pub paused_queues: Vec<String>,
     /// The last runs of each queue, newest first.
-    pub recent_runs: Vec<JobRun>,
+    pub recent_runs: Vec<QueueJob>,
     /// Targets whose last populate failed for good (left `not_populated`), newest first.
     pub failed_populates: Vec<repo::PopulateFailure>,
 }

@@ -42,7 +42,9 @@ impl WorkerOptions {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             health: WorkerHealth::default(),
-            pooler_poll: Duration::from_millis(100),
+            pooler_poll: Duration::from_millis(
+                settings::Settings::defaults().database.pooler_poll_ms,
+            ),
         }
     }
 

@@ -44,6 +44,29 @@ pub struct DbOptions {
     pub pooler: Pooler,
 }
 
+/// Work PostgreSQL does in one statement that SQLite's dialect cannot (no `UPDATE ... FROM`
+/// a data-modifying CTE, no `jsonb`): the jobs ask for each by name ([`Db::has_fast_path`])
+/// and take their portable path without it; its repository methods refuse to run without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastPath {
+    /// Population snapshots written together with their offers' and ad_events' copies
+    /// (`BackfillRepo::fill_populations_and_copies`), and copies made from populations
+    /// inside the database (`BackfillRepo::copy_population_snapshots`).
+    CopiesInDatabase,
+    /// A populate pushed and its target marked `populating` in one statement
+    /// (`QueueJobRepo::push_populate_marking_target`).
+    PopulatePushMarkingTarget,
+}
+
+impl FastPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            FastPath::CopiesInDatabase => "copying snapshots inside the database",
+            FastPath::PopulatePushMarkingTarget => "pushing a populate that marks its target",
+        }
+    }
+}
+
 /// What sits between snapline's pool and PostgreSQL.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Pooler {
@@ -276,6 +299,27 @@ impl Db {
         self.backend
     }
 
+    /// Whether this database takes `path`, one statement's work SQLite's dialect cannot do.
+    pub fn has_fast_path(&self, path: FastPath) -> bool {
+        match path {
+            FastPath::CopiesInDatabase | FastPath::PopulatePushMarkingTarget => {
+                self.backend == Backend::Postgres
+            }
+        }
+    }
+
+    /// Refuses a repository method of `path` on a database without it.
+    pub(crate) fn require_fast_path(&self, path: FastPath) -> Result<(), RepoError> {
+        if self.has_fast_path(path) {
+            Ok(())
+        } else {
+            Err(RepoError::NeedsPostgres {
+                what: path.name(),
+                why: "it is one PostgreSQL statement; ask Db::has_fast_path first and take the portable path",
+            })
+        }
+    }
+
     /// What sits between this pool and PostgreSQL.
     pub fn pooler(&self) -> Pooler {
         self.conn.pooler()
@@ -493,40 +537,6 @@ impl Db {
             db: self,
             txn: self.conn.begin_with_options(options).await?,
         })
-    }
-
-    /// apalis's job table: `apalis.jobs`, or SQLite's `Jobs`.
-    pub(crate) fn jobs_table(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => "apalis.jobs",
-            Backend::Sqlite => "Jobs",
-        }
-    }
-
-    /// Now, as apalis's job table stores times (`timestamptz`, or Unix seconds on SQLite).
-    pub(crate) fn queue_now_sql(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => "now()",
-            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
-        }
-    }
-
-    /// The queue time `secs` seconds ago, the seconds bound at `$param` as
-    /// [`Self::queue_secs`] gives them.
-    pub(crate) fn queue_secs_ago_sql(&self, param: usize) -> String {
-        match self.backend {
-            Backend::Postgres => format!("now() - make_interval(secs => ${param})"),
-            Backend::Sqlite => format!("{} - ${param}", self.queue_now_sql()),
-        }
-    }
-
-    /// `secs` as [`Self::queue_secs_ago_sql`] binds them.
-    pub(crate) fn queue_secs(&self, secs: u64) -> Value {
-        match self.backend {
-            Backend::Postgres => Value::from(secs as f64),
-            // Saturating: a wrapped (negative) age would take every job as old enough.
-            Backend::Sqlite => Value::from(i64::try_from(secs).unwrap_or(i64::MAX)),
-        }
     }
 
     /// The database clock as seconds since the Unix epoch.

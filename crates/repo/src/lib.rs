@@ -4,76 +4,65 @@
 //!
 //! Bulk statements send a whole batch as a few parameters (PostgreSQL arrays, or one JSON
 //! array that SQLite unpacks with `json_each`), so a batch costs a constant number of
-//! statements; each is written once over `batch::RowBatch`'s row source. This crate knows SQL and nothing of jobs or queues; the rules of membership
-//! and snapshots belong to `domain`, never here.
+//! statements; each is written once over `batch::RowBatch`'s row source. This crate knows
+//! SQL and nothing of jobs or queues; the rules of membership and snapshots belong to
+//! `domain`, never here.
+//!
+//! Its rooms: `platform` (the platform's tables), `snapline` (snapline's own tables beside
+//! them), `queue` (apalis's queue tables), `installed` (the triggers, functions and checks
+//! snapline installs in the platform's database on command), `catalog` (the server's
+//! catalog and settings); at the top the connection, its transactions and the batch
+//! encodings the rooms share.
 
-mod audit;
-mod backfill;
-mod bands;
 mod batch;
-mod board;
-mod bridge;
 mod bulk;
-mod capture;
+mod catalog;
 mod db;
-mod doctor;
 mod error;
-mod events;
-mod guard;
-mod job_admin;
-mod leases;
+mod installed;
+mod platform;
 mod pool;
-mod populate_runs;
-mod populations;
-mod queue_jobs;
-mod queue_pauses;
+mod queue;
 #[cfg(feature = "reference")]
 mod reference;
 mod rows;
-mod schema;
-#[cfg(feature = "reference")]
-mod server_stats;
-mod stats;
-mod sync;
-mod tags;
-mod targets;
+mod snapline;
 mod tx;
 
-pub use audit::{AuditRecord, AuditRepo, NullCopies};
-pub use backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
-pub use bands::BandRepo;
-pub use board::{BoardRepo, TargetBandRow};
-pub use bridge::{BRIDGE_VERSION, BridgeRepo, BridgeState};
 pub use bulk::{BulkLoader, Cell, TableRows};
-pub use capture::{
+pub use catalog::doctor::{DoctorRepo, RoleRight, ServerLimits};
+pub use catalog::schema::SchemaRepo;
+#[cfg(feature = "reference")]
+pub use catalog::server_stats::ServerStatsRepo;
+pub use db::{Backend, Db, DbOptions, FastPath, Pooler};
+pub use error::RepoError;
+pub use installed::bridge::{BRIDGE_VERSION, BridgeRepo, BridgeState};
+pub use installed::capture::{
     CAPTURE_VERSION, CAPTURED_TABLES, CaptureRepo, CaptureTrigger, FIRST_SAFE_CAPTURE_VERSION,
 };
-pub use db::{Backend, Db, DbOptions, Pooler};
-pub use doctor::{DoctorRepo, RoleRight, ServerLimits};
-pub use error::RepoError;
-pub use events::{EVENTS_CHANNEL, EventOptions, EventRepo};
-pub use guard::{GuardRepo, GuardState};
-pub use job_admin::{ActionOutcome, JobAdminRepo, JobDetail, JobFilter, JobStatus};
-pub use leases::{LeaseHolder, LeaseRepo};
-pub use pool::PoolConn;
-pub use populate_runs::{ChunkFinished, ChunkRange, PopulateFailure, PopulateRunRepo};
-pub use populations::{
+pub use installed::guard::{GuardRepo, GuardState};
+pub use platform::backfill::{BackfillRepo, CopyTable, FilledRows, NullPopulation};
+pub use platform::bands::BandRepo;
+pub use platform::board::{BoardRepo, TargetBandRow};
+pub use platform::events::{EVENTS_CHANNEL, EventOptions, EventRepo};
+pub use platform::populations::{
     AppliedChanges, ME_FILE_LOCK_RANGE, PopulationChanges, PopulationPage, PopulationRepo,
     PopulationRow, me_file_lock_range,
 };
-pub use queue_jobs::{
-    DEPTH_COUNT_CAP, JobRun, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJobRepo,
+pub use platform::stats::{NullSnapshotCounts, StatsRepo, TableCounts};
+pub use platform::sync::{MeFileState, ScopedTarget, SyncRepo};
+pub use platform::tags::{TagRepo, tags_in_me_file_range_sql};
+pub use platform::targets::{TargetRepo, TargetRow};
+pub use pool::PoolConn;
+#[cfg(feature = "reference")]
+pub use queue::QueueLatency;
+pub use queue::{
+    ActionOutcome, DEPTH_COUNT_CAP, JobAdminRepo, JobFilter, JobStatus, PLAIN_SQL_PUSH,
+    PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo, QueuePauseRepo,
 };
 #[cfg(feature = "reference")]
-pub use queue_jobs::{QueueJob, QueueLatency};
-pub use queue_pauses::QueuePauseRepo;
-#[cfg(feature = "reference")]
 pub use reference::{ReferenceRepo, SyncCommitLatency};
-pub use schema::SchemaRepo;
-#[cfg(feature = "reference")]
-pub use server_stats::ServerStatsRepo;
-pub use stats::{NullSnapshotCounts, StatsRepo, TableCounts};
-pub use sync::{MeFileState, ScopedTarget, SyncRepo};
-pub use tags::{TagRepo, tags_in_me_file_range_sql};
-pub use targets::{TargetRepo, TargetRow};
+pub use snapline::audit::{AuditRecord, AuditRepo, NullCopies};
+pub use snapline::leases::{LeaseHolder, LeaseRepo};
+pub use snapline::populate_runs::{ChunkFinished, ChunkRange, PopulateFailure, PopulateRunRepo};
 pub use tx::Tx;

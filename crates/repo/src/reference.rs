@@ -644,8 +644,14 @@ fn band_metadata_ctes(targets: &str) -> String {
 
 /// `sql` with its link rows counted only while their group and trait exist.
 fn with_live_links(sql: &str) -> String {
-    sql.replace("{LIVE_GROUP_OF_LINK}", crate::bands::LIVE_GROUP_OF_LINK)
-        .replace("{LIVE_TRAIT_OF_LINK}", crate::bands::LIVE_TRAIT_OF_LINK)
+    sql.replace(
+        "{LIVE_GROUP_OF_LINK}",
+        crate::platform::bands::LIVE_GROUP_OF_LINK,
+    )
+    .replace(
+        "{LIVE_TRAIT_OF_LINK}",
+        crate::platform::bands::LIVE_TRAIT_OF_LINK,
+    )
 }
 
 /// Fills the NULL snapshots of `populations` (a table shaped like `target_populations`) from
@@ -853,7 +859,7 @@ impl ReferenceRepo<'_> {
                 "snapshot check",
                 format!(
                     "SELECT {} AS well_formed FROM (SELECT $1::jsonb AS s) AS t",
-                    crate::backfill::well_formed_snapshot_sql("t.s")
+                    crate::platform::backfill::well_formed_snapshot_sql("t.s")
                 ),
                 vec![Value::from(snapshot)],
             )

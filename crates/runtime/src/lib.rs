@@ -157,15 +157,7 @@ async fn check_lock_table(db: &Db) {
 }
 
 pub fn populate_options(settings: &Settings) -> PopulateOptions {
-    PopulateOptions {
-        batch_size: settings.populator.batch_size,
-        chunk_me_files: settings.populator.chunk_me_files,
-        lease_ttl: Duration::from_secs(settings.populator.lease_ttl_secs),
-        lock_wait: Duration::from_secs(settings.populator.lock_wait_secs),
-        batch_pause: Duration::from_millis(settings.populator.batch_pause_ms),
-        chunks_at_once: usize::from(settings.populator.chunks_at_once),
-        stop: jobs::StopRequest::default(),
-    }
+    PopulateOptions::from(&settings.populator)
 }
 
 /// What a syncer serves the queue with: its band cache (`syncer.band_cache_secs`) and group
@@ -181,16 +173,7 @@ pub fn syncer_context(settings: &Settings, db: Db) -> jobs::sync_me_file::Syncer
 }
 
 pub fn backfill_options(settings: &Settings) -> jobs::backfill::BackfillOptions {
-    jobs::backfill::BackfillOptions {
-        batch_size: settings.backfiller.batch_size,
-        dry_run: false,
-        warn_threshold: settings.backfiller.warn_threshold,
-        unfixable_ids_kept: settings.backfiller.unfixable_ids_kept,
-        lease_ttl: Duration::from_secs(settings.backfiller.lease_ttl_secs),
-        lock_wait: Duration::from_secs(settings.backfiller.lock_wait_secs),
-        progress_every: Duration::from_secs(settings.backfiller.progress_log_secs),
-        stop: jobs::StopRequest::default(),
-    }
+    jobs::backfill::BackfillOptions::from(&settings.backfiller)
 }
 
 /// The host's name as replicas are named after it (`HOSTNAME`, the pod's name on

@@ -479,6 +479,21 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The defaults, as `config/default.toml` (embedded) states them and nothing else: the
+    /// one place a setting's default is written. What the jobs' options default to.
+    pub fn defaults() -> Settings {
+        let text = EMBEDDED
+            .iter()
+            .find(|(name, _)| *name == DEFAULT_PROFILE)
+            .map(|(_, text)| *text)
+            .expect("config/default.toml is embedded");
+        let mut settings: Settings = Figment::from(Toml::string(text))
+            .extract()
+            .expect("config/default.toml holds every setting (tested)");
+        settings.profile = DEFAULT_PROFILE.to_owned();
+        settings
+    }
+
     /// Settings for `url` with the defaults of the `test` profile and no environment: what
     /// tests and tools that pick their own database use.
     pub fn for_database(url: &str) -> Result<Settings, SettingsError> {

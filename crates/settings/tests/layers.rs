@@ -22,6 +22,28 @@ fn without_files_or_env_the_embedded_default_is_sqlite() {
     });
 }
 
+/// `Settings::defaults()` (what the jobs' options default to) is the embedded default file
+/// alone, the same as loading without files or environment, and passes validation.
+#[test]
+fn the_defaults_are_the_embedded_default_file_alone() {
+    Jail::expect_with(|jail| {
+        // neither a file nor the environment reaches them
+        jail.create_dir("config")?;
+        jail.create_file("config/default.toml", "[populator]\nbatch_size = 7\n")?;
+        jail.set_env("SNAPLINE_POPULATOR__BATCH_SIZE", "9");
+        let defaults = Settings::defaults();
+        assert_eq!(defaults.populator.batch_size, 5_000);
+        assert_eq!(defaults.profile, "default");
+        Ok(())
+    });
+    Jail::expect_with(|_| {
+        let loaded = load(None).expect("defaults load");
+        let defaults = Settings::defaults();
+        assert_eq!(format!("{defaults:?}"), format!("{loaded:?}"));
+        Ok(())
+    });
+}
+
 #[test]
 fn profile_file_then_env_then_database_url_override_in_order() {
     Jail::expect_with(|jail| {

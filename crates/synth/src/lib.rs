@@ -54,6 +54,25 @@ impl Default for SeedOptions {
     }
 }
 
+impl SeedOptions {
+    /// `me_files` me_files and `targets` targets, every other option its default.
+    pub fn sized(me_files: u64, targets: usize) -> Self {
+        Self {
+            me_files,
+            targets,
+            ..Self::default()
+        }
+    }
+
+    /// These options with `share` of each target's members written as legacy populations.
+    pub fn with_legacy_share(self, share: f64) -> Self {
+        Self {
+            legacy_share: share,
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error(

@@ -872,3 +872,45 @@ async fn the_databases_snapshot_check_is_never_looser_than_the_domain() {
         }
     }
 }
+
+/// The PostgreSQL-only fast paths are asked for by name: PostgreSQL has them, SQLite has
+/// none, and a method of one refuses to run where it is missing (it used to return nothing
+/// written on SQLite, silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_paths_are_named_and_refused_where_missing() {
+    use repo::{CopyTable, FastPath, RepoError};
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let test = TestDb::migrated(backend).await;
+        let db = &test.db;
+        for path in [
+            FastPath::CopiesInDatabase,
+            FastPath::PopulatePushMarkingTarget,
+        ] {
+            assert_eq!(
+                db.has_fast_path(path),
+                backend == Backend::Postgres,
+                "{backend:?} {path:?}"
+            );
+        }
+        let copies = db
+            .backfill()
+            .copy_population_snapshots(CopyTable::Offers, &[])
+            .await;
+        let push = db.queue_jobs().push_populate_marking_target(1, 5).await;
+        match backend {
+            Backend::Postgres => {
+                assert!(copies.unwrap().is_empty());
+                // no target 1 in an empty database: the statement runs and marks nothing
+                assert!(push.is_ok(), "{push:?}");
+            }
+            Backend::Sqlite => {
+                for err in [copies.err(), push.err()] {
+                    assert!(
+                        matches!(err, Some(RepoError::NeedsPostgres { .. })),
+                        "{err:?}"
+                    );
+                }
+            }
+        }
+    }
+}

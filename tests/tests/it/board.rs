@@ -129,15 +129,7 @@ fn queue_cell(page: &str, queue: &str, class: &str) -> String {
 }
 
 async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) {
-    let test = TestDb::populated(
-        backend,
-        &SeedOptions {
-            me_files: 300,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::populated(backend, &SeedOptions::sized(300, 6)).await;
     let db = &test.db;
     // No worker runs: the jobs stay waiting.
     let hostile = "<script>alert('board')</script>";
@@ -644,16 +636,7 @@ async fn empty_board_credentials_are_none() {
 /// The overview shows the last whole audit with its examples, each linking to the me_file's
 /// page, which explains it band by band; a bad or unknown me_file id is refused.
 async fn the_board_shows_the_last_audit_and_explains_a_me_file(backend: Backend) {
-    let test = TestDb::populated(
-        backend,
-        &SeedOptions {
-            me_files: 300,
-            targets: 6,
-            legacy_share: 0.0,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::populated(backend, &SeedOptions::sized(300, 6).with_legacy_share(0.0)).await;
     let db = &test.db;
     let (port, _stop, _served) = start(db, false, None).await;
     let (_, page) = get(port, "/overview").await;

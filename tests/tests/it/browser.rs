@@ -30,15 +30,7 @@ fn keep_screenshot(png: &[u8], name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian's chromium and chromium-driver: .ci/run installs them and runs it"]
 async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_stays_text() {
-    let test = TestDb::populated(
-        Backend::Postgres,
-        &SeedOptions {
-            me_files: 2_000,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::populated(Backend::Postgres, &SeedOptions::sized(2_000, 6)).await;
     let db = test.db.clone();
     let hostile = "<script>alert('board')</script><b>bold</b>";
     jobs::queue::push(

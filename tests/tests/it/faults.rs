@@ -39,12 +39,7 @@ fn database_name(url: &str) -> &str {
 async fn workers_survive_the_database_dropping_every_connection() {
     let test = TestDb::populated(
         Backend::Postgres,
-        &SeedOptions {
-            me_files: 2_000,
-            targets: 6,
-            legacy_share: 0.0,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(2_000, 6).with_legacy_share(0.0),
     )
     .await;
     let db = test.db.clone();

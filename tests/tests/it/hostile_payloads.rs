@@ -277,7 +277,7 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
         .into_iter()
         .find(|j| j.payload.len() > 1_000_000)
         .expect("the 1 MB job is kept");
-    let huge_error = huge_job.error().unwrap_or_default();
+    let huge_error = huge_job.error.clone().unwrap_or_default();
     let quoted = huge_error
         .split_once("malformed job payload: ")
         .and_then(|(_, rest)| rest.split_once("... ("))
@@ -296,7 +296,7 @@ async fn every_hostile_payload_gets_a_clear_outcome_and_leaves_the_data_alone() 
             .iter()
             .find(|j| j.payload == case.payload)
             .expect("the job is kept");
-        let error = job.error().unwrap_or_default();
+        let error = job.error.clone().unwrap_or_default();
         let ok = match case.expect {
             Expect::Killed(needle) => {
                 job.status == "Killed"
@@ -412,7 +412,7 @@ async fn an_undecodable_job_is_killed_and_its_poll_mates_run(backend: Backend) {
     worker.await.unwrap().expect("the worker stops cleanly");
 
     for job in &jobs {
-        let error = job.error().unwrap_or_default();
+        let error = job.error.clone().unwrap_or_default();
         match job.id.as_str() {
             "01HQ0000000000000000000001" | "01HQ0000000000000000000002" | "not-a-ulid" => {
                 assert_eq!(job.status, "Killed", "{job:?}");

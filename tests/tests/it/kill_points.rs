@@ -17,12 +17,7 @@ const KILL_AFTER_MS: [u64; 3] = [0, 150, 500];
 async fn seeded(me_files: u64, legacy_share: f64) -> TestDb {
     TestDb::seeded(
         Backend::Postgres,
-        &SeedOptions {
-            me_files,
-            targets: 6,
-            legacy_share,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(me_files, 6).with_legacy_share(legacy_share),
     )
     .await
 }
@@ -101,12 +96,7 @@ async fn populator_killed_at_several_points_then_rerun_is_exact() {
 async fn syncer_killed_at_several_points_loses_no_sync() {
     let test = TestDb::populated(
         Backend::Postgres,
-        &SeedOptions {
-            me_files: 3_000,
-            targets: 6,
-            legacy_share: 0.0,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(3_000, 6).with_legacy_share(0.0),
     )
     .await;
     let mut pushed = 0;

@@ -54,15 +54,7 @@ fn dashboard_expressions() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_and_the_alerts_query_only_series_that_metrics_exposes() {
-    let test = TestDb::seeded(
-        Backend::Postgres,
-        &SeedOptions {
-            me_files: 500,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::seeded(Backend::Postgres, &SeedOptions::sized(500, 6)).await;
     let port = free_port();
     let _populator = Served::start(
         &binary("populator"),

@@ -46,15 +46,7 @@ fn status_of(test: &TestDb, id: &str) -> String {
 }
 
 async fn a_failed_job_is_found_fixed_retried_and_completes(backend: Backend) {
-    let test = TestDb::populated(
-        backend,
-        &SeedOptions {
-            me_files: 300,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::populated(backend, &SeedOptions::sized(300, 6)).await;
     let db = &test.db;
     // Target 7 does not exist yet: its populate fails for good.
     jobs::queue::push(
@@ -308,15 +300,7 @@ fn is_held(job: &serde_json::Value) -> bool {
 }
 
 async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
-    let test = TestDb::seeded(
-        backend,
-        &SeedOptions {
-            me_files: 20_000,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::seeded(backend, &SeedOptions::sized(20_000, 6)).await;
     let ports = [snapline_tests::free_port(), snapline_tests::free_port()];
     let _replicas: Vec<Served> = ports
         .iter()
@@ -452,15 +436,7 @@ async fn a_paused_queue_is_taken_by_no_replica_sqlite() {
 /// woke nothing that would run it.)
 async fn pauses_in_a_row_strand_no_job(backend: Backend) {
     const TARGETS: i64 = 24;
-    let test = TestDb::seeded(
-        backend,
-        &SeedOptions {
-            me_files: 3_000,
-            targets: TARGETS as usize,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::seeded(backend, &SeedOptions::sized(3_000, TARGETS as usize)).await;
     let _replicas: Vec<Served> = (0..2)
         .map(|_| {
             Served::start(

@@ -57,12 +57,7 @@ async fn read_concurrently(db: &Db, tasks: usize, rounds: usize) -> Vec<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PgBouncer in transaction mode: .ci/run starts one (.ci/pgbouncer) and runs these (just test-pooler)"]
 async fn prepared_statements_through_the_pooler_need_the_setting() {
-    let test = through_the_pooler(&SeedOptions {
-        me_files: 100,
-        targets: 4,
-        ..SeedOptions::default()
-    })
-    .await;
+    let test = through_the_pooler(&SeedOptions::sized(100, 4)).await;
     let errors = read_concurrently(&test.db, 6, 40).await;
     assert!(errors.is_empty(), "with pooler = transaction: {errors:?}");
 
@@ -88,12 +83,7 @@ async fn prepared_statements_through_the_pooler_need_the_setting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PgBouncer in transaction mode: .ci/run starts one (.ci/pgbouncer) and runs these (just test-pooler)"]
 async fn workers_poll_through_the_pooler_and_listen_nowhere() {
-    let test = through_the_pooler(&SeedOptions {
-        me_files: 500,
-        targets: 3,
-        ..SeedOptions::default()
-    })
-    .await;
+    let test = through_the_pooler(&SeedOptions::sized(500, 3)).await;
     let _syncer = Served::start(
         &binary("syncer"),
         &test.url,
@@ -134,12 +124,7 @@ async fn workers_poll_through_the_pooler_and_listen_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PgBouncer in transaction mode: .ci/run starts one (.ci/pgbouncer) and runs these (just test-pooler)"]
 async fn migrations_refuse_a_transaction_pooler_with_a_clear_error() {
-    let test = through_the_pooler(&SeedOptions {
-        me_files: 10,
-        targets: 1,
-        ..SeedOptions::default()
-    })
-    .await;
+    let test = through_the_pooler(&SeedOptions::sized(10, 1)).await;
     let migration = std::process::Command::new(binary("migration"))
         .arg("up")
         .env("DATABASE_URL", &test.url)

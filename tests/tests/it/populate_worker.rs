@@ -11,12 +11,7 @@ use synth::SeedOptions;
 async fn jobs_run_through_a_worker(backend: Backend) {
     let test = TestDb::seeded(
         backend,
-        &SeedOptions {
-            me_files: 2_000,
-            targets: 6,
-            legacy_share: 0.1,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(2_000, 6).with_legacy_share(0.1),
     )
     .await;
     let db = test.db.clone();

@@ -945,7 +945,7 @@ async fn one_failing_me_file_fails_only_its_own_job_of_a_group() {
                 ("Killed", 1),
                 "{job:?}"
             );
-            let error = job.error().unwrap_or_default();
+            let error = job.error.clone().unwrap_or_default();
             assert!(
                 error.contains(&format!("me_file {poison} is refused")),
                 "{error}"

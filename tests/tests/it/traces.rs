@@ -133,15 +133,7 @@ fn spans(received: &Received) -> Vec<(String, Span)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_spans_reach_the_collector_and_its_log_lines_name_the_trace() {
-    let test = TestDb::populated(
-        Backend::Postgres,
-        &SeedOptions {
-            me_files: 200,
-            targets: 6,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::populated(Backend::Postgres, &SeedOptions::sized(200, 6)).await;
     let (port, received) = otlp_receiver().await;
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut syncer = std::process::Command::new(binary("syncer"))

@@ -14,12 +14,7 @@ const POPULATOR: &str = env!("CARGO_BIN_EXE_populator");
 async fn two_populators_share_a_targets_chunks_and_the_rows_are_exact() {
     let test = TestDb::seeded(
         Backend::Postgres,
-        &SeedOptions {
-            me_files: 12_000,
-            targets: 4,
-            legacy_share: 0.05,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(12_000, 4).with_legacy_share(0.05),
     )
     .await;
     let env = [

@@ -15,12 +15,7 @@ const POPULATOR: &str = env!("CARGO_BIN_EXE_populator");
 async fn seeded(me_files: u64) -> TestDb {
     TestDb::seeded(
         Backend::Postgres,
-        &SeedOptions {
-            me_files,
-            targets: 6,
-            legacy_share: 0.05,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(me_files, 6).with_legacy_share(0.05),
     )
     .await
 }

@@ -18,12 +18,7 @@ fn populator(url: &str, args: &[&str]) -> Output {
 async fn seeded_file() -> TestDb {
     TestDb::seeded(
         Backend::Sqlite,
-        &SeedOptions {
-            me_files: 500,
-            targets: 6,
-            legacy_share: 0.0,
-            ..SeedOptions::default()
-        },
+        &SeedOptions::sized(500, 6).with_legacy_share(0.0),
     )
     .await
 }

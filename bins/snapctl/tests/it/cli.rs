@@ -114,3 +114,48 @@ fn capture_and_guard_on_sqlite_exit_2_saying_they_need_postgresql() {
         assert!(stderr.contains(what), "{args:?}: {stderr}");
     }
 }
+
+/// README's layout table names every crate of the workspace and every `snapctl` command its
+/// `--help` lists (a crate or command added without a word there fails here).
+#[test]
+fn the_readme_layout_names_every_crate_and_command() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("workspace members");
+    for member in members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+    {
+        let named =
+            readme.contains(&format!("`{member}`")) || readme.contains(&format!("`{member}/`"));
+        assert!(named, "README's layout does not name {member}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let help = text(&snapctl(dir.path(), &["--help"], &[]).stdout);
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("Options:").next())
+        .expect("a command list")
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|command| *command != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{commands:?}");
+    let row = readme
+        .lines()
+        .find(|line| line.starts_with("| `bins/snapctl`"))
+        .expect("the layout's snapctl row");
+    for command in commands {
+        assert!(
+            row.contains(&format!("`{command}`")),
+            "README's snapctl row does not name `{command}`: {row}"
+        );
+    }
+}

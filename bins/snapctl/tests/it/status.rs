@@ -4,42 +4,30 @@
 use domain::TargetId;
 use jobs::populate_target::{self, PopulatorContext};
 use jobs::worker::WorkerOptions;
+use snapline_tests::cli;
 use snapline_tests::{
     Backend, InProcessWorker, TestDb, both_backends, execute, job_status, wait_for,
 };
-use std::process::Command;
 use synth::SeedOptions;
 
 fn snapctl_status(url: &str, json: bool) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_snapctl"));
-    command
-        .arg("status")
-        .env("SNAPLINE_PROFILE", "test")
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn");
-    if json {
-        command.arg("--json");
-    }
-    let out = command.output().expect("snapctl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let args: &[&str] = if json {
+        &["status", "--json"]
+    } else {
+        &["status"]
+    };
+    let out = cli::run(
+        env!("CARGO_BIN_EXE_snapctl"),
+        &std::env::temp_dir(),
+        args,
+        &[("SNAPLINE_PROFILE", "test"), ("DATABASE_URL", url)],
     );
-    String::from_utf8(out.stdout).expect("utf-8")
+    assert!(out.status.success(), "{}", cli::text(&out.stderr));
+    cli::text(&out.stdout)
 }
 
 async fn a_permanent_failure_shows_in_status(backend: Backend) {
-    let test = TestDb::seeded(
-        backend,
-        &SeedOptions {
-            me_files: 500,
-            targets: 6,
-            legacy_share: 0.1,
-            ..SeedOptions::default()
-        },
-    )
-    .await;
+    let test = TestDb::seeded(backend, &SeedOptions::sized(500, 6).with_legacy_share(0.1)).await;
     let db = test.db.clone();
     // A job whose target the platform deleted after the push.
     populate_target::enqueue(&db, TargetId(5)).await.unwrap();

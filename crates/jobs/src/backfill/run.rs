@@ -4,7 +4,7 @@ use super::types::*;
 use crate::BandCache;
 use crate::JobError;
 use domain::{BandId, MeFileId, PopulationId, TargetBands, TargetId, TraitId};
-use repo::{CopyTable, Db, FilledRows};
+use repo::{CopyTable, Db, FastPath, FilledRows};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -314,14 +314,23 @@ async fn write_population_snapshots(
 ) -> Result<FilledRows, JobError> {
     lease.renew_when_due(db).await?;
     let tx = db.begin_write().await?;
-    let written = tx
-        .backfill()
-        .fill_populations_and_copies(snapshots)
-        .instrument(tracing::info_span!(
-            "backfill.write_populations",
-            rows = snapshots.len()
-        ))
-        .await?;
+    let span = tracing::info_span!("backfill.write_populations", rows = snapshots.len());
+    let written = if db.has_fast_path(FastPath::CopiesInDatabase) {
+        tx.backfill()
+            .fill_populations_and_copies(snapshots)
+            .instrument(span)
+            .await?
+    } else {
+        // The copies are left to the copy phase.
+        FilledRows {
+            populations: tx
+                .backfill()
+                .fill_populations(snapshots)
+                .instrument(span)
+                .await?,
+            ..FilledRows::default()
+        }
+    };
     tx.commit().await?;
     crate::metrics::snapshots_filled("target_populations", written.populations);
     crate::metrics::snapshots_filled(CopyTable::Offers.name(), written.offers);
@@ -361,23 +370,24 @@ async fn backfill_copies(
         // Most pairs have a population with a well-formed snapshot: copied inside the
         // database, only the pairs travel. The others (no population, a NULL or
         // malformed snapshot, one the database's check leaves to the domain) go on below.
-        let copied_in_database: HashMap<(MeFileId, BandId), u64> = if options.dry_run {
-            HashMap::new()
-        } else {
-            lease.renew_when_due(db).await?;
-            let tx = db.begin_write().await?;
-            let copied = tx
-                .backfill()
-                .copy_population_snapshots(table, &pairs)
-                .instrument(tracing::info_span!(
-                    "backfill.copy",
-                    table = table.name(),
-                    pairs = pairs.len()
-                ))
-                .await?;
-            tx.commit().await?;
-            copied
-        };
+        let copied_in_database: HashMap<(MeFileId, BandId), u64> =
+            if options.dry_run || !db.has_fast_path(FastPath::CopiesInDatabase) {
+                HashMap::new()
+            } else {
+                lease.renew_when_due(db).await?;
+                let tx = db.begin_write().await?;
+                let copied = tx
+                    .backfill()
+                    .copy_population_snapshots(table, &pairs)
+                    .instrument(tracing::info_span!(
+                        "backfill.copy",
+                        table = table.name(),
+                        pairs = pairs.len()
+                    ))
+                    .await?;
+                tx.commit().await?;
+                copied
+            };
         let copied_rows: u64 = copied_in_database.values().sum();
         crate::metrics::snapshots_filled(table.name(), copied_rows);
         let pairs: Vec<(MeFileId, BandId)> = pairs

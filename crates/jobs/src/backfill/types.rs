@@ -49,18 +49,25 @@ pub struct BackfillOptions {
     pub stop: crate::StopRequest,
 }
 
-impl Default for BackfillOptions {
-    fn default() -> Self {
+impl From<&settings::BackfillerSettings> for BackfillOptions {
+    fn from(settings: &settings::BackfillerSettings) -> Self {
         Self {
-            batch_size: 5_000,
+            batch_size: settings.batch_size,
             dry_run: false,
-            warn_threshold: 10,
-            unfixable_ids_kept: 20,
-            lease_ttl: Duration::from_secs(120),
-            lock_wait: Duration::from_secs(600),
-            progress_every: Duration::from_secs(5),
+            warn_threshold: settings.warn_threshold,
+            unfixable_ids_kept: settings.unfixable_ids_kept,
+            lease_ttl: Duration::from_secs(settings.lease_ttl_secs),
+            lock_wait: Duration::from_secs(settings.lock_wait_secs),
+            progress_every: Duration::from_secs(settings.progress_log_secs),
             stop: crate::StopRequest::default(),
         }
+    }
+}
+
+/// `[backfiller]` of `config/default.toml`, the one place its defaults are written.
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        Self::from(&settings::Settings::defaults().backfiller)
     }
 }
 

@@ -2,7 +2,7 @@
 //! to cost one round trip whatever the number of me_files: a sync is a handful of tiny
 //! statements, so round trips, not rows, are most of its cost.
 
-use crate::populations::{lock_ranges_sql, me_file_lock_ranges};
+use crate::platform::populations::{lock_ranges_sql, me_file_lock_ranges};
 use crate::{Backend, Db, PopulationRow, RepoError};
 use domain::{BandId, MeFileId, MeFileTagId, PopulationId, Tag, TargetId, TraitId};
 use entity::Id;

@@ -5,6 +5,7 @@
 //! tables (`apalis.jobs`, SQLite's `Jobs`) the way its own queries do, and only in states
 //! no worker holds.
 
+use super::{LAST_ACTIVITY, QueueJob, QueueJobRow, QueueSql};
 use crate::{Backend, Db, RepoError};
 use sea_orm::{FromQueryResult, Value};
 use serde::Serialize;
@@ -91,71 +92,6 @@ pub struct JobFilter {
     pub target_id: Option<i64>,
 }
 
-/// One job with everything an operator reads about it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JobDetail {
-    pub id: String,
-    pub queue: String,
-    pub status: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    /// The payload as text (bytes that are not UTF-8 replaced).
-    pub payload: String,
-    /// When it is or was due (UTC, RFC 3339).
-    pub run_at: Option<String>,
-    /// When a worker took it last.
-    pub started_at: Option<String>,
-    /// When it last finished (done, failed or killed).
-    pub finished_at: Option<String>,
-    /// The worker holding it or that ran it last.
-    pub worker: Option<String>,
-    /// The error of its last failure, when it has one.
-    pub error: Option<String>,
-    /// apalis's record of its last result, as stored.
-    pub last_result: Option<String>,
-}
-
-#[derive(FromQueryResult)]
-struct JobRow {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    job: Vec<u8>,
-    run_at: Option<String>,
-    started_at: Option<String>,
-    finished_at: Option<String>,
-    lock_by: Option<String>,
-    last_result: Option<String>,
-}
-
-impl From<JobRow> for JobDetail {
-    fn from(row: JobRow) -> Self {
-        let error = match row.status.as_str() {
-            "Done" => None,
-            _ => row
-                .last_result
-                .as_deref()
-                .and_then(crate::queue_jobs::error_of_result),
-        };
-        JobDetail {
-            id: row.id,
-            queue: row.job_type,
-            status: row.status,
-            attempts: row.attempts,
-            max_attempts: row.max_attempts,
-            payload: String::from_utf8_lossy(&row.job).into_owned(),
-            run_at: row.run_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            worker: row.lock_by,
-            error,
-            last_result: row.last_result,
-        }
-    }
-}
-
 #[derive(FromQueryResult)]
 struct IdRow {
     id: String,
@@ -202,7 +138,7 @@ impl JobAdminRepo<'_> {
         &self,
         filters: &[JobFilter],
         limit: u64,
-    ) -> Result<Vec<JobDetail>, RepoError> {
+    ) -> Result<Vec<QueueJob>, RepoError> {
         if filters.is_empty() {
             return Ok(Vec::new());
         }
@@ -215,17 +151,17 @@ impl JobAdminRepo<'_> {
                 values.push(Value::from(limit as i64));
                 format!(
                     "SELECT * FROM ({} {conditions} ORDER BY {} DESC, id DESC LIMIT ${}) AS part{i}",
-                    self.select_jobs(),
-                    crate::queue_jobs::LAST_ACTIVITY,
+                    self.sql().select_jobs(),
+                    LAST_ACTIVITY,
                     values.len()
                 )
             })
             .collect();
-        let rows: Vec<JobRow> = self
+        let rows: Vec<QueueJobRow> = self
             .db
             .fetch_all(self.db.conn(), parts.join(" UNION ALL "), values)
             .await?;
-        Ok(rows.into_iter().map(JobDetail::from).collect())
+        Ok(rows.into_iter().map(QueueJob::from).collect())
     }
 
     /// `WHERE ...` for `filter` (empty when it filters nothing), its values pushed onto
@@ -256,13 +192,13 @@ impl JobAdminRepo<'_> {
     }
 
     /// The job with this id, if any.
-    pub async fn get(&self, id: &str) -> Result<Option<JobDetail>, RepoError> {
-        let sql = format!("{} WHERE id = $1", self.select_jobs());
-        let row: Option<JobRow> = self
+    pub async fn get(&self, id: &str) -> Result<Option<QueueJob>, RepoError> {
+        let sql = format!("{} WHERE id = $1", self.sql().select_jobs());
+        let row: Option<QueueJobRow> = self
             .db
             .fetch_optional(self.db.conn(), sql, vec![Value::from(id)])
             .await?;
-        Ok(row.map(JobDetail::from))
+        Ok(row.map(QueueJob::from))
     }
 
     /// Jobs of `queue` in `status` (that finished or were due before `older_than_secs`
@@ -320,7 +256,7 @@ impl JobAdminRepo<'_> {
     /// Marks each of `ids` that is waiting (Pending, or Failed with a retry ahead) Killed:
     /// no worker fetches it again. A job a worker holds is left to finish.
     pub async fn kill(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
-        let now = self.db.queue_now_sql();
+        let now = self.sql().now();
         let set = format!(
             "status = 'Killed', done_at = {now}, last_result = {}",
             match self.db.backend() {
@@ -419,7 +355,7 @@ impl JobAdminRepo<'_> {
 
     /// `SET` of a retry, and the statuses it takes jobs from (SQL list).
     fn retry_sql(&self) -> (String, String) {
-        let now = self.db.queue_now_sql();
+        let now = self.sql().now();
         (
             format!(
                 "status = 'Pending', attempts = 0, run_at = {now}, lock_by = NULL, \
@@ -436,9 +372,9 @@ impl JobAdminRepo<'_> {
             Some(secs) => (
                 format!(
                     " AND COALESCE(done_at, run_at) <= {}",
-                    self.db.queue_secs_ago_sql(param)
+                    self.sql().secs_ago(param)
                 ),
-                vec![self.db.queue_secs(secs)],
+                vec![self.sql().secs(secs)],
             ),
         }
     }
@@ -448,49 +384,20 @@ impl JobAdminRepo<'_> {
     /// text or JSON cannot fail the whole listing.
     fn payload_names(&self, key: &str, id: i64, values: &mut Vec<Value>) -> String {
         let mut any = Vec::new();
+        let job = self.sql().payload();
         for end in [",", "}"] {
             values.push(Value::from(format!("\"{key}\":{id}{end}")));
             let param = values.len();
             any.push(match self.db.backend() {
-                Backend::Postgres => format!("position(convert_to(${param}, 'UTF8') in job) > 0"),
-                Backend::Sqlite => format!("instr(CAST(job AS BLOB), CAST(${param} AS BLOB)) > 0"),
+                Backend::Postgres => format!("position(convert_to(${param}, 'UTF8') in {job}) > 0"),
+                Backend::Sqlite => format!("instr({job}, CAST(${param} AS BLOB)) > 0"),
             });
         }
         format!("({})", any.join(" OR "))
     }
 
-    fn select_jobs(&self) -> String {
-        let table = self.table();
-        match self.db.backend() {
-            Backend::Postgres => {
-                let at = |column: &str| {
-                    format!(
-                        "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-                    )
-                };
-                format!(
-                    "SELECT id, job_type, status, attempts::bigint AS attempts, \
-                     max_attempts::bigint AS max_attempts, job, {} AS run_at, {} AS started_at, \
-                     {} AS finished_at, lock_by, last_result::text AS last_result FROM {table}",
-                    at("run_at"),
-                    at("lock_at"),
-                    at("done_at")
-                )
-            }
-            Backend::Sqlite => {
-                let at =
-                    |column: &str| format!("strftime('%Y-%m-%dT%H:%M:%SZ', {column}, 'unixepoch')");
-                format!(
-                    "SELECT id, job_type, status, CAST(attempts AS BIGINT) AS attempts, \
-                     CAST(max_attempts AS BIGINT) AS max_attempts, CAST(job AS BLOB) AS job, \
-                     {} AS run_at, {} AS started_at, {} AS finished_at, lock_by, \
-                     CAST(last_result AS TEXT) AS last_result FROM {table}",
-                    at("run_at"),
-                    at("lock_at"),
-                    at("done_at")
-                )
-            }
-        }
+    fn sql(&self) -> QueueSql {
+        QueueSql::of(self.db)
     }
 
     fn text_list(&self, items: &[String]) -> Value {
@@ -501,7 +408,7 @@ impl JobAdminRepo<'_> {
     }
 
     fn table(&self) -> &'static str {
-        self.db.jobs_table()
+        self.sql().jobs()
     }
 }
 

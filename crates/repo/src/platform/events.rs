@@ -42,56 +42,59 @@ impl<C: ConnectionTrait> EventRepo<'_, C> {
     /// Reports that the bands of `me_files` changed, in `txn` (the transaction that changed
     /// them). Nothing when `me_files` is empty or events are off.
     pub async fn me_file_bands_changed(&self, me_files: &[i64]) -> Result<(), RepoError> {
-        let txn = self.conn;
         let options = self.db.event_options();
         if me_files.is_empty() || options.is_off() || self.db.backend() != Backend::Postgres {
             return Ok(());
         }
-        let ids = Value::from(me_files.to_vec());
-        if options.notify {
-            self.db
-                .execute(
-                    txn,
-                    format!(
-                        "SELECT pg_notify('{EVENTS_CHANNEL}', \
-                     '{{\"event\":\"me_file_bands_changed\",\"me_file_id\":' || m || '}}') \
-                     FROM unnest($1::bigint[]) AS m"
-                    ),
-                    vec![ids.clone()],
-                )
-                .await?;
-        }
-        if let Some(sql) = &options.me_file_bands_changed_sql {
-            txn.execute_raw(self.db.statement(sql.clone(), vec![ids]))
-                .await
-                .map_err(|err| configured_statement_failed("me_file_bands_changed_sql", err))?;
-        }
-        Ok(())
+        self.tell(
+            format!(
+                "SELECT pg_notify('{EVENTS_CHANNEL}', \
+                 '{{\"event\":\"me_file_bands_changed\",\"me_file_id\":' || m || '}}') \
+                 FROM unnest($1::bigint[]) AS m"
+            ),
+            (
+                "me_file_bands_changed_sql",
+                &options.me_file_bands_changed_sql,
+            ),
+            vec![Value::from(me_files.to_vec())],
+        )
+        .await
     }
 
     /// Reports that a populate of `target` finished, in `txn` (the one setting `populated`).
     pub async fn target_populated(&self, target: i64) -> Result<(), RepoError> {
-        let txn = self.conn;
         let options = self.db.event_options();
         if options.is_off() || self.db.backend() != Backend::Postgres {
             return Ok(());
         }
-        if options.notify {
-            self.db
-                .execute(
-                    txn,
-                    format!(
-                        "SELECT pg_notify('{EVENTS_CHANNEL}', \
-                     '{{\"event\":\"target_populated\",\"target_id\":' || $1::bigint || '}}')"
-                    ),
-                    vec![Value::from(target)],
-                )
-                .await?;
+        self.tell(
+            format!(
+                "SELECT pg_notify('{EVENTS_CHANNEL}', \
+                 '{{\"event\":\"target_populated\",\"target_id\":' || $1::bigint || '}}')"
+            ),
+            ("target_populated_sql", &options.target_populated_sql),
+            vec![Value::from(target)],
+        )
+        .await
+    }
+
+    /// Sends `notify` (a `SELECT pg_notify(...)` over `values`) when notifications are on,
+    /// then runs the statement configured as `events.<setting>`, if any, with the same
+    /// values: both in the transaction of the change.
+    async fn tell(
+        &self,
+        notify: String,
+        (setting, configured): (&'static str, &Option<String>),
+        values: Vec<Value>,
+    ) -> Result<(), RepoError> {
+        if self.db.event_options().notify {
+            self.db.execute(self.conn, notify, values.clone()).await?;
         }
-        if let Some(sql) = &options.target_populated_sql {
-            txn.execute_raw(self.db.statement(sql.clone(), vec![Value::from(target)]))
+        if let Some(sql) = configured {
+            self.conn
+                .execute_raw(self.db.statement(sql.clone(), values))
                 .await
-                .map_err(|err| configured_statement_failed("target_populated_sql", err))?;
+                .map_err(|err| configured_statement_failed(setting, err))?;
         }
         Ok(())
     }

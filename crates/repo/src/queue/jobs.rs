@@ -1,37 +1,12 @@
-use crate::rows::Present;
+//! The queue's jobs: pushes other services run, the checks and counts the jobs and the
+//! operator surface read, and the maintenance.
+
+use super::{LAST_ACTIVITY, QueueJob, QueueJobRow, QueueSql};
 #[cfg(feature = "reference")]
 use crate::rows::StatusCount;
+use crate::rows::{Count, Present};
 use crate::{Backend, Db, RepoError};
 use sea_orm::{ConnectionTrait, FromQueryResult, Value};
-
-#[cfg(feature = "reference")]
-/// One job as apalis stores it (`apalis.jobs` on PostgreSQL, `Jobs` on SQLite).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueJob {
-    pub id: String,
-    pub queue: String,
-    /// Pending, Queued, Running, Done, Failed or Killed.
-    pub status: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    /// The payload as JSON text.
-    pub payload: String,
-    /// The handler's last result or error, as apalis recorded it.
-    pub last_result: Option<String>,
-}
-
-#[cfg(feature = "reference")]
-/// How [`QueueJob`] is read.
-#[derive(FromQueryResult)]
-struct QueueJobRecord {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    job: Vec<u8>,
-    last_result: Option<String>,
-}
 
 /// A job a failed fetch held or would take next, with its raw payload.
 #[derive(FromQueryResult)]
@@ -66,25 +41,6 @@ struct DepthRow {
     oldest_waiting_secs: Option<f64>,
 }
 
-#[derive(FromQueryResult)]
-struct RunRow {
-    id: String,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    duration_secs: Option<f64>,
-    finished_at: Option<String>,
-    last_result: Option<String>,
-}
-
-#[cfg(feature = "reference")]
-impl QueueJob {
-    /// The error of a job that failed, from apalis's recorded result.
-    pub fn error(&self) -> Option<String> {
-        self.last_result.as_deref().and_then(error_of_result)
-    }
-}
-
 /// Reads of the apalis queue tables, for `snapctl status` and tests. Writes belong to apalis.
 pub struct QueueJobRepo<'a> {
     pub(crate) db: &'a Db,
@@ -94,10 +50,7 @@ impl QueueJobRepo<'_> {
     /// Reads the queue table as a worker's poll does (no row needed): fails when the
     /// database does not answer or the queue tables are gone (a database recreated empty).
     pub async fn probe(&self) -> Result<(), RepoError> {
-        let sql = match self.db.backend() {
-            Backend::Postgres => "SELECT 1 FROM apalis.jobs LIMIT 0",
-            Backend::Sqlite => "SELECT 1 FROM Jobs LIMIT 0",
-        };
+        let sql = format!("SELECT 1 FROM {} LIMIT 0", self.table());
         self.db
             .conn()
             .query_all_raw(self.db.statement(sql, vec![]))
@@ -149,10 +102,8 @@ impl QueueJobRepo<'_> {
         due: u64,
     ) -> Result<Vec<String>, RepoError> {
         let table = self.table();
-        let (job, now) = match self.db.backend() {
-            Backend::Postgres => ("job", "now()"),
-            Backend::Sqlite => ("CAST(job AS BLOB)", "strftime('%s', 'now')"),
-        };
+        let sql = self.sql();
+        let (job, now) = (sql.payload(), sql.now());
         // The held ones, then the fetch's own choice (apalis's get_jobs): waiting or failed
         // with attempts left, due, by priority then age.
         let rows: Vec<FetchedJob> = self
@@ -291,43 +242,9 @@ pub struct QueueDepth {
     pub oldest_waiting_secs: Option<f64>,
 }
 
-/// One run of a job as the queue recorded it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct JobRun {
-    pub id: String,
-    pub queue: String,
-    pub status: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    /// From taken to finished; `None` while running.
-    pub duration_secs: Option<f64>,
-    /// When it finished (UTC, RFC 3339); `None` while running.
-    pub finished_at: Option<String>,
-    /// The last error, for runs that did not succeed.
-    pub error: Option<String>,
-}
-
-/// The error text of an apalis result (`{"Err": "..."}`), or the result itself.
-pub(crate) fn error_of_result(result: &str) -> Option<String> {
-    match serde_json::from_str::<serde_json::Value>(result) {
-        Ok(serde_json::Value::Object(map)) => match map.get("Err") {
-            Some(serde_json::Value::String(text)) => Some(text.clone()),
-            Some(other) => Some(other.to_string()),
-            None => None,
-        },
-        Ok(serde_json::Value::Null) => None,
-        _ => Some(result.to_owned()),
-    }
-}
-
 /// Counts of one status in [`QueueJobRepo::depth`] stop here: a count that reaches it means
 /// "at least".
 pub const DEPTH_COUNT_CAP: i64 = 100_000;
-
-/// When a job last did something: finished, else started, else became due. The last key of
-/// the `(job_type, status, ...)` index of migration 11: queries that order or range by it
-/// read that index.
-pub const LAST_ACTIVITY: &str = "COALESCE(done_at, lock_at, run_at)";
 
 #[cfg(feature = "reference")]
 /// Push-to-finish latency of a queue's finished jobs, in milliseconds.
@@ -373,12 +290,15 @@ SELECT apalis.generate_ulid(), 'populate_target', convert_to('{\"target_id\":' |
 
 impl QueueJobRepo<'_> {
     /// Marks `target` `populating` and pushes its populate with [`PLAIN_SQL_PUSH_POPULATE`]
-    /// (PostgreSQL only); returns whether a job was added (`false`: one was waiting).
+    /// (only with [`crate::FastPath::PopulatePushMarkingTarget`]); returns whether a job was
+    /// added (`false`: one was waiting).
     pub async fn push_populate_marking_target(
         &self,
         target: i64,
         max_attempts: i32,
     ) -> Result<bool, RepoError> {
+        self.db
+            .require_fast_path(crate::FastPath::PopulatePushMarkingTarget)?;
         self.push_with(
             PLAIN_SQL_PUSH_POPULATE,
             vec![Value::from(target), Value::from(max_attempts)],
@@ -428,8 +348,8 @@ impl QueueJobRepo<'_> {
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, RepoError> {
         let table = self.table();
         // The oldest job that is due: one scheduled ahead is not "waiting" for anything yet.
-        let now = self.db.queue_now_sql();
-        let age = self.age_secs_sql("run_at");
+        let now = self.sql().now();
+        let age = self.sql().age_secs("run_at");
         let count = |statuses: &str| {
             format!(
                 "(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE job_type = $1 \
@@ -469,10 +389,7 @@ impl QueueJobRepo<'_> {
     /// When a job of `queue` last finished successfully (Unix seconds), if one is kept.
     pub async fn last_done_at(&self, queue: &str) -> Result<Option<f64>, RepoError> {
         let table = self.table();
-        let epoch = match self.db.backend() {
-            Backend::Postgres => format!("EXTRACT(EPOCH FROM {LAST_ACTIVITY})::float8"),
-            Backend::Sqlite => format!("CAST({LAST_ACTIVITY} AS REAL)"),
-        };
+        let epoch = self.sql().epoch_secs(LAST_ACTIVITY);
         // the newest entry of the (job_type, status, last activity) index
         let row: Option<LastDone> = self
             .db
@@ -490,28 +407,13 @@ impl QueueJobRepo<'_> {
 
     /// The `limit` most recent runs of `queue` (started or finished; waiting jobs are in
     /// [`Self::depth`]), newest first.
-    pub async fn recent_runs(&self, queue: &str, limit: u64) -> Result<Vec<JobRun>, RepoError> {
-        let table = self.table();
-        let (last_result, duration, finished_at) = match self.db.backend() {
-            Backend::Postgres => (
-                "last_result::text",
-                "EXTRACT(EPOCH FROM done_at - lock_at)::float8",
-                "to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-            ),
-            Backend::Sqlite => (
-                "CAST(last_result AS TEXT)",
-                "CAST(done_at - lock_at AS REAL)",
-                "strftime('%Y-%m-%dT%H:%M:%SZ', done_at, 'unixepoch')",
-            ),
-        };
+    pub async fn recent_runs(&self, queue: &str, limit: u64) -> Result<Vec<QueueJob>, RepoError> {
         let sql = format!(
-            "SELECT id, status, CAST(attempts AS BIGINT) AS attempts, \
-             CAST(max_attempts AS BIGINT) AS max_attempts, {duration} AS duration_secs, \
-             {finished_at} AS finished_at, {last_result} AS last_result \
-             FROM {table} WHERE job_type = $1 AND status <> 'Pending' \
-             ORDER BY COALESCE(done_at, lock_at, run_at) DESC, id DESC LIMIT $2"
+            "{} WHERE job_type = $1 AND status <> 'Pending' \
+             ORDER BY {LAST_ACTIVITY} DESC, id DESC LIMIT $2",
+            self.sql().select_jobs()
         );
-        let rows: Vec<RunRow> = self
+        let rows: Vec<QueueJobRow> = self
             .db
             .fetch_all(
                 self.db.conn(),
@@ -519,21 +421,31 @@ impl QueueJobRepo<'_> {
                 vec![Value::from(queue), Value::from(limit as i64)],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| JobRun {
-                id: row.id,
-                queue: queue.to_owned(),
-                attempts: row.attempts,
-                max_attempts: row.max_attempts,
-                duration_secs: row.duration_secs,
-                finished_at: row.finished_at,
-                error: (row.status != "Done")
-                    .then(|| row.last_result.as_deref().and_then(error_of_result))
-                    .flatten(),
-                status: row.status,
-            })
-            .collect())
+        Ok(rows.into_iter().map(QueueJob::from).collect())
+    }
+
+    /// Jobs of `queue` that finished successfully in the last `secs` seconds, counted up to
+    /// `cap` (a range of the `(job_type, status, last activity)` index).
+    pub async fn done_within(&self, queue: &str, secs: u64, cap: u64) -> Result<i64, RepoError> {
+        let table = self.table();
+        let since = self.sql().secs_ago(2);
+        let row: Count = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "jobs done lately",
+                format!(
+                    "SELECT COUNT(*) AS count FROM (SELECT 1 FROM {table} WHERE job_type = $1 \
+                     AND status = 'Done' AND {LAST_ACTIVITY} >= {since} LIMIT $3) capped"
+                ),
+                vec![
+                    Value::from(queue),
+                    self.sql().secs(secs),
+                    Value::from(cap as i64),
+                ],
+            )
+            .await?;
+        Ok(row.count)
     }
 
     /// Deletes finished jobs (`Done`, `Killed`, and `Failed` with no attempt left) of every
@@ -542,8 +454,8 @@ impl QueueJobRepo<'_> {
     /// never holds one long lock.
     pub async fn prune_finished(&self, older_than_secs: u64) -> Result<u64, RepoError> {
         let table = self.table();
-        let cutoff = self.db.queue_secs_ago_sql(1);
-        let secs = self.db.queue_secs(older_than_secs);
+        let cutoff = self.sql().secs_ago(1);
+        let secs = self.sql().secs(older_than_secs);
         let jobs = format!(
             "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
              WHERE (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
@@ -574,24 +486,16 @@ impl QueueJobRepo<'_> {
         Ok(deleted)
     }
 
-    /// Seconds from the database clock back to `column` (a queue timestamp), as a float.
-    fn age_secs_sql(&self, column: &str) -> String {
-        match self.db.backend() {
-            Backend::Postgres => format!("EXTRACT(EPOCH FROM now() - {column})::float8"),
-            Backend::Sqlite => format!("CAST(strftime('%s', 'now') AS REAL) - {column}"),
-        }
+    fn sql(&self) -> QueueSql {
+        QueueSql::of(self.db)
     }
 
     fn table(&self) -> &'static str {
-        self.db.jobs_table()
+        self.sql().jobs()
     }
 
-    /// apalis's worker table: `apalis.workers`, or SQLite's `Workers`.
     fn workers_table(&self) -> &'static str {
-        match self.db.backend() {
-            Backend::Postgres => "apalis.workers",
-            Backend::Sqlite => "Workers",
-        }
+        self.sql().workers()
     }
 }
 
@@ -600,35 +504,15 @@ impl QueueJobRepo<'_> {
 impl QueueJobRepo<'_> {
     /// The jobs of `queue`, oldest first.
     pub async fn of_queue(&self, queue: &str) -> Result<Vec<QueueJob>, RepoError> {
-        let sql = match self.db.backend() {
-            Backend::Postgres => {
-                "SELECT id, job_type, status, attempts::bigint AS attempts, \
-                 max_attempts::bigint AS max_attempts, job, last_result::text AS last_result \
-                 FROM apalis.jobs WHERE job_type = $1 ORDER BY run_at, id"
-            }
-            Backend::Sqlite => {
-                "SELECT id, job_type, status, attempts, max_attempts, CAST(job AS BLOB) AS job, \
-                 last_result \
-                 FROM Jobs WHERE job_type = $1 ORDER BY run_at, id"
-            }
-        };
-        let rows: Vec<QueueJobRecord> = self
+        let sql = format!(
+            "{} WHERE job_type = $1 ORDER BY run_at, id",
+            self.sql().select_jobs()
+        );
+        let rows: Vec<QueueJobRow> = self
             .db
             .fetch_all(self.db.conn(), sql, vec![Value::from(queue)])
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| QueueJob {
-                id: row.id,
-                queue: row.job_type,
-                status: row.status,
-                attempts: row.attempts,
-                max_attempts: row.max_attempts,
-                // Another service may have written bytes that are not text.
-                payload: String::from_utf8_lossy(&row.job).into_owned(),
-                last_result: row.last_result,
-            })
-            .collect())
+        Ok(rows.into_iter().map(QueueJob::from).collect())
     }
 
     /// Pushes with [`PLAIN_SQL_PUSH`], as other services do (PostgreSQL only); returns

@@ -1,6 +1,6 @@
 use crate::batch::RowBatch;
 use crate::rows::{Count, MeFileBand, Present};
-use crate::{Backend, Db, RepoError};
+use crate::{Backend, Db, FastPath, RepoError};
 use domain::{BandId, MeFileId, PopulationId};
 use entity::Id;
 use sea_orm::{ConnectionTrait, FromQueryResult, Value};
@@ -194,11 +194,10 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
         &self,
         snapshots: &[(PopulationId, String)],
     ) -> Result<u64, RepoError> {
-        let conn = self.conn;
         if snapshots.is_empty() {
             return Ok(0);
         }
-        let db = self.db;
+        let (conn, db) = (self.conn, self.db);
         let now = db.timestamp_now_sql();
         let (rows, values) = RowBatch::new()
             .ids("id", snapshots.iter().map(|s| s.0.0))
@@ -216,19 +215,15 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
     /// each snapshot written into the rows of offers and ad_events on that population's
     /// (me_file, band) that are still NULL. The copies take only what this statement wrote
     /// (its `RETURNING`), snapshots the backfill built, so no shape check is needed; rows on
-    /// populations that were already set are left to the copy phase. PostgreSQL; on SQLite
-    /// only the populations are written (the copy phase does the rest). Call it on a
-    /// [`crate::Tx`]: it turns hash and merge joins off for the rest of the transaction.
+    /// populations that were already set are left to the copy phase. Only with
+    /// [`FastPath::CopiesInDatabase`] (elsewhere [`Self::fill_populations`] and the copy
+    /// phase). Call it on a [`crate::Tx`]: it turns hash and merge joins off for the rest of
+    /// the transaction.
     pub async fn fill_populations_and_copies(
         &self,
         snapshots: &[(PopulationId, String)],
     ) -> Result<FilledRows, RepoError> {
-        if self.db.backend() != Backend::Postgres {
-            return Ok(FilledRows {
-                populations: self.fill_populations(snapshots).await?,
-                ..FilledRows::default()
-            });
-        }
+        self.db.require_fast_path(FastPath::CopiesInDatabase)?;
         if snapshots.is_empty() {
             return Ok(FilledRows::default());
         }
@@ -335,15 +330,16 @@ impl<C: ConnectionTrait> BackfillRepo<'_, C> {
     /// Copies, inside the database, each pair's population snapshot into the rows of `table`
     /// on that pair that are still NULL, where the population's snapshot is well-formed
     /// ([`well_formed_snapshot_sql`]); returns the rows written per pair copied. Nothing
-    /// travels but the pairs. PostgreSQL only: on SQLite nothing is copied (every pair is
-    /// left to [`Self::fill_copies`]). Call it on a [`crate::Tx`]: it turns hash and merge
+    /// travels but the pairs. Only with [`FastPath::CopiesInDatabase`] (elsewhere every pair
+    /// goes to [`Self::fill_copies`]). Call it on a [`crate::Tx`]: it turns hash and merge
     /// joins off for the rest of the transaction.
     pub async fn copy_population_snapshots(
         &self,
         table: CopyTable,
         pairs: &[(MeFileId, BandId)],
     ) -> Result<HashMap<(MeFileId, BandId), u64>, RepoError> {
-        if pairs.is_empty() || self.db.backend() != Backend::Postgres {
+        self.db.require_fast_path(FastPath::CopiesInDatabase)?;
+        if pairs.is_empty() {
             return Ok(HashMap::new());
         }
         let db = self.db;

@@ -164,9 +164,11 @@ impl DoctorRepo<'_> {
     /// Whether the current schema has Oban's `oban_jobs`.
     pub async fn has_oban_jobs(&self) -> Result<bool, RepoError> {
         self.require_postgres()?;
-        Ok(crate::bridge::oban_jobs_schema(self.db, self.db.conn())
-            .await?
-            .is_some())
+        Ok(
+            crate::installed::bridge::oban_jobs_schema(self.db, self.db.conn())
+                .await?
+                .is_some(),
+        )
     }
 
     /// Rows of `worker` inserted into Oban's `oban_jobs` in the last `hours` hours and not

@@ -26,11 +26,6 @@ struct TargetBandRecord {
     members: Option<i64>,
 }
 
-#[derive(FromQueryResult)]
-struct CountRow {
-    count: i64,
-}
-
 /// Bounded reads for the board.
 pub struct BoardRepo<'a> {
     pub(crate) db: &'a Db,
@@ -79,43 +74,5 @@ impl BoardRepo<'_> {
                 members: r.members,
             })
             .collect())
-    }
-
-    /// Jobs of `queue` that finished successfully in the last `secs` seconds, up to `cap`.
-    pub async fn done_within(&self, queue: &str, secs: u64, cap: u64) -> Result<i64, RepoError> {
-        let table = self.db.jobs_table();
-        let since = self.db.queue_secs_ago_sql(2);
-        let secs = self.db.queue_secs(secs);
-        self.capped_count(
-            &format!(
-                "SELECT 1 FROM {table} WHERE job_type = $1 AND status = 'Done' \
-                 AND {} >= {since}",
-                crate::queue_jobs::LAST_ACTIVITY
-            ),
-            vec![Value::from(queue), secs],
-            cap,
-        )
-        .await
-    }
-
-    /// `COUNT(*)` of `rows` (a `SELECT 1 ...` with its parameters), reading at most `cap`.
-    async fn capped_count(
-        &self,
-        rows: &str,
-        mut values: Vec<Value>,
-        cap: u64,
-    ) -> Result<i64, RepoError> {
-        values.push(Value::from(cap as i64));
-        let limit = values.len();
-        let row: CountRow = self
-            .db
-            .fetch_one(
-                self.db.conn(),
-                "capped count",
-                format!("SELECT COUNT(*) AS count FROM ({rows} LIMIT ${limit}) capped"),
-                values,
-            )
-            .await?;
-        Ok(row.count)
     }
 }

@@ -22,7 +22,7 @@
 //! schema, and EXECUTE on all of them is revoked from PUBLIC. Objects are named
 //! `snapline_bridge_v<N>_...`; `disable` (and `migration down`) drops every version's.
 
-use crate::capture::{
+use crate::installed::capture::{
     SAFE_SEARCH_PATH, quote_ident, quote_literal, revoke_from_public_sql, version_of,
     waiting_job_function_sql,
 };
@@ -178,7 +178,7 @@ impl BridgeRepo<'_> {
                     .into(),
             });
         };
-        crate::capture::replace_installed(
+        crate::installed::capture::replace_installed(
             txn,
             &migration::drop_bridge_sql(),
             &install_sql(&schema, workers),
@@ -190,7 +190,7 @@ impl BridgeRepo<'_> {
     /// inserts are left to its own workers.
     pub async fn disable(&self) -> Result<(), RepoError> {
         self.require_postgres()?;
-        crate::capture::remove_installed(self.db, &migration::drop_bridge_sql()).await
+        crate::installed::capture::remove_installed(self.db, &migration::drop_bridge_sql()).await
     }
 
     /// What is installed, what it maps and how many rows it took.

@@ -1,0 +1,522 @@
+//! The pages: the overview (and the fragment its script refreshes), the job list and one
+//! job, the targets, a me_file, and the stylesheet and script they load.
+
+use crate::*;
+
+/// The stylesheet and the overview's refresh, served by the board: the
+/// Content-Security-Policy allows code and styles from the board itself only.
+pub(crate) const STYLESHEET_PATH: &str = "/static/board.css";
+pub(crate) const OVERVIEW_SCRIPT_PATH: &str = "/static/overview.js";
+
+pub(crate) async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+pub(crate) async fn overview_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        format!(
+            "setInterval(async () => {{ try {{ const r = await fetch('/overview'); \
+             if (r.ok) document.getElementById('overview').innerHTML = await r.text(); }} \
+             catch (e) {{}} }}, {REFRESH_MS});\n"
+        ),
+    )
+}
+
+/// The characters of a path segment or query value left as they are: RFC 3986's
+/// unreserved ones. Everything else (`/`, `?`, `#`, `%`, `.`, controls) is percent-encoded,
+/// so that an id is one segment and names no other page.
+pub(crate) const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` as one path segment or query value.
+pub(crate) fn encoded(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
+nav a{margin-right:1rem}table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
+td,th{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}\
+td.n,th.n{text-align:right}.paused{color:#b35c00;font-weight:bold}.error{color:#a00}.ok{color:#1a6b1a}.failed,.drift{color:#a00;font-weight:bold}pre.diff{background:#f6f6f6;padding:.5rem}\
+code,pre{font-size:.9em}pre{white-space:pre-wrap;word-break:break-all;max-width:60rem}";
+
+pub(crate) fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "snapline: " (title) }
+                link rel="stylesheet" href=(STYLESHEET_PATH);
+            }
+            body {
+                nav {
+                    a href="/" { "overview" }
+                    a href="/jobs" { "jobs" }
+                    a href="/targets" { "targets" }
+                }
+                h1 { (title) }
+                (body)
+            }
+        }
+    }
+}
+
+/// `n`, or `n+` when it reached [`COUNT_CAP`].
+pub(crate) fn capped(n: i64) -> String {
+    capped_at(n, COUNT_CAP)
+}
+
+/// `n`, or `n+` when it reached `cap`.
+pub(crate) fn capped_at(n: i64, cap: u64) -> String {
+    if n >= cap as i64 {
+        format!("{n}+")
+    } else {
+        n.to_string()
+    }
+}
+
+pub(crate) async fn overview(board: &Board) -> Result<Markup, PageError> {
+    let db = &board.db;
+    let queues = jobs::admin::queues(db).await?;
+    let mut last_hour = Vec::with_capacity(queues.len());
+    for q in &queues {
+        last_hour.push(
+            db.queue_jobs()
+                .done_within(&q.depth.queue, 3600, COUNT_CAP)
+                .await?,
+        );
+    }
+    let nulls = db.stats().null_snapshots().await?;
+    let targets = db.stats().targets_by_status().await?;
+    let failures = db
+        .populate_runs()
+        .failures(jobs::status::FAILED_POPULATES_SHOWN)
+        .await?;
+    let audits = db.audit().last().await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(html! {
+        h2 { "queues" }
+        table #queues {
+            tr {
+                th { "queue" } th { "state" } th.n { "waiting" } th.n { "running" }
+                th.n { "done" } th.n { "failed" } th.n { "killed" } th.n { "done in the last hour" }
+                th { "oldest waiting" }
+            }
+            @for (q, hour) in queues.iter().zip(&last_hour) {
+                @let d = &q.depth;
+                tr data-queue=(d.queue) {
+                    td { a href={ "/jobs?queue=" (encoded(&d.queue)) } { (d.queue) } }
+                    td {
+                        @if q.paused { span.paused { "paused" } } @else { "running" }
+                        @if board.allow_actions {
+                            " "
+                            @if q.paused {
+                                a.action href={ "/queues/" (encoded(&d.queue)) "/resume" } { "resume" }
+                            } @else {
+                                a.action href={ "/queues/" (encoded(&d.queue)) "/pause" } { "pause" }
+                            }
+                        }
+                    }
+                    td.n.waiting { (d.waiting) }
+                    td.n.running { (d.running) }
+                    td.n.done { (d.done) }
+                    td.n.failed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=failed" } { (d.failed) } }
+                    td.n.killed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=killed" } { (d.killed) } }
+                    td.n { (capped(*hour)) }
+                    td { @match d.oldest_waiting_secs { Some(s) => { (format!("{:.0} s ago", s.max(0.0))) }, None => { "-" } } }
+                }
+            }
+        }
+        h2 { "NULL snapshots" }
+        table #nulls {
+            tr { th { "table" } th.n { "NULL" } }
+            tr { td { "target_populations" } td.n { (nulls.target_populations) } }
+            tr { td { "offers" } td.n { (nulls.offers) } }
+            tr { td { "ad_events" } td.n { (nulls.ad_events) } }
+        }
+        @if !failures.is_empty() {
+            h2 { "populates that failed for good" }
+            p { "Each target was left not_populated; a populate that succeeds clears it." }
+            table #failed-populates {
+                tr { th.n { "target" } th { "failed" } th { "error" } }
+                @for failure in &failures {
+                    tr data-target=(failure.target_id) {
+                        td.n { (failure.target_id) }
+                        td { ((now - failure.failed_at).max(0)) " s ago" }
+                        td.error { (shorten(&failure.error, 300)) }
+                    }
+                }
+            }
+        }
+        h2 { "last audits" }
+        @if audits.is_empty() {
+            p #no-audit { "No audit of the whole database yet: `snapctl audit`, or set audit.schedule." }
+        } @else {
+            table #audits {
+                tr { th { "run" } th { "finished" } th { "by" } th.n { "me_files" } th.n { "drift" } th { "examples" } }
+                @for record in &audits {
+                    @let report = serde_json::from_str::<jobs::audit::AuditReport>(&record.report).ok();
+                    tr data-run=(record.run) {
+                        td { (record.run) }
+                        td { ((now - record.finished_at).max(0)) " s ago" }
+                        td { (record.ran_by) }
+                        td.n { (report.as_ref().map_or(0, |r| r.me_files_checked)) }
+                        td.n {
+                            @if record.drift > 0 { span.drift { (record.drift) " (drift)" } } @else { "0" }
+                        }
+                        td {
+                            @for drift in report.as_ref().map(|r| r.examples.as_slice()).unwrap_or_default().iter().take(10) {
+                                @if let Some(me_file) = drift.me_file_id {
+                                    a.example href={ "/me_files/" (me_file) } { (jobs::audit::describe(drift)) }
+                                } @else {
+                                    span.example { (jobs::audit::describe(drift)) }
+                                }
+                                br;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "targets by status" }
+        table #targets-by-status {
+            tr { th { "status" } th.n { "targets" } }
+            @for (status, n) in &targets {
+                tr { td { (status) } td.n { (n) } }
+            }
+        }
+    })
+}
+
+pub(crate) async fn overview_page(State(board): State<Board>) -> Page {
+    let figures = overview(&board).await?;
+    Ok(Html(
+        layout(
+            "overview",
+            html! {
+                p { "Refreshes every " (REFRESH_MS / 1000) " s." }
+                div #overview { (figures) }
+                script src=(OVERVIEW_SCRIPT_PATH) {}
+            },
+        )
+        .into_string(),
+    ))
+}
+
+pub(crate) async fn overview_fragment(State(board): State<Board>) -> Page {
+    Ok(Html(overview(&board).await?.into_string()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct JobsQuery {
+    queue: Option<String>,
+    status: Option<String>,
+    me_file: Option<i64>,
+    target: Option<i64>,
+}
+
+pub(crate) async fn jobs_page(State(board): State<Board>, Query(query): Query<JobsQuery>) -> Page {
+    let db = &board.db;
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => Some(
+            text.parse::<JobStatus>()
+                .map_err(|e| PageError(StatusCode::BAD_REQUEST, e))?,
+        ),
+        None => None,
+    };
+    let filter = JobFilter {
+        queue: query.queue.clone().filter(|q| !q.is_empty()),
+        status,
+        me_file_id: query.me_file,
+        target_id: query.target,
+    };
+    let jobs = jobs::admin::list(db, &filter, LIST_LIMIT).await?;
+    Ok(Html(
+        layout(
+            "jobs",
+            html! {
+                form method="get" action="/jobs" {
+                    label { "queue " select name="queue" {
+                        option value="" { "any" }
+                        @for q in jobs::queues::ALL {
+                            option value=(q) selected[filter.queue.as_deref() == Some(q)] { (q) }
+                        }
+                    } }
+                    " "
+                    label { "status " select name="status" {
+                        option value="" { "any" }
+                        @for s in JobStatus::ALL {
+                            option value=(s.as_str()) selected[filter.status == Some(s)] { (s.as_str()) }
+                        }
+                    } }
+                    " "
+                    label { "me_file " input type="number" name="me_file" value=[filter.me_file_id]; }
+                    " "
+                    label { "target " input type="number" name="target" value=[filter.target_id]; }
+                    " "
+                    button type="submit" { "filter" }
+                }
+                (jobs_table(&jobs))
+                @if jobs.len() as u64 == LIST_LIMIT {
+                    p { "The newest " (LIST_LIMIT) " shown; narrow the filter for others." }
+                }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+pub(crate) fn jobs_table(jobs: &[QueueJob]) -> Markup {
+    html! {
+        @if jobs.is_empty() {
+            p #no-jobs { "No job matches." }
+        } @else {
+            table #jobs {
+                tr {
+                    th { "id" } th { "queue" } th { "status" } th.n { "attempts" }
+                    th { "last activity (UTC)" } th { "payload" } th { "error" }
+                }
+                @for job in jobs {
+                    tr data-job=(job.id) {
+                        td { a href={ "/jobs/" (encoded(&job.id)) } { code { (job.id) } } }
+                        td { (job.queue) }
+                        td.status { (job.status) }
+                        td.n { (job.attempts) "/" (job.max_attempts) }
+                        td { (job.finished_at.as_deref().or(job.started_at.as_deref()).or(job.run_at.as_deref()).unwrap_or("-")) }
+                        td { code { (shorten(&job.payload, 60)) } }
+                        td.error { (shorten(job.error.as_deref().unwrap_or(""), 120)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A job's payload or result as a page shows it: whole up to [`JOB_TEXT_SHOWN_CHARS`],
+/// else cut with its length said.
+pub(crate) fn shown_in_full_or_cut(text: &str) -> String {
+    let total = text.chars().count();
+    if total <= JOB_TEXT_SHOWN_CHARS {
+        text.to_owned()
+    } else {
+        format!(
+            "{} ({total} characters; `snapctl jobs show ID --json` has all)",
+            shorten(text, JOB_TEXT_SHOWN_CHARS)
+        )
+    }
+}
+
+/// `text` cut to `max` characters.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        format!("{}...", text.chars().take(max - 3).collect::<String>())
+    }
+}
+
+/// The job of `id`; an id no database can hold (a NUL byte) is no job's.
+pub(crate) async fn find_job(board: &Board, id: &str) -> Result<QueueJob, PageError> {
+    if id.contains('\0') {
+        return Err(PageError(
+            StatusCode::NOT_FOUND,
+            "no job has that id".into(),
+        ));
+    }
+    Ok(jobs::admin::show(&board.db, id).await?)
+}
+
+pub(crate) async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
+    let job = find_job(&board, &id).await?;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    Ok(Html(
+        layout(
+            &format!("job {}", job.id),
+            html! {
+                table #job {
+                    tr { th { "queue" } td { a href={ "/jobs?queue=" (encoded(&job.queue)) } { (job.queue) } } }
+                    tr { th { "status" } td.status { (job.status) } }
+                    tr { th { "attempts" } td { (job.attempts) " of " (job.max_attempts) } }
+                    tr { th { "due" } td { (or_dash(&job.run_at)) } }
+                    tr { th { "started" } td { (or_dash(&job.started_at)) } }
+                    tr { th { "finished" } td { (or_dash(&job.finished_at)) } }
+                    tr { th { "worker" } td { (or_dash(&job.worker)) } }
+                    tr { th { "last error" } td.error { (or_dash(&job.error)) } }
+                }
+                @if board.allow_actions {
+                    p {
+                        a.action href={ "/jobs/" (encoded(&job.id)) "/retry" } { "retry" }
+                        " "
+                        a.action href={ "/jobs/" (encoded(&job.id)) "/kill" } { "kill" }
+                    }
+                }
+                h2 { "payload" }
+                pre #payload { (shown_in_full_or_cut(&job.payload)) }
+                h2 { "last result" }
+                pre #last-result { (shown_in_full_or_cut(&or_dash(&job.last_result))) }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct MeFileQuery {
+    target: Option<i64>,
+}
+
+/// Why a me_file is or is not in each target (`snapctl explain`).
+pub(crate) async fn me_file_page(
+    State(board): State<Board>,
+    Path(id): Path<String>,
+    Query(query): Query<MeFileQuery>,
+) -> Page {
+    let me_file: i64 = id
+        .parse()
+        .map_err(|_| PageError(StatusCode::BAD_REQUEST, "a me_file id is a number".into()))?;
+    let explanation = jobs::explain::explain(
+        &board.db,
+        domain::MeFileId(me_file),
+        query.target.map(domain::TargetId),
+    )
+    .await?;
+    Ok(Html(
+        layout(
+            &format!("me_file {me_file}"),
+            html! {
+                p {
+                    @if explanation.exists { (explanation.tags) " tag(s)" } @else { "does not exist (rows left from it are shown)" }
+                }
+                @for target in &explanation.targets {
+                    section.target data-target=(target.target_id) {
+                        h2 {
+                            "target " (target.target_id)
+                            @if let Some(title) = &target.title { " " (title) }
+                            " (" (target.status) ")"
+                        }
+                        @if target.bands.is_empty() { p { "no bands: matches nobody" } }
+                        table.bands {
+                            tr { th { "band (innermost first)" } th { "verdict" } th { "trait groups" } }
+                            @for band in &target.bands {
+                                tr data-band=(band.band_id) {
+                                    td.n { (band.band_id) }
+                                    td { @if band.matched { span.ok { "matched" } } @else { span.failed { "not matched" } } }
+                                    td {
+                                        @for group in &band.groups {
+                                            div.group {
+                                                "group " (group.group_id) ": "
+                                                @if group.passed { span.ok { "passed" } } @else { span.failed { "failed" } }
+                                                @for tag in &group.matching_tags {
+                                                    " tag " (tag.tag_id) " on "
+                                                    (tag.trait_name.clone().unwrap_or_default()) " (" (tag.trait_id) ") = "
+                                                    (tag.value.clone().unwrap_or_else(|| "NULL".into()))
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        p.chosen {
+                            @match target.chosen_band {
+                                Some(band) => { "chosen: band " (band) },
+                                None => { "chosen: none (the outermost band is not matched)" },
+                            }
+                        }
+                        @for row in &target.stored {
+                            p.stored { "stored: population " (row.population_id) " in band " (row.band_id) }
+                        }
+                        @if target.stored.is_empty() { p.stored { "stored: no row" } }
+                        @if !target.diff.is_empty() {
+                            pre.diff { @for line in &target.diff { (line) "\n" } }
+                        }
+                        @if target.drift.is_empty() {
+                            p.agree { "stored rows agree with the rules" }
+                        }
+                        @for drift in &target.drift {
+                            p.drift { "drift: " (jobs::audit::describe(drift)) }
+                        }
+                    }
+                }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+/// Populate runs the targets page reads, newest first, to show each target's last ones.
+pub(crate) const RECENT_POPULATES: u64 = 500;
+/// Runs shown per target.
+pub(crate) const RUNS_PER_TARGET: usize = 3;
+
+pub(crate) async fn targets_page(State(board): State<Board>) -> Page {
+    let db = &board.db;
+    let rows = db
+        .board()
+        .targets_with_bands(TARGETS_LIMIT, TARGET_BAND_ROWS_LIMIT, BAND_MEMBERS_CAP)
+        .await?;
+    // The last runs of each target: from the newest populate jobs (their payload names the
+    // target), so the page reads a bounded number of jobs however many targets there are.
+    let recent = jobs::admin::list(
+        db,
+        &JobFilter {
+            queue: Some(jobs::populate_target::QUEUE.to_owned()),
+            ..JobFilter::default()
+        },
+        RECENT_POPULATES,
+    )
+    .await?;
+    let mut runs: std::collections::HashMap<i64, Vec<&QueueJob>> = Default::default();
+    for job in &recent {
+        let target = serde_json::from_str::<serde_json::Value>(&job.payload)
+            .ok()
+            .and_then(|p| p["target_id"].as_i64());
+        if let Some(target) = target {
+            let of_target = runs.entry(target).or_default();
+            if of_target.len() < RUNS_PER_TARGET {
+                of_target.push(job);
+            }
+        }
+    }
+    Ok(Html(
+        layout(
+            "targets",
+            html! {
+                table #target-bands {
+                    tr {
+                        th.n { "target" } th { "title" } th { "status" } th { "last populated" }
+                        th.n { "band" } th.n { "members" } th { "last runs" }
+                    }
+                    @for row in &rows {
+                        tr data-target=(row.target_id) {
+                            td.n { (row.target_id) }
+                            td { (row.title.as_deref().unwrap_or("")) }
+                            td { (row.status.as_deref().unwrap_or("-")) }
+                            td { (row.last_populated_at.as_deref().unwrap_or("-")) }
+                            td.n { @match row.band_id { Some(b) => { (b) }, None => { "-" } } }
+                            td.n { @match row.members { Some(n) => { (capped_at(n, BAND_MEMBERS_CAP)) }, None => { "-" } } }
+                            td.runs {
+                                @for job in runs.get(&row.target_id).into_iter().flatten() {
+                                    a href={ "/jobs/" (encoded(&job.id)) } { (job.status) }
+                                    " " (job.finished_at.as_deref().or(job.started_at.as_deref()).or(job.run_at.as_deref()).unwrap_or("")) br;
+                                }
+                                a href={ "/jobs?target=" (row.target_id) } { "all jobs" }
+                            }
+                        }
+                    }
+                }
+                @if rows.len() as u64 == TARGET_BAND_ROWS_LIMIT {
+                    p #cut { "The first " (TARGET_BAND_ROWS_LIMIT) " bands shown." }
+                } @else if rows.iter().map(|r| r.target_id).collect::<std::collections::BTreeSet<_>>().len() as u64 == TARGETS_LIMIT {
+                    p #cut { "The first " (TARGETS_LIMIT) " targets shown." }
+                }
+            },
+        )
+        .into_string(),
+    ))
+}
