@@ -60,6 +60,12 @@ pub enum JobsCommand {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Deletes jobs no worker holds (any status but queued and running), by id.
+    /// Example: snapctl jobs delete 01JD...
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Deletes a queue's jobs in a status that finished (or were due) before a given age.
     /// Example: snapctl jobs purge --queue sync_me_file --status done --older-than 7d
     Purge {
@@ -216,6 +222,14 @@ pub async fn run(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
             print_outcome(
                 "killed",
                 "kill takes Pending or Failed; a job a worker holds finishes",
+                &outcome,
+            )?;
+        }
+        JobsCommand::Delete { ids } => {
+            let outcome = admin::delete(db, &ids).await.map_err(admin_error)?;
+            print_outcome(
+                "deleted",
+                "delete takes any status but Queued and Running; a job a worker holds finishes",
                 &outcome,
             )?;
         }

@@ -14,25 +14,44 @@ pub(crate) struct ActionForm {
 pub(crate) enum JobAction {
     Retry,
     Kill,
+    Delete,
 }
 
 impl JobAction {
+    pub(crate) const ALL: [JobAction; 3] = [JobAction::Retry, JobAction::Kill, JobAction::Delete];
+
     fn parse(text: &str) -> Result<Self, PageError> {
-        match text {
-            "retry" => Ok(JobAction::Retry),
-            "kill" => Ok(JobAction::Kill),
-            other => Err(PageError(
-                StatusCode::NOT_FOUND,
-                format!("no action `{other}`: retry or kill"),
-            )),
-        }
+        JobAction::ALL
+            .into_iter()
+            .find(|action| action.name() == text)
+            .ok_or_else(|| {
+                PageError(
+                    StatusCode::NOT_FOUND,
+                    format!("no action `{text}`: retry, kill or delete"),
+                )
+            })
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             JobAction::Retry => "retry",
             JobAction::Kill => "kill",
+            JobAction::Delete => "delete",
         }
+    }
+
+    /// The statuses it takes a job from, the same as `snapctl jobs`.
+    fn takes(self) -> &'static [JobStatus] {
+        match self {
+            JobAction::Retry => &JobStatus::RETRYABLE,
+            JobAction::Kill => &JobStatus::KILLABLE,
+            JobAction::Delete => &JobStatus::DELETABLE,
+        }
+    }
+
+    /// Whether it applies to a job in `status` (a job page offers only those that do).
+    pub(crate) fn applies_to(self, status: &str) -> bool {
+        self.takes().iter().any(|s| s.as_str() == status)
     }
 }
 
@@ -45,6 +64,7 @@ pub(crate) fn confirmation(
 ) -> Html<String> {
     Html(
         layout(
+            board.db.label(),
             "confirm",
             html! {
                 p #question { (question) }
@@ -76,6 +96,10 @@ pub(crate) async fn confirm_job_action(
             "Kill job {} ({}, now {})? No worker takes it again.",
             job.id, job.queue, job.status
         ),
+        JobAction::Delete => format!(
+            "Delete job {} ({}, now {})? Its row and record go for good.",
+            job.id, job.queue, job.status
+        ),
     };
     Ok(confirmation(
         &board,
@@ -97,6 +121,7 @@ pub(crate) async fn job_action(
     let outcome = match action {
         JobAction::Retry => jobs::admin::retry(&board.db, &ids).await?,
         JobAction::Kill => jobs::admin::kill(&board.db, &ids).await?,
+        JobAction::Delete => jobs::admin::delete(&board.db, &ids).await?,
     };
     if !outcome.not_found.is_empty() {
         return Err(PageError(
@@ -108,17 +133,23 @@ pub(crate) async fn job_action(
         return Err(PageError(
             StatusCode::CONFLICT,
             format!(
-                "job {id} is {status}: {} takes {}",
+                "job {id} is {status}: {} takes {} jobs; a job a worker holds finishes first",
                 action.name(),
-                match action {
-                    JobAction::Retry => "Failed, Killed or Done jobs",
-                    JobAction::Kill => "Pending or Failed jobs; a job a worker holds finishes",
-                }
+                action
+                    .takes()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
     tracing::info!(job = %jobs::status::printable(&id), action = action.name(), "job changed from the board");
-    Ok(axum::response::Redirect::to(&format!("/jobs/{}", encoded(&id))).into_response())
+    let to = match action {
+        JobAction::Delete => "/jobs".to_owned(),
+        _ => format!("/jobs/{}", encoded(&id)),
+    };
+    Ok(axum::response::Redirect::to(&to).into_response())
 }
 
 /// `pause` or `resume`.

@@ -144,6 +144,7 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
             get(confirm_queue_action).post(queue_action),
         )
         .route("/targets", get(targets_page))
+        .route("/nodes", get(nodes_page))
         .route("/me_files/{id}", get(me_file_page))
         .route(STYLESHEET_PATH, get(stylesheet))
         .route(OVERVIEW_SCRIPT_PATH, get(overview_script))
@@ -175,7 +176,7 @@ struct PageError(StatusCode, String);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let body = layout("error", html! { p.error { (self.1) } });
+        let body = layout("", "error", html! { p.error { (self.1) } });
         (self.0, Html(body.into_string())).into_response()
     }
 }

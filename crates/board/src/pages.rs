@@ -36,32 +36,73 @@ pub(crate) fn encoded(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
-pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
-nav a{margin-right:1rem}table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
-td,th{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}\
-td.n,th.n{text-align:right}.paused{color:#b35c00;font-weight:bold}.error{color:#a00}.ok{color:#1a6b1a}.failed,.drift{color:#a00;font-weight:bold}pre.diff{background:#f6f6f6;padding:.5rem}\
-code,pre{font-size:.9em}pre{white-space:pre-wrap;word-break:break-all;max-width:60rem}";
-
-pub(crate) fn layout(title: &str, body: Markup) -> Markup {
+/// The board's one stylesheet: light and dark following the system, states coloured and
+/// always also written, numbers aligned right in tabular figures, wide tables scrolling on
+/// a phone rather than the page.
+pub(crate) const STYLE: &str = "\
+:root{color-scheme:light dark;--fg:#1f2328;--bg:#fff;--muted:#59636e;--line:#d1d9e0;--head:#f6f8fa;\
+--ok:#1a7f37;--bad:#cf222e;--busy:#0969da;--warn:#9a6700;--link:#0969da}\
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--bg:#0d1117;--muted:#9198a1;--line:#30363d;\
+--head:#161b22;--ok:#3fb950;--bad:#f85149;--busy:#4493f8;--warn:#d29922;--link:#4493f8}}\
+body{font-family:system-ui,sans-serif;margin:0;color:var(--fg);background:var(--bg);line-height:1.4}\
+header{display:flex;flex-wrap:wrap;gap:.3rem 1rem;align-items:baseline;padding:.6rem 1.2rem;\
+border-bottom:1px solid var(--line);background:var(--head)}\
+.brand{font-weight:700;font-size:1.15rem;color:var(--fg);text-decoration:none}#watching{color:var(--muted)}\
+nav{padding:.4rem 1.2rem;border-bottom:1px solid var(--line)}nav a{margin-right:1rem}\
+main{padding:0 1.2rem 1.5rem;max-width:90rem}a{color:var(--link)}h1{font-size:1.4rem}h2{font-size:1.1rem}\
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;display:block;overflow-x:auto;max-width:100%}\
+td,th{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:left;vertical-align:top}\
+th{background:var(--head)}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
+.state{font-weight:600}.state::before{content:'\\25CF  ';font-size:.8em}\
+.ok{color:var(--ok)}.failed,.drift,.error{color:var(--bad)}.failed,.drift{font-weight:bold}\
+.busy{color:var(--busy)}.idle{color:var(--muted)}.paused{color:var(--warn);font-weight:bold}\
+pre.diff{background:var(--head);padding:.5rem}code,pre{font-size:.9em}\
+pre{white-space:pre-wrap;word-break:break-all;max-width:60rem}\
+form label{margin-right:.6rem;white-space:nowrap}";
+/// A whole page: the header naming snapline and the database it watches (`watching`, as
+/// `Db::label` says it: never a password; empty when unknown), the navigation, `title` and
+/// `body`.
+pub(crate) fn layout(watching: &str, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
                 title { "snapline: " (title) }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
             }
             body {
+                header {
+                    a.brand href="/" { "snapline" }
+                    @if !watching.is_empty() { span #watching { "watching " (watching) } }
+                }
                 nav {
                     a href="/" { "overview" }
                     a href="/jobs" { "jobs" }
                     a href="/targets" { "targets" }
+                    a href="/nodes" { "nodes" }
                 }
-                h1 { (title) }
-                (body)
+                main {
+                    h1 { (title) }
+                    (body)
+                }
             }
         }
     }
+}
+
+/// A job's state as text in a span whose class colours it (the text says it without the
+/// colour).
+pub(crate) fn job_state(status: &str) -> Markup {
+    let class = match status {
+        "Done" => "state ok",
+        "Failed" | "Killed" => "state failed",
+        "Queued" | "Running" => "state busy",
+        _ => "state idle",
+    };
+    html! { span class=(class) { (status) } }
 }
 
 /// `n`, or `n+` when it reached [`COUNT_CAP`].
@@ -197,6 +238,7 @@ pub(crate) async fn overview_page(State(board): State<Board>) -> Page {
     let figures = overview(&board).await?;
     Ok(Html(
         layout(
+            board.db.label(),
             "overview",
             html! {
                 p { "Refreshes every " (REFRESH_MS / 1000) " s." }
@@ -238,6 +280,7 @@ pub(crate) async fn jobs_page(State(board): State<Board>, Query(query): Query<Jo
     let jobs = jobs::admin::list(db, &filter, LIST_LIMIT).await?;
     Ok(Html(
         layout(
+            board.db.label(),
             "jobs",
             html! {
                 form method="get" action="/jobs" {
@@ -285,7 +328,7 @@ pub(crate) fn jobs_table(jobs: &[QueueJob]) -> Markup {
                     tr data-job=(job.id) {
                         td { a href={ "/jobs/" (encoded(&job.id)) } { code { (job.id) } } }
                         td { (job.queue) }
-                        td.status { (job.status) }
+                        td.status { (job_state(&job.status)) }
                         td.n { (job.attempts) "/" (job.max_attempts) }
                         td { (job.finished_at.as_deref().or(job.started_at.as_deref()).or(job.run_at.as_deref()).unwrap_or("-")) }
                         td { code { (shorten(&job.payload, 60)) } }
@@ -336,11 +379,12 @@ pub(crate) async fn job_page(State(board): State<Board>, Path(id): Path<String>)
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     Ok(Html(
         layout(
+            board.db.label(),
             &format!("job {}", job.id),
             html! {
                 table #job {
                     tr { th { "queue" } td { a href={ "/jobs?queue=" (encoded(&job.queue)) } { (job.queue) } } }
-                    tr { th { "status" } td.status { (job.status) } }
+                    tr { th { "status" } td.status { (job_state(&job.status)) } }
                     tr { th { "attempts" } td { (job.attempts) " of " (job.max_attempts) } }
                     tr { th { "due" } td { (or_dash(&job.run_at)) } }
                     tr { th { "started" } td { (or_dash(&job.started_at)) } }
@@ -349,16 +393,67 @@ pub(crate) async fn job_page(State(board): State<Board>, Path(id): Path<String>)
                     tr { th { "last error" } td.error { (or_dash(&job.error)) } }
                 }
                 @if board.allow_actions {
-                    p {
-                        a.action href={ "/jobs/" (encoded(&job.id)) "/retry" } { "retry" }
-                        " "
-                        a.action href={ "/jobs/" (encoded(&job.id)) "/kill" } { "kill" }
+                    @let actions: Vec<JobAction> = JobAction::ALL.into_iter().filter(|a| a.applies_to(&job.status)).collect();
+                    p #actions {
+                        @if actions.is_empty() {
+                            "A worker holds this job: nothing can change it until it finishes."
+                        }
+                        @for action in actions {
+                            a.action href={ "/jobs/" (encoded(&job.id)) "/" (action.name()) } { (action.name()) }
+                            " "
+                        }
                     }
                 }
                 h2 { "payload" }
                 pre #payload { (shown_in_full_or_cut(&job.payload)) }
                 h2 { "last result" }
                 pre #last-result { (shown_in_full_or_cut(&or_dash(&job.last_result))) }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+/// Every worker of every replica (apalis's worker records), heard from last first.
+pub(crate) async fn nodes_page(State(board): State<Board>) -> Page {
+    let nodes = jobs::admin::nodes(&board.db).await?;
+    let silent_after = jobs::queue::SILENT_AFTER.as_secs();
+    Ok(Html(
+        layout(
+            board.db.label(),
+            "nodes",
+            html! {
+                p {
+                    "Every worker of every replica, heard from last first (at most "
+                    (jobs::admin::NODES_SHOWN) "). A worker silent for " (silent_after)
+                    " s or more has stopped beating; the queue hands its jobs out again."
+                }
+                @if nodes.is_empty() {
+                    p #no-nodes { "No worker has registered: no replica serves a queue." }
+                } @else {
+                    table #nodes {
+                        tr {
+                            th { "replica" } th { "binary" } th { "queue" } th { "worker" }
+                            th { "started (UTC)" } th.n { "last heartbeat" } th.n { "jobs held" } th { "state" }
+                        }
+                        @for node in &nodes {
+                            @let worker = &node.worker;
+                            tr data-worker=(worker.id) {
+                                td { (node.process.as_deref().unwrap_or("-")) }
+                                td { (node.binary.unwrap_or("-")) }
+                                td { a href={ "/jobs?queue=" (encoded(&worker.queue)) } { (worker.queue) } }
+                                td { code { (worker.id) } }
+                                td { (worker.started_at.as_deref().unwrap_or("-")) }
+                                td.n { (format!("{:.0} s ago", worker.silent_secs)) }
+                                td.n.holding { (worker.holding) }
+                                td {
+                                    @if node.alive { span.state.ok { "alive" } }
+                                    @else { span.state.failed { "heartbeat stopped" } }
+                                }
+                            }
+                        }
+                    }
+                }
             },
         )
         .into_string(),
@@ -387,6 +482,7 @@ pub(crate) async fn me_file_page(
     .await?;
     Ok(Html(
         layout(
+            board.db.label(),
             &format!("me_file {me_file}"),
             html! {
                 p {
@@ -485,6 +581,7 @@ pub(crate) async fn targets_page(State(board): State<Board>) -> Page {
     }
     Ok(Html(
         layout(
+            board.db.label(),
             "targets",
             html! {
                 table #target-bands {

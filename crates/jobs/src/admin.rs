@@ -4,7 +4,7 @@
 //! here; the statements in `repo::JobAdminRepo` and `repo::QueuePauseRepo`.
 
 use crate::queues::ALL as QUEUES;
-use repo::{ActionOutcome, Db, JobFilter, JobStatus, QueueJob, RepoError};
+use repo::{ActionOutcome, Db, JobFilter, JobStatus, QueueJob, QueueWorker, RepoError};
 use std::time::Duration;
 
 /// Why an operator's request was refused or failed.
@@ -133,6 +133,13 @@ pub async fn kill(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> 
     Ok(outcome)
 }
 
+/// Deletes each of `ids` that no worker holds (a running job finishes first).
+pub async fn delete(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> {
+    let outcome = db.job_admin().delete(ids).await?;
+    log_outcome("deleted", &outcome);
+    Ok(outcome)
+}
+
 /// Deletes the jobs of `queue` in `status` older than `older_than`; returns how many. A
 /// status a worker holds (Queued, Running) is refused.
 pub async fn purge(
@@ -176,6 +183,45 @@ pub async fn queues(db: &Db) -> Result<Vec<QueueState>, AdminError> {
     Ok(states)
 }
 
+/// Workers [`nodes`] reads at most: the ones heard from last.
+pub const NODES_SHOWN: u64 = 500;
+
+/// One worker of a serving replica, as an operator reads it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Node {
+    #[serde(flatten)]
+    pub worker: QueueWorker,
+    /// The binary that serves its queue (`populator`, `syncer`, `backfiller`).
+    pub binary: Option<&'static str>,
+    /// The replica it belongs to, `host:pid`, from its name.
+    pub process: Option<String>,
+    /// Whether it beat within [`crate::queue::SILENT_AFTER`].
+    pub alive: bool,
+}
+
+/// The workers of every replica, heard from last first (at most [`NODES_SHOWN`]).
+pub async fn nodes(db: &Db) -> Result<Vec<Node>, AdminError> {
+    let workers = db.queue_jobs().workers(NODES_SHOWN).await?;
+    Ok(workers
+        .into_iter()
+        .map(|worker| Node {
+            binary: crate::queues::binary(&worker.queue),
+            process: process_of(&worker.id),
+            alive: worker.silent_secs < crate::queue::SILENT_AFTER.as_secs_f64(),
+            worker,
+        })
+        .collect())
+}
+
+/// `host:pid` of a worker named `{queue}@{host}:{pid}[-chunks]#{index}[.{generation}]`.
+fn process_of(worker: &str) -> Option<String> {
+    let (_, rest) = worker.split_once('@')?;
+    let replica = rest.split('#').next()?;
+    let (host, after) = replica.rsplit_once(':')?;
+    let pid: String = after.chars().take_while(char::is_ascii_digit).collect();
+    (!host.is_empty() && !pid.is_empty()).then(|| format!("{host}:{pid}"))
+}
+
 /// Pauses `queue` on every replica from this call's commit on (the queue table refuses its
 /// jobs to every fetch; running jobs finish); returns whether it was running.
 pub async fn pause_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
@@ -194,12 +240,7 @@ pub async fn resume_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
 }
 
 /// Every status no worker holds.
-pub const PURGEABLE: [JobStatus; 4] = [
-    JobStatus::Pending,
-    JobStatus::Done,
-    JobStatus::Failed,
-    JobStatus::Killed,
-];
+pub const PURGEABLE: [JobStatus; 4] = JobStatus::DELETABLE;
 
 /// Refuses `action` on `status` unless it is one of `allowed`.
 pub fn require(
@@ -292,6 +333,21 @@ pub fn format_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workers_replica_is_read_from_its_name() {
+        let cases = [
+            ("sync_me_file@pod-7f9c:412#3", Some("pod-7f9c:412")),
+            ("populate_target@local:5899-chunks#0.2", Some("local:5899")),
+            ("backfill@host.example:77#0", Some("host.example:77")),
+            ("apalis-worker-1", None),
+            ("q@nohost#1", None),
+            ("q@:12#1", None),
+        ];
+        for (name, process) in cases {
+            assert_eq!(process_of(name).as_deref(), process, "{name}");
+        }
+    }
 
     #[test]
     fn a_duration_beyond_a_century_is_refused() {

@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_ATTEMPTS: usize = 5;
 /// a worker silent for several beats has its jobs re-enqueued for another replica.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// A worker silent this long has stopped beating (an operator's reading: apalis hands its
+/// jobs out again once it has missed its storage's count of beats).
+pub const SILENT_AFTER: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
+
 pub fn postgres_storage<T>(db: &Db, queue: &str) -> apalis_postgres::PostgresStorage<T> {
     apalis_postgres::PostgresStorage::new(db.pg_pool().expect("pg pool")).with_config(
         apalis_postgres::Config::default()

@@ -24,6 +24,16 @@ pub const ALL: [&str; 4] = [POPULATE_TARGET, POPULATE_CHUNK, SYNC_ME_FILE, BACKF
 /// Oban workers can be bridged to; a run's chunks follow [`POPULATE_TARGET`]'s settings.
 pub const CONFIGURED: [&str; 3] = [POPULATE_TARGET, SYNC_ME_FILE, BACKFILL];
 
+/// The binary whose `serve` consumes `queue`; `None` for a queue snapline does not serve.
+pub fn binary(queue: &str) -> Option<&'static str> {
+    match queue {
+        POPULATE_TARGET | POPULATE_CHUNK => Some("populator"),
+        SYNC_ME_FILE => Some("syncer"),
+        BACKFILL => Some("backfiller"),
+        _ => None,
+    }
+}
+
 /// Jobs a worker of a queue of short jobs takes per fetch.
 pub const FETCH_BATCH: usize = 50;
 

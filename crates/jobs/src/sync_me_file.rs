@@ -41,15 +41,6 @@ pub struct SyncMeFile {
     pub deleted_trait_ids: Option<Vec<i64>>,
 }
 
-/// The most me_files one sync transaction takes when that many jobs wait, unless
-/// configured (`syncer.me_files_per_transaction`): chosen by measurement, see
-/// docs/benchmarks.md.
-pub const DEFAULT_ME_FILES_PER_TRANSACTION: usize = 16;
-
-/// How often an idle syncer drains change capture's outbox, unless configured
-/// (`syncer.capture_poll_ms`).
-pub const DEFAULT_CAPTURE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
-
 /// What a syncer process needs to serve the queue.
 #[derive(Clone, Debug)]
 pub struct SyncerContext {
@@ -63,12 +54,16 @@ pub struct SyncerContext {
 }
 
 impl SyncerContext {
+    /// A context with `[syncer]`'s defaults as `config/default.toml` writes them (the group
+    /// size was chosen by measurement, docs/benchmarks.md).
     pub fn new(db: Db, cache: Arc<BandCache>) -> Self {
+        let defaults = settings::Settings::defaults().syncer;
         Self {
             db,
             cache,
-            me_files_per_transaction: DEFAULT_ME_FILES_PER_TRANSACTION,
-            capture_poll: DEFAULT_CAPTURE_POLL,
+            me_files_per_transaction: usize::try_from(defaults.me_files_per_transaction)
+                .unwrap_or(usize::MAX),
+            capture_poll: std::time::Duration::from_millis(defaults.capture_poll_ms),
         }
     }
 }

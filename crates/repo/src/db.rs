@@ -111,6 +111,8 @@ pub struct Db {
     pub(crate) id_limits: Arc<OnceLock<HashMap<String, i64>>>,
     /// What writers tell the platform ([`crate::EventRepo`]); off by default.
     events: Arc<crate::EventOptions>,
+    /// What it is connected to, as [`database_label`] says it.
+    label: Arc<str>,
 }
 
 impl Db {
@@ -235,6 +237,7 @@ impl Db {
                 backend: Backend::Postgres,
                 id_limits: Arc::default(),
                 events: Arc::default(),
+                label: database_label(url).into(),
             })
         } else {
             let connect = SqliteConnectOptions::from_str(url)
@@ -257,6 +260,7 @@ impl Db {
                 backend: Backend::Sqlite,
                 id_limits: Arc::default(),
                 events: Arc::default(),
+                label: database_label(url).into(),
             })
         }
     }
@@ -297,6 +301,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What this pool is connected to, never with a password: `PostgreSQL DB on HOST:PORT`
+    /// or `SQLite FILE`.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Whether this database takes `path`, one statement's work SQLite's dialect cannot do.
@@ -711,6 +721,28 @@ const SECRET_PARAMETERS: [&str; 2] = ["password", "sslpassword"];
 
 /// Hides the passwords of a connection URL in messages: the one in its user information
 /// (`user:pw@host`) and any given as a query parameter (`?password=pw`).
+/// The database `url` names, for people: `PostgreSQL DB on HOST:PORT` or `SQLite FILE`;
+/// never its user or password.
+pub fn database_label(url: &str) -> String {
+    let url = url.trim();
+    if let Some(file) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let file = file.split('?').next().unwrap_or_default();
+        return format!("SQLite {file}");
+    }
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => format!(
+            "PostgreSQL {} on {}:{}",
+            options.get_database().unwrap_or("(default database)"),
+            options.get_host(),
+            options.get_port()
+        ),
+        Err(_) => "a database whose URL does not parse".to_owned(),
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
@@ -758,6 +790,19 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_label_names_host_and_database_never_credentials() {
+        assert_eq!(
+            database_label("postgres://app:s3cret@db.internal:6432/platform?sslmode=require"),
+            "PostgreSQL platform on db.internal:6432"
+        );
+        assert_eq!(
+            database_label("sqlite://snapline.db?mode=rwc"),
+            "SQLite snapline.db"
+        );
+        assert!(!database_label("postgres://app:s3cret@db/x").contains("s3cret"));
+    }
 
     #[test]
     fn passwords_are_hidden_in_messages() {

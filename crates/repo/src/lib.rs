@@ -58,7 +58,7 @@ pub use pool::PoolConn;
 pub use queue::QueueLatency;
 pub use queue::{
     ActionOutcome, DEPTH_COUNT_CAP, JobAdminRepo, JobFilter, JobStatus, PLAIN_SQL_PUSH,
-    PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo, QueuePauseRepo,
+    PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo, QueuePauseRepo, QueueWorker,
 };
 #[cfg(feature = "reference")]
 pub use reference::{ReferenceRepo, SyncCommitLatency};

@@ -701,3 +701,219 @@ async fn the_board_shows_the_last_audit_and_explains_a_me_file_postgres() {
 async fn the_board_shows_the_last_audit_and_explains_a_me_file_sqlite() {
     the_board_shows_the_last_audit_and_explains_a_me_file(Backend::Sqlite).await
 }
+
+/// The nodes page lists every worker of every replica with its binary, queue, replica,
+/// heartbeat and the jobs it holds, and says which stopped beating; a job page offers only
+/// the actions that apply to the job's state, and delete removes a job no worker holds; the
+/// header names the database the board watches, never its password.
+async fn the_board_shows_nodes_and_only_the_actions_that_apply(backend: Backend) {
+    let test = TestDb::populated(backend, &SeedOptions::sized(200, 6)).await;
+    let db = &test.db;
+    let (port, _stop, _served) = start(db, true, Some(("ops".into(), "pw".into()))).await;
+    let auth = ("Authorization", "Basic b3BzOnB3"); // ops:pw
+    let get = |path: &'static str| async move { request(port, "GET", path, &[auth], "").await };
+
+    // No replica yet.
+    let (status, page) = get("/nodes").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"no-nodes\""), "{page}");
+    assert!(page.contains(&format!("watching {}", db.label())), "{page}");
+    assert!(!page.contains(":pw@") && !page.contains("s3cret"), "{page}");
+
+    // A real worker of the syncer's queue, and a replica that died holding a job.
+    let context = sync_me_file::SyncerContext::new(
+        db.clone(),
+        std::sync::Arc::new(jobs::BandCache::new(std::time::Duration::from_secs(1))),
+    );
+    let options = jobs::worker::WorkerOptions::new("sync_me_file@test-host:4242");
+    let worker = snapline_tests::InProcessWorker::start(|stop| {
+        let options = options.clone();
+        async move { sync_me_file::serve(context, &options, stop).await }
+    });
+    let (dead, workers, jobs_table, long_ago, now) = match backend {
+        Backend::Postgres => (
+            "populate_target@gone-host:7#0",
+            "apalis.workers",
+            "apalis.jobs",
+            "now() - interval '1 hour'",
+            "now()",
+        ),
+        Backend::Sqlite => (
+            "populate_target@gone-host:7#0",
+            "Workers",
+            "Jobs",
+            "CAST(strftime('%s', 'now') AS INTEGER) - 3600",
+            "CAST(strftime('%s', 'now') AS INTEGER)",
+        ),
+    };
+    snapline_tests::execute(
+        db,
+        &format!(
+            "INSERT INTO {workers} (id, worker_type, storage_name, layers, last_seen, started_at) \
+             VALUES ('{dead}', 'populate_target', 'test', '', {long_ago}, {long_ago})"
+        ),
+    )
+    .await;
+    populate_target::enqueue(db, domain::TargetId(1))
+        .await
+        .unwrap();
+    snapline_tests::execute(
+        db,
+        &format!(
+            "UPDATE {jobs_table} SET status = 'Running', lock_by = '{dead}', lock_at = {now} \
+             WHERE job_type = 'populate_target'"
+        ),
+    )
+    .await;
+    snapline_tests::wait_for("the syncer's worker registered", || async {
+        get("/nodes")
+            .await
+            .1
+            .contains("sync_me_file@test-host:4242#0")
+    })
+    .await;
+    let (_, page) = get("/nodes").await;
+    let row_of = |id: &str| {
+        page.split("<tr")
+            .find(|r| r.contains(&format!("data-worker=\"{id}\"")))
+            .unwrap_or_else(|| panic!("no row for {id}: {page}"))
+            .to_owned()
+    };
+    let live = row_of("sync_me_file@test-host:4242#0");
+    for needle in [
+        "<td>test-host:4242</td>",
+        "<td>syncer</td>",
+        ">sync_me_file</a>",
+        ">alive<",
+    ] {
+        assert!(live.contains(needle), "{needle} in {live}");
+    }
+    assert!(live.contains("class=\"n holding\">0<"), "{live}");
+    let gone = row_of(dead);
+    for needle in [
+        "<td>gone-host:7</td>",
+        "<td>populator</td>",
+        ">heartbeat stopped<",
+    ] {
+        assert!(gone.contains(needle), "{needle} in {gone}");
+    }
+    assert!(gone.contains("class=\"n holding\">1<"), "{gone}");
+    worker.stop().await;
+
+    // A held job offers no action; a waiting one kill and delete; a killed one retry and
+    // delete. The state shows as text, its colour a class.
+    let held = jobs::admin::list(
+        db,
+        &repo::JobFilter {
+            queue: Some(populate_target::QUEUE.into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    let actions_of = |page: &str| -> Vec<String> {
+        ["retry", "kill", "delete"]
+            .iter()
+            .filter(|a| page.contains(&format!("/{a}\"")))
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let path = format!("/jobs/{}", held.id);
+    let (_, page) = request(port, "GET", &path, &[auth], "").await;
+    assert!(actions_of(&page).is_empty(), "{page}");
+    assert!(
+        page.contains("<span class=\"state busy\">Running</span>"),
+        "{page}"
+    );
+    assert!(page.contains("A worker holds this job"), "{page}");
+    let (status, _) = request(port, "GET", &format!("{path}/delete"), &[auth], "").await;
+    assert_eq!(
+        status, 200,
+        "the confirmation page is shown; the POST is refused"
+    );
+
+    sync_me_file::enqueue(db, domain::MeFileId(7))
+        .await
+        .unwrap();
+    let waiting = jobs::admin::list(
+        db,
+        &repo::JobFilter {
+            queue: Some(sync_me_file::QUEUE.into()),
+            status: Some(repo::JobStatus::Pending),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    let path = format!("/jobs/{}", waiting.id);
+    let (_, page) = request(port, "GET", &path, &[auth], "").await;
+    assert_eq!(actions_of(&page), ["kill", "delete"], "{page}");
+    assert!(
+        page.contains("<span class=\"state idle\">Pending</span>"),
+        "{page}"
+    );
+    let token = csrf_of(
+        &request(port, "GET", &format!("{path}/kill"), &[auth], "")
+            .await
+            .1,
+    );
+    let (status, _) = request(
+        port,
+        "POST",
+        &format!("{path}/kill"),
+        &[auth],
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, page) = request(port, "GET", &path, &[auth], "").await;
+    assert_eq!(actions_of(&page), ["retry", "delete"], "{page}");
+    assert!(
+        page.contains("<span class=\"state failed\">Killed</span>"),
+        "{page}"
+    );
+
+    // Delete: confirmed, then gone (the list is where it lands); a held job is refused.
+    let (status, confirm) = request(port, "GET", &format!("{path}/delete"), &[auth], "").await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Delete job"), "{confirm}");
+    let (status, response) = request(
+        port,
+        "POST",
+        &format!("{path}/delete"),
+        &[auth],
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(status, 303, "{response}");
+    assert!(response.contains("location: /jobs\r\n"), "{response}");
+    assert_eq!(request(port, "GET", &path, &[auth], "").await.0, 404);
+    let (status, conflict) = request(
+        port,
+        "POST",
+        &format!("/jobs/{}/delete", held.id),
+        &[auth],
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(
+        jobs::admin::show(db, &held.id).await.unwrap().status,
+        "Running",
+        "a held job stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_nodes_and_only_the_actions_that_apply_postgres() {
+    the_board_shows_nodes_and_only_the_actions_that_apply(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_nodes_and_only_the_actions_that_apply_sqlite() {
+    the_board_shows_nodes_and_only_the_actions_that_apply(Backend::Sqlite).await
+}

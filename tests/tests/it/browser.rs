@@ -156,6 +156,29 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
             0
         );
 
+        // Every other page renders, under the header naming the database: the targets, a
+        // me_file explained, and the two replicas' workers, alive.
+        browser.open(&format!("{base}/targets"));
+        assert_eq!(browser.text("main h1"), "targets");
+        assert!(
+            browser
+                .text("#watching")
+                .starts_with("watching PostgreSQL "),
+            "{}",
+            browser.source()
+        );
+        keep_screenshot(&browser.screenshot(), "targets.png");
+        browser.open(&format!("{base}/me_files/1"));
+        assert_eq!(browser.text("main h1"), "me_file 1");
+        keep_screenshot(&browser.screenshot(), "me_file.png");
+        browser.open(&format!("{base}/nodes"));
+        let nodes = browser.text("#nodes");
+        assert!(
+            nodes.contains("populator") && nodes.contains("syncer") && nodes.contains("alive"),
+            "{nodes}"
+        );
+        keep_screenshot(&browser.screenshot(), "nodes.png");
+
         // The overview refreshes by itself: a push shows up with no reload.
         rt.block_on(async {
             db_for_browser

@@ -210,6 +210,20 @@ async fn a_failed_job_is_found_fixed_retried_and_completes(backend: Backend) {
         "{shown}"
     );
 
+    // Delete takes any job no worker holds: the killed one goes, an unknown id is named.
+    let out = snapctl(
+        &test,
+        &["jobs", "delete", &later, "01HQ0000000000000000000000"],
+    );
+    assert_eq!(out.status.code(), Some(2), "one id named no job");
+    assert!(
+        stdout(&out).contains(&format!("deleted {later}")),
+        "{}",
+        stdout(&out)
+    );
+    let gone = snapctl(&test, &["jobs", "show", &later]);
+    assert_eq!(gone.status.code(), Some(2), "the deleted job is no job");
+
     // Purge: nothing is older than a day; everything done is older than 0s. A running
     // status is refused.
     let out = snapctl(

@@ -56,6 +56,14 @@ impl JobStatus {
 
     /// The statuses a kill takes a job from: waiting ones.
     pub const KILLABLE: [JobStatus; 2] = [JobStatus::Pending, JobStatus::Failed];
+
+    /// The statuses a job may be deleted in: every one no worker holds.
+    pub const DELETABLE: [JobStatus; 4] = [
+        JobStatus::Pending,
+        JobStatus::Done,
+        JobStatus::Failed,
+        JobStatus::Killed,
+    ];
 }
 
 impl std::str::FromStr for JobStatus {
@@ -268,6 +276,14 @@ impl JobAdminRepo<'_> {
         self.act_on_ids(ids, &set, &from).await
     }
 
+    /// Deletes each of `ids` that no worker holds (any status but `Queued` and `Running`).
+    pub async fn delete(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
+        let table = self.table();
+        let from = quoted_statuses(&JobStatus::DELETABLE);
+        self.change_ids(ids, &format!("DELETE FROM {table}"), &from)
+            .await
+    }
+
     /// Deletes the jobs of `queue` in `status` (not one a worker holds) that finished, or
     /// were due, more than `older_than_secs` ago; returns how many.
     pub async fn purge(
@@ -308,6 +324,19 @@ impl JobAdminRepo<'_> {
         set: &str,
         from: &str,
     ) -> Result<ActionOutcome, RepoError> {
+        let table = self.table();
+        self.change_ids(ids, &format!("UPDATE {table} SET {set}"), from)
+            .await
+    }
+
+    /// Runs `change` (an `UPDATE ... SET ...` or a `DELETE FROM ...` of the job table) on
+    /// those of `ids` whose status is in `from` (SQL list), then says what became of each id.
+    async fn change_ids(
+        &self,
+        ids: &[String],
+        change: &str,
+        from: &str,
+    ) -> Result<ActionOutcome, RepoError> {
         if ids.is_empty() {
             return Ok(ActionOutcome::default());
         }
@@ -317,9 +346,7 @@ impl JobAdminRepo<'_> {
             .db
             .fetch_all(
                 self.db.conn(),
-                format!(
-                    "UPDATE {table} SET {set} WHERE {ids_in} AND status IN ({from}) RETURNING id"
-                ),
+                format!("{change} WHERE {ids_in} AND status IN ({from}) RETURNING id"),
                 vec![self.text_list(ids)],
             )
             .await?;

@@ -225,6 +225,33 @@ mod tests {
 /// Finished jobs deleted per statement by [`QueueJobRepo::prune_finished`].
 const PRUNE_CHUNK: u64 = 10_000;
 
+/// One worker as apalis records it (a row per worker of each process), with the jobs it
+/// holds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct QueueWorker {
+    /// `{queue}@{host}:{pid}#{index}`, as snapline names its workers.
+    pub id: String,
+    pub queue: String,
+    /// When it registered (UTC, RFC 3339).
+    pub started_at: Option<String>,
+    /// When it last marked itself alive (UTC, RFC 3339).
+    pub last_seen: Option<String>,
+    /// Seconds since then.
+    pub silent_secs: f64,
+    /// Jobs it holds (`Queued` or `Running` under its name).
+    pub holding: i64,
+}
+
+#[derive(FromQueryResult)]
+struct WorkerRow {
+    id: String,
+    queue: String,
+    started_at: Option<String>,
+    last_seen: Option<String>,
+    silent_secs: Option<f64>,
+    holding: i64,
+}
+
 /// A queue's backlog.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct QueueDepth {
@@ -446,6 +473,41 @@ impl QueueJobRepo<'_> {
             )
             .await?;
         Ok(row.count)
+    }
+
+    /// The `limit` workers heard from last, newest first, each with the jobs it holds (one
+    /// range of the `lock_by` index per worker).
+    pub async fn workers(&self, limit: u64) -> Result<Vec<QueueWorker>, RepoError> {
+        let sql = self.sql();
+        let (jobs, workers) = (sql.jobs(), sql.workers());
+        let rows: Vec<WorkerRow> = self
+            .db
+            .fetch_all(
+                self.db.conn(),
+                format!(
+                    "SELECT w.id, w.worker_type AS queue, {} AS started_at, {} AS last_seen, \
+                     {} AS silent_secs, \
+                     (SELECT COUNT(*) FROM {jobs} j WHERE j.lock_by = w.id \
+                      AND j.status IN ('Queued', 'Running')) AS holding \
+                     FROM {workers} w ORDER BY w.last_seen DESC, w.id LIMIT $1",
+                    sql.text_time("w.started_at"),
+                    sql.text_time("w.last_seen"),
+                    sql.age_secs("w.last_seen"),
+                ),
+                vec![Value::from(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| QueueWorker {
+                id: row.id,
+                queue: row.queue,
+                started_at: row.started_at,
+                last_seen: row.last_seen,
+                silent_secs: row.silent_secs.unwrap_or(0.0).max(0.0),
+                holding: row.holding,
+            })
+            .collect())
     }
 
     /// Deletes finished jobs (`Done`, `Killed`, and `Failed` with no attempt left) of every

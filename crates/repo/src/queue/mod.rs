@@ -12,7 +12,7 @@ pub use admin::{ActionOutcome, JobAdminRepo, JobFilter, JobStatus};
 #[cfg(feature = "reference")]
 pub use jobs::QueueLatency;
 pub use jobs::{
-    DEPTH_COUNT_CAP, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJobRepo,
+    DEPTH_COUNT_CAP, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJobRepo, QueueWorker,
 };
 pub use pauses::QueuePauseRepo;
 
@@ -174,7 +174,7 @@ impl QueueSql {
     }
 
     /// `column` (a queue time) as RFC 3339 text in UTC.
-    fn text_time(self, column: &str) -> String {
+    pub(crate) fn text_time(self, column: &str) -> String {
         match self.0 {
             Backend::Postgres => {
                 format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
