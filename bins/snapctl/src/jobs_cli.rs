@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use jobs::admin::{self, AdminError};
 use jobs::status::printable;
-use repo::{ActionOutcome, Db, JobFilter, JobStatus, QueueJob};
+use repo::{ActionOutcome, Db, JobChange, JobFilter, JobStatus, QueueJob};
 use runtime::BadInput;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -208,17 +208,26 @@ pub async fn run(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             confirm(&format!("retry {n} {status} job(s) of {queue}?"), yes)?;
-            let retried = admin::retry_all(db, &queue, status)
+            let filter = JobFilter {
+                queue: Some(queue.clone()),
+                status: Some(status),
+                ..JobFilter::default()
+            };
+            let retried = admin::change_matching(db, JobChange::Retry, &filter)
                 .await
                 .map_err(admin_error)?;
             println!("retried {retried} {status} job(s) of {queue}");
         }
         JobsCommand::Retry { ids, .. } => {
-            let outcome = admin::retry(db, &ids).await.map_err(admin_error)?;
+            let outcome = admin::change(db, JobChange::Retry, &ids)
+                .await
+                .map_err(admin_error)?;
             print_outcome("retried", "retry takes Failed, Killed or Done", &outcome)?;
         }
         JobsCommand::Kill { ids } => {
-            let outcome = admin::kill(db, &ids).await.map_err(admin_error)?;
+            let outcome = admin::change(db, JobChange::Kill, &ids)
+                .await
+                .map_err(admin_error)?;
             print_outcome(
                 "killed",
                 "kill takes Pending or Failed; a job a worker holds finishes",
@@ -226,7 +235,9 @@ pub async fn run(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
             )?;
         }
         JobsCommand::Delete { ids } => {
-            let outcome = admin::delete(db, &ids).await.map_err(admin_error)?;
+            let outcome = admin::change(db, JobChange::Delete, &ids)
+                .await
+                .map_err(admin_error)?;
             print_outcome(
                 "deleted",
                 "delete takes any status but Queued and Running; a job a worker holds finishes",

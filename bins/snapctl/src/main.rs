@@ -243,6 +243,10 @@ fn main() -> ExitCode {
                     allow_actions,
                     basic_auth,
                     allowed_hosts: settings.board.allowed_hosts.clone(),
+                    backfill_cron: settings.backfiller.schedule.clone(),
+                    audit_cron: Some(settings.audit.schedule.trim())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
                 };
                 let db = runtime::connect(&settings).await?;
                 board::serve(db, options, runtime::shutdown_signal())

@@ -1,5 +1,6 @@
-//! The actions (`--allow-actions`): retry and kill a job, pause and resume a queue, each a
-//! confirmation page (GET) and the change it posts (POST).
+//! The actions (`--allow-actions`): retry, kill or delete a job or every job a filtered
+//! list matches, pause and resume a queue; each a confirmation page (GET) and the change it
+//! posts (POST), through `jobs::admin` as `snapctl jobs` and `snapctl queues` do.
 
 use crate::*;
 
@@ -9,50 +10,27 @@ pub(crate) struct ActionForm {
     pub(crate) csrf: String,
 }
 
-/// An action a job page offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum JobAction {
-    Retry,
-    Kill,
-    Delete,
+/// The change named `text` in a path (`retry`, `kill`, `delete`).
+fn job_change(text: &str) -> Result<JobChange, PageError> {
+    JobChange::ALL
+        .into_iter()
+        .find(|change| change.name() == text)
+        .ok_or_else(|| {
+            PageError(
+                StatusCode::NOT_FOUND,
+                format!("no action `{text}`: retry, kill or delete"),
+            )
+        })
 }
 
-impl JobAction {
-    pub(crate) const ALL: [JobAction; 3] = [JobAction::Retry, JobAction::Kill, JobAction::Delete];
-
-    fn parse(text: &str) -> Result<Self, PageError> {
-        JobAction::ALL
-            .into_iter()
-            .find(|action| action.name() == text)
-            .ok_or_else(|| {
-                PageError(
-                    StatusCode::NOT_FOUND,
-                    format!("no action `{text}`: retry, kill or delete"),
-                )
-            })
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            JobAction::Retry => "retry",
-            JobAction::Kill => "kill",
-            JobAction::Delete => "delete",
-        }
-    }
-
-    /// The statuses it takes a job from, the same as `snapctl jobs`.
-    fn takes(self) -> &'static [JobStatus] {
-        match self {
-            JobAction::Retry => &JobStatus::RETRYABLE,
-            JobAction::Kill => &JobStatus::KILLABLE,
-            JobAction::Delete => &JobStatus::DELETABLE,
-        }
-    }
-
-    /// Whether it applies to a job in `status` (a job page offers only those that do).
-    pub(crate) fn applies_to(self, status: &str) -> bool {
-        self.takes().iter().any(|s| s.as_str() == status)
-    }
+/// The statuses `change` takes, as a page says them.
+fn statuses_taken(change: JobChange) -> String {
+    change
+        .takes()
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A confirmation page: what will happen, and one button that posts it.
@@ -85,18 +63,18 @@ pub(crate) async fn confirm_job_action(
     Path((id, action)): Path<(String, String)>,
 ) -> Page {
     actions_allowed(&board)?;
-    let action = JobAction::parse(&action)?;
+    let action = job_change(&action)?;
     let job = find_job(&board, &id).await?;
     let question = match action {
-        JobAction::Retry => format!(
+        JobChange::Retry => format!(
             "Retry job {} ({}, now {})? It becomes due now with all its attempts.",
             job.id, job.queue, job.status
         ),
-        JobAction::Kill => format!(
+        JobChange::Kill => format!(
             "Kill job {} ({}, now {})? No worker takes it again.",
             job.id, job.queue, job.status
         ),
-        JobAction::Delete => format!(
+        JobChange::Delete => format!(
             "Delete job {} ({}, now {})? Its row and record go for good.",
             job.id, job.queue, job.status
         ),
@@ -116,13 +94,8 @@ pub(crate) async fn job_action(
 ) -> Result<Response, PageError> {
     actions_allowed(&board)?;
     check_csrf(&board, &form)?;
-    let action = JobAction::parse(&action)?;
-    let ids = [id.clone()];
-    let outcome = match action {
-        JobAction::Retry => jobs::admin::retry(&board.db, &ids).await?,
-        JobAction::Kill => jobs::admin::kill(&board.db, &ids).await?,
-        JobAction::Delete => jobs::admin::delete(&board.db, &ids).await?,
-    };
+    let action = job_change(&action)?;
+    let outcome = jobs::admin::change(&board.db, action, std::slice::from_ref(&id)).await?;
     if !outcome.not_found.is_empty() {
         return Err(PageError(
             StatusCode::NOT_FOUND,
@@ -135,18 +108,13 @@ pub(crate) async fn job_action(
             format!(
                 "job {id} is {status}: {} takes {} jobs; a job a worker holds finishes first",
                 action.name(),
-                action
-                    .takes()
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                statuses_taken(action)
             ),
         ));
     }
     tracing::info!(job = %jobs::status::printable(&id), action = action.name(), "job changed from the board");
     let to = match action {
-        JobAction::Delete => "/jobs".to_owned(),
+        JobChange::Delete => "/jobs".to_owned(),
         _ => format!("/jobs/{}", encoded(&id)),
     };
     Ok(axum::response::Redirect::to(&to).into_response())
@@ -198,4 +166,72 @@ pub(crate) async fn queue_action(
     }
     tracing::info!(queue, action, "queue switched from the board");
     Ok(axum::response::Redirect::to("/").into_response())
+}
+
+/// What a bulk action's confirmation says and its form posts: the list's filter, as its
+/// query.
+pub(crate) fn filter_query(query: &JobsQuery) -> String {
+    let mut parts = Vec::new();
+    for (key, value) in [
+        ("queue", query.queue.clone()),
+        ("status", query.status.clone()),
+        ("me_file", query.me_file.map(|v| v.to_string())),
+        ("target", query.target.map(|v| v.to_string())),
+    ] {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            parts.push(format!("{key}={}", encoded(&value)));
+        }
+    }
+    parts.join("&")
+}
+
+/// The confirmation of a bulk action on every job the list's filter matches: how many it
+/// takes (counted up to the board's cap) and what the filter is.
+pub(crate) async fn confirm_bulk_action(
+    State(board): State<Board>,
+    Path(action): Path<String>,
+    Query(query): Query<JobsQuery>,
+) -> Page {
+    actions_allowed(&board)?;
+    let action = job_change(&action)?;
+    let filter = query.filter()?;
+    let n = jobs::admin::count_matching(&board.db, action, &filter, COUNT_CAP).await?;
+    let filter_text = filter_query(&query);
+    let question = format!(
+        "{} {} job(s) matching {}? It takes {} jobs; a job a worker holds is left alone.",
+        match action {
+            JobChange::Retry => "Retry",
+            JobChange::Kill => "Kill",
+            JobChange::Delete => "Delete",
+        },
+        capped(n),
+        if filter_text.is_empty() {
+            "every queue".to_owned()
+        } else {
+            filter_text.replace('&', ", ")
+        },
+        statuses_taken(action)
+    );
+    Ok(confirmation(
+        &board,
+        &question,
+        &format!("/jobs/bulk/{}?{filter_text}", action.name()),
+        &format!("/jobs?{filter_text}"),
+    ))
+}
+
+/// A bulk action on every job the list's filter matches, then back to the list.
+pub(crate) async fn bulk_action(
+    State(board): State<Board>,
+    Path(action): Path<String>,
+    Query(query): Query<JobsQuery>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Result<Response, PageError> {
+    actions_allowed(&board)?;
+    check_csrf(&board, &form)?;
+    let action = job_change(&action)?;
+    let filter = query.filter()?;
+    let changed = jobs::admin::change_matching(&board.db, action, &filter).await?;
+    tracing::info!(action = action.name(), changed, filter = %filter_query(&query), "jobs changed from the board");
+    Ok(axum::response::Redirect::to(&format!("/jobs?{}", filter_query(&query))).into_response())
 }

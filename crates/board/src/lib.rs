@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
-use repo::{Db, JobFilter, JobStatus, QueueJob};
+use repo::{Db, JobChange, JobFilter, JobStatus, QueueJob};
 use std::net::SocketAddr;
 
 /// Jobs a list page shows at most.
@@ -57,6 +57,10 @@ pub struct BoardOptions {
     /// Host names the board answers to beyond loopback names and IP addresses
     /// (`board.allowed_hosts`): `name` for any port, `name:port` for that port only.
     pub allowed_hosts: Vec<String>,
+    /// The schedules the schedules page shows: `backfiller.schedule`, and `audit.schedule`
+    /// when set.
+    pub backfill_cron: String,
+    pub audit_cron: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,8 @@ pub enum BoardError {
 struct Board {
     db: Db,
     allow_actions: bool,
+    backfill_cron: String,
+    audit_cron: Option<String>,
     /// This process's CSRF token: every action's form carries it.
     csrf: String,
 }
@@ -128,6 +134,8 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
     let board = Board {
         db,
         allow_actions: options.allow_actions,
+        backfill_cron: options.backfill_cron.clone(),
+        audit_cron: options.audit_cron.clone(),
         csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
     };
     let router = Router::new()
@@ -135,6 +143,10 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
         .route("/overview", get(overview_fragment))
         .route("/jobs", get(jobs_page))
         .route("/jobs/{id}", get(job_page))
+        .route(
+            "/jobs/bulk/{action}",
+            get(confirm_bulk_action).post(bulk_action),
+        )
         .route(
             "/jobs/{id}/{action}",
             get(confirm_job_action).post(job_action),
@@ -145,6 +157,7 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
         )
         .route("/targets", get(targets_page))
         .route("/nodes", get(nodes_page))
+        .route("/schedules", get(schedules_page))
         .route("/me_files/{id}", get(me_file_page))
         .route(STYLESHEET_PATH, get(stylesheet))
         .route(OVERVIEW_SCRIPT_PATH, get(overview_script))

@@ -83,6 +83,7 @@ pub(crate) fn layout(watching: &str, title: &str, body: Markup) -> Markup {
                     a href="/jobs" { "jobs" }
                     a href="/targets" { "targets" }
                     a href="/nodes" { "nodes" }
+                    a href="/schedules" { "schedules" }
                 }
                 main {
                     h1 { (title) }
@@ -254,30 +255,39 @@ pub(crate) async fn overview_fragment(State(board): State<Board>) -> Page {
     Ok(Html(overview(&board).await?.into_string()))
 }
 
+/// A job list's filter as its query gives it.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct JobsQuery {
-    queue: Option<String>,
-    status: Option<String>,
-    me_file: Option<i64>,
-    target: Option<i64>,
+    pub(crate) queue: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) me_file: Option<i64>,
+    pub(crate) target: Option<i64>,
+}
+
+impl JobsQuery {
+    /// The filter; an unknown status is a 400.
+    pub(crate) fn filter(&self) -> Result<JobFilter, PageError> {
+        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(text) => Some(
+                text.parse::<JobStatus>()
+                    .map_err(|e| PageError(StatusCode::BAD_REQUEST, e))?,
+            ),
+            None => None,
+        };
+        Ok(JobFilter {
+            queue: self.queue.clone().filter(|q| !q.is_empty()),
+            status,
+            me_file_id: self.me_file,
+            target_id: self.target,
+        })
+    }
 }
 
 pub(crate) async fn jobs_page(State(board): State<Board>, Query(query): Query<JobsQuery>) -> Page {
     let db = &board.db;
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        Some(text) => Some(
-            text.parse::<JobStatus>()
-                .map_err(|e| PageError(StatusCode::BAD_REQUEST, e))?,
-        ),
-        None => None,
-    };
-    let filter = JobFilter {
-        queue: query.queue.clone().filter(|q| !q.is_empty()),
-        status,
-        me_file_id: query.me_file,
-        target_id: query.target,
-    };
+    let filter = query.filter()?;
     let jobs = jobs::admin::list(db, &filter, LIST_LIMIT).await?;
+    let filter_text = filter_query(&query);
     Ok(Html(
         layout(
             board.db.label(),
@@ -303,6 +313,16 @@ pub(crate) async fn jobs_page(State(board): State<Board>, Query(query): Query<Jo
                     label { "target " input type="number" name="target" value=[filter.target_id]; }
                     " "
                     button type="submit" { "filter" }
+                }
+                @if board.allow_actions && !jobs.is_empty() {
+                    p #bulk {
+                        "Every job this filter matches: "
+                        @for change in JobChange::ALL {
+                            a.action href={ "/jobs/bulk/" (change.name()) "?" (filter_text) } { (change.name()) " all" }
+                            " "
+                        }
+                        "(each asks first, saying how many)"
+                    }
                 }
                 (jobs_table(&jobs))
                 @if jobs.len() as u64 == LIST_LIMIT {
@@ -393,7 +413,7 @@ pub(crate) async fn job_page(State(board): State<Board>, Path(id): Path<String>)
                     tr { th { "last error" } td.error { (or_dash(&job.error)) } }
                 }
                 @if board.allow_actions {
-                    @let actions: Vec<JobAction> = JobAction::ALL.into_iter().filter(|a| a.applies_to(&job.status)).collect();
+                    @let actions: Vec<JobChange> = JobChange::ALL.into_iter().filter(|a| a.applies_to(&job.status)).collect();
                     p #actions {
                         @if actions.is_empty() {
                             "A worker holds this job: nothing can change it until it finishes."
@@ -449,6 +469,72 @@ pub(crate) async fn nodes_page(State(board): State<Board>) -> Page {
                                 td {
                                     @if node.alive { span.state.ok { "alive" } }
                                     @else { span.state.failed { "heartbeat stopped" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+/// A Unix time as the pages write times (UTC, RFC 3339).
+fn utc(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The backfill's and the audit's schedules: the last tick, its job, result and replica,
+/// and the next tick.
+pub(crate) async fn schedules_page(State(board): State<Board>) -> Page {
+    let schedules = jobs::backfill_queue::schedules(
+        &board.db,
+        &board.backfill_cron,
+        board.audit_cron.as_deref(),
+    )
+    .await?;
+    let now = chrono::Utc::now().timestamp();
+    Ok(Html(
+        layout(
+            board.db.label(),
+            "schedules",
+            html! {
+                p { "Each tick pushes one job onto queue backfill, once across the backfiller replicas." }
+                table #schedules {
+                    tr {
+                        th { "schedule" } th { "cron" } th { "last tick (UTC)" } th { "its job" }
+                        th { "state" } th { "ran by" } th { "finished (UTC)" } th { "result" } th { "next tick (UTC)" }
+                    }
+                    @for schedule in &schedules {
+                        tr data-schedule=(schedule.name) {
+                            td { (schedule.name) }
+                            td { code { (schedule.cron.as_deref().unwrap_or("off")) } }
+                            @match &schedule.last_tick {
+                                Some((tick, job)) => {
+                                    td.tick { (utc(*tick as i64)) }
+                                    td { a href={ "/jobs/" (encoded(&job.id)) } { code { (job.id) } } }
+                                    td.status { (job_state(&job.status)) }
+                                    td.ran-by { (schedule.ran_by.as_deref().unwrap_or("-")) }
+                                    td { (job.finished_at.as_deref().unwrap_or("-")) }
+                                    td.result {
+                                        @match (&job.error, &job.last_result) {
+                                            (Some(error), _) => span.error { (shorten(error, 200)) },
+                                            (None, Some(result)) => code { (shorten(result, 200)) },
+                                            (None, None) => "-",
+                                        }
+                                    }
+                                }
+                                None => {
+                                    td.tick { "none kept" } td { "-" } td { "-" } td { "-" } td { "-" } td { "-" }
+                                }
+                            }
+                            td.next {
+                                @match schedule.next_tick {
+                                    Some(next) => { (utc(next)) " (in " ((next - now).max(0)) " s)" }
+                                    None => "-",
                                 }
                             }
                         }

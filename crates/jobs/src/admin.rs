@@ -4,7 +4,7 @@
 //! here; the statements in `repo::JobAdminRepo` and `repo::QueuePauseRepo`.
 
 use crate::queues::ALL as QUEUES;
-use repo::{ActionOutcome, Db, JobFilter, JobStatus, QueueJob, QueueWorker, RepoError};
+use repo::{ActionOutcome, Db, JobChange, JobFilter, JobStatus, QueueJob, QueueWorker, RepoError};
 use std::time::Duration;
 
 /// Why an operator's request was refused or failed.
@@ -96,11 +96,59 @@ pub async fn show(db: &Db, id: &str) -> Result<QueueJob, AdminError> {
         .ok_or_else(|| AdminError::UnknownJob(id.to_owned()))
 }
 
-/// Makes each of `ids` that has finished due again now with all its attempts.
-pub async fn retry(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> {
-    let outcome = db.job_admin().retry(ids).await?;
-    log_outcome("retried", &outcome);
+/// Applies `change` to each of `ids` whose status it takes (a job a worker holds finishes
+/// first): retry a finished job, kill a waiting one, delete any no worker holds.
+pub async fn change(
+    db: &Db,
+    change: JobChange,
+    ids: &[String],
+) -> Result<ActionOutcome, AdminError> {
+    let outcome = db.job_admin().change(change, ids).await?;
+    log_outcome(change, &outcome);
     Ok(outcome)
+}
+
+/// Jobs matching `filter` that `change` would take, counted up to `cap` (what a bulk
+/// action's confirmation says).
+pub async fn count_matching(
+    db: &Db,
+    change: JobChange,
+    filter: &JobFilter,
+    cap: u64,
+) -> Result<i64, AdminError> {
+    check_filter(filter)?;
+    Ok(db.job_admin().count_matching(change, filter, cap).await?)
+}
+
+/// Applies `change` to every job matching `filter` whose status it takes; returns how many.
+pub async fn change_matching(
+    db: &Db,
+    change: JobChange,
+    filter: &JobFilter,
+) -> Result<u64, AdminError> {
+    check_filter(filter)?;
+    if let Some(status) = filter.status {
+        require(status, change.name(), change.takes())?;
+    }
+    let changed = db.job_admin().change_matching(change, filter).await?;
+    tracing::info!(
+        action = change.name(),
+        queue = filter.queue.as_deref().unwrap_or("any"),
+        status = filter.status.map_or("any", JobStatus::as_str),
+        me_file = filter.me_file_id,
+        target = filter.target_id,
+        changed,
+        "jobs matching a filter changed by an operator"
+    );
+    Ok(changed)
+}
+
+/// A filter's queue must be one snapline serves.
+fn check_filter(filter: &JobFilter) -> Result<(), AdminError> {
+    if let Some(queue) = &filter.queue {
+        known_queue(queue)?;
+    }
+    Ok(())
 }
 
 /// Jobs of `queue` in `status` a bulk action would take (checks both first).
@@ -115,29 +163,6 @@ pub async fn count(
         .job_admin()
         .count(queue, status, older_than.map(|d| d.as_secs()))
         .await?)
-}
-
-/// Retries every job of `queue` in `status` (Failed, Killed or Done); returns how many.
-pub async fn retry_all(db: &Db, queue: &str, status: JobStatus) -> Result<u64, AdminError> {
-    let queue = known_queue(queue)?;
-    require(status, "retry", &JobStatus::RETRYABLE)?;
-    let retried = db.job_admin().retry_all(queue, status).await?;
-    tracing::info!(queue, %status, retried, "jobs retried by an operator");
-    Ok(retried)
-}
-
-/// Kills each of `ids` that is waiting (Pending, or Failed with a retry ahead).
-pub async fn kill(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> {
-    let outcome = db.job_admin().kill(ids).await?;
-    log_outcome("killed", &outcome);
-    Ok(outcome)
-}
-
-/// Deletes each of `ids` that no worker holds (a running job finishes first).
-pub async fn delete(db: &Db, ids: &[String]) -> Result<ActionOutcome, AdminError> {
-    let outcome = db.job_admin().delete(ids).await?;
-    log_outcome("deleted", &outcome);
-    Ok(outcome)
 }
 
 /// Deletes the jobs of `queue` in `status` older than `older_than`; returns how many. A
@@ -214,7 +239,7 @@ pub async fn nodes(db: &Db) -> Result<Vec<Node>, AdminError> {
 }
 
 /// `host:pid` of a worker named `{queue}@{host}:{pid}[-chunks]#{index}[.{generation}]`.
-fn process_of(worker: &str) -> Option<String> {
+pub(crate) fn process_of(worker: &str) -> Option<String> {
     let (_, rest) = worker.split_once('@')?;
     let replica = rest.split('#').next()?;
     let (host, after) = replica.rsplit_once(':')?;
@@ -259,9 +284,9 @@ pub fn require(
     }
 }
 
-fn log_outcome(action: &'static str, outcome: &ActionOutcome) {
+fn log_outcome(change: JobChange, outcome: &ActionOutcome) {
     tracing::info!(
-        action,
+        action = change.name(),
         changed = outcome.changed.len(),
         skipped = outcome.skipped.len(),
         not_found = outcome.not_found.len(),

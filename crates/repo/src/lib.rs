@@ -57,7 +57,7 @@ pub use pool::PoolConn;
 #[cfg(feature = "reference")]
 pub use queue::QueueLatency;
 pub use queue::{
-    ActionOutcome, DEPTH_COUNT_CAP, JobAdminRepo, JobFilter, JobStatus, PLAIN_SQL_PUSH,
+    ActionOutcome, DEPTH_COUNT_CAP, JobAdminRepo, JobChange, JobFilter, JobStatus, PLAIN_SQL_PUSH,
     PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJob, QueueJobRepo, QueuePauseRepo, QueueWorker,
 };
 #[cfg(feature = "reference")]

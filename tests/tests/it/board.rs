@@ -38,6 +38,8 @@ async fn start_with(
         allow_actions,
         basic_auth,
         allowed_hosts,
+        backfill_cron: "0 * * * *".into(),
+        audit_cron: Some("30 2 * * *".into()),
     };
     let served = tokio::spawn(board::serve(db.clone(), options, async move {
         let _ = stopped.await;
@@ -376,6 +378,8 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
             allow_actions: true,
             basic_auth: None,
             allowed_hosts: vec![],
+            backfill_cron: "0 * * * *".into(),
+            audit_cron: None,
         },
         async {},
     )
@@ -906,6 +910,126 @@ async fn the_board_shows_nodes_and_only_the_actions_that_apply(backend: Backend)
         "Running",
         "a held job stays"
     );
+
+    // Bulk, from a filtered list: the confirmation says how many, the change takes every
+    // job matching (the same code as `snapctl jobs`), the list comes back.
+    for me_file in 100..106 {
+        sync_me_file::enqueue(db, domain::MeFileId(me_file))
+            .await
+            .unwrap();
+    }
+    let list = "/jobs?queue=sync_me_file&status=Pending";
+    let (_, page) = request(port, "GET", list, &[auth], "").await;
+    assert!(page.contains("id=\"bulk\""), "{page}");
+    assert!(
+        page.contains("href=\"/jobs/bulk/kill?queue=sync_me_file&amp;status=Pending\""),
+        "{page}"
+    );
+    let bulk_kill = "/jobs/bulk/kill?queue=sync_me_file&status=Pending";
+    let (status, confirm) = request(port, "GET", bulk_kill, &[auth], "").await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains("Kill 6 job(s) matching queue=sync_me_file, status=Pending?"),
+        "{confirm}"
+    );
+    let (status, _) = request(port, "POST", bulk_kill, &[auth], "csrf=forged").await;
+    assert_eq!(status, 403, "a forged token is refused");
+    let (status, response) =
+        request(port, "POST", bulk_kill, &[auth], &format!("csrf={token}")).await;
+    assert_eq!(status, 303, "{response}");
+    assert!(
+        response.contains("location: /jobs?queue=sync_me_file&status=Pending\r\n"),
+        "{response}"
+    );
+    let killed = repo::JobFilter {
+        queue: Some(sync_me_file::QUEUE.into()),
+        status: Some(repo::JobStatus::Killed),
+        ..Default::default()
+    };
+    assert_eq!(jobs::admin::list(db, &killed, 100).await.unwrap().len(), 6);
+    // A status the action does not take is refused; bulk delete empties the killed.
+    let (status, refused) = request(
+        port,
+        "GET",
+        "/jobs/bulk/kill?queue=sync_me_file&status=Done",
+        &[auth],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "asking costs nothing: {refused}");
+    assert!(refused.contains("Kill 0 job(s)"), "{refused}");
+    let (status, refused) = request(
+        port,
+        "POST",
+        "/jobs/bulk/kill?queue=sync_me_file&status=Done",
+        &[auth],
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let bulk_delete = "/jobs/bulk/delete?queue=sync_me_file&status=Killed";
+    let (_, confirm) = request(port, "GET", bulk_delete, &[auth], "").await;
+    assert!(confirm.contains("Delete 6 job(s)"), "{confirm}");
+    let (status, _) = request(port, "POST", bulk_delete, &[auth], &format!("csrf={token}")).await;
+    assert_eq!(status, 303);
+    assert!(
+        jobs::admin::list(db, &killed, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        jobs::admin::show(db, &held.id).await.unwrap().status,
+        "Running",
+        "the held job is no bulk action's"
+    );
+
+    // Schedules: no tick kept yet; a tick pushed shows with its job, state and the next tick;
+    // a tick's job finished by a replica shows who ran it and its result.
+    let (status, page) = get("/schedules").await;
+    assert_eq!(status, 200, "{page}");
+    let row = |page: &str, name: &str| {
+        page.split("<tr")
+            .find(|r| r.contains(&format!("data-schedule=\"{name}\"")))
+            .unwrap_or_else(|| panic!("no {name} row: {page}"))
+            .to_owned()
+    };
+    let backfill = row(&page, "backfill_missing_snapshots");
+    assert!(
+        backfill.contains("none kept") && backfill.contains("<code>0 * * * *</code>"),
+        "{backfill}"
+    );
+    assert!(
+        backfill.contains("class=\"next\">20"),
+        "a next tick: {backfill}"
+    );
+    let audit = row(&page, "audit");
+    assert!(audit.contains("<code>30 2 * * *</code>"), "{audit}");
+    let tick: u64 = 1_764_000_000; // 2025-11-24T16:00:00Z
+    assert!(
+        jobs::backfill_queue::on_cron_tick(db, tick, "test")
+            .await
+            .unwrap()
+    );
+    snapline_tests::execute(
+        db,
+        &format!(
+            "UPDATE {jobs_table} SET status = 'Done', lock_by = '{dead}', done_at = {now}, \
+             last_result = '{{\"Ok\":\"fixed 0\"}}' WHERE job_type = 'backfill'"
+        ),
+    )
+    .await;
+    let (_, page) = get("/schedules").await;
+    let backfill = row(&page, "backfill_missing_snapshots");
+    for needle in [
+        "2025-11-24T16:00:00Z",
+        "<span class=\"state ok\">Done</span>",
+        "class=\"ran-by\">gone-host:7<",
+        "fixed 0",
+    ] {
+        assert!(backfill.contains(needle), "{needle} in {backfill}");
+    }
+    assert!(row(&page, "audit").contains("none kept"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,8 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
             allow_actions: true,
             basic_auth: None,
             allowed_hosts: vec![],
+            backfill_cron: "0 * * * *".into(),
+            audit_cron: None,
         },
         async move {
             let _ = stopped.await;
@@ -178,6 +180,15 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
             "{nodes}"
         );
         keep_screenshot(&browser.screenshot(), "nodes.png");
+        browser.open(&format!("{base}/schedules"));
+        assert!(
+            browser
+                .text("#schedules")
+                .contains("backfill_missing_snapshots"),
+            "{}",
+            browser.source()
+        );
+        keep_screenshot(&browser.screenshot(), "schedules.png");
 
         // The overview refreshes by itself: a push shows up with no reload.
         rt.block_on(async {

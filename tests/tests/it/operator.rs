@@ -375,13 +375,21 @@ async fn a_paused_queue_is_taken_by_no_replica(backend: Backend) {
         .await
         .unwrap();
     let third = populate_job(&test, 3)["id"].as_str().unwrap().to_owned();
-    jobs::admin::kill(&test.db, std::slice::from_ref(&third))
-        .await
-        .unwrap();
+    jobs::admin::change(
+        &test.db,
+        repo::JobChange::Kill,
+        std::slice::from_ref(&third),
+    )
+    .await
+    .unwrap();
     assert_eq!(populate_job(&test, 3)["status"], "Killed");
-    jobs::admin::retry(&test.db, std::slice::from_ref(&third))
-        .await
-        .unwrap();
+    jobs::admin::change(
+        &test.db,
+        repo::JobChange::Retry,
+        std::slice::from_ref(&third),
+    )
+    .await
+    .unwrap();
     assert_eq!(populate_job(&test, 3)["status"], "Pending");
     for port in ports {
         let ready = snapline_tests::http_get(port, "/readyz").expect("/readyz answers");

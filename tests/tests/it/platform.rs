@@ -912,6 +912,8 @@ async fn a_populate_that_fails_for_good_leaves_not_populated_and_says_why() {
             allow_actions: false,
             basic_auth: None,
             allowed_hosts: vec![],
+            backfill_cron: "0 * * * *".into(),
+            audit_cron: None,
         },
         async move {
             let _ = stopped.await;

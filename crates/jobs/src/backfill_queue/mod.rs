@@ -15,4 +15,6 @@ pub use payloads::{
     AuditSample, BackfillJob, BackfillMissingSnapshots, BackfillOutcome, QUEUE,
     SnapshotBandPopulations,
 };
-pub use schedule::{Scheduled, on_cron_tick, on_tick, parse_schedule, serve_cron};
+pub use schedule::{
+    ScheduleState, Scheduled, on_cron_tick, on_tick, parse_schedule, schedules, serve_cron,
+};

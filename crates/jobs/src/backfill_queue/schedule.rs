@@ -27,13 +27,18 @@ impl Scheduled {
 
     /// The idempotency key of the tick at `timestamp`.
     fn key(self, timestamp: u64) -> String {
+        format!("{}{timestamp}", self.key_prefix())
+    }
+
+    /// What the keys of its ticks start with.
+    fn key_prefix(self) -> &'static str {
         match self {
-            Scheduled::Backfill => format!("backfill_tick:{timestamp}"),
-            Scheduled::Audit { .. } => format!("audit_tick:{timestamp}"),
+            Scheduled::Backfill => "backfill_tick:",
+            Scheduled::Audit { .. } => "audit_tick:",
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Scheduled::Backfill => "backfill_missing_snapshots",
             Scheduled::Audit { .. } => "audit",
@@ -82,6 +87,63 @@ pub async fn on_tick(
         );
     }
     Ok(pushed)
+}
+
+/// One schedule as an operator reads it: its cron, its last tick's job and the replica
+/// that ran it, and when it ticks next.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ScheduleState {
+    /// `backfill_missing_snapshots` or `audit`.
+    pub name: &'static str,
+    /// The cron expression as configured; `None`: the schedule is off.
+    pub cron: Option<String>,
+    /// The last tick pushed (Unix seconds) with its job, if one is kept.
+    pub last_tick: Option<(u64, repo::QueueJob)>,
+    /// The replica (`host:pid`) whose worker holds or ran the last tick's job.
+    pub ran_by: Option<String>,
+    /// The next tick (Unix seconds), when the schedule is on.
+    pub next_tick: Option<i64>,
+}
+
+/// The backfill's schedule (`backfill_cron`) and the audit's (`audit_cron`, `None` when off):
+/// each one's last tick from the queue table and its next from the cron.
+pub async fn schedules(
+    db: &Db,
+    backfill_cron: &str,
+    audit_cron: Option<&str>,
+) -> Result<Vec<ScheduleState>, JobError> {
+    let mut states = Vec::new();
+    for (what, cron) in [
+        (Scheduled::Backfill, Some(backfill_cron)),
+        (Scheduled::Audit { sample: 0 }, audit_cron),
+    ] {
+        let last = db
+            .queue_jobs()
+            .newest_keyed(QUEUE, what.key_prefix())
+            .await?;
+        let last_tick = last.and_then(|(job, key)| {
+            let tick = key.strip_prefix(what.key_prefix())?.parse().ok()?;
+            Some((tick, job))
+        });
+        let next_tick = match cron {
+            Some(cron) => parse_schedule(cron)?
+                .upcoming(chrono::Utc)
+                .next()
+                .map(|at| at.timestamp()),
+            None => None,
+        };
+        states.push(ScheduleState {
+            name: what.name(),
+            cron: cron.map(str::to_owned),
+            ran_by: last_tick
+                .as_ref()
+                .and_then(|(_, job)| job.worker.as_deref())
+                .and_then(crate::admin::process_of),
+            last_tick,
+            next_tick,
+        });
+    }
+    Ok(states)
 }
 
 /// Parses a cron schedule: standard five fields (`0 * * * *`, minute first) or the six or

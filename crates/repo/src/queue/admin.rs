@@ -123,8 +123,47 @@ pub struct ActionOutcome {
     pub not_found: Vec<String>,
 }
 
-/// Jobs deleted per statement by [`JobAdminRepo::purge`]: short locks on a big table.
-const PURGE_CHUNK: u64 = 5_000;
+/// What an operator does to jobs, by id or to every job matching a filter: the same change
+/// either way, and never to a job a worker holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum JobChange {
+    /// A finished job due again now with all its attempts.
+    Retry,
+    /// A waiting job no worker takes again.
+    Kill,
+    /// Any job no worker holds, row and record gone.
+    Delete,
+}
+
+impl JobChange {
+    pub const ALL: [JobChange; 3] = [JobChange::Retry, JobChange::Kill, JobChange::Delete];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobChange::Retry => "retry",
+            JobChange::Kill => "kill",
+            JobChange::Delete => "delete",
+        }
+    }
+
+    /// The statuses it takes a job from.
+    pub fn takes(self) -> &'static [JobStatus] {
+        match self {
+            JobChange::Retry => &JobStatus::RETRYABLE,
+            JobChange::Kill => &JobStatus::KILLABLE,
+            JobChange::Delete => &JobStatus::DELETABLE,
+        }
+    }
+
+    /// Whether it applies to a job in `status`.
+    pub fn applies_to(self, status: &str) -> bool {
+        self.takes().iter().any(|s| s.as_str() == status)
+    }
+}
+
+/// Jobs changed or deleted per statement by [`JobAdminRepo::change_matching`] and
+/// [`JobAdminRepo::purge`]: short locks on a big table.
+const BULK_CHUNK: u64 = 5_000;
 
 /// The error an operator's kill leaves on the job, as apalis records results.
 const KILLED_BY_OPERATOR: &str = r#"{"Err":"killed by an operator (snapctl jobs kill)"}"#;
@@ -235,118 +274,27 @@ impl JobAdminRepo<'_> {
         Ok(row.count)
     }
 
-    /// Makes each of `ids` that has finished (Failed, Killed or Done) due again now, with
-    /// all its attempts (its last error is kept until it runs).
-    pub async fn retry(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
-        let (set, from) = self.retry_sql();
-        self.act_on_ids(ids, &set, &from).await
-    }
-
-    /// [`Self::retry`] for every job of `queue` in `status` (one of
-    /// [`JobStatus::RETRYABLE`]); returns how many.
-    pub async fn retry_all(&self, queue: &str, status: JobStatus) -> Result<u64, RepoError> {
-        if !JobStatus::RETRYABLE.contains(&status) {
-            return Ok(0);
-        }
-        let table = self.table();
-        let (set, _) = self.retry_sql();
-        let result = self
-            .db
-            .execute(
-                self.db.conn(),
-                format!("UPDATE {table} SET {set} WHERE job_type = $1 AND status = $2"),
-                vec![Value::from(queue), Value::from(status.as_str())],
-            )
-            .await?;
-        Ok(result)
-    }
-
-    /// Marks each of `ids` that is waiting (Pending, or Failed with a retry ahead) Killed:
-    /// no worker fetches it again. A job a worker holds is left to finish.
-    pub async fn kill(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
-        let now = self.sql().now();
-        let set = format!(
-            "status = 'Killed', done_at = {now}, last_result = {}",
-            match self.db.backend() {
-                Backend::Postgres => format!("'{KILLED_BY_OPERATOR}'::jsonb"),
-                Backend::Sqlite => format!("'{KILLED_BY_OPERATOR}'"),
-            }
-        );
-        let from = quoted_statuses(&JobStatus::KILLABLE);
-        self.act_on_ids(ids, &set, &from).await
-    }
-
-    /// Deletes each of `ids` that no worker holds (any status but `Queued` and `Running`).
-    pub async fn delete(&self, ids: &[String]) -> Result<ActionOutcome, RepoError> {
-        let table = self.table();
-        let from = quoted_statuses(&JobStatus::DELETABLE);
-        self.change_ids(ids, &format!("DELETE FROM {table}"), &from)
-            .await
-    }
-
-    /// Deletes the jobs of `queue` in `status` (not one a worker holds) that finished, or
-    /// were due, more than `older_than_secs` ago; returns how many.
-    pub async fn purge(
-        &self,
-        queue: &str,
-        status: JobStatus,
-        older_than_secs: u64,
-    ) -> Result<u64, RepoError> {
-        if status.is_held() {
-            return Ok(0);
-        }
-        let table = self.table();
-        let (age, mut values) = self.older_than(Some(older_than_secs), 3);
-        values.insert(0, Value::from(queue));
-        values.insert(1, Value::from(status.as_str()));
-        let sql = format!(
-            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-             WHERE job_type = $1 AND status = $2{age} LIMIT {PURGE_CHUNK})"
-        );
-        let mut deleted = 0;
-        loop {
-            let result = self
-                .db
-                .execute(self.db.conn(), sql.clone(), values.clone())
-                .await?;
-            deleted += result;
-            if result < PURGE_CHUNK {
-                return Ok(deleted);
-            }
-        }
-    }
-
-    /// Runs `UPDATE ... SET {set}` on those of `ids` whose status is in `from` (SQL list),
+    /// Applies `change` to each of `ids` whose status it takes (never a job a worker holds),
     /// then says what became of each id.
-    async fn act_on_ids(
+    pub async fn change(
         &self,
+        change: JobChange,
         ids: &[String],
-        set: &str,
-        from: &str,
-    ) -> Result<ActionOutcome, RepoError> {
-        let table = self.table();
-        self.change_ids(ids, &format!("UPDATE {table} SET {set}"), from)
-            .await
-    }
-
-    /// Runs `change` (an `UPDATE ... SET ...` or a `DELETE FROM ...` of the job table) on
-    /// those of `ids` whose status is in `from` (SQL list), then says what became of each id.
-    async fn change_ids(
-        &self,
-        ids: &[String],
-        change: &str,
-        from: &str,
     ) -> Result<ActionOutcome, RepoError> {
         if ids.is_empty() {
             return Ok(ActionOutcome::default());
         }
         let table = self.table();
         let ids_in = self.db.in_id_list("id", 1);
+        let from = quoted_statuses(change.takes());
         let changed: Vec<IdRow> = self
             .db
             .fetch_all(
                 self.db.conn(),
-                format!("{change} WHERE {ids_in} AND status IN ({from}) RETURNING id"),
+                format!(
+                    "{} WHERE {ids_in} AND status IN ({from}) RETURNING id",
+                    self.change_sql(change)
+                ),
                 vec![self.text_list(ids)],
             )
             .await?;
@@ -380,16 +328,120 @@ impl JobAdminRepo<'_> {
         Ok(outcome)
     }
 
-    /// `SET` of a retry, and the statuses it takes jobs from (SQL list).
-    fn retry_sql(&self) -> (String, String) {
+    /// Jobs matching `filter` that `change` would take, counted up to `cap`.
+    pub async fn count_matching(
+        &self,
+        change: JobChange,
+        filter: &JobFilter,
+        cap: u64,
+    ) -> Result<i64, RepoError> {
+        let table = self.table();
+        let mut values = Vec::new();
+        let condition = self.matching(change, filter, &mut values);
+        values.push(Value::from(cap as i64));
+        let row: crate::rows::Count = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "jobs matching",
+                format!(
+                    "SELECT COUNT(*) AS count FROM (SELECT 1 FROM {table} {condition} LIMIT ${}) capped",
+                    values.len()
+                ),
+                values,
+            )
+            .await?;
+        Ok(row.count)
+    }
+
+    /// Applies `change` to every job matching `filter` whose status it takes, in statements
+    /// of [`BULK_CHUNK`] jobs (short locks on a big table); returns how many it changed. A
+    /// changed job no longer matches (its status left the change's), so the chunks end.
+    pub async fn change_matching(
+        &self,
+        change: JobChange,
+        filter: &JobFilter,
+    ) -> Result<u64, RepoError> {
+        let table = self.table();
+        let mut values = Vec::new();
+        let condition = self.matching(change, filter, &mut values);
+        let sql = format!(
+            "{} WHERE id IN (SELECT id FROM {table} {condition} LIMIT {BULK_CHUNK})",
+            self.change_sql(change)
+        );
+        self.until_a_chunk_falls_short(&sql, values).await
+    }
+
+    /// Runs `sql` (a change of at most [`BULK_CHUNK`] jobs that no longer match once
+    /// changed) again until one run changes fewer; returns the jobs changed in all.
+    async fn until_a_chunk_falls_short(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<u64, RepoError> {
+        let mut changed = 0;
+        loop {
+            let n = self
+                .db
+                .execute(self.db.conn(), sql.to_owned(), values.clone())
+                .await?;
+            changed += n;
+            if n < BULK_CHUNK {
+                return Ok(changed);
+            }
+        }
+    }
+
+    /// `WHERE` of the jobs matching `filter` in a status `change` takes.
+    fn matching(&self, change: JobChange, filter: &JobFilter, values: &mut Vec<Value>) -> String {
+        let takes = format!("status IN ({})", quoted_statuses(change.takes()));
+        match self.conditions(filter, values) {
+            conditions if conditions.is_empty() => format!("WHERE {takes}"),
+            conditions => format!("{conditions} AND {takes}"),
+        }
+    }
+
+    /// The statement head of `change` on the job table, for a `WHERE` to follow.
+    fn change_sql(&self, change: JobChange) -> String {
+        let table = self.table();
         let now = self.sql().now();
-        (
-            format!(
-                "status = 'Pending', attempts = 0, run_at = {now}, lock_by = NULL, \
-                 lock_at = NULL, done_at = NULL"
+        match change {
+            // due again now with all its attempts (its last error kept until it runs)
+            JobChange::Retry => format!(
+                "UPDATE {table} SET status = 'Pending', attempts = 0, run_at = {now}, \
+                 lock_by = NULL, lock_at = NULL, done_at = NULL"
             ),
-            quoted_statuses(&JobStatus::RETRYABLE),
-        )
+            JobChange::Kill => format!(
+                "UPDATE {table} SET status = 'Killed', done_at = {now}, last_result = {}",
+                match self.db.backend() {
+                    Backend::Postgres => format!("'{KILLED_BY_OPERATOR}'::jsonb"),
+                    Backend::Sqlite => format!("'{KILLED_BY_OPERATOR}'"),
+                }
+            ),
+            JobChange::Delete => format!("DELETE FROM {table}"),
+        }
+    }
+
+    /// Deletes the jobs of `queue` in `status` (not one a worker holds) that finished, or
+    /// were due, more than `older_than_secs` ago; returns how many.
+    pub async fn purge(
+        &self,
+        queue: &str,
+        status: JobStatus,
+        older_than_secs: u64,
+    ) -> Result<u64, RepoError> {
+        if status.is_held() {
+            return Ok(0);
+        }
+        let table = self.table();
+        let (age, mut values) = self.older_than(Some(older_than_secs), 3);
+        values.insert(0, Value::from(queue));
+        values.insert(1, Value::from(status.as_str()));
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+             WHERE job_type = $1 AND status = $2{age} LIMIT {BULK_CHUNK})"
+        );
+        self.until_a_chunk_falls_short(&sql, values).await
     }
 
     /// ` AND COALESCE(done_at, run_at) <= (now - $param seconds)`, or nothing.

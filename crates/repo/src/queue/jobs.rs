@@ -352,6 +352,48 @@ impl QueueJobRepo<'_> {
         Ok(row.is_some())
     }
 
+    /// The newest job of `queue` (by when it was due) whose idempotency key starts with
+    /// `prefix` (a schedule's ticks: `backfill_tick:<secs>`), with its key.
+    pub async fn newest_keyed(
+        &self,
+        queue: &str,
+        prefix: &str,
+    ) -> Result<Option<(QueueJob, String)>, RepoError> {
+        #[derive(FromQueryResult)]
+        struct Keyed {
+            id: String,
+            key: String,
+        }
+        let table = self.table();
+        let keyed: Option<Keyed> = self
+            .db
+            .fetch_optional(
+                self.db.conn(),
+                format!(
+                    "SELECT id, idempotency_key AS key FROM {table} WHERE job_type = $1 \
+                     AND substr(idempotency_key, 1, $2) = $3 ORDER BY run_at DESC, id DESC LIMIT 1"
+                ),
+                vec![
+                    Value::from(queue),
+                    Value::from(prefix.chars().count() as i32),
+                    Value::from(prefix),
+                ],
+            )
+            .await?;
+        let Some(keyed) = keyed else {
+            return Ok(None);
+        };
+        let row: Option<QueueJobRow> = self
+            .db
+            .fetch_optional(
+                self.db.conn(),
+                format!("{} WHERE id = $1", self.sql().select_jobs()),
+                vec![Value::from(keyed.id)],
+            )
+            .await?;
+        Ok(row.map(|row| (QueueJob::from(row), keyed.key)))
+    }
+
     /// Whether `queue` holds a job (in any state) with the idempotency key `key`.
     pub async fn has_key(&self, queue: &str, key: &str) -> Result<bool, RepoError> {
         let table = self.table();

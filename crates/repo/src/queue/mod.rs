@@ -8,7 +8,7 @@ mod admin;
 mod jobs;
 mod pauses;
 
-pub use admin::{ActionOutcome, JobAdminRepo, JobFilter, JobStatus};
+pub use admin::{ActionOutcome, JobAdminRepo, JobChange, JobFilter, JobStatus};
 #[cfg(feature = "reference")]
 pub use jobs::QueueLatency;
 pub use jobs::{
