@@ -78,6 +78,15 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// Resizes the window to `width` x `height` CSS pixels (a phone: 390 x 844).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.command(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
     /// Loads `url` and waits for it.
     pub fn open(&self, url: &str) {
         self.command("POST", "/url", Some(json!({ "url": url })));

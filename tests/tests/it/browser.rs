@@ -190,6 +190,30 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
         );
         keep_screenshot(&browser.screenshot(), "schedules.png");
 
+        // On a phone the pages fit the screen's width: a wide table scrolls inside itself,
+        // the page does not.
+        browser.resize(390, 844);
+        for page in ["/", "/jobs", "/nodes", "/schedules"] {
+            browser.open(&format!("{base}{page}"));
+            // Any element reaching past the screen's right edge, but what a table scrolls
+            // inside itself.
+            let wider = browser.run(
+                "const w = document.documentElement.clientWidth; \
+                 return Array.from(document.querySelectorAll('body *')) \
+                   .filter(e => e.getBoundingClientRect().right > w + 0.5 \
+                     && !(e.parentElement && e.parentElement.closest('table'))) \
+                   .map(e => e.tagName + (e.id ? '#' + e.id : ''));",
+            );
+            assert_eq!(
+                wider,
+                serde_json::json!([]),
+                "on {page} these reach past a phone's screen"
+            );
+        }
+        browser.open(&format!("{base}/"));
+        keep_screenshot(&browser.screenshot(), "overview-phone.png");
+        browser.resize(1280, 900);
+
         // The overview refreshes by itself: a push shows up with no reload.
         rt.block_on(async {
             db_for_browser
