@@ -838,3 +838,59 @@ impl InProcessWorker {
             .expect("the worker stops cleanly");
     }
 }
+
+/// A board serving `db` on a free localhost port (read-only unless `allow_actions`, no
+/// authentication, the default schedules) until [`ServedBoard::stop`]; dropped, it stops
+/// too.
+pub struct ServedBoard {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), board::BoardError>>>,
+}
+
+impl ServedBoard {
+    pub fn start(db: &Db, allow_actions: bool) -> ServedBoard {
+        let port = free_port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(board::serve(
+            db.clone(),
+            board::BoardOptions {
+                listen: format!("127.0.0.1:{port}").parse().expect("an address"),
+                allow_actions,
+                basic_auth: None,
+                allowed_hosts: vec![],
+                backfill_cron: "0 * * * *".into(),
+                audit_cron: None,
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        ServedBoard {
+            port,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    /// Stops the board and asserts it ended cleanly.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served
+                .await
+                .expect("the board's task")
+                .expect("the board stops cleanly");
+        }
+    }
+}
+
+impl Drop for ServedBoard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -653,6 +653,7 @@ pub(crate) async fn targets_page(State(board): State<Board>) -> Page {
         RECENT_POPULATES,
     )
     .await?;
+    let populating = jobs::status::populating(db, jobs::status::POPULATING_SHOWN).await?;
     let mut runs: std::collections::HashMap<i64, Vec<&QueueJob>> = Default::default();
     for job in &recent {
         let target = serde_json::from_str::<serde_json::Value>(&job.payload)
@@ -670,6 +671,22 @@ pub(crate) async fn targets_page(State(board): State<Board>) -> Page {
             board.db.label(),
             "targets",
             html! {
+                @if !populating.is_empty() {
+                    h2 { "populates running" }
+                    table #populating {
+                        tr { th.n { "target" } th.n { "run" } th.n { "chunks done" } th.n { "rows written" } th.n { "rows/s" } th.n { "time left" } }
+                        @for progress in &populating {
+                            tr data-populating=(progress.target_id) {
+                                td.n { (progress.target_id) }
+                                td.n { (progress.run.run) }
+                                td.n.chunks { (progress.run.chunks_done) " of " (progress.run.chunks) }
+                                td.n.rows { (progress.run.rows_written) }
+                                td.n { @match progress.rows_per_sec { Some(rate) => { (format!("{rate:.0}")) }, None => { "-" } } }
+                                td.n.left { @match progress.secs_left { Some(secs) => { "about " (secs) " s" }, None => { "after the first chunk" } } }
+                            }
+                        }
+                    }
+                }
                 table #target-bands {
                     tr {
                         th.n { "target" } th { "title" } th { "status" } th { "last populated" }

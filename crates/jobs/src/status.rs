@@ -21,6 +21,72 @@ pub struct StatusReport {
     pub recent_runs: Vec<QueueJob>,
     /// Targets whose last populate failed for good (left `not_populated`), newest first.
     pub failed_populates: Vec<repo::PopulateFailure>,
+    /// The populates running now (targets `populating`, the first [`POPULATING_SHOWN`]).
+    pub populating: Vec<PopulateProgress>,
+}
+
+/// Running populates `status` lists at most.
+pub const POPULATING_SHOWN: u64 = 20;
+
+/// How far a running populate has got, and an estimate of the rest.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PopulateProgress {
+    pub target_id: i64,
+    #[serde(flatten)]
+    pub run: repo::RunProgress,
+    /// Rows written per second since the run started.
+    pub rows_per_sec: Option<f64>,
+    /// The chunks left at the pace of those done (chunks are me_file ranges of one size).
+    pub secs_left: Option<i64>,
+}
+
+impl PopulateProgress {
+    pub fn new(target_id: domain::TargetId, run: repo::RunProgress) -> Self {
+        let elapsed = run.elapsed_secs.filter(|secs| *secs > 0);
+        PopulateProgress {
+            target_id: target_id.0,
+            rows_per_sec: elapsed.map(|secs| run.rows_written as f64 / secs as f64),
+            secs_left: elapsed
+                .filter(|_| run.chunks_done > 0)
+                .map(|secs| secs * (run.chunks - run.chunks_done).max(0) / run.chunks_done),
+            run,
+        }
+    }
+
+    /// One line: `chunks 2 of 5, 450000 rows, 8900 rows/s, about 35 s left`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "chunks {} of {}, {} rows",
+            self.run.chunks_done, self.run.chunks, self.run.rows_written
+        );
+        if let Some(rate) = self.rows_per_sec {
+            text.push_str(&format!(", {rate:.0} rows/s"));
+        }
+        match self.secs_left {
+            Some(secs) => text.push_str(&format!(", about {secs} s left")),
+            None => text.push_str(", time left known after the first chunk"),
+        }
+        text
+    }
+}
+
+/// The progress of the populates running now (of the first `limit` targets
+/// `populating`). A target marked `populating` whose populate has not started yet (its
+/// job waits; its latest run is a finished one) is not listed.
+pub async fn populating(db: &Db, limit: u64) -> Result<Vec<PopulateProgress>, JobError> {
+    let mut progress = Vec::new();
+    for target in db
+        .targets()
+        .with_status(domain::PopulationStatus::Populating, limit)
+        .await?
+    {
+        if let Some(run) = db.populate_runs().progress(target).await?
+            && run.chunks_done < run.chunks
+        {
+            progress.push(PopulateProgress::new(target, run));
+        }
+    }
+    Ok(progress)
 }
 
 /// Failed populates `status` lists at most.
@@ -59,6 +125,7 @@ pub async fn status(db: &Db, runs_per_queue: u64) -> Result<StatusReport, JobErr
             .collect(),
         recent_runs,
         failed_populates: db.populate_runs().failures(FAILED_POPULATES_SHOWN).await?,
+        populating: populating(db, POPULATING_SHOWN).await?,
     })
 }
 
@@ -79,6 +146,18 @@ impl std::fmt::Display for StatusReport {
         }
         for row in &self.targets {
             writeln!(f, "  {:<20} {:>10}", row.status, row.targets)?;
+        }
+        if !self.populating.is_empty() {
+            writeln!(f, "\npopulates running")?;
+            for progress in &self.populating {
+                writeln!(
+                    f,
+                    "  target {:<10} run {:<4} {}",
+                    progress.target_id,
+                    progress.run.run,
+                    progress.describe()
+                )?;
+            }
         }
         if !self.failed_populates.is_empty() {
             writeln!(

@@ -64,5 +64,7 @@ pub use queue::{
 pub use reference::{ReferenceRepo, SyncCommitLatency};
 pub use snapline::audit::{AuditRecord, AuditRepo, NullCopies};
 pub use snapline::leases::{LeaseHolder, LeaseRepo};
-pub use snapline::populate_runs::{ChunkFinished, ChunkRange, PopulateFailure, PopulateRunRepo};
+pub use snapline::populate_runs::{
+    ChunkFinished, ChunkRange, PopulateFailure, PopulateRunRepo, RunProgress,
+};
 pub use tx::Tx;

@@ -10,7 +10,7 @@
 
 use jobs::{populate_target, sync_me_file};
 use snapline_tests::webdriver::Browser;
-use snapline_tests::{Backend, Served, TestDb, binary, execute, free_port, wait_for};
+use snapline_tests::{Backend, Served, TestDb, binary, execute, wait_for};
 use synth::SeedOptions;
 
 /// Saves `png` as `name` in `BOARD_SCREENSHOTS_DIR` (when set), after checking it is a PNG.
@@ -68,23 +68,8 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
     })
     .await;
 
-    let port = free_port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(board::serve(
-        db.clone(),
-        board::BoardOptions {
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            allow_actions: true,
-            basic_auth: None,
-            allowed_hosts: vec![],
-            backfill_cron: "0 * * * *".into(),
-            audit_cron: None,
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let base = format!("http://127.0.0.1:{port}");
+    let board = snapline_tests::ServedBoard::start(&db, true);
+    let base = format!("http://127.0.0.1:{}", board.port);
     let (_, null_offers, null_ad_events) = snapline_tests::plain_null_counts(&db).await;
     let db_for_browser = db.clone();
     let url = test.url.clone();
@@ -253,6 +238,5 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
     })
     .await
     .unwrap();
-    let _ = stop.send(());
-    served.await.unwrap().unwrap();
+    board.stop().await;
 }

@@ -650,3 +650,96 @@ async fn purge_refuses_an_age_out_of_range() {
     }
     assert_eq!(listed(&test, &["--status", "done"]), 1, "nothing purged");
 }
+
+/// A running populate's progress, read as it goes: chunks done of all, rows written, a rate
+/// and the time left, in `snapctl status` (text and JSON) and on the board's targets page;
+/// gone from both once the target is populated.
+async fn a_running_populate_shows_its_progress(backend: Backend) {
+    let test = TestDb::seeded(backend, &SeedOptions::sized(20_000, 6)).await;
+    let _populator = Served::start(
+        &binary("populator"),
+        &test.url,
+        &[
+            (
+                "SNAPLINE_SERVE__POPULATOR_HTTP",
+                format!("127.0.0.1:{}", snapline_tests::free_port()),
+            ),
+            // chunks of 4,000 me_files (six: the last is open-ended), each 8 batches 150 ms
+            // apart: a few seconds
+            ("SNAPLINE_POPULATOR__CHUNK_ME_FILES", "4000".to_owned()),
+            ("SNAPLINE_POPULATOR__BATCH_SIZE", "500".to_owned()),
+            ("SNAPLINE_POPULATOR__BATCH_PAUSE_MS", "150".to_owned()),
+            ("RUST_LOG", "error".to_owned()),
+        ],
+    );
+    populate_target::enqueue(&test.db, domain::TargetId(1))
+        .await
+        .unwrap();
+    // A chunk of the populate done, others not.
+    let started = std::time::Instant::now();
+    let progress = loop {
+        let running = jobs::status::populating(&test.db, 20).await.unwrap();
+        if let [progress] = running.as_slice()
+            && progress.run.chunks_done > 0
+            && progress.run.chunks_done < progress.run.chunks
+        {
+            break progress.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no populate part-way: {running:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(progress.target_id, 1);
+    assert_eq!(progress.run.chunks, 6, "{progress:?}");
+    assert!(progress.run.rows_written > 0, "{progress:?}");
+    assert!(progress.run.elapsed_secs.is_some(), "{progress:?}");
+    assert!(progress.secs_left.is_some(), "{progress:?}");
+
+    let text = stdout(&snapctl(&test, &["status"]));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("target 1 "))
+        .unwrap_or_else(|| panic!("no progress line: {text}"));
+    assert!(line.contains(" of 6, ") && line.contains(" rows"), "{line}");
+    let json = snapctl_json(&test, &["status"]);
+    assert_eq!(json["populating"][0]["target_id"], 1, "{json}");
+    assert_eq!(json["populating"][0]["chunks"], 6, "{json}");
+
+    let board = snapline_tests::ServedBoard::start(&test.db, false);
+    let port = board.port;
+    wait_for("the board's targets page", || async {
+        snapline_tests::http_get(port, "/targets").is_some()
+    })
+    .await;
+    let (status, page) = snapline_tests::http_get(port, "/targets").unwrap();
+    assert_eq!(status, 200);
+    if jobs::status::populating(&test.db, 20).await.unwrap().len() == 1 {
+        assert!(page.contains("id=\"populating\""), "{page}");
+        assert!(page.contains(" of 6</td>"), "{page}");
+    }
+
+    wait_for("the populate done", || async {
+        jobs::status::populating(&test.db, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    snapline_tests::assert_population_exact(&test.db, domain::TargetId(1)).await;
+    let (_, page) = snapline_tests::http_get(port, "/targets").unwrap();
+    assert!(!page.contains("id=\"populating\""), "{page}");
+    assert!(!stdout(&snapctl(&test, &["status"])).contains("populates running"));
+    board.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_populate_shows_its_progress_postgres() {
+    a_running_populate_shows_its_progress(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_populate_shows_its_progress_sqlite() {
+    a_running_populate_shows_its_progress(Backend::Sqlite).await;
+}

@@ -903,22 +903,8 @@ async fn a_populate_that_fails_for_good_leaves_not_populated_and_says_why() {
             .is_some_and(|(_, body)| body.contains("snapline_populate_failures 1"))
     })
     .await;
-    let board_port = snapline_tests::free_port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(board::serve(
-        test.db.clone(),
-        board::BoardOptions {
-            listen: format!("127.0.0.1:{board_port}").parse().unwrap(),
-            allow_actions: false,
-            basic_auth: None,
-            allowed_hosts: vec![],
-            backfill_cron: "0 * * * *".into(),
-            audit_cron: None,
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let board = snapline_tests::ServedBoard::start(&test.db, false);
+    let board_port = board.port;
     snapline_tests::wait_for("the board's overview", || async {
         snapline_tests::http_get(board_port, "/").is_some_and(|(status, page)| {
             status == 200
@@ -927,8 +913,7 @@ async fn a_populate_that_fails_for_good_leaves_not_populated_and_says_why() {
         })
     })
     .await;
-    let _ = stop.send(());
-    served.await.unwrap().unwrap();
+    board.stop().await;
 
     // Fixed and asked again: populated, and the failure forgotten.
     execute(&test.db, "DROP TRIGGER refuse_band ON target_populations").await;

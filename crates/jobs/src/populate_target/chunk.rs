@@ -44,7 +44,7 @@ pub async fn populate_chunk(
         let target = db.bands().of_target(target_id).await?;
         let done =
             populate_chunk_range(db, target_id, &target, chunk.range(), options, &lease).await?;
-        let status = finish_chunk(db, target_id, chunk.run, chunk.range(), &target).await?;
+        let status = finish_chunk(db, target_id, chunk.run, chunk.range(), &done, &target).await?;
         Ok::<_, JobError>((done, status))
     }
     .await;

@@ -2,11 +2,12 @@
 //! target `populated`.
 
 use super::failure::target_deleted;
+use super::types::PopulateSummary;
 use crate::JobError;
 use domain::{PopulationStatus, TargetBands, TargetId};
 use repo::{ChunkFinished, ChunkRange, Db};
 
-/// Records a committed chunk of run `run`; the chunk that finds every other chunk of the
+/// Records a committed chunk of run `run` with the rows it wrote (`done`'s); the chunk that finds every other chunk of the
 /// run done sets the target `populated` (with the platform's event, in one transaction).
 /// Returns the status the run is in: `populated`, `populating` (chunks left) or
 /// `superseded` (a newer run started; this one never finishes).
@@ -15,6 +16,7 @@ pub(super) async fn finish_chunk(
     target_id: TargetId,
     run: i64,
     chunk: ChunkRange,
+    done: &PopulateSummary,
     target: &TargetBands,
 ) -> Result<String, JobError> {
     let tx = db.begin_write().await?;
@@ -23,7 +25,7 @@ pub(super) async fn finish_chunk(
     }
     match tx
         .populate_runs()
-        .finish_chunk(target_id, run, chunk.after)
+        .finish_chunk(target_id, run, chunk.after, done.rows_written())
         .await?
     {
         ChunkFinished::NotRecorded => Ok(SUPERSEDED.into()),

@@ -149,7 +149,7 @@ async fn run_holding_lease(
             async move {
                 let done =
                     populate_chunk_range(db, target_id, target, chunk, options, lease).await?;
-                let status = finish_chunk(db, target_id, run, chunk, target).await?;
+                let status = finish_chunk(db, target_id, run, chunk, &done, target).await?;
                 Ok::<_, JobError>((done, status))
             }
         })

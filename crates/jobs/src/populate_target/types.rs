@@ -106,6 +106,11 @@ pub struct PopulateSummary {
 }
 
 impl PopulateSummary {
+    /// Rows it wrote: inserted, moved, refreshed and deleted.
+    pub fn rows_written(&self) -> u64 {
+        self.inserted + self.moved + self.refreshed + self.deleted
+    }
+
     pub fn changes(&self) -> u64 {
         self.inserted + self.moved + self.deleted + self.refreshed
     }

@@ -41,6 +41,23 @@ impl<C: ConnectionTrait> TargetRepo<'_, C> {
         Ok(found.is_some())
     }
 
+    /// The first `limit` targets (by id) in `status`.
+    pub async fn with_status(
+        &self,
+        status: PopulationStatus,
+        limit: u64,
+    ) -> Result<Vec<TargetId>, RepoError> {
+        let rows: Vec<crate::rows::IdOnly> = self
+            .db
+            .fetch_all(
+                self.conn,
+                "SELECT id FROM targets WHERE population_status = $1 ORDER BY id LIMIT $2",
+                vec![status.as_str().into(), (limit as i64).into()],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| TargetId(r.id.0)).collect())
+    }
+
     pub async fn all(&self) -> Result<Vec<TargetRow>, RepoError> {
         let models = targets::Entity::find()
             .order_by_asc(targets::Column::Id)

@@ -50,6 +50,18 @@ struct Started {
     started: i64,
 }
 
+/// How far a target's current populate run has got ([`PopulateRunRepo::progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, FromQueryResult)]
+pub struct RunProgress {
+    pub run: i64,
+    pub chunks: i64,
+    pub chunks_done: i64,
+    /// Rows the chunks done wrote (inserted, moved, refreshed and deleted).
+    pub rows_written: i64,
+    /// Seconds since the run started; `None` for a run started before snapline recorded it.
+    pub elapsed_secs: Option<i64>,
+}
+
 impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
     /// Records that the populate of `target_id` failed for good, with `error` (cut to a
     /// bounded length), replacing an earlier record.
@@ -113,18 +125,45 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
     /// the count: the run's number. A sync compares its cached band metadata with it; a
     /// chunk compares its own run with it.
     pub async fn start(&self, target_id: TargetId) -> Result<i64, RepoError> {
+        let now = self.db.epoch_now_sql();
         let row: Started = self
             .db
             .fetch_one(
                 self.conn,
                 "populate run",
-                "INSERT INTO snapline_populate_runs (target_id, started) VALUES ($1, 1) \
-                 ON CONFLICT (target_id) DO UPDATE SET started = snapline_populate_runs.started + 1 \
-                 RETURNING started",
+                format!(
+                    "INSERT INTO snapline_populate_runs (target_id, started, started_at) \
+                     VALUES ($1, 1, {now}) ON CONFLICT (target_id) DO UPDATE SET \
+                     started = snapline_populate_runs.started + 1, started_at = {now} \
+                     RETURNING started"
+                ),
                 vec![target_id.0.into()],
             )
             .await?;
         Ok(row.started)
+    }
+
+    /// How far the target's current run has got: its chunks, those done, the rows they
+    /// wrote, and the seconds since it started (`None`: never populated by snapline).
+    pub async fn progress(&self, target_id: TargetId) -> Result<Option<RunProgress>, RepoError> {
+        let now = self.db.epoch_now_sql();
+        let row: Option<RunProgress> = self
+            .db
+            .fetch_optional(
+                self.conn,
+                format!(
+                    "SELECT r.started AS run, COUNT(c.after_me_file) AS chunks, \
+                     CAST(COALESCE(SUM(CASE WHEN c.done THEN 1 ELSE 0 END), 0) AS BIGINT) AS chunks_done, \
+                     CAST(COALESCE(SUM(c.rows_written), 0) AS BIGINT) AS rows_written, \
+                     CAST({now} - r.started_at AS BIGINT) AS elapsed_secs \
+                     FROM snapline_populate_runs r \
+                     LEFT JOIN snapline_populate_chunks c ON c.target_id = r.target_id AND c.run = r.started \
+                     WHERE r.target_id = $1 GROUP BY r.started, r.started_at"
+                ),
+                vec![target_id.0.into()],
+            )
+            .await?;
+        Ok(row)
     }
 
     /// The target's current run (`None`: never populated by snapline). Inside a transaction
@@ -184,21 +223,27 @@ impl<C: ConnectionTrait> PopulateRunRepo<'_, C> {
         Ok(())
     }
 
-    /// Marks the chunk of `run` starting after `after` done.
+    /// Marks the chunk of `run` starting after `after` done, having written `rows` rows.
     pub async fn finish_chunk(
         &self,
         target_id: TargetId,
         run: i64,
         after: MeFileId,
+        rows: u64,
     ) -> Result<ChunkFinished, RepoError> {
         let key: Vec<Value> = vec![target_id.0.into(), run.into(), after.0.into()];
+        let now = self.db.epoch_now_sql();
+        let mut marking = key.clone();
+        marking.push(Value::from(i64::try_from(rows).unwrap_or(i64::MAX)));
         let marked = self
             .db
             .execute(
                 self.conn,
-                "UPDATE snapline_populate_chunks SET done = TRUE \
-                 WHERE target_id = $1 AND run = $2 AND after_me_file = $3 AND NOT done",
-                key.clone(),
+                format!(
+                    "UPDATE snapline_populate_chunks SET done = TRUE, rows_written = $4, done_at = {now} \
+                     WHERE target_id = $1 AND run = $2 AND after_me_file = $3 AND NOT done"
+                ),
+                marking,
             )
             .await?;
         if marked == 1 {
