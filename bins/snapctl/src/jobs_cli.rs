@@ -250,7 +250,7 @@ pub async fn run(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
             older_than,
             yes,
         } => {
-            admin::require(status, "purge", &admin::PURGEABLE).map_err(admin_error)?;
+            admin::require(status, "purge", &JobStatus::DELETABLE).map_err(admin_error)?;
             let n = admin::count(db, &queue, status, Some(older_than))
                 .await
                 .map_err(admin_error)?;

@@ -174,7 +174,7 @@ pub async fn purge(
     older_than: Duration,
 ) -> Result<u64, AdminError> {
     let queue = known_queue(queue)?;
-    require(status, "purge", &PURGEABLE)?;
+    require(status, "purge", &JobStatus::DELETABLE)?;
     let purged = db
         .job_admin()
         .purge(queue, status, older_than.as_secs())
@@ -263,9 +263,6 @@ pub async fn resume_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
     tracing::info!(queue, changed, "queue resumed by an operator");
     Ok(changed)
 }
-
-/// Every status no worker holds.
-pub const PURGEABLE: [JobStatus; 4] = JobStatus::DELETABLE;
 
 /// Refuses `action` on `status` unless it is one of `allowed`.
 pub fn require(
@@ -419,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_running_job_cannot_be_purged_and_a_pending_one_not_retried() {
-        assert!(require(JobStatus::Running, "purge", &PURGEABLE).is_err());
+        assert!(require(JobStatus::Running, "purge", &JobStatus::DELETABLE).is_err());
         let err = require(JobStatus::Pending, "retry", &JobStatus::RETRYABLE).unwrap_err();
         assert_eq!(
             err.to_string(),
