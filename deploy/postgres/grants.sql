@@ -40,6 +40,12 @@ GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role
 GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs, snapline_populate_chunks, snapline_queue_pauses,
     snapline_populate_failures, snapline_audits TO :"service_role";
 
+-- Every attempt that did not end a job done, written by a trigger on the queue table as the
+-- role that changed the job (a worker's acknowledgement, an operator's kill), and the jobs
+-- done and failed per minute that the services roll up; both pruned with the finished jobs.
+GRANT SELECT, INSERT, DELETE ON snapline_job_attempts TO :"service_role";
+GRANT SELECT, INSERT, DELETE ON snapline_queue_minutes TO :"service_role";
+
 -- The changes capture's triggers leave for the syncers: taken with SELECT ... FOR UPDATE SKIP
 -- LOCKED (which PostgreSQL lets only a role with UPDATE do) and deleted; the triggers write
 -- them as the role that enabled capture.

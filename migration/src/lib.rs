@@ -25,6 +25,7 @@ mod m20261202_000015_audits;
 mod m20261202_000016_capture_outbox;
 mod m20261202_000017_paused_queue_gate;
 mod m20261202_000018_populate_progress;
+mod m20261202_000019_queue_history;
 
 pub use m20261126_000008_capture_teardown::drop_capture_sql;
 pub use m20261202_000013_bridge_teardown::drop_bridge_sql;
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000016_capture_outbox::Migration),
             Box::new(m20261202_000017_paused_queue_gate::Migration),
             Box::new(m20261202_000018_populate_progress::Migration),
+            Box::new(m20261202_000019_queue_history::Migration),
         ]
     }
 }

@@ -186,10 +186,13 @@ pub async fn run(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::Show { id, json } => {
             let job = admin::show(db, &id).await.map_err(admin_error)?;
+            let attempts = jobs::history::attempts_of(db, &job.id).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&job)?);
+                let mut shown = serde_json::to_value(&job)?;
+                shown["attempts_ended"] = serde_json::to_value(&attempts)?;
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
-                print_job(&job);
+                print_job(&job, &attempts);
             }
         }
         JobsCommand::Retry {
@@ -364,7 +367,7 @@ fn print_list(jobs: &[QueueJob], limit: u64) {
     }
 }
 
-fn print_job(job: &QueueJob) {
+fn print_job(job: &QueueJob, attempts: &[repo::JobAttemptRecord]) {
     let or_dash = |v: &Option<String>| printable(v.as_deref().unwrap_or("-")).into_owned();
     println!("id:          {}", printable(&job.id));
     println!("queue:       {}", printable(&job.queue));
@@ -377,4 +380,15 @@ fn print_job(job: &QueueJob) {
     println!("worker:      {}", or_dash(&job.worker));
     println!("last error:  {}", or_dash(&job.error));
     println!("last result: {}", or_dash(&job.last_result));
+    // What apalis overwrote: each attempt that did not end the job done (migration 19).
+    for attempt in attempts {
+        println!(
+            "attempt {}:   {} at {} by {}: {}",
+            attempt.attempt,
+            attempt.status,
+            jobs::history::utc(attempt.finished_at),
+            printable(attempt.worker.as_deref().unwrap_or("-")),
+            printable(&attempt.error().unwrap_or_else(|| "-".into())),
+        );
+    }
 }

@@ -14,6 +14,7 @@
 
 mod actions;
 mod auth;
+mod charts;
 mod pages;
 
 use actions::*;
@@ -156,6 +157,7 @@ pub fn router(db: Db, options: &BoardOptions) -> Result<Router, BoardError> {
             get(confirm_queue_action).post(queue_action),
         )
         .route("/targets", get(targets_page))
+        .route("/queues/{queue}", get(queue_page))
         .route("/nodes", get(nodes_page))
         .route("/schedules", get(schedules_page))
         .route("/me_files/{id}", get(me_file_page))

@@ -2,6 +2,7 @@
 //! job, the targets, a me_file, and the stylesheet and script they load.
 
 use crate::*;
+use jobs::history::utc;
 
 /// The stylesheet and the overview's refresh, served by the board: the
 /// Content-Security-Policy allows code and styles from the board itself only.
@@ -58,7 +59,11 @@ th{background:var(--head)}td.n,th.n{text-align:right;font-variant-numeric:tabula
 .busy{color:var(--busy)}.idle{color:var(--muted)}.paused{color:var(--warn);font-weight:bold}\
 pre.diff{background:var(--head);padding:.5rem}code,pre{font-size:.9em}\
 pre{white-space:pre-wrap;word-break:break-all;max-width:60rem}\
-form label{margin-right:.6rem;white-space:nowrap}";
+form label{margin-right:.6rem;white-space:nowrap}\
+figure.chart{margin:.5rem 0 1.5rem}.chart svg{width:100%;max-width:720px;height:auto;display:block}\
+rect.done{fill:var(--ok)}rect.failed{fill:var(--bad)}line.axis{stroke:var(--line)}\
+polyline.age{fill:none;stroke:var(--busy);stroke-width:1.5}circle.age{fill:var(--busy)}\
+text.scale,text.time{fill:var(--muted);font-size:10px}.legend{margin:.2rem 0}";
 /// A whole page: the header naming snapline and the database it watches (`watching`, as
 /// `Db::label` says it: never a password; empty when unknown), the navigation, `title` and
 /// `body`.
@@ -152,7 +157,7 @@ pub(crate) async fn overview(board: &Board) -> Result<Markup, PageError> {
             @for (q, hour) in queues.iter().zip(&last_hour) {
                 @let d = &q.depth;
                 tr data-queue=(d.queue) {
-                    td { a href={ "/jobs?queue=" (encoded(&d.queue)) } { (d.queue) } }
+                    td { a href={ "/queues/" (encoded(&d.queue)) } { (d.queue) } }
                     td {
                         @if q.paused { span.paused { "paused" } } @else { "running" }
                         @if board.allow_actions {
@@ -396,6 +401,7 @@ pub(crate) async fn find_job(board: &Board, id: &str) -> Result<QueueJob, PageEr
 
 pub(crate) async fn job_page(State(board): State<Board>, Path(id): Path<String>) -> Page {
     let job = find_job(&board, &id).await?;
+    let attempts = jobs::history::attempts_of(&board.db, &job.id).await?;
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     Ok(Html(
         layout(
@@ -424,10 +430,105 @@ pub(crate) async fn job_page(State(board): State<Board>, Path(id): Path<String>)
                         }
                     }
                 }
+                h2 { "attempts" }
+                (attempts_table(&job, &attempts))
                 h2 { "payload" }
                 pre #payload { (shown_in_full_or_cut(&job.payload)) }
                 h2 { "last result" }
                 pre #last-result { (shown_in_full_or_cut(&or_dash(&job.last_result))) }
+            },
+        )
+        .into_string(),
+    ))
+}
+
+/// Every attempt of `job`, oldest first: those that did not end it done, as the queue's
+/// trigger recorded them (migration 19), then the one in its own row when it ended it done
+/// or is running now.
+fn attempts_table(job: &QueueJob, attempts: &[repo::JobAttemptRecord]) -> Markup {
+    let current = match job.status.as_str() {
+        "Done" => Some(("done", job.finished_at.clone())),
+        "Queued" | "Running" if job.worker.is_some() => Some(("running", job.started_at.clone())),
+        _ => None,
+    };
+    html! {
+        @if attempts.is_empty() && current.is_none() {
+            p #no-attempts { "No attempt has ended yet." }
+        } @else {
+            table #attempts {
+                tr { th.n { "attempt" } th { "outcome" } th { "when (UTC)" } th { "worker" } th { "error" } }
+                @for record in attempts {
+                    tr.attempt data-attempt=(record.attempt) data-outcome=(record.status) {
+                        td.n { (record.attempt) }
+                        td { (attempt_outcome(&record.status, record.worker.is_some())) }
+                        td { (utc(record.finished_at)) }
+                        td { code { (record.worker.as_deref().unwrap_or("-")) } }
+                        td.error { (shorten(&record.error().unwrap_or_else(|| "-".into()), 300)) }
+                    }
+                }
+                @if let Some((outcome, at)) = current {
+                    tr.attempt data-attempt=(job.attempts) data-outcome=(outcome) {
+                        td.n { (job.attempts) }
+                        td { @if outcome == "done" { span.state.ok { "done" } } @else { span.state.busy { "running" } } }
+                        td { (at.as_deref().unwrap_or("-")) }
+                        td { code { (job.worker.as_deref().unwrap_or("-")) } }
+                        td.error { "-" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What an attempt's recorded status means, in words with its colour.
+fn attempt_outcome(status: &str, had_worker: bool) -> Markup {
+    match status {
+        "Failed" => html! { span.state.failed { "failed, retried" } },
+        "Killed" if had_worker => html! { span.state.failed { "failed, not retried" } },
+        "Killed" => html! { span.state.failed { "killed by an operator" } },
+        "Pending" => html! { span.state.idle { "worker lost, handed back" } },
+        other => html! { span.state.idle { (other) } },
+    }
+}
+
+/// A queue's charts: jobs done and failed per minute over the last hour and per hour over
+/// the last day, and the oldest waiting job's age, from the minutes the services rolled up.
+pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<String>) -> Page {
+    if !jobs::queues::ALL.contains(&queue.as_str()) {
+        return Err(PageError(
+            StatusCode::NOT_FOUND,
+            format!("no queue is called {queue:?}"),
+        ));
+    }
+    let history = jobs::history::queue_history(&board.db, &queue).await?;
+    let depth = board.db.queue_jobs().depth(&queue).await?;
+    // The newest minute a service has rolled up (they roll a minute once it closed), else
+    // the last whole minute.
+    let newest = history
+        .minutes
+        .last()
+        .map_or(history.now - 60, |m| m.minute);
+    let minutes = crate::charts::slots(&history.minutes, newest, 60, 60);
+    let hours = crate::charts::slots(&history.hours, history.now, 3600, 24);
+    Ok(Html(
+        layout(
+            board.db.label(),
+            &format!("queue {queue}"),
+            html! {
+                p {
+                    a href={ "/jobs?queue=" (encoded(&queue)) } { "its jobs" }
+                    " - now " (depth.waiting) " waiting, " (depth.running) " running; oldest waiting "
+                    @match depth.oldest_waiting_secs { Some(s) => { (format!("{:.0} s", s.max(0.0))) }, None => { "-" } }
+                    "."
+                }
+                @if history.minutes.is_empty() {
+                    p #no-history {
+                        "No minute of the last hour has been rolled up: the services roll each                          closed minute up while they run (every 15 s)."
+                    }
+                }
+                (crate::charts::done_and_failed("per-minute", "done and failed per minute, last hour (UTC)", &minutes))
+                (crate::charts::done_and_failed("per-hour", "done and failed per hour, last day (UTC)", &hours))
+                (crate::charts::oldest_waiting("oldest-waiting", "oldest waiting job's age per minute, last hour", &minutes))
             },
         )
         .into_string(),
@@ -478,13 +579,6 @@ pub(crate) async fn nodes_page(State(board): State<Board>) -> Page {
         )
         .into_string(),
     ))
-}
-
-/// A Unix time as the pages write times (UTC, RFC 3339).
-fn utc(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "-".into())
 }
 
 /// The backfill's and the audit's schedules: the last tick, its job, result and replica,

@@ -15,6 +15,7 @@ pub mod capture_drain;
 pub mod doctor;
 mod error;
 pub mod explain;
+pub mod history;
 mod lease;
 pub mod metrics;
 pub mod pause;

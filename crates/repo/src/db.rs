@@ -424,6 +424,10 @@ impl Db {
         crate::QueuePauseRepo { db: self }
     }
 
+    pub fn queue_history(&self) -> crate::QueueHistoryRepo<'_> {
+        crate::QueueHistoryRepo { db: self }
+    }
+
     pub fn job_admin(&self) -> crate::JobAdminRepo<'_> {
         crate::JobAdminRepo { db: self }
     }

@@ -76,6 +76,8 @@ where
 
     // The queue table enforces the pause switches; each replica reports them.
     jobs::pause::report_pauses(db.clone(), stop.clone().wait());
+    // Every replica rolls the queues' closed minutes up for the board's charts.
+    jobs::history::roll_up_queue_history(db.clone(), stop.clone().wait());
     health.set_running(true);
     let workers = workers(stop.clone(), health.clone());
     tokio::pin!(workers);
@@ -121,6 +123,10 @@ async fn prune_finished_jobs(db: Db, retention: Duration, interval: Duration, st
                 Err(err) => {
                     tracing::warn!(error = %err, "pruning finished jobs failed; next try in an interval")
                 }
+            }
+            // The attempts and the per-minute history go with the jobs they describe.
+            if let Err(err) = db.queue_history().prune(retention.as_secs()).await {
+                tracing::warn!(error = %err, "pruning the queues' history failed; next try in an interval");
             }
             tokio::time::sleep(interval).await;
         }

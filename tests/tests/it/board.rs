@@ -1041,3 +1041,299 @@ async fn the_board_shows_nodes_and_only_the_actions_that_apply_postgres() {
 async fn the_board_shows_nodes_and_only_the_actions_that_apply_sqlite() {
     the_board_shows_nodes_and_only_the_actions_that_apply(Backend::Sqlite).await
 }
+
+/// The row of chart `chart`'s figures table for the slot that starts at `start`.
+fn chart_row(page: &str, chart: &str, start: i64) -> String {
+    let figure = page
+        .split(&format!("id=\"{chart}\""))
+        .nth(1)
+        .and_then(|rest| rest.split("</figure>").next())
+        .unwrap_or_else(|| panic!("no chart {chart}:\n{page}"));
+    figure
+        .split("<tr")
+        .find(|r| r.starts_with(&format!(" data-start=\"{start}\"")))
+        .unwrap_or_else(|| panic!("no row for {start} in {chart}:\n{figure}"))
+        .to_owned()
+}
+
+async fn the_board_charts_each_queue_and_tells_each_jobs_story(backend: Backend) {
+    let test = TestDb::populated(backend, &SeedOptions::sized(200, 6)).await;
+    let db = &test.db;
+    let (port, _stop, _served) = start(db, false, None).await;
+    let jobs_table = match backend {
+        Backend::Postgres => "apalis.jobs",
+        Backend::Sqlite => "Jobs",
+    };
+    let minutes_ago = |n: i64| match backend {
+        Backend::Postgres => format!("to_timestamp($NOW / 60 * 60 - {n} * 60 + 7)"),
+        Backend::Sqlite => format!("($NOW / 60 * 60 - {n} * 60 + 7)"),
+    };
+    let now = scalar(
+        db,
+        match backend {
+            Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+            Backend::Sqlite => "SELECT CAST(strftime('%s', 'now') AS INTEGER)",
+        },
+    )
+    .await;
+    let at = |n: i64| minutes_ago(n).replace("$NOW", &now.to_string());
+    let minute = |n: i64| now / 60 * 60 - n * 60;
+    for me_file in 1..=12 {
+        sync_me_file::enqueue(db, domain::MeFileId(me_file))
+            .await
+            .unwrap();
+    }
+    let id_of = |me_file: i64| async move {
+        snapline_tests::job_status(db, "sync_me_file", &format!("\"me_file_id\":{me_file}}}"))
+            .await
+            .unwrap_or_else(|| panic!("the job of me_file {me_file}"))
+            .id
+    };
+
+    // A story told by the queue table's own transitions, as apalis writes them: taken by
+    // w1, failed; taken by w2, done.
+    let (workers, long_ago) = match backend {
+        Backend::Postgres => ("apalis.workers", "now() - interval '1 hour'"),
+        Backend::Sqlite => ("Workers", "CAST(strftime('%s', 'now') AS INTEGER) - 3600"),
+    };
+    for worker in ["sync_me_file@a:1#0", "sync_me_file@b:2#0"] {
+        snapline_tests::execute(
+            db,
+            &format!(
+                "INSERT INTO {workers} (id, worker_type, storage_name, layers, last_seen, started_at) \
+                 VALUES ('{worker}', 'sync_me_file', 'test', '', {long_ago}, {long_ago})"
+            ),
+        )
+        .await;
+    }
+    let story = id_of(1).await;
+    for set in [
+        "status = 'Queued', lock_by = 'sync_me_file@a:1#0', attempts = 0",
+        "status = 'Failed', attempts = 1, last_result = '{\"Err\":\"boom one\"}'",
+        "status = 'Queued', lock_by = 'sync_me_file@b:2#0'",
+        "status = 'Done', attempts = 2, last_result = '{\"Ok\":null}'",
+    ] {
+        let set = match backend {
+            // PostgreSQL keeps the result as jsonb
+            Backend::Postgres => set.replace("}'", "}'::jsonb"),
+            Backend::Sqlite => set.to_owned(),
+        };
+        snapline_tests::execute(
+            db,
+            &format!(
+                "UPDATE {jobs_table} SET {set}, done_at = {} WHERE id = '{story}'",
+                at(0)
+            ),
+        )
+        .await;
+    }
+    // Killed while waiting, by an operator.
+    let killed = id_of(2).await;
+    jobs::admin::change(db, repo::JobChange::Kill, std::slice::from_ref(&killed))
+        .await
+        .unwrap();
+    // A job a real worker refuses (not a me_file id): killed after one attempt.
+    jobs::queue::push(
+        db,
+        "sync_me_file",
+        serde_json::json!({"me_file_id": "x"}),
+        3,
+    )
+    .await
+    .unwrap();
+    let hostile = snapline_tests::job_status(db, "sync_me_file", "\"x\"")
+        .await
+        .unwrap()
+        .id;
+    // The worker takes the waiting jobs too; the charts are checked on minutes set below.
+    let context = sync_me_file::SyncerContext::new(
+        db.clone(),
+        std::sync::Arc::new(jobs::BandCache::new(std::time::Duration::from_secs(1))),
+    );
+    let options = jobs::worker::WorkerOptions::new("sync_me_file@story-host:9");
+    let worker = snapline_tests::InProcessWorker::start(|stop| {
+        let options = options.clone();
+        async move { sync_me_file::serve(context, &options, stop).await }
+    });
+    snapline_tests::wait_for("the hostile job killed", || async {
+        snapline_tests::job_status(db, "sync_me_file", "\"x\"")
+            .await
+            .is_some_and(|job| job.status == "Killed")
+    })
+    .await;
+    worker.stop().await;
+    // Jobs left waiting, for the oldest waiting sample.
+    for me_file in 20..=22 {
+        sync_me_file::enqueue(db, domain::MeFileId(me_file))
+            .await
+            .unwrap();
+    }
+
+    let (status, page) = get(port, &format!("/jobs/{story}")).await;
+    assert_eq!(status, 200, "{page}");
+    let attempts: Vec<&str> = page.split("<tr class=\"attempt\"").skip(1).collect();
+    assert_eq!(attempts.len(), 2, "{page}");
+    for needle in [
+        "data-attempt=\"1\" data-outcome=\"Failed\"",
+        ">failed, retried<",
+        "sync_me_file@a:1#0",
+        "boom one",
+    ] {
+        assert!(attempts[0].contains(needle), "{needle} in {}", attempts[0]);
+    }
+    for needle in [
+        "data-attempt=\"2\" data-outcome=\"done\"",
+        "sync_me_file@b:2#0",
+    ] {
+        assert!(attempts[1].contains(needle), "{needle} in {}", attempts[1]);
+    }
+    let (_, page) = get(port, &format!("/jobs/{killed}")).await;
+    assert!(page.contains(">killed by an operator<"), "{page}");
+    assert_eq!(page.matches("<tr class=\"attempt\"").count(), 1, "{page}");
+    let (_, page) = get(port, &format!("/jobs/{hostile}")).await;
+    let row = page
+        .split("<tr class=\"attempt\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("an attempt in {page}"));
+    for needle in [
+        "data-attempt=\"1\" data-outcome=\"Killed\"",
+        ">failed, not retried<",
+        "sync_me_file@story-host:9#0",
+        "me_file_id",
+    ] {
+        assert!(row.contains(needle), "{needle} in {row}");
+    }
+    assert_eq!(page.matches("<tr class=\"attempt\"").count(), 1, "{page}");
+
+    // Jobs done in closed minutes (three 5 minutes ago, one 3 minutes ago), and failed
+    // attempts moved back to 3 minutes ago; then a roll-up, as the services run it.
+    let done_ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for me_file in 3..=6 {
+            ids.push(id_of(me_file).await);
+        }
+        ids
+    };
+    for (i, id) in done_ids.iter().enumerate() {
+        let when = if i < 3 { at(5) } else { at(3) };
+        snapline_tests::execute(
+            db,
+            &format!("UPDATE {jobs_table} SET status = 'Done', done_at = {when} WHERE id = '{id}'"),
+        )
+        .await;
+    }
+    snapline_tests::execute(
+        db,
+        &format!(
+            "UPDATE snapline_job_attempts SET finished_at = {} WHERE status IN ('Failed', 'Killed')",
+            minute(3) + 30
+        ),
+    )
+    .await;
+    // What the queue table and the attempts hold per minute, counted plainly.
+    let plain_done = |n: i64| {
+        let range = match backend {
+            Backend::Postgres => format!(
+                "done_at >= to_timestamp({}) AND done_at < to_timestamp({})",
+                minute(n),
+                minute(n) + 60
+            ),
+            Backend::Sqlite => format!("done_at >= {} AND done_at < {}", minute(n), minute(n) + 60),
+        };
+        format!(
+            "SELECT COUNT(*) FROM {jobs_table} WHERE job_type = 'sync_me_file' AND status = 'Done' AND {range}"
+        )
+    };
+    let done_5 = scalar(db, &plain_done(5)).await;
+    let done_3 = scalar(db, &plain_done(3)).await;
+    assert_eq!((done_5, done_3), (3, 1));
+    let failed_3 = scalar(
+        db,
+        "SELECT COUNT(*) FROM snapline_job_attempts WHERE queue = 'sync_me_file' \
+         AND status IN ('Failed', 'Killed')",
+    )
+    .await;
+    assert_eq!(
+        failed_3, 3,
+        "boom one, the operator's kill, the hostile job"
+    );
+
+    let (status, page) = get(port, "/queues/sync_me_file").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("id=\"no-history\""),
+        "nothing rolled up yet: {page}"
+    );
+    let written = jobs::history::roll_up_once(db).await.unwrap();
+    assert!(written >= 4 * 59, "every queue's closed minutes: {written}");
+    assert_eq!(jobs::history::roll_up_once(db).await.unwrap() % 4, 0);
+    let (status, page) = get(port, "/queues/sync_me_file").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("id=\"no-history\""), "{page}");
+    let row = chart_row(&page, "per-minute", minute(5));
+    assert!(
+        row.contains("<td class=\"n\">3</td><td class=\"n\">0</td>"),
+        "{row}"
+    );
+    let row = chart_row(&page, "per-minute", minute(3));
+    assert!(
+        row.contains("<td class=\"n\">1</td><td class=\"n\">3</td>"),
+        "{row}"
+    );
+    assert!(
+        page.contains(&format!(
+            "data-start=\"{}\" data-done=\"1\" data-failed=\"3\"",
+            minute(3)
+        )),
+        "{page}"
+    );
+    assert!(page.contains(": 1 done, 3 failed</title>"), "{page}");
+    // The hour holding those minutes sums the minutes rolled up in it.
+    let newest = scalar(
+        db,
+        "SELECT MAX(minute) FROM snapline_queue_minutes WHERE queue = 'sync_me_file'",
+    )
+    .await;
+    let hour = minute(3).div_euclid(3600) * 3600;
+    let (from, to) = (hour.max(newest - 59 * 60), (hour + 3600).min(newest + 60));
+    let range = match backend {
+        Backend::Postgres => {
+            format!("done_at >= to_timestamp({from}) AND done_at < to_timestamp({to})")
+        }
+        Backend::Sqlite => format!("done_at >= {from} AND done_at < {to}"),
+    };
+    let done_in_hour = scalar(
+        db,
+        &format!(
+            "SELECT COUNT(*) FROM {jobs_table} WHERE job_type = 'sync_me_file' \
+             AND status = 'Done' AND {range}"
+        ),
+    )
+    .await;
+    let row = chart_row(&page, "per-hour", hour);
+    assert!(
+        row.contains(&format!(
+            "<td class=\"n\">{done_in_hour}</td><td class=\"n\">3</td>"
+        )),
+        "{done_in_hour} done in {row}"
+    );
+    // The newest rolled minute sampled the oldest waiting job (three wait).
+    let row = chart_row(&page, "oldest-waiting", newest);
+    assert!(row.contains(" s</td>"), "{row}");
+    // An unknown queue is no page.
+    let (status, page) = get(port, "/queues/no_such_queue").await;
+    assert_eq!(status, 404, "{page}");
+    // The overview links each queue to its charts.
+    let (_, page) = get(port, "/").await;
+    assert!(page.contains("href=\"/queues/sync_me_file\""), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_charts_each_queue_and_tells_each_jobs_story_postgres() {
+    the_board_charts_each_queue_and_tells_each_jobs_story(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_charts_each_queue_and_tells_each_jobs_story_sqlite() {
+    the_board_charts_each_queue_and_tells_each_jobs_story(Backend::Sqlite).await
+}

@@ -209,6 +209,13 @@ async fn a_failed_job_is_found_fixed_retried_and_completes(backend: Backend) {
             .contains("killed by an operator"),
         "{shown}"
     );
+    // The kill is one ended attempt in the job's story, with no worker.
+    let ended = shown["attempts_ended"].as_array().expect("attempts_ended");
+    assert_eq!(ended.len(), 1, "{shown}");
+    assert_eq!(ended[0]["status"], "Killed", "{shown}");
+    assert!(ended[0]["worker"].is_null(), "{shown}");
+    let text = stdout(&snapctl(&test, &["jobs", "show", &later]));
+    assert!(text.contains("attempt 0:   Killed at "), "{text}");
 
     // Delete takes any job no worker holds: the killed one goes, an unknown id is named.
     let out = snapctl(

@@ -156,10 +156,12 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
         [
             "snapline_audits",
             "snapline_capture_outbox",
+            "snapline_job_attempts",
             "snapline_leases",
             "snapline_populate_chunks",
             "snapline_populate_failures",
             "snapline_populate_runs",
+            "snapline_queue_minutes",
             "snapline_queue_pauses",
             "snapline_schema_settings"
         ]
@@ -813,6 +815,27 @@ async fn the_services_run_as_the_least_privileged_role() {
         )
         .await
         .expect("snapshot column writable");
+    // The queues' history as the service role: a kill records its attempt (the queue
+    // table's trigger inserts as the role that killed), the roll-up and its pruning run.
+    jobs::sync_me_file::enqueue(&service_db, domain::MeFileId(1))
+        .await
+        .unwrap();
+    let job = snapline_tests::job_status(&service_db, "sync_me_file", "\"me_file_id\":1}")
+        .await
+        .expect("the pushed job");
+    jobs::admin::change(
+        &service_db,
+        repo::JobChange::Kill,
+        std::slice::from_ref(&job.id),
+    )
+    .await
+    .expect("a kill as the service role");
+    let attempts = jobs::history::attempts_of(&service_db, &job.id)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert!(jobs::history::roll_up_once(&service_db).await.unwrap() > 0);
+    service_db.queue_history().prune(3600).await.unwrap();
     service_db.close().await;
     drop(roles);
 }

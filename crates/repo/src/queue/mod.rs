@@ -5,10 +5,14 @@
 //! other services run, the operator's actions, the counts and the maintenance.
 
 mod admin;
+mod history;
 mod jobs;
 mod pauses;
 
 pub use admin::{ActionOutcome, JobAdminRepo, JobChange, JobFilter, JobStatus};
+pub use history::{
+    JobAttemptRecord, QueueHistoryRepo, QueueMinute, ROLL_UP_AFTER_SECS, ROLL_UP_AT_MOST_MINUTES,
+};
 #[cfg(feature = "reference")]
 pub use jobs::QueueLatency;
 pub use jobs::{
@@ -188,6 +192,24 @@ impl QueueSql {
         match self.0 {
             Backend::Postgres => format!("EXTRACT(EPOCH FROM {to} - {from})::float8"),
             Backend::Sqlite => format!("CAST({to} - {from} AS REAL)"),
+        }
+    }
+
+    /// The queue time of the Unix seconds bound at `$param` (an integer).
+    pub(crate) fn at_epoch(self, param: usize) -> String {
+        match self.0 {
+            Backend::Postgres => format!("to_timestamp(${param})"),
+            Backend::Sqlite => format!("${param}"),
+        }
+    }
+
+    /// The start of the minute of `column` (a queue time), Unix seconds.
+    pub(crate) fn minute_of(self, column: &str) -> String {
+        match self.0 {
+            Backend::Postgres => {
+                format!("(floor(EXTRACT(EPOCH FROM {column}))::bigint / 60 * 60)")
+            }
+            Backend::Sqlite => format!("CAST({column} / 60 * 60 AS BIGINT)"),
         }
     }
 
