@@ -35,10 +35,10 @@ GRANT UPDATE (population_status, last_populated_at) ON targets TO :"service_role
 
 -- snapline's own tables: the leases that keep two runs of one job apart, and the count of
 -- populates started per target (what syncs compare their cached bands with), the chunks of
--- a run, the queues an operator paused, the targets whose populate failed for good, and the
+-- a run, the queues an operator paused or scaled, the targets whose populate failed for good, and the
 -- last audit.
 GRANT SELECT, INSERT, UPDATE, DELETE ON snapline_leases, snapline_populate_runs, snapline_populate_chunks, snapline_queue_pauses,
-    snapline_populate_failures, snapline_audits TO :"service_role";
+    snapline_queue_scales, snapline_populate_failures, snapline_audits TO :"service_role";
 
 -- Every attempt that did not end a job done, written by a trigger on the queue table as the
 -- role that changed the job (a worker's acknowledgement, an operator's kill), and the jobs

@@ -26,6 +26,7 @@ mod m20261202_000016_capture_outbox;
 mod m20261202_000017_paused_queue_gate;
 mod m20261202_000018_populate_progress;
 mod m20261202_000019_queue_history;
+mod m20261202_000020_queue_scales;
 
 pub use m20261126_000008_capture_teardown::drop_capture_sql;
 pub use m20261202_000013_bridge_teardown::drop_bridge_sql;
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000017_paused_queue_gate::Migration),
             Box::new(m20261202_000018_populate_progress::Migration),
             Box::new(m20261202_000019_queue_history::Migration),
+            Box::new(m20261202_000020_queue_scales::Migration),
         ]
     }
 }

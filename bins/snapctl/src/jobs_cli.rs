@@ -95,6 +95,19 @@ pub enum QueuesCommand {
     Pause { queue: String },
     /// Lets the replicas take a paused queue's jobs again. Example: snapctl queues resume sync_me_file
     Resume { queue: String },
+    /// Sets the workers every replica runs for a queue (each starts or stops workers within
+    /// a second or two; a stopped worker finishes its job first; a restart keeps it), or
+    /// with --configured lets each run its configured concurrency again.
+    /// Example: snapctl queues scale sync_me_file 8
+    #[command(group(clap::ArgGroup::new("scale").required(true).args(["workers", "configured"])))]
+    Scale {
+        queue: String,
+        /// Workers per replica, 1 to 64.
+        workers: Option<i64>,
+        /// Back to `queues.<name>.concurrency` of each replica's settings.
+        #[arg(long)]
+        configured: bool,
+    },
 }
 
 pub async fn run_queues(db: &Db, command: QueuesCommand) -> anyhow::Result<()> {
@@ -106,15 +119,17 @@ pub async fn run_queues(db: &Db, command: QueuesCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<16} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  OLDEST WAITING",
-                "QUEUE", "STATE", "WAITING", "RUNNING", "DONE", "FAILED", "KILLED"
+                "{:<16} {:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}  OLDEST WAITING",
+                "QUEUE", "STATE", "WORKERS", "WAITING", "RUNNING", "DONE", "FAILED", "KILLED"
             );
             for q in &queues {
                 let d = &q.depth;
                 println!(
-                    "{:<16} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+                    "{:<16} {:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
                     d.queue,
                     if q.paused { "paused" } else { "running" },
+                    q.workers_set
+                        .map_or_else(|| "configured".to_owned(), |n| n.to_string()),
                     d.waiting,
                     d.running,
                     d.done,
@@ -134,6 +149,24 @@ pub async fn run_queues(db: &Db, command: QueuesCommand) -> anyhow::Result<()> {
                 );
             } else {
                 println!("{queue} was already paused");
+            }
+        }
+        QueuesCommand::Scale {
+            queue,
+            workers,
+            configured: _,
+        } => {
+            let changed = admin::scale_queue(db, &queue, workers)
+                .await
+                .map_err(admin_error)?;
+            match workers {
+                Some(n) => println!(
+                    "{queue}: every replica runs {n} worker(s) within seconds; a restart keeps it"
+                ),
+                None if changed => {
+                    println!("{queue}: every replica runs its configured workers again")
+                }
+                None => println!("{queue} already runs its configured workers"),
             }
         }
         QueuesCommand::Resume { queue } => {

@@ -1,5 +1,5 @@
 //! The actions (`--allow-actions`): retry, kill or delete a job or every job a filtered
-//! list matches, pause and resume a queue; each a confirmation page (GET) and the change it
+//! list matches, pause, resume and scale a queue; each a confirmation page (GET) and the change it
 //! posts (POST), through `jobs::admin` as `snapctl jobs` and `snapctl queues` do.
 
 use crate::*;
@@ -120,14 +120,44 @@ pub(crate) async fn job_action(
     Ok(axum::response::Redirect::to(&to).into_response())
 }
 
-/// `pause` or `resume`.
-pub(crate) fn queue_switch(action: &str) -> Result<bool, PageError> {
+/// What a queue action does.
+pub(crate) enum QueueAction {
+    Pause,
+    Resume,
+    /// Workers per replica (`None`: each replica's configured concurrency).
+    Scale(Option<i64>),
+}
+
+/// A scale's query: `workers=N`, or `workers=configured`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ScaleQuery {
+    pub(crate) workers: Option<String>,
+}
+
+/// `pause`, `resume` or `scale` (with its query's workers).
+pub(crate) fn queue_action_of(action: &str, query: &ScaleQuery) -> Result<QueueAction, PageError> {
     match action {
-        "pause" => Ok(true),
-        "resume" => Ok(false),
+        "pause" => Ok(QueueAction::Pause),
+        "resume" => Ok(QueueAction::Resume),
+        "scale" => match query.workers.as_deref().map(str::trim) {
+            Some("configured") => Ok(QueueAction::Scale(None)),
+            Some(text) => text
+                .parse()
+                .map(|n| QueueAction::Scale(Some(n)))
+                .map_err(|_| {
+                    PageError(
+                        StatusCode::BAD_REQUEST,
+                        format!("workers must be a number or `configured`, not {text:?}"),
+                    )
+                }),
+            None => Err(PageError(
+                StatusCode::BAD_REQUEST,
+                "scale needs workers=N or workers=configured".into(),
+            )),
+        },
         other => Err(PageError(
             StatusCode::NOT_FOUND,
-            format!("no action `{other}`: pause or resume"),
+            format!("no action `{other}`: pause, resume or scale"),
         )),
     }
 }
@@ -135,37 +165,64 @@ pub(crate) fn queue_switch(action: &str) -> Result<bool, PageError> {
 pub(crate) async fn confirm_queue_action(
     State(board): State<Board>,
     Path((queue, action)): Path<(String, String)>,
+    Query(query): Query<ScaleQuery>,
 ) -> Page {
     actions_allowed(&board)?;
-    let pause = queue_switch(&action)?;
+    let what = queue_action_of(&action, &query)?;
     let queue = jobs::admin::known_queue(&queue)?;
-    let question = if pause {
-        format!("Pause {queue}? Every replica stops taking its jobs; running jobs finish.")
-    } else {
-        format!("Resume {queue}? The replicas take its jobs again.")
+    let (question, form) = match what {
+        QueueAction::Pause => (
+            format!("Pause {queue}? Every replica stops taking its jobs; running jobs finish."),
+            format!("/queues/{}/pause", encoded(queue)),
+        ),
+        QueueAction::Resume => (
+            format!("Resume {queue}? The replicas take its jobs again."),
+            format!("/queues/{}/resume", encoded(queue)),
+        ),
+        QueueAction::Scale(Some(n)) => {
+            jobs::admin::check_scale(n)?;
+            (
+                format!(
+                    "Run {n} worker(s) of {queue} on every replica? Each starts or stops workers \
+                     within seconds (a stopped worker finishes its job first); a restart keeps it."
+                ),
+                format!("/queues/{}/scale?workers={n}", encoded(queue)),
+            )
+        }
+        QueueAction::Scale(None) => (
+            format!("Let every replica run its configured workers of {queue} again?"),
+            format!("/queues/{}/scale?workers=configured", encoded(queue)),
+        ),
     };
     Ok(confirmation(
         &board,
         &question,
-        &format!("/queues/{}/{action}", encoded(queue)),
-        "/",
+        &form,
+        &format!("/queues/{}", encoded(queue)),
     ))
 }
 
 pub(crate) async fn queue_action(
     State(board): State<Board>,
     Path((queue, action)): Path<(String, String)>,
+    Query(query): Query<ScaleQuery>,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, PageError> {
     actions_allowed(&board)?;
     check_csrf(&board, &form)?;
-    if queue_switch(&action)? {
-        jobs::admin::pause_queue(&board.db, &queue).await?;
-    } else {
-        jobs::admin::resume_queue(&board.db, &queue).await?;
+    match queue_action_of(&action, &query)? {
+        QueueAction::Pause => {
+            jobs::admin::pause_queue(&board.db, &queue).await?;
+        }
+        QueueAction::Resume => {
+            jobs::admin::resume_queue(&board.db, &queue).await?;
+        }
+        QueueAction::Scale(workers) => {
+            jobs::admin::scale_queue(&board.db, &queue, workers).await?;
+        }
     }
-    tracing::info!(queue, action, "queue switched from the board");
-    Ok(axum::response::Redirect::to("/").into_response())
+    tracing::info!(queue, action, "queue changed from the board");
+    Ok(axum::response::Redirect::to(&format!("/queues/{}", encoded(&queue))).into_response())
 }
 
 /// What a bulk action's confirmation says and its form posts: the list's filter, as its

@@ -502,6 +502,21 @@ pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<Str
     }
     let history = jobs::history::queue_history(&board.db, &queue).await?;
     let depth = board.db.queue_jobs().depth(&queue).await?;
+    let workers_set = board
+        .db
+        .queue_scales()
+        .all()
+        .await?
+        .into_iter()
+        .find(|(q, _)| *q == queue)
+        .map(|(_, n)| n);
+    let paused = board
+        .db
+        .queue_pauses()
+        .paused()
+        .await?
+        .iter()
+        .any(|(q, _)| *q == queue);
     // The newest minute a service has rolled up (they roll a minute once it closed), else
     // the last whole minute.
     let newest = history
@@ -520,6 +535,31 @@ pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<Str
                     " - now " (depth.waiting) " waiting, " (depth.running) " running; oldest waiting "
                     @match depth.oldest_waiting_secs { Some(s) => { (format!("{:.0} s", s.max(0.0))) }, None => { "-" } }
                     "."
+                }
+                p #workers {
+                    "Workers per replica: "
+                    @match workers_set {
+                        Some(n) => { strong { (n) } " (set by an operator)" }
+                        None => { "as each replica is configured (queues." (queue) ".concurrency)" }
+                    }
+                    "; " @if paused { span.paused { "paused" } } @else { "running" } "."
+                }
+                @if board.allow_actions {
+                    form #scale method="get" action={ "/queues/" (encoded(&queue)) "/scale" } {
+                        label { "workers per replica "
+                            input type="number" name="workers" min="1" max=(jobs::admin::MAX_WORKERS_PER_REPLICA) required
+                                value=(workers_set.map_or(String::new(), |n| n.to_string())); }
+                        button type="submit" { "scale" }
+                        @if workers_set.is_some() {
+                            " " a.action href={ "/queues/" (encoded(&queue)) "/scale?workers=configured" } { "back to configured" }
+                        }
+                        " "
+                        @if paused {
+                            a.action href={ "/queues/" (encoded(&queue)) "/resume" } { "resume" }
+                        } @else {
+                            a.action href={ "/queues/" (encoded(&queue)) "/pause" } { "pause" }
+                        }
+                    }
                 }
                 @if history.minutes.is_empty() {
                     p #no-history {

@@ -23,6 +23,11 @@ pub enum AdminError {
         status: JobStatus,
         allowed: &'static [JobStatus],
     },
+    #[error(
+        "workers per replica must be from 1 to {MAX_WORKERS_PER_REPLICA}, not {0} \
+         (more than that takes more database connections than a replica's pool should hold)"
+    )]
+    BadScale(i64),
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -191,11 +196,15 @@ pub struct QueueState {
     pub paused: bool,
     /// When it was paused (Unix seconds).
     pub paused_at: Option<i64>,
+    /// The workers per replica an operator set (`snapctl queues scale`); `None`: each
+    /// replica runs its configured `queues.<name>.concurrency`.
+    pub workers_set: Option<i64>,
 }
 
 /// Every queue snapline consumes, with its backlog and pause.
 pub async fn queues(db: &Db) -> Result<Vec<QueueState>, AdminError> {
     let paused = db.queue_pauses().paused().await?;
+    let scales = db.queue_scales().all().await?;
     let mut states = Vec::with_capacity(QUEUES.len());
     for queue in QUEUES {
         let paused_at = paused.iter().find(|(q, _)| q == queue).map(|(_, at)| *at);
@@ -203,6 +212,7 @@ pub async fn queues(db: &Db) -> Result<Vec<QueueState>, AdminError> {
             depth: db.queue_jobs().depth(queue).await?,
             paused: paused_at.is_some(),
             paused_at,
+            workers_set: scales.iter().find(|(q, _)| q == queue).map(|(_, n)| *n),
         });
     }
     Ok(states)
@@ -254,6 +264,38 @@ pub async fn pause_queue(db: &Db, queue: &str) -> Result<bool, AdminError> {
     let changed = db.queue_pauses().pause(queue).await?;
     tracing::info!(queue, changed, "queue paused by an operator");
     Ok(changed)
+}
+
+/// The most workers per replica an operator may set for a queue.
+pub const MAX_WORKERS_PER_REPLICA: i64 = 64;
+
+/// Sets the workers every replica runs for `queue` (`Some(n)`), or lets each run its
+/// configured concurrency again (`None`; returns whether something was set). Replicas obey
+/// within [`crate::worker::SCALE_POLL`]; a restart keeps it.
+pub async fn scale_queue(db: &Db, queue: &str, workers: Option<i64>) -> Result<bool, AdminError> {
+    let queue = known_queue(queue)?;
+    match workers {
+        Some(n) => {
+            check_scale(n)?;
+            db.queue_scales().set(queue, n).await?;
+            tracing::info!(queue, workers = n, "queue scaled by an operator");
+            Ok(true)
+        }
+        None => {
+            let changed = db.queue_scales().clear(queue).await?;
+            tracing::info!(queue, changed, "queue back to its configured workers");
+            Ok(changed)
+        }
+    }
+}
+
+/// Refuses workers per replica outside 1 to [`MAX_WORKERS_PER_REPLICA`].
+pub fn check_scale(workers: i64) -> Result<(), AdminError> {
+    if (1..=MAX_WORKERS_PER_REPLICA).contains(&workers) {
+        Ok(())
+    } else {
+        Err(AdminError::BadScale(workers))
+    }
 }
 
 /// Resumes `queue`; returns whether it was paused.

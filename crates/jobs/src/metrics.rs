@@ -61,6 +61,10 @@ pub const BUILD_INFO: &str = "snapline_build_info";
 /// replica last read it.
 pub const QUEUE_PAUSED: &str = "snapline_queue_paused";
 
+/// The workers this replica runs for `queue`: its configured concurrency, or what an
+/// operator set (`snapctl queues scale`).
+pub const QUEUE_WORKERS: &str = "snapline_queue_workers";
+
 /// Buckets of [`JOB_DURATION`], in seconds: syncs take milliseconds, populates minutes.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -149,6 +153,11 @@ pub fn populate_failures(targets: i64) {
 /// Sets the [`QUEUE_PAUSED`] gauge of `queue`.
 pub fn queue_paused(queue: &'static str, paused: bool) {
     ::metrics::gauge!(QUEUE_PAUSED, "queue" => queue).set(if paused { 1.0 } else { 0.0 });
+}
+
+/// Sets the [`QUEUE_WORKERS`] gauge of `queue`.
+pub fn queue_workers(queue: &'static str, workers: usize) {
+    ::metrics::gauge!(QUEUE_WORKERS, "queue" => queue).set(workers as f64);
 }
 
 /// Sets the [`QUEUE_JOBS`] and [`QUEUE_OLDEST_WAITING`] gauges of one queue.

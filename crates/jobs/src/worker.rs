@@ -255,10 +255,36 @@ pub fn is_retryable(err: &BoxDynError) -> bool {
         .unwrap_or_else(|| err.downcast_ref::<AbortError>().is_none())
 }
 
+/// How often a serving replica reads the workers an operator set per queue.
+pub const SCALE_POLL: Duration = Duration::from_secs(1);
+
+/// The workers a replica should run for `queue`: what an operator set, else `configured`;
+/// `current` when the setting cannot be read (the replica keeps what it runs).
+pub async fn workers_wanted(
+    db: &repo::Db,
+    queue: &str,
+    configured: usize,
+    current: usize,
+) -> usize {
+    match db.queue_scales().all().await {
+        Ok(set) => set
+            .into_iter()
+            .find(|(q, _)| q == queue)
+            .and_then(|(_, n)| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(configured),
+        Err(err) => {
+            tracing::debug!(queue, error = %err, "reading the workers set per queue failed; keeping the workers running");
+            current
+        }
+    }
+}
+
 /// Builds and runs the apalis workers of a queue until `$shutdown` completes, with the
 /// runtime's policy from `$options` (a [`WorkerOptions`]).
 ///
-/// A process runs `concurrency` workers of one job each rather than one worker of
+/// A process runs `concurrency` workers (or what `snapctl queues scale` set, obeyed within
+/// [`SCALE_POLL`]) of one job each rather than one worker of
 /// `concurrency` jobs: each apalis worker fetches, marks and acknowledges its jobs in one
 /// sequential loop, which capped a single worker near 150 jobs/s with stalls of hundreds of
 /// milliseconds under a steady stream of single pushes. Separate workers (each with its own
@@ -283,8 +309,19 @@ macro_rules! run_worker {
         // workers woke each other into a busy loop of empty fetches, about a thousand a
         // second.) Dropping the set aborts them, as dropping the joined futures did.
         let mut workers = tokio::task::JoinSet::new();
-        for index in 0..options.concurrency.max(1) {
-            let shutdown = shutdown.clone();
+        // Starts worker `index`, which runs until the shutdown or until its stop sender (kept
+        // in `running`) is dropped: then it stops as at a shutdown, its running job finishing.
+        let start_worker = |workers: &mut tokio::task::JoinSet<Result<(), apalis::prelude::WorkerError>>,
+                            index: usize| {
+            let (own_stop, mut stopped) = tokio::sync::watch::channel(());
+            let stopping = async move {
+                // Only the sender's drop ends this wait.
+                while stopped.changed().await.is_ok() {}
+            };
+            let shutdown = futures::future::select(shutdown.clone(), Box::pin(stopping))
+                .map(|_| ())
+                .boxed()
+                .shared();
             let make_storage = make_storage.clone();
             let db = db.clone();
             let data = data.clone();
@@ -370,8 +407,46 @@ macro_rules! run_worker {
                     }
                 }
             });
-        }
+            own_stop
+        };
+        // The workers running, by index, each with its stop: as many as the operator set for
+        // the queue (`snapctl queues scale`), else as configured, read every SCALE_POLL.
+        // Indexes are never reused: a worker still finishing its job after a scale-down
+        // keeps its name to itself.
+        let configured = options.concurrency.max(1);
+        let mut running = std::collections::BTreeMap::new();
+        let mut next_index = 0usize;
+        let mut wanted = $crate::worker::workers_wanted(&db, $queue, configured, configured).await;
         let mut first_error: Option<String> = None;
+        loop {
+            while running.len() < wanted {
+                running.insert(next_index, start_worker(&mut workers, next_index));
+                next_index += 1;
+            }
+            while running.len() > wanted {
+                // Dropping its stop stops the newest worker once its job is done.
+                running.pop_last();
+            }
+            $crate::metrics::queue_workers($queue, running.len());
+            tokio::select! {
+                joined = workers.join_next(), if !workers.is_empty() => {
+                    let failure = match joined {
+                        Some(Ok(Ok(()))) | None => continue,
+                        Some(Ok(Err(err))) => err.to_string(),
+                        Some(Err(err)) => format!("a worker task ended abnormally: {err}"),
+                    };
+                    first_error.get_or_insert(failure);
+                }
+                _ = tokio::time::sleep($crate::worker::SCALE_POLL) => {
+                    let now = $crate::worker::workers_wanted(&db, $queue, configured, wanted).await;
+                    if now != wanted {
+                        tracing::info!(queue = $queue, from = wanted, to = now, "workers per replica changed");
+                        wanted = now;
+                    }
+                }
+                _ = shutdown.clone() => break,
+            }
+        }
         while let Some(joined) = workers.join_next().await {
             let failure = match joined {
                 Ok(Ok(())) => continue,

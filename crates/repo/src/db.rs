@@ -424,6 +424,10 @@ impl Db {
         crate::QueuePauseRepo { db: self }
     }
 
+    pub fn queue_scales(&self) -> crate::QueueScaleRepo<'_> {
+        crate::QueueScaleRepo { db: self }
+    }
+
     pub fn queue_history(&self) -> crate::QueueHistoryRepo<'_> {
         crate::QueueHistoryRepo { db: self }
     }

@@ -59,7 +59,7 @@ pub use queue::QueueLatency;
 pub use queue::{
     ActionOutcome, DEPTH_COUNT_CAP, JobAdminRepo, JobAttemptRecord, JobChange, JobFilter,
     JobStatus, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueHistoryRepo, QueueJob,
-    QueueJobRepo, QueueMinute, QueuePauseRepo, QueueWorker, ROLL_UP_AFTER_SECS,
+    QueueJobRepo, QueueMinute, QueuePauseRepo, QueueScaleRepo, QueueWorker, ROLL_UP_AFTER_SECS,
     ROLL_UP_AT_MOST_MINUTES,
 };
 #[cfg(feature = "reference")]

@@ -337,6 +337,47 @@ async fn the_board_shows_the_database_and_escapes_every_value(backend: Backend) 
     assert!(db.queue_pauses().paused().await.unwrap().is_empty());
     let (status, _) = get(port, "/queues/nope/pause").await;
     assert_eq!(status, 400, "an unknown queue");
+    // Workers per replica, from the queue's page: confirmed, CSRF-checked, kept in the
+    // table every replica reads; bad numbers refused before anything changes.
+    let (_, page) = get(port, "/queues/sync_me_file").await;
+    assert!(page.contains("id=\"scale\""), "{page}");
+    assert!(page.contains("as each replica is configured"), "{page}");
+    let scale = "/queues/sync_me_file/scale?workers=5";
+    let (status, confirm) = get(port, scale).await;
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains("Run 5 worker(s) of sync_me_file on every replica?"),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains("action=\"/queues/sync_me_file/scale?workers=5\""),
+        "{confirm}"
+    );
+    let (status, _) = request(port, "POST", scale, &[], "csrf=wrong").await;
+    assert_eq!(status, 403);
+    assert!(db.queue_scales().all().await.unwrap().is_empty());
+    let (status, _) = request(port, "POST", scale, &[], &format!("csrf={token}")).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        db.queue_scales().all().await.unwrap(),
+        [("sync_me_file".to_owned(), 5)]
+    );
+    let (_, page) = get(port, "/queues/sync_me_file").await;
+    assert!(
+        page.contains("<strong>5</strong> (set by an operator)"),
+        "{page}"
+    );
+    for bad in ["0", "65", "many"] {
+        let path = format!("/queues/sync_me_file/scale?workers={bad}");
+        let (status, refused) = get(port, &path).await;
+        assert_eq!(status, 400, "{bad}: {refused}");
+        let (status, _) = request(port, "POST", &path, &[], &format!("csrf={token}")).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    let back = "/queues/sync_me_file/scale?workers=configured";
+    let (status, _) = request(port, "POST", back, &[], &format!("csrf={token}")).await;
+    assert_eq!(status, 303);
+    assert!(db.queue_scales().all().await.unwrap().is_empty());
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 

@@ -750,3 +750,170 @@ async fn a_running_populate_shows_its_progress_postgres() {
 async fn a_running_populate_shows_its_progress_sqlite() {
     a_running_populate_shows_its_progress(Backend::Sqlite).await;
 }
+
+/// `snapline_queue_workers{queue}` of the replica serving /metrics on `port`.
+fn workers_of(port: u16, queue: &str) -> Option<f64> {
+    let (_, metrics) = snapline_tests::http_get(port, "/metrics")?;
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("snapline_queue_workers{{queue=\"{queue}\"}} ")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn populator(test: &TestDb, port: u16) -> Served {
+    Served::start(
+        &binary("populator"),
+        &test.url,
+        &[
+            (
+                "SNAPLINE_SERVE__POPULATOR_HTTP",
+                format!("127.0.0.1:{port}"),
+            ),
+            ("RUST_LOG", "error".to_owned()),
+        ],
+    )
+}
+
+/// `snapctl queues scale Q N` changes the workers of every running replica within seconds,
+/// a restarted replica starts with it, and `--configured` gives each its setting back; the
+/// jobs pushed after a scale-down are taken by the workers left alone.
+async fn every_replica_obeys_a_queue_scaled_live(backend: Backend) {
+    let test = TestDb::seeded(backend, &SeedOptions::sized(300, 6)).await;
+    let ports = [snapline_tests::free_port(), snapline_tests::free_port()];
+    let replicas: Vec<Served> = ports.iter().map(|port| populator(&test, *port)).collect();
+    let all_show = |n: f64| async move {
+        ports
+            .iter()
+            .all(|port| workers_of(*port, "populate_target") == Some(n))
+    };
+    // The configured concurrency of populate_target (config/default.toml).
+    wait_for("both replicas at the configured 1 worker", || all_show(1.0)).await;
+
+    let out = snapctl(&test, &["queues", "scale", "populate_target", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("every replica runs 3 worker(s)"),
+        "{}",
+        stdout(&out)
+    );
+    wait_for("both replicas at 3 workers", || all_show(3.0)).await;
+    let listed = snapctl_json(&test, &["queues", "list"]);
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "populate_target")
+        .expect("populate_target listed")
+        .clone();
+    assert_eq!(row["workers_set"], 3, "{row}");
+    // Each replica's third worker registered with the queue.
+    let (workers_table, jobs_table) = match backend {
+        Backend::Postgres => ("apalis.workers", "apalis.jobs"),
+        Backend::Sqlite => ("Workers", "Jobs"),
+    };
+    let third_workers =
+        format!("SELECT COUNT(*) FROM {workers_table} WHERE id LIKE 'populate_target@%#2'");
+    wait_for("each replica's third worker registered", || async {
+        snapline_tests::scalar(&test.db, &third_workers).await == 2
+    })
+    .await;
+
+    let out = snapctl(&test, &["queues", "scale", "populate_target", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("both replicas back at 1 worker", || all_show(1.0)).await;
+    for target in 1..=6 {
+        populate_target::enqueue(&test.db, domain::TargetId(target))
+            .await
+            .unwrap();
+    }
+    wait_for("the six populates done", || async {
+        snapline_tests::done_jobs(&test.db, "populate_target").await == 6
+    })
+    .await;
+    let taken_by_others = snapline_tests::scalar(
+        &test.db,
+        &format!(
+            "SELECT COUNT(*) FROM {jobs_table} WHERE job_type = 'populate_target' \
+             AND lock_by NOT LIKE '%#0'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        taken_by_others, 0,
+        "only the first worker of each replica is left to take jobs"
+    );
+
+    // A restart keeps the setting.
+    drop(replicas);
+    let port = snapline_tests::free_port();
+    let _restarted = populator(&test, port);
+    let scaled = snapctl(&test, &["queues", "scale", "populate_target", "2"]);
+    assert!(scaled.status.success());
+    wait_for("the restarted replica at 2 workers", || async {
+        workers_of(port, "populate_target") == Some(2.0)
+    })
+    .await;
+    let out = snapctl(
+        &test,
+        &["queues", "scale", "populate_target", "--configured"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("configured workers again"),
+        "{}",
+        stdout(&out)
+    );
+    wait_for("the replica back at its configured 1", || async {
+        workers_of(port, "populate_target") == Some(1.0)
+    })
+    .await;
+
+    // Bad input is refused with a clear error and changes nothing.
+    for (args, says) in [
+        (
+            vec!["queues", "scale", "populate_target", "0"],
+            "from 1 to 64, not 0",
+        ),
+        (
+            vec!["queues", "scale", "populate_target", "65"],
+            "from 1 to 64, not 65",
+        ),
+        (
+            vec!["queues", "scale", "no_such_queue", "2"],
+            "unknown queue `no_such_queue`",
+        ),
+        (vec!["queues", "scale", "populate_target"], "required"),
+    ] {
+        let out = snapctl(&test, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        snapline_tests::scalar(&test.db, "SELECT COUNT(*) FROM snapline_queue_scales").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_obeys_a_queue_scaled_live_postgres() {
+    every_replica_obeys_a_queue_scaled_live(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_obeys_a_queue_scaled_live_sqlite() {
+    every_replica_obeys_a_queue_scaled_live(Backend::Sqlite).await;
+}

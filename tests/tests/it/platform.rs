@@ -163,6 +163,7 @@ async fn migration_up_builds_no_second_copy_of_an_index_the_platform_has() {
             "snapline_populate_runs",
             "snapline_queue_minutes",
             "snapline_queue_pauses",
+            "snapline_queue_scales",
             "snapline_schema_settings"
         ]
     );

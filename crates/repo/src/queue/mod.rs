@@ -18,7 +18,7 @@ pub use jobs::QueueLatency;
 pub use jobs::{
     DEPTH_COUNT_CAP, PLAIN_SQL_PUSH, PLAIN_SQL_PUSH_POPULATE, QueueDepth, QueueJobRepo, QueueWorker,
 };
-pub use pauses::QueuePauseRepo;
+pub use pauses::{QueuePauseRepo, QueueScaleRepo};
 
 use crate::{Backend, Db};
 use sea_orm::{FromQueryResult, Value};
