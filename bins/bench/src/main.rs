@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod audit;
 mod backfill;
+mod board;
 mod capture;
 mod harness;
 mod populate;
@@ -19,6 +20,7 @@ mod sync;
 
 use audit::bench_audit;
 use backfill::bench_backfill;
+use board::bench_board;
 use capture::{CaptureLoad, bench_bridge, bench_capture};
 use populate::{PopulateBench, bench_populate};
 use sync::{SyncLoad, TagEdit, bench_sync};
@@ -142,6 +144,15 @@ enum Bench {
         #[arg(long)]
         reuse: bool,
     },
+    /// Every page of `snapctl board` (a child process beside this one) timed over HTTP with
+    /// a queue table of `finished` finished and `waiting` waiting jobs and a day of rolled-up
+    /// minutes. Example: bench board --finished 1000000 --waiting 100000
+    Board {
+        #[arg(long, default_value_t = 1_000_000)]
+        finished: u64,
+        #[arg(long, default_value_t = 100_000)]
+        waiting: u64,
+    },
     /// The three services, two replicas each, under platform-shaped writes through capture
     /// while faults are injected (kill -9, sessions terminated, one PostgreSQL restart,
     /// queues paused); then the queues drain and `snapctl audit` must find zero drift and
@@ -262,6 +273,7 @@ fn main() -> ExitCode {
                 targets,
                 reuse,
             } => bench_audit(&cli.server, me_files, targets, reuse).await,
+            Bench::Board { finished, waiting } => bench_board(&cli.server, finished, waiting).await,
             Bench::Soak {
                 minutes,
                 seed,

@@ -143,9 +143,16 @@ fn time_labels(slots: &[Slot], step: f64) -> Markup {
         0 => vec![],
         n => vec![0, n / 2, n - 1],
     };
+    let last = slots.len().saturating_sub(1);
     html! {
         @for i in marks {
-            text.time x=(fmt(LEFT + i as f64 * step)) y=(HEIGHT - 4.0) { (clock(slots[i].start)) }
+            // The last label ends at its slot's right edge, inside the picture.
+            @let (x, anchor) = if i == last && i > 0 {
+                (LEFT + (i + 1) as f64 * step, "end")
+            } else {
+                (LEFT + i as f64 * step, "start")
+            };
+            text.time x=(fmt(x)) y=(HEIGHT - 4.0) text-anchor=(anchor) { (clock(slots[i].start)) }
         }
     }
 }

@@ -35,6 +35,9 @@ const LIST_LIMIT: u64 = 100;
 /// Counts on a page stop here (shown as `N+`): no page reads more than this many rows for a
 /// count, however big the table.
 const COUNT_CAP: u64 = 100_000;
+/// The overview's and a queue page's counts per status stop here (shown as `N+`): four
+/// queues of five statuses each stay within the page's 100 ms on a queue of millions.
+const OVERVIEW_COUNT_CAP: i64 = 10_000;
 /// Targets the targets page shows at most.
 const TARGETS_LIMIT: u64 = 200;
 /// (target, band) rows the targets page shows at most, however many bands a target has.

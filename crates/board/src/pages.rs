@@ -111,6 +111,11 @@ pub(crate) fn job_state(status: &str) -> Markup {
     html! { span class=(class) { (status) } }
 }
 
+/// A count on the overview: `n`, or `n+` when it reached [`OVERVIEW_COUNT_CAP`].
+pub(crate) fn overview_count(n: i64) -> String {
+    capped_at(n, OVERVIEW_COUNT_CAP as u64)
+}
+
 /// `n`, or `n+` when it reached [`COUNT_CAP`].
 pub(crate) fn capped(n: i64) -> String {
     capped_at(n, COUNT_CAP)
@@ -127,14 +132,10 @@ pub(crate) fn capped_at(n: i64, cap: u64) -> String {
 
 pub(crate) async fn overview(board: &Board) -> Result<Markup, PageError> {
     let db = &board.db;
-    let queues = jobs::admin::queues(db).await?;
+    let queues = jobs::admin::queues_counted_to(db, OVERVIEW_COUNT_CAP).await?;
     let mut last_hour = Vec::with_capacity(queues.len());
     for q in &queues {
-        last_hour.push(
-            db.queue_jobs()
-                .done_within(&q.depth.queue, 3600, COUNT_CAP)
-                .await?,
-        );
+        last_hour.push(jobs::history::done_in_the_last_hour(db, &q.depth.queue).await?);
     }
     let nulls = db.stats().null_snapshots().await?;
     let targets = db.stats().targets_by_status().await?;
@@ -169,12 +170,12 @@ pub(crate) async fn overview(board: &Board) -> Result<Markup, PageError> {
                             }
                         }
                     }
-                    td.n.waiting { (d.waiting) }
-                    td.n.running { (d.running) }
-                    td.n.done { (d.done) }
-                    td.n.failed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=failed" } { (d.failed) } }
-                    td.n.killed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=killed" } { (d.killed) } }
-                    td.n { (capped(*hour)) }
+                    td.n.waiting { (overview_count(d.waiting)) }
+                    td.n.running { (overview_count(d.running)) }
+                    td.n.done { (overview_count(d.done)) }
+                    td.n.failed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=failed" } { (overview_count(d.failed)) } }
+                    td.n.killed { a href={ "/jobs?queue=" (encoded(&d.queue)) "&status=killed" } { (overview_count(d.killed)) } }
+                    td.n { @match hour { Some(n) => { (n) }, None => { "-" } } }
                     td { @match d.oldest_waiting_secs { Some(s) => { (format!("{:.0} s ago", s.max(0.0))) }, None => { "-" } } }
                 }
             }
@@ -501,7 +502,11 @@ pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<Str
         ));
     }
     let history = jobs::history::queue_history(&board.db, &queue).await?;
-    let depth = board.db.queue_jobs().depth(&queue).await?;
+    let depth = board
+        .db
+        .queue_jobs()
+        .depth_counted_to(&queue, OVERVIEW_COUNT_CAP)
+        .await?;
     let workers_set = board
         .db
         .queue_scales()
@@ -532,7 +537,7 @@ pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<Str
             html! {
                 p {
                     a href={ "/jobs?queue=" (encoded(&queue)) } { "its jobs" }
-                    " - now " (depth.waiting) " waiting, " (depth.running) " running; oldest waiting "
+                    " - now " (overview_count(depth.waiting)) " waiting, " (overview_count(depth.running)) " running; oldest waiting "
                     @match depth.oldest_waiting_secs { Some(s) => { (format!("{:.0} s", s.max(0.0))) }, None => { "-" } }
                     "."
                 }
@@ -563,7 +568,7 @@ pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<Str
                 }
                 @if history.minutes.is_empty() {
                     p #no-history {
-                        "No minute of the last hour has been rolled up: the services roll each                          closed minute up while they run (every 15 s)."
+                        "No minute of the last hour has been rolled up: the services roll each closed minute up while they run (every 15 s)."
                     }
                 }
                 (crate::charts::done_and_failed("per-minute", "done and failed per minute, last hour (UTC)", &minutes))

@@ -203,13 +203,18 @@ pub struct QueueState {
 
 /// Every queue snapline consumes, with its backlog and pause.
 pub async fn queues(db: &Db) -> Result<Vec<QueueState>, AdminError> {
+    queues_counted_to(db, repo::DEPTH_COUNT_CAP).await
+}
+
+/// [`queues`] with each status counted up to `cap`.
+pub async fn queues_counted_to(db: &Db, cap: i64) -> Result<Vec<QueueState>, AdminError> {
     let paused = db.queue_pauses().paused().await?;
     let scales = db.queue_scales().all().await?;
     let mut states = Vec::with_capacity(QUEUES.len());
     for queue in QUEUES {
         let paused_at = paused.iter().find(|(q, _)| q == queue).map(|(_, at)| *at);
         states.push(QueueState {
-            depth: db.queue_jobs().depth(queue).await?,
+            depth: db.queue_jobs().depth_counted_to(queue, cap).await?,
             paused: paused_at.is_some(),
             paused_at,
             workers_set: scales.iter().find(|(q, _)| q == queue).map(|(_, n)| *n),

@@ -49,7 +49,8 @@ pub struct QueueHistory {
     pub queue: String,
     /// The database clock when read, Unix seconds.
     pub now: i64,
-    /// The last 60 minutes, oldest first; a minute not rolled up (no service ran) is absent.
+    /// The 60 minutes up to the newest rolled up, oldest first; a minute not rolled up (no
+    /// service ran) is absent.
     pub minutes: Vec<QueueMinute>,
     /// The last 24 hours, summed from the minutes, oldest first (the oldest waiting age is
     /// the hour's largest sample).
@@ -62,9 +63,11 @@ pub async fn queue_history(db: &Db, queue: &str) -> Result<QueueHistory, RepoErr
     let history = db.queue_history();
     let now = history.now().await?;
     let day = history.minutes(queue, now - 24 * 3600).await?;
+    // The hour ending with the newest minute rolled up (a minute or two ago).
+    let newest = day.last().map_or(now, |m| m.minute);
     let minutes = day
         .iter()
-        .filter(|m| m.minute >= now - 3600)
+        .filter(|m| m.minute > newest - 3600)
         .cloned()
         .collect();
     Ok(QueueHistory {
@@ -73,6 +76,15 @@ pub async fn queue_history(db: &Db, queue: &str) -> Result<QueueHistory, RepoErr
         minutes,
         hours: hours_of(&day),
     })
+}
+
+/// Jobs of `queue` done in the last hour's rolled-up minutes (`None`: none rolled up): 60
+/// rows at most, however many jobs the queue table keeps.
+pub async fn done_in_the_last_hour(db: &Db, queue: &str) -> Result<Option<i64>, RepoError> {
+    let history = db.queue_history();
+    let now = history.now().await?;
+    let minutes = history.minutes(queue, now - 3600).await?;
+    Ok((!minutes.is_empty()).then(|| minutes.iter().map(|m| m.done).sum()))
 }
 
 /// Minutes summed per hour (the hour's start, Unix seconds), oldest first.

@@ -50,7 +50,15 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
     .await
     .unwrap();
     let env = [("RUST_LOG", "error".to_owned())];
-    let _populator = Served::start(&binary("populator"), &test.url, &env);
+    // A slow populator, so a populate's progress can be watched: four chunks of 500
+    // me_files, batches of 100 with 300 ms between them.
+    let slow = [
+        ("RUST_LOG", "error".to_owned()),
+        ("SNAPLINE_POPULATOR__CHUNK_ME_FILES", "500".to_owned()),
+        ("SNAPLINE_POPULATOR__BATCH_SIZE", "100".to_owned()),
+        ("SNAPLINE_POPULATOR__BATCH_PAUSE_MS", "300".to_owned()),
+    ];
+    let _populator = Served::start(&binary("populator"), &test.url, &slow);
     let _syncer = Served::start(&binary("syncer"), &test.url, &env);
     wait_for("both jobs killed", || async {
         jobs::admin::list(
@@ -175,10 +183,139 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
         );
         keep_screenshot(&browser.screenshot(), "schedules.png");
 
+        // A queue's charts, rolled up as the services do: drawn, in words and as a table.
+        // An hour of work, written as apalis writes finished jobs, and the minutes the
+        // services already rolled up forgotten so they count it.
+        rt.block_on(async {
+            execute(
+                &db_for_browser,
+                "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen, started_at) \
+                 VALUES ('sync_me_file@earlier:1#0', 'sync_me_file', 'test', '', now(), now()); \
+                 INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
+                   priority, lock_at, lock_by, done_at, last_result) \
+                 SELECT apalis.generate_ulid(), 'sync_me_file', convert_to('{\"me_file_id\":1}', 'UTF8'), \
+                   CASE WHEN i % 25 = 0 THEN 'Killed' ELSE 'Done' END, 1, 3, at, 0, at, \
+                   'sync_me_file@earlier:1#0', at, '{\"Ok\":null}'::jsonb \
+                 FROM generate_series(1, 2000) AS i, \
+                   LATERAL (SELECT now() - interval '2 minutes' \
+                     - (i % 57) * interval '1 minute' * (1 + (i % 3)) / 3 AS at) AS s; \
+                 DELETE FROM snapline_queue_minutes WHERE queue = 'sync_me_file'",
+            )
+            .await;
+            jobs::history::roll_up_once(&db_for_browser).await.unwrap()
+        });
+        browser.open(&format!("{base}/queues/sync_me_file"));
+        assert_eq!(browser.text("main h1"), "queue sync_me_file");
+        assert_eq!(
+            browser.run("return document.querySelectorAll('#per-minute g.slot').length;"),
+            60,
+            "every minute of the last hour rolled up"
+        );
+        assert_eq!(
+            browser.run(
+                "return document.querySelector('#per-minute svg').getBoundingClientRect().width > 300;"
+            ),
+            true,
+            "the chart is drawn at a readable width"
+        );
+        assert!(browser.text("#per-minute .legend").contains("done"));
+        assert!(
+            browser
+                .run("return document.querySelectorAll('#per-minute rect.done').length;")
+                .as_u64()
+                .unwrap()
+                > 10,
+            "the hour's work drawn: {}",
+            browser.source()
+        );
+        keep_screenshot(&browser.screenshot(), "queue.png");
+
+        // Its workers per replica set from the page, confirmed, obeyed by the syncer.
+        browser.run(
+            "document.querySelector('#scale input[name=workers]').value = '3'; return null;",
+        );
+        browser.click("#scale button");
+        assert!(
+            browser.text("#question").starts_with("Run 3 worker(s) of sync_me_file"),
+            "{}",
+            browser.source()
+        );
+        browser.click("#confirm");
+        let started = std::time::Instant::now();
+        while !browser.url().ends_with("/queues/sync_me_file") {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(browser.text("#workers").contains("3 (set by an operator)"));
+        let scaled = rt.block_on(async { db_for_browser.queue_scales().all().await.unwrap() });
+        assert_eq!(scaled, [("sync_me_file".to_owned(), 3)]);
+
+        // A bulk delete from a filtered list: the confirmation counts, the list empties.
+        let killed = rt.block_on(snapline_tests::scalar(
+            &db_for_browser,
+            "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'sync_me_file' AND status = 'Killed'",
+        ));
+        assert!(killed > 1, "the hostile job and the hour's kills");
+        browser.open(&format!("{base}/jobs?queue=sync_me_file&status=killed"));
+        browser.click("a[href^='/jobs/bulk/delete']");
+        assert!(
+            browser.text("#question").starts_with(&format!(
+                "Delete {killed} job(s) matching queue=sync_me_file, status=killed?"
+            )),
+            "{}",
+            browser.text("#question")
+        );
+        browser.click("#confirm");
+        let started = std::time::Instant::now();
+        while browser.run("return document.querySelectorAll('#jobs tr[data-job]').length;") != 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{}", browser.source());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            browser.open(&format!("{base}/jobs?queue=sync_me_file&status=killed"));
+        }
+
+        // A populate's progress on the targets page while it runs: chunks done of all, rows
+        // written and the time left, once a chunk is done.
+        rt.block_on(async {
+            // From empty, so each chunk writes rows.
+            execute(
+                &db_for_browser,
+                "DELETE FROM target_populations WHERE target_band_id IN \
+                 (SELECT id FROM target_bands WHERE target_id = 2)",
+            )
+            .await;
+            populate_target::enqueue(&db_for_browser, domain::TargetId(2))
+                .await
+                .unwrap()
+        });
+        let started = std::time::Instant::now();
+        loop {
+            browser.open(&format!("{base}/targets"));
+            let chunks = browser.run(
+                "const c = document.querySelector('tr[data-populating=\"2\"] td.chunks'); \
+                 return c ? c.textContent : null;",
+            );
+            if let Some(chunks) = chunks.as_str()
+                && !chunks.starts_with("0 of")
+            {
+                let (done, all) = chunks.split_once(" of ").unwrap();
+                assert!(done.parse::<u32>().unwrap() < all.parse::<u32>().unwrap(), "{chunks}");
+                assert!(browser.text("tr[data-populating='2'] td.rows").parse::<i64>().unwrap() > 0);
+                assert!(browser.text("tr[data-populating='2'] td.left").starts_with("about "));
+                keep_screenshot(&browser.screenshot(), "targets-populating.png");
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "no chunk of the populate seen done while it ran: {}",
+                browser.source()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
+
         // On a phone the pages fit the screen's width: a wide table scrolls inside itself,
         // the page does not.
         browser.resize(390, 844);
-        for page in ["/", "/jobs", "/nodes", "/schedules"] {
+        for page in ["/", "/jobs", "/nodes", "/schedules", "/queues/sync_me_file"] {
             browser.open(&format!("{base}{page}"));
             // Any element reaching past the screen's right edge, but what a table scrolls
             // inside itself.

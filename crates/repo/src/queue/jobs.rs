@@ -2,9 +2,9 @@
 //! operator surface read, and the maintenance.
 
 use super::{LAST_ACTIVITY, QueueJob, QueueJobRow, QueueSql};
+use crate::rows::Present;
 #[cfg(feature = "reference")]
 use crate::rows::StatusCount;
-use crate::rows::{Count, Present};
 use crate::{Backend, Db, RepoError};
 use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
@@ -353,7 +353,9 @@ impl QueueJobRepo<'_> {
     }
 
     /// The newest job of `queue` (by when it was due) whose idempotency key starts with
-    /// `prefix` (a schedule's ticks: `backfill_tick:<secs>`), with its key.
+    /// `prefix` (a schedule's ticks: `backfill_tick:<secs>`), with its key: a range of the
+    /// queue's keyed jobs in apalis's `(job_type, idempotency_key)` index, never its other
+    /// jobs.
     pub async fn newest_keyed(
         &self,
         queue: &str,
@@ -371,7 +373,8 @@ impl QueueJobRepo<'_> {
                 self.db.conn(),
                 format!(
                     "SELECT id, idempotency_key AS key FROM {table} WHERE job_type = $1 \
-                     AND substr(idempotency_key, 1, $2) = $3 ORDER BY run_at DESC, id DESC LIMIT 1"
+                     AND idempotency_key IS NOT NULL AND substr(idempotency_key, 1, $2) = $3 \
+                     ORDER BY run_at DESC, id DESC LIMIT 1"
                 ),
                 vec![
                     Value::from(queue),
@@ -415,6 +418,11 @@ impl QueueJobRepo<'_> {
     /// `(job_type, status, last activity)` index (migration 11), however many finished jobs
     /// the table keeps.
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, RepoError> {
+        self.depth_counted_to(queue, DEPTH_COUNT_CAP).await
+    }
+
+    /// [`Self::depth`] with each state counted up to `cap`.
+    pub async fn depth_counted_to(&self, queue: &str, cap: i64) -> Result<QueueDepth, RepoError> {
         let table = self.table();
         // The oldest job that is due: one scheduled ahead is not "waiting" for anything yet.
         let now = self.sql().now();
@@ -441,7 +449,7 @@ impl QueueJobRepo<'_> {
                 self.db.conn(),
                 "queue depth",
                 sql,
-                vec![Value::from(queue), Value::from(DEPTH_COUNT_CAP)],
+                vec![Value::from(queue), Value::from(cap)],
             )
             .await?;
         Ok(QueueDepth {
@@ -491,30 +499,6 @@ impl QueueJobRepo<'_> {
             )
             .await?;
         Ok(rows.into_iter().map(QueueJob::from).collect())
-    }
-
-    /// Jobs of `queue` that finished successfully in the last `secs` seconds, counted up to
-    /// `cap` (a range of the `(job_type, status, last activity)` index).
-    pub async fn done_within(&self, queue: &str, secs: u64, cap: u64) -> Result<i64, RepoError> {
-        let table = self.table();
-        let since = self.sql().secs_ago(2);
-        let row: Count = self
-            .db
-            .fetch_one(
-                self.db.conn(),
-                "jobs done lately",
-                format!(
-                    "SELECT COUNT(*) AS count FROM (SELECT 1 FROM {table} WHERE job_type = $1 \
-                     AND status = 'Done' AND {LAST_ACTIVITY} >= {since} LIMIT $3) capped"
-                ),
-                vec![
-                    Value::from(queue),
-                    self.sql().secs(secs),
-                    Value::from(cap as i64),
-                ],
-            )
-            .await?;
-        Ok(row.count)
     }
 
     /// The `limit` workers heard from last, newest first, each with the jobs it holds (one
