@@ -38,6 +38,9 @@ const COUNT_CAP: u64 = 100_000;
 /// The overview's and a queue page's counts per status stop here (shown as `N+`): four
 /// queues of five statuses each stay within the page's 100 ms on a queue of millions.
 const OVERVIEW_COUNT_CAP: i64 = 10_000;
+/// Jobs of each queue and status whose payloads the job list reads for a me_file or target
+/// filter (the newest): the page's search stays bounded on a queue of millions.
+const PAYLOADS_SEARCHED: u64 = 10_000;
 /// Targets the targets page shows at most.
 const TARGETS_LIMIT: u64 = 200;
 /// (target, band) rows the targets page shows at most, however many bands a target has.

@@ -292,7 +292,9 @@ impl JobsQuery {
 pub(crate) async fn jobs_page(State(board): State<Board>, Query(query): Query<JobsQuery>) -> Page {
     let db = &board.db;
     let filter = query.filter()?;
-    let jobs = jobs::admin::list(db, &filter, LIST_LIMIT).await?;
+    let jobs =
+        jobs::admin::list_searching(db, &filter, LIST_LIMIT, Some(PAYLOADS_SEARCHED)).await?;
+    let searched = filter.me_file_id.is_some() || filter.target_id.is_some();
     let filter_text = filter_query(&query);
     Ok(Html(
         layout(
@@ -319,6 +321,13 @@ pub(crate) async fn jobs_page(State(board): State<Board>, Query(query): Query<Jo
                     label { "target " input type="number" name="target" value=[filter.target_id]; }
                     " "
                     button type="submit" { "filter" }
+                }
+                @if searched {
+                    p #searched {
+                        "A me_file or target is looked for in the payloads of the newest "
+                        (PAYLOADS_SEARCHED) " jobs of each queue and status; `snapctl jobs list \
+                         --me-file` reads them all."
+                    }
                 }
                 @if board.allow_actions && !jobs.is_empty() {
                     p #bulk {

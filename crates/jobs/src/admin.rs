@@ -61,6 +61,18 @@ pub fn known_queue(queue: &str) -> Result<&'static str, AdminError> {
 /// walks that pair's range of the `(job_type, status, last activity)` index, newest first,
 /// and stops after `limit`, instead of sorting every job of the table.
 pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<QueueJob>, AdminError> {
+    list_searching(db, filter, limit, None).await
+}
+
+/// [`list`], a me_file or target filter reading the payloads of only the newest
+/// `payloads_searched` jobs of each queue and status (`None`: of every job): what keeps a
+/// page's search bounded on a queue of millions.
+pub async fn list_searching(
+    db: &Db,
+    filter: &JobFilter,
+    limit: u64,
+    payloads_searched: Option<u64>,
+) -> Result<Vec<QueueJob>, AdminError> {
     let queues: Vec<&str> = match &filter.queue {
         Some(queue) => vec![known_queue(queue)?],
         None => QUEUES.to_vec(),
@@ -80,7 +92,10 @@ pub async fn list(db: &Db, filter: &JobFilter, limit: u64) -> Result<Vec<QueueJo
             })
         })
         .collect();
-    let mut jobs = db.job_admin().list_each(&each, limit).await?;
+    let mut jobs = db
+        .job_admin()
+        .list_each(&each, limit, payloads_searched)
+        .await?;
     // RFC 3339 times in UTC: their text sorts as the times do
     let activity = |job: &QueueJob| {
         job.finished_at

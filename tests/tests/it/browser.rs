@@ -111,6 +111,12 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
             "{}",
             browser.source()
         );
+        // Its story: the one attempt, failed for good by a populator's worker.
+        let attempts = browser.text("#attempts");
+        assert!(
+            attempts.contains("failed, not retried") && attempts.contains("populate_target@"),
+            "{attempts}"
+        );
         keep_screenshot(&browser.screenshot(), "job.png");
 
         // The cause fixed, retried from the page (confirmed), then done.
@@ -257,6 +263,7 @@ async fn in_a_browser_a_failed_job_is_found_retried_and_done_and_hostile_text_st
         ));
         assert!(killed > 1, "the hostile job and the hour's kills");
         browser.open(&format!("{base}/jobs?queue=sync_me_file&status=killed"));
+        keep_screenshot(&browser.screenshot(), "jobs.png");
         browser.click("a[href^='/jobs/bulk/delete']");
         assert!(
             browser.text("#question").starts_with(&format!(

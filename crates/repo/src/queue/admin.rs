@@ -185,6 +185,7 @@ impl JobAdminRepo<'_> {
         &self,
         filters: &[JobFilter],
         limit: u64,
+        payloads_searched: Option<u64>,
     ) -> Result<Vec<QueueJob>, RepoError> {
         if filters.is_empty() {
             return Ok(Vec::new());
@@ -194,14 +195,38 @@ impl JobAdminRepo<'_> {
             .iter()
             .enumerate()
             .map(|(i, filter)| {
-                let conditions = self.conditions(filter, &mut values);
-                values.push(Value::from(limit as i64));
-                format!(
-                    "SELECT * FROM ({} {conditions} ORDER BY {} DESC, id DESC LIMIT ${}) AS part{i}",
-                    self.sql().select_jobs(),
-                    LAST_ACTIVITY,
-                    values.len()
-                )
+                let payload = self.payload_conditions(filter, &mut values);
+                match payloads_searched {
+                    // The payloads of the newest `newest` jobs of the range only: a bounded
+                    // read of the index range, then the filter over those rows.
+                    Some(newest) if !payload.is_empty() => {
+                        let index = self.index_conditions(filter, &mut values);
+                        values.push(Value::from(newest as i64));
+                        let newest_param = values.len();
+                        values.push(Value::from(limit as i64));
+                        format!(
+                            "SELECT * FROM (SELECT * FROM ({} {} ORDER BY {LAST_ACTIVITY} DESC, id DESC \
+                             LIMIT ${newest_param}) AS recent WHERE {} \
+                             ORDER BY COALESCE(finished_at, started_at, run_at) DESC, id DESC LIMIT ${}) AS part{i}",
+                            self.sql().select_jobs(),
+                            where_all(&index),
+                            payload.join(" AND "),
+                            values.len()
+                        )
+                    }
+                    _ => {
+                        let mut conditions = self.index_conditions(filter, &mut values);
+                        conditions.extend(payload);
+                        values.push(Value::from(limit as i64));
+                        format!(
+                            "SELECT * FROM ({} {} ORDER BY {} DESC, id DESC LIMIT ${}) AS part{i}",
+                            self.sql().select_jobs(),
+                            where_all(&conditions),
+                            LAST_ACTIVITY,
+                            values.len()
+                        )
+                    }
+                }
             })
             .collect();
         let rows: Vec<QueueJobRow> = self
@@ -214,6 +239,13 @@ impl JobAdminRepo<'_> {
     /// `WHERE ...` for `filter` (empty when it filters nothing), its values pushed onto
     /// `values`.
     fn conditions(&self, filter: &JobFilter, values: &mut Vec<Value>) -> String {
+        let mut conditions = self.index_conditions(filter, values);
+        conditions.extend(self.payload_conditions(filter, values));
+        where_all(&conditions)
+    }
+
+    /// The filter's queue and status: what the `(job_type, status, ...)` index serves.
+    fn index_conditions(&self, filter: &JobFilter, values: &mut Vec<Value>) -> Vec<String> {
         let mut conditions = Vec::new();
         if let Some(queue) = &filter.queue {
             values.push(Value::from(queue.clone()));
@@ -223,6 +255,12 @@ impl JobAdminRepo<'_> {
             values.push(Value::from(status.as_str()));
             conditions.push(format!("status = ${}", values.len()));
         }
+        conditions
+    }
+
+    /// The filter's me_file and target: read in each job's payload.
+    fn payload_conditions(&self, filter: &JobFilter, values: &mut Vec<Value>) -> Vec<String> {
+        let mut conditions = Vec::new();
         for (key, id) in [
             ("me_file_id", filter.me_file_id),
             ("target_id", filter.target_id),
@@ -231,11 +269,7 @@ impl JobAdminRepo<'_> {
                 conditions.push(self.payload_names(key, id, values));
             }
         }
-        if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        }
+        conditions
     }
 
     /// The job with this id, if any.
@@ -498,4 +532,13 @@ fn quoted_statuses(statuses: &[JobStatus]) -> String {
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `WHERE` and `conditions` joined with `AND`; empty for none.
+fn where_all(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    }
 }
