@@ -40,7 +40,7 @@ const COUNT_CAP: u64 = 100_000;
 const OVERVIEW_COUNT_CAP: i64 = 10_000;
 /// Jobs of each queue and status whose payloads the job list reads for a me_file or target
 /// filter (the newest): the page's search stays bounded on a queue of millions.
-const PAYLOADS_SEARCHED: u64 = 10_000;
+const PAYLOADS_SEARCHED: u64 = 5_000;
 /// Targets the targets page shows at most.
 const TARGETS_LIMIT: u64 = 200;
 /// (target, band) rows the targets page shows at most, however many bands a target has.

@@ -1379,7 +1379,7 @@ async fn the_board_charts_each_queue_and_tells_each_jobs_story_sqlite() {
     the_board_charts_each_queue_and_tells_each_jobs_story(Backend::Sqlite).await
 }
 
-/// A me_file filter on the job list reads the payloads of the newest 10,000 jobs of each
+/// A me_file filter on the job list reads the payloads of the newest 5,000 jobs of each
 /// queue and status only, and says so; `snapctl jobs list --me-file` reads them all.
 async fn the_job_list_searches_payloads_within_a_bound(backend: Backend) {
     let test = TestDb::migrated(backend).await;
@@ -1387,20 +1387,20 @@ async fn the_job_list_searches_payloads_within_a_bound(backend: Backend) {
     let (jobs_table, payload, at) = match backend {
         Backend::Postgres => (
             "apalis.jobs",
-            "convert_to('{\"me_file_id\":' || CASE WHEN i = 10001 THEN 77 ELSE 5 END || '}', 'UTF8')",
+            "convert_to('{\"me_file_id\":' || CASE WHEN i = 5001 THEN 77 ELSE 5 END || '}', 'UTF8')",
             "now() - i * interval '1 second'",
         ),
         Backend::Sqlite => (
             "Jobs",
-            "CAST('{\"me_file_id\":' || CASE WHEN i = 10001 THEN 77 ELSE 5 END || '}' AS BLOB)",
+            "CAST('{\"me_file_id\":' || CASE WHEN i = 5001 THEN 77 ELSE 5 END || '}' AS BLOB)",
             "CAST(strftime('%s', 'now') AS INTEGER) - i",
         ),
     };
-    // 10,001 done jobs: the oldest names me_file 77, the 10,000 newer ones me_file 5.
+    // 5,001 done jobs: the oldest names me_file 77, the 5,000 newer ones me_file 5.
     snapline_tests::execute(
         db,
         &format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001) \
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5001) \
              INSERT INTO {jobs_table} (id, job_type, job, status, attempts, max_attempts, run_at, priority, lock_at, done_at) \
              SELECT 'bounded-' || i, 'sync_me_file', {payload}, 'Done', 1, 3, {at}, 0, {at}, {at} FROM n"
         ),
@@ -1411,8 +1411,8 @@ async fn the_job_list_searches_payloads_within_a_bound(backend: Backend) {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"searched\""), "{page}");
     assert!(
-        !page.contains("bounded-10001"),
-        "beyond the newest 10,000: {page}"
+        !page.contains("bounded-5001"),
+        "beyond the newest 5,000: {page}"
     );
     let (_, page) = get(port, "/jobs?queue=sync_me_file&status=done&me_file=5").await;
     assert!(page.contains("bounded-1<"), "{page}");
@@ -1433,7 +1433,7 @@ async fn the_job_list_searches_payloads_within_a_bound(backend: Backend) {
     .unwrap();
     assert_eq!(
         listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
-        ["bounded-10001"],
+        ["bounded-5001"],
         "the CLI's list reads every payload"
     );
 }

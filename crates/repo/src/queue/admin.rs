@@ -204,11 +204,15 @@ impl JobAdminRepo<'_> {
                         values.push(Value::from(newest as i64));
                         let newest_param = values.len();
                         values.push(Value::from(limit as i64));
+                        // Only ids, payloads and activity are read for the search; the
+                        // columns shown, for the matches alone.
                         format!(
-                            "SELECT * FROM (SELECT * FROM ({} {} ORDER BY {LAST_ACTIVITY} DESC, id DESC \
-                             LIMIT ${newest_param}) AS recent WHERE {} \
-                             ORDER BY COALESCE(finished_at, started_at, run_at) DESC, id DESC LIMIT ${}) AS part{i}",
+                            "SELECT * FROM ({} WHERE id IN (SELECT id FROM \
+                             (SELECT id, job, {LAST_ACTIVITY} AS activity FROM {} {} \
+                              ORDER BY {LAST_ACTIVITY} DESC, id DESC LIMIT ${newest_param}) AS recent \
+                             WHERE {} ORDER BY activity DESC, id DESC LIMIT ${})) AS part{i}",
                             self.sql().select_jobs(),
+                            self.table(),
                             where_all(&index),
                             payload.join(" AND "),
                             values.len()
