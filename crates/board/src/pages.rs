@@ -504,12 +504,9 @@ fn attempt_outcome(status: &str, had_worker: bool) -> Markup {
 /// A queue's charts: jobs done and failed per minute over the last hour and per hour over
 /// the last day, and the oldest waiting job's age, from the minutes the services rolled up.
 pub(crate) async fn queue_page(State(board): State<Board>, Path(queue): Path<String>) -> Page {
-    if !jobs::queues::ALL.contains(&queue.as_str()) {
-        return Err(PageError(
-            StatusCode::NOT_FOUND,
-            format!("no queue is called {queue:?}"),
-        ));
-    }
+    // An unknown queue is no page (a 404, where an action naming one is a 400).
+    jobs::admin::known_queue(&queue)
+        .map_err(|err| PageError(StatusCode::NOT_FOUND, err.to_string()))?;
     let history = jobs::history::queue_history(&board.db, &queue).await?;
     let depth = board
         .db

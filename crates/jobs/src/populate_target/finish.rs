@@ -7,8 +7,9 @@ use crate::JobError;
 use domain::{PopulationStatus, TargetBands, TargetId};
 use repo::{ChunkFinished, ChunkRange, Db};
 
-/// Records a committed chunk of run `run` with the rows it wrote (`done`'s); the chunk that finds every other chunk of the
-/// run done sets the target `populated` (with the platform's event, in one transaction).
+/// Records a committed chunk of run `run` with the rows it wrote (`done`'s changes); the
+/// chunk that finds every other chunk of the run done sets the target `populated` (with the
+/// platform's event, in one transaction).
 /// Returns the status the run is in: `populated`, `populating` (chunks left) or
 /// `superseded` (a newer run started; this one never finishes).
 pub(super) async fn finish_chunk(
@@ -25,7 +26,7 @@ pub(super) async fn finish_chunk(
     }
     match tx
         .populate_runs()
-        .finish_chunk(target_id, run, chunk.after, done.rows_written())
+        .finish_chunk(target_id, run, chunk.after, done.changes())
         .await?
     {
         ChunkFinished::NotRecorded => Ok(SUPERSEDED.into()),

@@ -106,11 +106,7 @@ pub struct PopulateSummary {
 }
 
 impl PopulateSummary {
-    /// Rows it wrote: inserted, moved, refreshed and deleted.
-    pub fn rows_written(&self) -> u64 {
-        self.inserted + self.moved + self.refreshed + self.deleted
-    }
-
+    /// Rows it wrote: inserted, moved, deleted and refreshed (what a run's progress counts).
     pub fn changes(&self) -> u64 {
         self.inserted + self.moved + self.deleted + self.refreshed
     }

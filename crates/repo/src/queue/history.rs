@@ -114,7 +114,8 @@ impl QueueHistoryRepo<'_> {
         let end = newest + 60;
         let done = self.done_per_minute(queue, first, end).await?;
         let failed = self.failed_per_minute(queue, first, end).await?;
-        let oldest = self.db.queue_jobs().depth(queue).await?.oldest_waiting_secs;
+        // The age alone: no count of the queue's states on this path.
+        let oldest = self.db.queue_jobs().oldest_waiting_secs(queue).await?;
         let mut rows = Vec::new();
         let mut values = Vec::new();
         for minute in (first..=newest).step_by(60) {

@@ -424,9 +424,6 @@ impl QueueJobRepo<'_> {
     /// [`Self::depth`] with each state counted up to `cap`.
     pub async fn depth_counted_to(&self, queue: &str, cap: i64) -> Result<QueueDepth, RepoError> {
         let table = self.table();
-        // The oldest job that is due: one scheduled ahead is not "waiting" for anything yet.
-        let now = self.sql().now();
-        let age = self.sql().age_secs("run_at");
         let count = |statuses: &str| {
             format!(
                 "(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE job_type = $1 \
@@ -435,13 +432,13 @@ impl QueueJobRepo<'_> {
         };
         let sql = format!(
             "SELECT {} AS waiting, {} AS running, {} AS done, {} AS failed, {} AS killed, \
-             (SELECT {age} FROM {table} WHERE job_type = $1 AND status = 'Pending' \
-              AND run_at <= {now} ORDER BY {LAST_ACTIVITY} LIMIT 1) AS oldest_waiting_secs",
+             {} AS oldest_waiting_secs",
             count("'Pending'"),
             count("'Queued', 'Running'"),
             count("'Done'"),
             count("'Failed'"),
             count("'Killed'"),
+            self.oldest_waiting_sql(),
         );
         let row: DepthRow = self
             .db
@@ -461,6 +458,42 @@ impl QueueJobRepo<'_> {
             killed: row.killed,
             oldest_waiting_secs: row.oldest_waiting_secs,
         })
+    }
+
+    /// The age in seconds of `queue`'s oldest waiting job, if one waits: one entry of the
+    /// `(job_type, status, last activity)` index.
+    pub async fn oldest_waiting_secs(&self, queue: &str) -> Result<Option<f64>, RepoError> {
+        #[derive(FromQueryResult)]
+        struct Oldest {
+            oldest_waiting_secs: Option<f64>,
+        }
+        let row: Oldest = self
+            .db
+            .fetch_one(
+                self.db.conn(),
+                "oldest waiting job",
+                format!(
+                    "SELECT {} AS oldest_waiting_secs",
+                    self.oldest_waiting_sql()
+                ),
+                vec![Value::from(queue)],
+            )
+            .await?;
+        Ok(row.oldest_waiting_secs)
+    }
+
+    /// The subquery of the oldest waiting job's age, the queue bound at `$1`. The oldest job
+    /// that is due: one scheduled ahead is not "waiting" for anything yet.
+    fn oldest_waiting_sql(&self) -> String {
+        let (table, now, age) = (
+            self.table(),
+            self.sql().now(),
+            self.sql().age_secs("run_at"),
+        );
+        format!(
+            "(SELECT {age} FROM {table} WHERE job_type = $1 AND status = 'Pending' \
+             AND run_at <= {now} ORDER BY {LAST_ACTIVITY} LIMIT 1)"
+        )
     }
 
     /// When a job of `queue` last finished successfully (Unix seconds), if one is kept.
